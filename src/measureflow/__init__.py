@@ -1,0 +1,43 @@
+"""measureflow: optimal transport, Wasserstein-type gradient flows and mean-field analysis.
+
+Pillars (subpackages, imported lazily on first attribute access)::
+
+    measureflow.ot            static and dynamic OT toolbox
+    measureflow.bregman       cyclic KL projections, W1 on graphs (flow-Sinkhorn)
+    measureflow.spectral      Schatten gauges, spectral Wasserstein, normalized flows
+    measureflow.optim         Schatten-p / Muon optimizers
+    measureflow.conservation  conservation laws and intrinsic dynamics by autodiff
+    measureflow.attention     attention on measures, Transformer PDE, token-sample complexity
+    measureflow.inverse       (sharpened) Fenchel-Young losses, inverse UOT / JKO
+    measureflow.meanfield     VarPro two-timescale training, ultra-fast diffusion
+    measureflow.sampling      score matching + Langevin sampling of Gaussians
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata as _metadata
+
+from .core.errors import ConvergenceWarning, ExperimentSkipped, InputError
+
+try:
+    __version__ = _metadata.version("measureflow")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+_SUBPACKAGES = ("core", "ot", "bregman", "spectral", "optim", "conservation", "attention",
+                "inverse", "meanfield", "sampling", "experiments")
+
+__all__ = ["InputError", "ConvergenceWarning", "ExperimentSkipped", "__version__", *_SUBPACKAGES]
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        mod = importlib.import_module(f"{__name__}.{name}")
+        globals()[name] = mod
+        return mod
+    raise AttributeError(f"module 'measureflow' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBPACKAGES))

@@ -1,0 +1,158 @@
+"""Array handling: NumPy / list / torch in, torch compute, same kind out.
+
+Convention (design.md): inputs may be NumPy arrays, Python scalars/lists or torch tensors.
+All computation is done in torch. If *any* array argument of a call is a torch tensor the
+outputs are tensors on that tensor's device and dtype, with autograd kept; otherwise the
+outputs are NumPy arrays (0-d results become Python floats). NumPy / list inputs are converted
+to float64 unless a torch tensor fixes the dtype.
+
+Typical use inside a public function::
+
+    ctx = ArrayContext(x, y)          # inspects the inputs once
+    x = ctx.tensor(x, "x")            # torch tensor, common dtype/device, finite-checked
+    ...
+    return ctx.wrap(result)           # tensors -> numpy if the call was a NumPy call
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import InputError
+
+__all__ = ["ArrayContext", "as_tensor", "to_numpy", "is_tensor", "DEFAULT_DTYPE"]
+
+DEFAULT_DTYPE = torch.float64
+
+
+def is_tensor(x: Any) -> bool:
+    return isinstance(x, torch.Tensor)
+
+
+def _first_tensor(arrays) -> torch.Tensor | None:
+    for a in arrays:
+        if isinstance(a, torch.Tensor) and a.is_floating_point():
+            return a
+    for a in arrays:
+        if isinstance(a, torch.Tensor):
+            return a
+    return None
+
+
+def as_tensor(x: Any, name: str = "x", *, dtype: torch.dtype | None = None,
+              device: torch.device | str | None = None, check_finite: bool = True) -> torch.Tensor:
+    """Convert ``x`` to a floating torch tensor without copying when possible.
+
+    Tensors keep their dtype/device (and autograd graph) unless ``dtype``/``device`` is given.
+    NumPy arrays, lists and scalars become float64 (or ``dtype``). Raises :class:`InputError`
+    naming ``name`` if ``x`` cannot be converted or (``check_finite``) contains NaN/Inf.
+    """
+    if x is None:
+        raise InputError(f"{name}: expected an array, got None")
+    if isinstance(x, torch.Tensor):
+        t = x
+        if not t.is_floating_point():
+            t = t.to(dtype or DEFAULT_DTYPE)
+        if dtype is not None and t.dtype != dtype:
+            t = t.to(dtype)
+        if device is not None and t.device != torch.device(device):
+            t = t.to(device)
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as exc:  # pragma: no cover - exotic input
+            raise InputError(f"{name}: cannot be converted to an array ({exc})") from None
+        if arr.dtype == object:
+            raise InputError(f"{name}: ragged or non-numeric array")
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise InputError(f"{name}: expected numeric values, got dtype {arr.dtype}")
+        if np.iscomplexobj(arr):
+            raise InputError(f"{name}: complex values are not supported")
+        t = torch.as_tensor(np.ascontiguousarray(arr), dtype=dtype or DEFAULT_DTYPE, device=device)
+    if check_finite and t.numel() and not bool(torch.isfinite(t.detach()).all()):
+        raise InputError(f"{name}: contains NaN or Inf")
+    return t
+
+
+def to_numpy(x: Any) -> Any:
+    """Tensor -> NumPy (0-d -> Python float/int/bool); other objects are returned unchanged."""
+    if isinstance(x, torch.Tensor):
+        arr = x.detach().cpu().numpy()
+        if arr.ndim == 0:
+            return arr.item()
+        return arr
+    return x
+
+
+class ArrayContext:
+    """Remembers how a public function was called, to return outputs of the same kind.
+
+    Parameters
+    ----------
+    *arrays:
+        The array-like arguments of the call (``None`` entries are ignored). The first floating
+        torch tensor among them fixes dtype and device; if there is none the call is a NumPy call
+        and the compute dtype is float64 on CPU.
+    dtype, device:
+        Optional overrides of the compute dtype/device.
+    """
+
+    def __init__(self, *arrays: Any, dtype: torch.dtype | None = None, device=None):
+        ref = _first_tensor([a for a in arrays if a is not None])
+        self.is_torch = ref is not None
+        if ref is not None:
+            self.dtype = dtype or (ref.dtype if ref.is_floating_point() else DEFAULT_DTYPE)
+            self.device = torch.device(device) if device is not None else ref.device
+        else:
+            self.dtype = dtype or DEFAULT_DTYPE
+            self.device = torch.device(device) if device is not None else torch.device("cpu")
+
+    @property
+    def is_numpy(self) -> bool:
+        return not self.is_torch
+
+    def tensor(self, x: Any, name: str, *, check_finite: bool = True) -> torch.Tensor:
+        """Convert one argument to the call's dtype/device (autograd kept for tensors)."""
+        return as_tensor(x, name, dtype=self.dtype, device=self.device, check_finite=check_finite)
+
+    def zeros(self, *shape: int) -> torch.Tensor:
+        return torch.zeros(*shape, dtype=self.dtype, device=self.device)
+
+    def ones(self, *shape: int) -> torch.Tensor:
+        return torch.ones(*shape, dtype=self.dtype, device=self.device)
+
+    def scalar(self, value: float) -> torch.Tensor:
+        return torch.as_tensor(value, dtype=self.dtype, device=self.device)
+
+    def wrap(self, obj: Any) -> Any:
+        """Return ``obj`` with every tensor converted to NumPy if this was a NumPy call.
+
+        Handles tensors, tuples, lists, dicts and dataclass instances (recursively). Torch calls
+        return ``obj`` unchanged.
+        """
+        if self.is_torch:
+            return obj
+        return _convert(obj)
+
+
+def _convert(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return to_numpy(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        changes = {f.name: _convert(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                   if f.init}
+        return dataclasses.replace(obj, **changes)
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(_convert(v) for v in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_convert(v) for v in obj)
+    if isinstance(obj, dict):
+        return {k: _convert(v) for k, v in obj.items()}
+    if isinstance(obj, numbers.Number) or obj is None:
+        return obj
+    return obj

@@ -1,0 +1,76 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from measureflow import InputError
+from measureflow.core import ArrayContext, as_tensor, to_numpy
+from measureflow.core.results import SolverResult
+
+
+def test_numpy_in_numpy_out_float64():
+    ctx = ArrayContext(np.arange(3, dtype=np.float32))
+    t = ctx.tensor(np.arange(3, dtype=np.float32), "x")
+    assert t.dtype == torch.float64 and ctx.is_numpy
+    out = ctx.wrap(t * 2)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float64
+    np.testing.assert_allclose(out, [0, 2, 4])
+
+
+def test_list_input_and_scalar_output():
+    ctx = ArrayContext([1.0, 2.0])
+    t = ctx.tensor([1.0, 2.0], "x")
+    out = ctx.wrap(t.sum())
+    assert isinstance(out, float) and out == 3.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tensor_in_tensor_out_same_dtype_and_grad(dtype):
+    x = torch.randn(4, dtype=dtype, requires_grad=True)
+    ctx = ArrayContext(np.ones(4), x)  # a tensor anywhere makes it a torch call
+    y = ctx.tensor(np.ones(4), "y")
+    assert y.dtype == dtype and y.device == x.device
+    out = ctx.wrap((ctx.tensor(x, "x") * y).sum())
+    assert isinstance(out, torch.Tensor) and out.dtype == dtype
+    out.backward()
+    torch.testing.assert_close(x.grad, torch.ones(4, dtype=dtype))
+
+
+def test_integer_tensor_promoted_to_float64():
+    ctx = ArrayContext(torch.arange(3))
+    assert ctx.dtype == torch.float64 and ctx.is_torch
+
+
+def test_wrap_recurses_into_dataclasses_tuples_dicts():
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class R(SolverResult):
+        value: object = None
+        extra: object = None
+
+    ctx = ArrayContext(np.ones(2))
+    r = ctx.wrap(R(value=torch.ones(2), extra={"a": (torch.zeros(1), 3)}))
+    assert isinstance(r.value, np.ndarray)
+    assert isinstance(r.extra["a"][0], np.ndarray) and r.extra["a"][1] == 3
+    assert r.converged is True and r.n_iter == 0 and r.errors == []
+
+
+@pytest.mark.parametrize("bad", [[1.0, np.nan], [np.inf], torch.tensor([0.0, float("nan")])])
+def test_nan_inf_rejected_with_name(bad):
+    with pytest.raises(InputError, match="^weights: contains NaN or Inf"):
+        as_tensor(bad, "weights")
+
+
+@pytest.mark.parametrize("bad", [None, "abc", [[1, 2], [3]], [1 + 2j]])
+def test_non_numeric_rejected(bad):
+    with pytest.raises(InputError, match="^x:"):
+        as_tensor(bad, "x")
+
+
+def test_input_error_is_value_error():
+    assert issubclass(InputError, ValueError)
+
+
+def test_to_numpy_passthrough():
+    assert to_numpy("a") == "a"
+    assert to_numpy(torch.tensor(2.5)) == 2.5

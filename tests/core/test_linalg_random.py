@@ -1,0 +1,46 @@
+import numpy as np
+import torch
+
+from measureflow.core import loglog_fit, make_generator, seed_everything
+from measureflow.core.linalg import cost_matrix, invsqrtm_psd, psd_power, sqdist, sqrtm_psd
+
+
+def test_sqrtm_and_inverse_sqrt():
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(5, 5, generator=g, dtype=torch.float64)
+    S = A @ A.T + 0.1 * torch.eye(5, dtype=torch.float64)
+    R = sqrtm_psd(S)
+    torch.testing.assert_close(R @ R, S)
+    torch.testing.assert_close(invsqrtm_psd(S) @ S @ invsqrtm_psd(S), torch.eye(5, dtype=S.dtype))
+    torch.testing.assert_close(psd_power(S, 2.0), S @ S)
+
+
+def test_sqdist_matches_cdist_and_has_no_half():
+    x = torch.randn(7, 3, dtype=torch.float64)
+    y = torch.randn(5, 3, dtype=torch.float64)
+    torch.testing.assert_close(sqdist(x, y), torch.cdist(x, y) ** 2)
+    assert torch.all(torch.diagonal(sqdist(x, x)) == 0)
+    torch.testing.assert_close(cost_matrix(x, y, 1), torch.cdist(x, y))
+    torch.testing.assert_close(cost_matrix(x, y, 3), torch.cdist(x, y) ** 3)
+
+
+def test_generators_are_deterministic():
+    a = torch.randn(3, generator=make_generator(5))
+    b = torch.randn(3, generator=make_generator(5))
+    assert torch.equal(a, b)
+    g = make_generator(1)
+    assert make_generator(g) is g
+    seed_everything(3)
+    u = (np.random.rand(), torch.rand(1).item())
+    seed_everything(3)
+    assert u == (np.random.rand(), torch.rand(1).item())
+
+
+def test_loglog_fit_recovers_known_rate():
+    n = np.array([10, 20, 40, 80, 160])
+    fit = loglog_fit(n, 3.0 * n**-0.5)
+    assert abs(fit["slope"] + 0.5) < 1e-12 and abs(np.exp(fit["intercept"]) - 3.0) < 1e-10
+    assert fit["slope_se"] < 1e-10
+    noisy = 3.0 * n**-0.5 * np.exp(np.array([0.1, -0.1, 0.05, -0.05, 0.0]))
+    fit = loglog_fit(n, noisy)
+    assert 0 < fit["slope_se"] < 0.2 and abs(fit["slope"] + 0.5) < 3 * fit["slope_se"] + 0.05
