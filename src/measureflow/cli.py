@@ -28,9 +28,12 @@ def _fail_usage(msg: str) -> None:
 @app.command("list")
 def list_cmd() -> None:
     """List registered experiments: name, paper, section, title (one per line)."""
-    from .experiments import registry
+    from .experiments import import_errors, registry
     for name, exp in registry().items():
         typer.echo(f"{name}\t{exp.paper}\t{exp.section}\t{exp.title}")
+    for mod, tb in import_errors().items():
+        typer.echo(f"error: experiment module {mod!r} failed to import: "
+                   f"{tb.strip().splitlines()[-1]}", err=True)
 
 
 def _check_writable(out: Path) -> None:
@@ -59,7 +62,7 @@ def reproduce(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from .experiments import select
+    from .experiments import import_errors, select
     from .experiments.runner import run_experiments
 
     try:
@@ -96,6 +99,11 @@ def reproduce(
     n_claims = sum(r.n_claims for r in records)
     n_pass = sum(r.n_passed for r in records)
     bad = [r for r in records if r.status in ("failed", "error")]
+    broken = import_errors()
+    for mod, tb in broken.items():
+        console.print(f"[magenta]error[/] experiment module {mod!r} failed to import: "
+                      f"{tb.strip().splitlines()[-1]}")
+    bad += list(broken)
     console.print(f"{n_pass}/{n_claims} claims passed; report: {out / 'index.html'}")
     raise typer.Exit(1 if bad else 0)
 
