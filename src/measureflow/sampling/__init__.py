@@ -1,0 +1,17 @@
+"""Score matching + Langevin sampling of Gaussians: exact W2 error and simulation.
+
+Hurault, Terris, Moreau, Peyre, arXiv:2503.11615 (reconstructed from the abstract; see
+docs/sampling.md for which formulas are exact and which asymptotic). Public API:
+
+- :func:`pipeline` -- empirical covariance -> linear DSM (closed form / gd / sgd) -> ULA ->
+  exact Gaussian law reached, simulated chains, Bures W2 error to the target;
+- :func:`w2_error` -- expected W2^2 error as a kernel-type norm of the spectrum, split into
+  named sources (noise, discretization, optimization, finite_samples);
+- :func:`ula_covariance` -- exact K-step / stationary covariance of linear ULA.
+"""
+
+from .gaussian import PipelineResult, dsm_score_matrix, pipeline, score_function, ula_covariance
+from .theory import W2ErrorTerms, w2_error
+
+__all__ = ["pipeline", "w2_error", "ula_covariance", "PipelineResult", "W2ErrorTerms",
+           "score_function", "dsm_score_matrix"]

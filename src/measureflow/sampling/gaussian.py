@@ -1,0 +1,343 @@
+"""Score matching + Langevin sampling of a centred Gaussian, exactly and by simulation.
+
+Setting of Hurault, Terris, Moreau, Peyre, *From denoising score matching to Langevin sampling:
+a fine-grained error analysis in the Gaussian setting* (arXiv:2503.11615, v1). The paper's text
+was not available to us: the pipeline below is reconstructed from its abstract (see
+``docs/sampling.md`` for which formulas are exact and which are asymptotic).
+
+Pipeline (data x ~ N(0, Sigma) on R^d, known zero mean):
+
+1. empirical covariance  S = (1/N) sum_n x_n x_n^T  (not centred);
+2. linear denoising score matching at noise sigma: the score model s(y) = -A y minimises
+   L(A) = E |-A (x + sigma z) + z / sigma|^2 = tr(A (S + sigma^2) A^T) - 2 tr A + d / sigma^2
+   (x uniform over the data, z ~ N(0, I)):
+
+   - ``"closed_form"``: A = (S + sigma^2 I)^{-1} (Tweedie);
+   - ``"gd"``: K steps of gradient descent A <- A - tau (2 A (S + sigma^2) - 2 I) from A = 0,
+     i.e. spectrally a_K(mu) = (1 - (1 - 2 tau (mu + sigma^2))^K) / (mu + sigma^2) (exact);
+   - ``"sgd"``: K steps A <- A - 2 tau (A y - z / sigma) y^T with one fresh (x_n, z) per step,
+     y = x_n + sigma z, from A = 0 (simulated);
+
+3. unadjusted Langevin (ULA) y_{k+1} = y_k - gamma A y_k + sqrt(2 gamma) xi_k, from
+   y_0 ~ N(0, init_var I). Every step is linear, so y_k ~ N(0, C_k) exactly with
+   C_{k+1} = B C_k B^T + 2 gamma I, B = I - gamma A; stationary C solves C = B C B^T + 2 gamma I,
+   for symmetric A: C = (A - gamma A^2 / 2)^{-1}. Stable iff the spectral radius of B is < 1
+   (symmetric A: 0 < gamma a < 2 for each eigenvalue a);
+4. optional final Tweedie denoising y -> (I - sigma^2 A) y (``denoise=True``);
+5. error W2(N(0, Sigma), N(0, C)) by the Bures formula (:func:`measureflow.ot.bures_wasserstein`).
+
+Written by hand in torch (no external sampler).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+
+from ..core import (
+    ArrayContext,
+    InputError,
+    SolverResult,
+    check_choice,
+    check_int,
+    check_ndim,
+    check_positive,
+    check_psd,
+    make_generator,
+)
+from ..core.linalg import sym
+from ..ot import bures_wasserstein
+
+__all__ = ["PipelineResult", "pipeline", "ula_covariance", "dsm_score_matrix", "score_function"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PipelineResult(SolverResult):
+    """Output of :func:`pipeline`.
+
+    Attributes
+    ----------
+    target_covariance: Sigma (d, d), or None when raw samples were given without ``covariance``.
+    empirical_covariance: S = X^T X / N.
+    score_matrix: A, the learned score is s(y) = -A y.
+    mean: mean of the law reached (zero: every step is linear and centred).
+    covariance: covariance of the law reached after ``n_steps`` ULA steps (and denoising).
+    stationary_covariance: the n_steps -> infinity limit (and denoising).
+    samples: (n_chains, d) simulated outputs of independent ULA chains.
+    w2: W2(N(0, Sigma), N(0, covariance)) (a distance, Bures formula); None without target.
+    w2_stationary: same for the stationary covariance.
+    w2_samples: W2 between the target and the Gaussian with the chains' empirical covariance
+        (samples^T samples / n_chains); None without target or with fewer than 2 chains.
+    stable: True iff the ULA iteration matrix I - gamma A has spectral radius < 1.
+
+    ``converged``/``n_iter``/``errors`` describe the score fit: ``n_iter`` score iterations
+    (0 for the closed form); ``errors`` is the DSM loss gap L(A) - L(A_closed_form) at the end
+    (exact for gd, evaluated on the final iterate for sgd); ``converged`` is False when the
+    Langevin iteration is unstable (then the covariances are not finite and are set to inf).
+    """
+
+    target_covariance: Any
+    empirical_covariance: Any
+    score_matrix: Any
+    mean: Any
+    covariance: Any
+    stationary_covariance: Any
+    samples: Any
+    w2: Any
+    w2_stationary: Any
+    w2_samples: Any
+    stable: bool
+
+
+def score_function(mu: torch.Tensor, *, sigma: float, score: str = "closed_form",
+                   score_step: float | None = None, score_iters: int | None = None) -> torch.Tensor:
+    """Eigenvalue a(mu) of the learned A as a function of an eigenvalue mu of S (closed form, gd).
+
+    closed_form: 1 / (mu + sigma^2); gd: (1 - (1 - 2 tau q)^K) / q with q = mu + sigma^2.
+    """
+    q = mu + sigma**2
+    if score == "closed_form":
+        return 1.0 / q
+    if score == "gd":
+        return (1.0 - (1.0 - 2.0 * score_step * q) ** score_iters) / q
+    raise InputError(f"score: spectral form only for 'closed_form' and 'gd', got {score!r}")
+
+
+def _doubling(B: torch.Tensor, Q: torch.Tensor, K: int | None, tol: float = 1e-15,
+              max_doublings: int = 200):
+    """S_K = sum_{k<K} B^k Q (B^k)^T and B^K (K=None: the limit, by doubling to convergence)."""
+    S, P = Q.clone(), B.clone()      # S_1 = Q, P = B^1
+    n = 1
+    if K is not None:
+        # binary powering: accumulate S over the bits of K
+        acc_S = torch.zeros_like(Q)
+        acc_P = torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device)
+        k = K
+        while k > 0:
+            if k & 1:
+                # acc covers m steps; append n steps: S_{m+n} = S_m + B^m S_n B^m^T
+                acc_S = acc_S + acc_P @ S @ acc_P.T
+                acc_P = P @ acc_P
+            k >>= 1
+            if k:
+                S = S + P @ S @ P.T
+                P = P @ P
+                n *= 2
+        return sym(acc_S), acc_P
+    for _ in range(max_doublings):
+        inc = P @ S @ P.T
+        S = S + inc
+        P = P @ P
+        if float(inc.detach().abs().max()) <= tol * float(S.detach().abs().max()):
+            return sym(S), P
+    return sym(S), P
+
+
+def ula_covariance(A, *, gamma: float, n_steps: int | None = None, init_var: float = 1.0):
+    """Covariance of ULA y_{k+1} = (I - gamma A) y_k + sqrt(2 gamma) xi_k after ``n_steps``.
+
+    From y_0 ~ N(0, init_var I); ``n_steps=None`` gives the stationary covariance (solution of
+    C = B C B^T + 2 gamma I, B = I - gamma A; requires spectral radius of B < 1, else
+    InputError). Exact (matrix recursion by binary powering / doubling). NumPy in, NumPy out.
+    """
+    ctx = ArrayContext(A)
+    A = ctx.tensor(A, "A")
+    check_ndim(A, "A", 2)
+    if A.shape[0] != A.shape[1]:
+        raise InputError(f"A: expected a square matrix, got {tuple(A.shape)}")
+    gamma = check_positive(gamma, "gamma")
+    init_var = float(init_var)
+    if init_var < 0 or not math.isfinite(init_var):
+        raise InputError(f"init_var: must be a finite number >= 0, got {init_var}")
+    d = A.shape[0]
+    eye = torch.eye(d, dtype=A.dtype, device=A.device)
+    B = eye - gamma * A
+    if n_steps is None:
+        rho = float(torch.linalg.eigvals(B.detach()).abs().max())
+        if rho >= 1:
+            raise InputError(f"gamma: ULA is unstable (spectral radius of I - gamma A = "
+                             f"{rho:.4g} >= 1); no stationary law")
+        C, _ = _doubling(B, 2 * gamma * eye, None)
+    else:
+        n_steps = check_int(n_steps, "n_steps", min_value=0)
+        S, P = _doubling(B, 2 * gamma * eye, n_steps)
+        C = sym(init_var * P @ P.T + S)
+    return ctx.wrap(C)
+
+
+def dsm_score_matrix(S: torch.Tensor, *, sigma: float, score: str, score_step, score_iters,
+                     samples: torch.Tensor | None = None, generator=None):
+    """A from the empirical covariance S (closed form / gd spectrally) or by SGD on ``samples``.
+
+    Returns (A, n_iter, loss_gap).
+    """
+    d = S.shape[0]
+    eye = torch.eye(d, dtype=S.dtype, device=S.device)
+    Q = S + sigma**2 * eye
+
+    def loss_gap(A):
+        # L(A) - L(Q^{-1}) = tr((A - Q^{-1}) Q (A - Q^{-1})^T)
+        D = A - torch.linalg.inv(Q)
+        return float(torch.trace(D @ Q @ D.T))
+
+    if score == "closed_form":
+        return torch.linalg.inv(Q), 0, 0.0
+    if score == "gd":
+        mu, U = torch.linalg.eigh(sym(S))
+        a = score_function(mu.clamp_min(0), sigma=sigma, score="gd", score_step=score_step,
+                           score_iters=score_iters)
+        A = (U * a) @ U.T
+        return A, score_iters, loss_gap(A)
+    A = sgd_dsm(samples, sigma=sigma, score_step=score_step, score_iters=score_iters,
+                generator=generator)[0]
+    return A, score_iters, loss_gap(A)
+
+
+def sgd_dsm(samples: torch.Tensor, *, sigma: float, score_step: float, score_iters: int,
+            generator, replicates: int = 1, chunk: int = 4096) -> torch.Tensor:
+    """``replicates`` independent SGD runs on the DSM loss (batched); returns (R, d, d)."""
+    N, d = samples.shape
+    A = torch.zeros(replicates, d, d, dtype=samples.dtype, device=samples.device)
+    done = 0
+    while done < score_iters:
+        m = min(chunk, score_iters - done)
+        # random draws on the generator's (CPU) device, then moved to the data's device
+        idx = torch.randint(0, N, (m, replicates), generator=generator).to(samples.device)
+        z = torch.randn(m, replicates, d, generator=generator, dtype=samples.dtype).to(
+            samples.device)
+        x = samples[idx]
+        y = x + sigma * z
+        for k in range(m):
+            yk = y[k]
+            r = torch.einsum("rij,rj->ri", A, yk) - z[k] / sigma
+            A = A - (2.0 * score_step) * r[:, :, None] * yk[:, None, :]
+        done += m
+    return A
+
+
+def _default_score_args(score, score_step, score_iters, Q_eigs):
+    qmax, qmin = float(Q_eigs.max()), float(Q_eigs.min())
+    if score == "closed_form":
+        return None, None
+    if score_step is None:
+        score_step = 0.5 / qmax if score == "gd" else 0.05 / float(Q_eigs.sum())
+    score_step = check_positive(score_step, "score_step")
+    if score == "gd" and score_step * qmax >= 1.0:
+        raise InputError(f"score_step: gradient descent diverges for score_step >= "
+                         f"1 / lambda_max(S + sigma^2) = {1 / qmax:.4g}")
+    if score_iters is None:
+        score_iters = int(math.ceil(8.0 / (2.0 * score_step * qmin)))
+    score_iters = check_int(score_iters, "score_iters", min_value=0)
+    return score_step, score_iters
+
+
+def pipeline(data, *, sigma: float, gamma: float, n_steps: int, score: str = "closed_form",
+             score_step: float | None = None, score_iters: int | None = None,
+             n_chains: int = 1000, init_var: float = 1.0, denoise: bool = False,
+             covariance=None, seed=0) -> PipelineResult:
+    """Empirical covariance -> linear DSM at noise ``sigma`` -> ULA with step ``gamma``.
+
+    Parameters
+    ----------
+    data:
+        Either samples X (N, d) of the centred target, or a pair ``(spectrum, n_samples)``:
+        then the target is N(0, diag(spectrum)) and N samples are drawn with ``seed`` (the
+        pipeline is rotation-equivariant, so a diagonal target loses no generality).
+    sigma: DSM noise level (> 0).
+    gamma: Langevin step (> 0).
+    n_steps: number of ULA steps (from y_0 ~ N(0, init_var I)).
+    score: ``"closed_form"``, ``"gd"`` or ``"sgd"`` (see module docstring).
+    score_step: tau for gd/sgd (defaults: 0.5 / lambda_max(S + sigma^2 I) for gd,
+        0.05 / tr(S + sigma^2 I) for sgd).
+    score_iters: K for gd/sgd (default ceil(8 / (2 tau lambda_min(S + sigma^2 I))), so the
+        initial error has decayed by e^-8 in every direction).
+    n_chains: number of independent simulated ULA chains (0: no simulation).
+    denoise: apply the final Tweedie step y -> (I - sigma^2 A) y.
+    covariance: the true target covariance when ``data`` are raw samples (for the W2 error).
+    seed: int or torch.Generator (data draw, SGD, chains).
+
+    Returns a :class:`PipelineResult`; the law reached N(0, covariance) is exact, the chains are
+    a simulation of it. NumPy in, NumPy out; a tensor in gives tensors (autograd kept through
+    the closed-form path).
+    """
+    check_choice(score, "score", ("closed_form", "gd", "sgd"))
+    sigma = check_positive(sigma, "sigma")
+    gamma = check_positive(gamma, "gamma")
+    n_steps = check_int(n_steps, "n_steps", min_value=0)
+    n_chains = check_int(n_chains, "n_chains", min_value=0)
+    init_var = float(init_var)
+    if not math.isfinite(init_var) or init_var < 0:
+        raise InputError(f"init_var: must be a finite number >= 0, got {init_var}")
+    gen = make_generator(seed)
+    if isinstance(data, tuple):
+        if len(data) != 2:
+            raise InputError("data: expected samples (N, d) or a pair (spectrum, n_samples)")
+        spectrum, n_samples = data
+        ctx = ArrayContext(spectrum, covariance)
+        lam = ctx.tensor(spectrum, "spectrum")
+        check_ndim(lam, "spectrum", 1)
+        if lam.numel() == 0 or bool((lam.detach() <= 0).any()):
+            raise InputError("spectrum: must be a non-empty vector of positive variances")
+        n_samples = check_int(n_samples, "n_samples", min_value=1)
+        z = torch.randn(n_samples, lam.numel(), generator=gen, dtype=lam.dtype).to(lam.device)
+        X = z * lam.sqrt()
+        Sigma = torch.diag(lam)
+    else:
+        ctx = ArrayContext(data, covariance)
+        X = ctx.tensor(data, "data")
+        check_ndim(X, "data", 2)
+        if X.shape[0] < 1 or X.shape[1] < 1:
+            raise InputError(f"data: expected samples (N, d) with N, d >= 1, got {tuple(X.shape)}")
+        Sigma = None
+        if covariance is not None:
+            Sigma = ctx.tensor(covariance, "covariance")
+            if Sigma.shape != (X.shape[1], X.shape[1]):
+                raise InputError(f"covariance: expected shape ({X.shape[1]}, {X.shape[1]}), "
+                                 f"got {tuple(Sigma.shape)}")
+            check_psd(Sigma, "covariance")
+    N, d = X.shape
+    S = X.T @ X / N
+    eye = torch.eye(d, dtype=S.dtype, device=S.device)
+    q = torch.linalg.eigvalsh(S.detach()).clamp_min(0) + sigma**2
+    score_step, score_iters = _default_score_args(score, score_step, score_iters, q)
+    A, n_iter, gap = dsm_score_matrix(S, sigma=sigma, score=score, score_step=score_step,
+                                      score_iters=score_iters, samples=X, generator=gen)
+    B = eye - gamma * A
+    rho = float(torch.linalg.eigvals(B.detach()).abs().max())
+    stable = rho < 1
+    Sk, P = _doubling(B, 2 * gamma * eye, n_steps)
+    C = sym(init_var * P @ P.T + Sk)
+    if stable:
+        Cinf, _ = _doubling(B, 2 * gamma * eye, None)
+    else:
+        Cinf = torch.full_like(S, math.inf)
+    Dn = eye - sigma**2 * A if denoise else eye
+    C = sym(Dn @ C @ Dn.T)
+    Cinf = sym(Dn @ Cinf @ Dn.T) if stable else Cinf
+    samples = None
+    if n_chains:
+        with torch.no_grad():
+            Ad = A.detach()
+            y = math.sqrt(init_var) * torch.randn(n_chains, d, generator=gen, dtype=S.dtype).to(
+                S.device)
+            for _ in range(n_steps):
+                xi = torch.randn(n_chains, d, generator=gen, dtype=S.dtype).to(S.device)
+                y = y - gamma * y @ Ad.T + math.sqrt(2 * gamma) * xi
+            samples = y @ Dn.detach().T
+    w2 = w2_inf = w2_s = None
+    if Sigma is not None:
+        zero = torch.zeros(d, dtype=S.dtype, device=S.device)
+        w2 = bures_wasserstein(zero, Sigma, zero, C) if bool(torch.isfinite(C).all()) \
+            else torch.tensor(math.inf)
+        w2_inf = bures_wasserstein(zero, Sigma, zero, Cinf) if stable else torch.tensor(math.inf)
+        if samples is not None and n_chains >= 2:
+            w2_s = bures_wasserstein(zero, Sigma, zero, samples.T @ samples / n_chains)
+    res = PipelineResult(
+        target_covariance=Sigma, empirical_covariance=S, score_matrix=A,
+        mean=torch.zeros(d, dtype=S.dtype, device=S.device), covariance=C,
+        stationary_covariance=Cinf, samples=samples, w2=w2, w2_stationary=w2_inf,
+        w2_samples=w2_s, stable=stable, converged=stable, n_iter=n_iter, errors=[gap])
+    return ctx.wrap(res)

@@ -1,0 +1,140 @@
+"""Ultra-fast diffusion solver, energy MMD and the teacher law."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+from measureflow import InputError
+from measureflow import meanfield as mf
+
+
+def _circle(n=128, gamma=30.0):
+    g = mf.periodic_grid(n)
+    mus = mf.circle_teacher_density(g, gamma)
+    return g, 2 * math.pi / n, mus / (mus.sum() * 2 * math.pi / n)
+
+
+def test_mass_conserved_and_chi2_decreasing():
+    g, h, mus = _circle()
+    mu0 = np.full(g.size, 1 / (2 * math.pi))
+    times = np.linspace(0, 1.0, 21)
+    r = mf.ultrafast_diffusion(mu0, mus, 1.0, times=times)
+    assert r.converged and isinstance(r.densities, np.ndarray)
+    np.testing.assert_allclose(r.mass, 1.0, rtol=1e-10)
+    assert np.all(np.diff(r.chi2) < 0)
+    assert r.chi2[-1] < 0.5 * r.chi2[0]
+    assert np.all(r.densities > 0)
+    np.testing.assert_allclose(r.times, times)
+    np.testing.assert_allclose(r.densities[0], mu0)
+
+
+def test_energy_decreases_even_for_huge_steps():
+    g, h, mus = _circle(gamma=300.0)
+    mu0 = np.full(g.size, 1 / (2 * math.pi))
+    r = mf.ultrafast_diffusion(mu0, mus, 5.0, times=np.linspace(0.5, 5, 10), dt0=0.5, max_dt=0.5)
+    assert np.all(np.diff(r.chi2) < 0)
+    np.testing.assert_allclose(r.mass, 1.0, rtol=1e-10)
+
+
+def test_linearised_heat_decay():
+    """mu = mu*(1 + eps), mu* uniform: eps_t = eps_xx, so cos(k x) decays like exp(-k^2 t)."""
+    n, k, delta, T = 64, 2, 1e-4, 0.1
+    g = mf.periodic_grid(n)
+    mus = np.full(n, 1 / (2 * math.pi))
+    mu0 = mus * (1 + delta * np.cos(k * g))
+    r = mf.ultrafast_diffusion(mu0, mus, T, max_dt=1e-4)
+    amp = 2 * np.mean((r.densities[-1] / mus - 1) * np.cos(k * g))
+    # discrete Laplacian symbol: (2 - 2 cos(k h)) / h^2, first-order time error O(dt k^4)
+    h = 2 * math.pi / n
+    sym = (2 - 2 * math.cos(k * h)) / h**2
+    assert amp == pytest.approx(delta * math.exp(-sym * T), rel=2e-3)
+    assert amp == pytest.approx(delta * math.exp(-k**2 * T), rel=1e-2)
+
+
+def test_equilibrium_and_convergence_to_teacher():
+    g, h, mus = _circle(n=64, gamma=10.0)
+    r = mf.ultrafast_diffusion(mus, mus, 1.0)
+    np.testing.assert_allclose(r.densities[-1], mus, rtol=1e-9)
+    mu0 = np.full(g.size, 1 / (2 * math.pi))
+    r = mf.ultrafast_diffusion(mu0, mus, 10.0, times=[10.0])
+    assert r.chi2[-1] < 1e-4
+
+
+def test_torus_2d_and_torch_io():
+    n = 16
+    g = mf.periodic_grid(n, 4.0)
+    X, Y = np.meshgrid(g, g, indexing="ij")
+    mus = np.exp(-((X - 0.5) ** 2 + Y**2) / 0.5) + 0.1
+    mus = mus / (mus.sum() * (4.0 / n) ** 2)
+    mu0 = torch.full((n, n), 1 / 16.0, dtype=torch.float64)
+    r = mf.ultrafast_diffusion(mu0, torch.as_tensor(mus), 0.5, times=[0.1, 0.25, 0.5], length=4.0)
+    assert isinstance(r.densities, torch.Tensor) and r.densities.shape == (3, n, n)
+    torch.testing.assert_close(r.mass, torch.ones(3, dtype=torch.float64))
+    assert bool((r.chi2.diff() < 0).all())
+    # symmetric in y -> y -> -y (mu* even in y, grid symmetric)
+    torch.testing.assert_close(r.densities[-1], r.densities[-1].flip(1), rtol=1e-8, atol=1e-10)
+
+
+def test_pde_bad_inputs():
+    g, h, mus = _circle(n=32)
+    mu0 = np.full(32, 1 / (2 * math.pi))
+    with pytest.raises(InputError, match="mu0"):
+        mf.ultrafast_diffusion(mu0 * 0, mus, 1.0)
+    with pytest.raises(InputError, match="mu0, mu_star"):
+        mf.ultrafast_diffusion(mu0, 2 * mus, 1.0)
+    with pytest.raises(InputError, match="mu_star"):
+        mf.ultrafast_diffusion(mu0, mus[:-1], 1.0)
+    with pytest.raises(InputError, match="T"):
+        mf.ultrafast_diffusion(mu0, mus, 0.0)
+    with pytest.raises(InputError, match="times"):
+        mf.ultrafast_diffusion(mu0, mus, 1.0, times=[2.0])
+
+
+def test_mmd_matches_scipy_energy_distance():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=30), rng.normal(0.5, 2, size=20)
+    a, b = rng.random(30), rng.random(20)
+    a, b = a / a.sum(), b / b.sum()
+    ours = mf.mmd(x[:, None], y[:, None], a, b)
+    ref = scipy.stats.energy_distance(x, y, a, b)
+    assert isinstance(ours, float)
+    assert ours == pytest.approx(ref, rel=1e-10)
+    assert mf.mmd(np.array([[0.0]]), np.array([[1.0]])) == pytest.approx(math.sqrt(2))
+
+
+def test_mmd_properties():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 2, dtype=torch.float64, generator=g)
+    y = torch.randn(30, 2, dtype=torch.float64, generator=g) + 1
+    z = torch.randn(25, 2, dtype=torch.float64, generator=g) - 1
+    assert float(mf.mmd(x, x)) < 1e-6
+    assert float(mf.mmd(x, y)) == pytest.approx(float(mf.mmd(y, x)), rel=1e-12)
+    assert float(mf.mmd(x, z)) <= float(mf.mmd(x, y)) + float(mf.mmd(y, z)) + 1e-12
+    # translation invariance; chunking does not change the value
+    assert float(mf.mmd(x + 3, y + 3)) == pytest.approx(float(mf.mmd(x, y)), rel=1e-9)
+    assert float(mf.mmd(x, y, chunk=7)) == pytest.approx(float(mf.mmd(x, y)), rel=1e-12)
+    # periodic: invariant under shifting one cloud by a period
+    v = float(mf.mmd(x, y, period=4.0))
+    assert float(mf.mmd(x + 4.0, y, period=4.0)) == pytest.approx(v, rel=1e-9)
+    xr = x.clone().requires_grad_(True)
+    mf.mmd(xr, y).backward()
+    assert xr.grad is not None and torch.isfinite(xr.grad).all()
+    with pytest.raises(InputError, match="a, b"):
+        mf.mmd(x, y, torch.full((40,), 0.5, dtype=torch.float64))
+    with pytest.raises(InputError, match="x, y"):
+        mf.mmd(x, torch.randn(3, 3))
+    with pytest.raises(InputError, match="^a"):
+        mf.mmd(x, y, -torch.ones(40) / 40)
+
+
+def test_teacher_sampler_matches_density():
+    om = mf.sample_circle_teacher(20000, 30.0, seed=2).numpy()
+    grid = np.linspace(-math.pi, math.pi, 4001)
+    dens = mf.circle_teacher_density(grid, 30.0)
+    cdf = np.concatenate([[0], np.cumsum((dens[1:] + dens[:-1]) / 2 * np.diff(grid))])
+    assert cdf[-1] == pytest.approx(1.0, abs=1e-6)
+    ks = scipy.stats.kstest(om, lambda t: np.interp(t, grid, cdf))
+    assert ks.pvalue > 1e-3
