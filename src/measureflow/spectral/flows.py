@@ -1,0 +1,368 @@
+"""Spectral Wasserstein (Schatten-p normalized) gradient flows.
+
+Paper: G. Peyre, arXiv 2604.04891. Sec. 2 and 5 (particle flows, Prop. "particle"), App. F
+(Gaussian-preserving flows, linear two-layer networks, Prop. "boundary"), App. H (Gaussian KL
+flow), Sec. 4 (geodesics = displacement interpolation along an optimal plan).
+
+Clock convention: the particle flow is the mean-field ODE  dx_i/dt = v(x_i), v = J^mu_p(g_mu)
+with g_mu = grad_x dF/dmu, i.e. time is the time of the PDE  d_t mu + div(mu v) = 0. Autograd
+of F(X) = Fcal(mu_X) returns rows w_i g(x_i), which are divided by w_i (see ``particle_lmo``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..core.arrays import ArrayContext
+from ..core.errors import InputError
+from ..core.results import SolverResult
+from ..core.validation import (
+    check_int,
+    check_ndim,
+    check_positive,
+    check_psd,
+    check_shape,
+    check_weights,
+)
+from .schatten import check_p, dual_exponent, particle_lmo, schatten_lmo
+
+__all__ = ["ParticleFlowResult", "particle_flow", "affine_covariance_rhs", "gaussian_kl_rhs",
+           "gaussian_kl", "gaussian_kl_flow", "GaussianFlowResult", "modal_rhs", "modal_flow",
+           "ModalFlowResult", "rank_loss_threshold", "modal_invariant",
+           "displacement_interpolation", "interpolation_action"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ParticleFlowResult(SolverResult):
+    """Trajectory of :func:`particle_flow`: ``positions`` (T+1, n, d) at ``times`` (T+1,),
+    ``energies`` (T+1,), ``dual_norms`` (T+1,) = N*_mu(g)^2 (the dissipation rate)."""
+
+    positions: Any = None
+    times: Any = None
+    energies: Any = None
+    dual_norms: Any = None
+
+
+def particle_flow(energy: Callable, x0, *, p=math.inf, weights=None, step: float,
+                  n_steps: int, max_displacement: float | None = None, record_every: int = 1):
+    """Explicit Euler for the Schatten-p normalized flow of a particle energy.
+
+    ``energy(X) -> scalar`` is Fcal(mu_X) for mu_X = sum_i w_i delta_{X_i} (torch, autograd);
+    the force is g(x_i) = dE/dX_i / w_i and X <- X + step * particle_lmo(g, w, p). p = 1 is the
+    Wasserstein-2 gradient flow, p = inf the mean-field Muon flow (Sec. 5). ``max_displacement``
+    caps ||Delta X||_F per step (the paper's experiments use such a cap; None = no cap).
+    Returns a :class:`ParticleFlowResult` (always ``converged=True``: a fixed-horizon integrator).
+    """
+    ctx = ArrayContext(x0, weights)
+    X = ctx.tensor(x0, "x0").detach().clone()
+    check_ndim(X, "x0", 2)
+    w = check_weights(None if weights is None else ctx.tensor(weights, "weights"), X.shape[0],
+                      "weights", like=X)
+    if bool((w <= 0).any()):
+        raise InputError("weights: must be > 0 (forces are gradients divided by w)")
+    p = check_p(p)
+    step = check_positive(step, "step")
+    n_steps = check_int(n_steps, "n_steps", min_value=0)
+    record_every = check_int(record_every, "record_every", min_value=1)
+    cap = None if max_displacement is None else check_positive(max_displacement,
+                                                               "max_displacement")
+    q = dual_exponent(p)
+    pos, times, ens, duals = [], [], [], []
+
+    def force(X):
+        Xr = X.detach().requires_grad_(True)
+        with torch.enable_grad():
+            E = energy(Xr)
+            if not isinstance(E, torch.Tensor) or E.numel() != 1:
+                raise InputError("energy: must return a scalar torch tensor")
+            (gr,) = torch.autograd.grad(E, Xr)
+        return float(E.detach()), gr / w[:, None]
+
+    for k in range(n_steps + 1):
+        E, g = force(X)
+        if not math.isfinite(E):
+            raise FloatingPointError(f"particle_flow: energy became non-finite at step {k}")
+        if k % record_every == 0 or k == n_steps:
+            s = torch.linalg.svdvals(w.sqrt()[:, None] * g)
+            nq = float(s.max()) if math.isinf(q) else float((s ** q).sum() ** (1 / q))
+            pos.append(X.clone())
+            times.append(k * step)
+            ens.append(E)
+            duals.append(nq ** 2)
+        if k == n_steps:
+            break
+        V = particle_lmo(g, w, p)
+        dX = step * V
+        if cap is not None:
+            nrm = float(torch.linalg.matrix_norm(dX))
+            if nrm > cap:
+                dX = dX * (cap / nrm)
+        X = X + dX
+    res = ParticleFlowResult(positions=torch.stack(pos), times=torch.tensor(times, dtype=X.dtype),
+                             energies=torch.tensor(ens, dtype=X.dtype),
+                             dual_norms=torch.tensor(duals, dtype=X.dtype), converged=True,
+                             n_iter=n_steps, errors=[])
+    return ctx.wrap(res)
+
+
+# ----------------------------------------------------------------------------------------------
+# Gaussian-preserving flows
+# ----------------------------------------------------------------------------------------------
+
+
+def affine_covariance_rhs(H, Sigma, p):
+    """dSigma/dt for the force g(x) = H x on N(0, Sigma) (App. F), without inverses.
+
+    K = H Sigma^{1/2}, B = J_p(K) (matrix LMO), dSigma/dt = B Sigma^{1/2} + (B Sigma^{1/2})^T:
+    the selected velocity is v(x) = A x with A Sigma^{1/2} = J_p(H Sigma^{1/2}).
+    """
+    from ..core.linalg import sqrtm_psd
+
+    ctx = ArrayContext(H, Sigma)
+    H, S = ctx.tensor(H, "H"), ctx.tensor(Sigma, "Sigma")
+    check_psd(S, "Sigma")
+    check_shape(H, "H", tuple(S.shape))
+    p = check_p(p)
+    R = sqrtm_psd(S)
+    B = schatten_lmo(H @ R, p)
+    M = B @ R
+    return ctx.wrap(M + M.transpose(-1, -2))
+
+
+def _pinv_power(F: torch.Tensor, t: float, rtol: float) -> torch.Tensor:
+    ev, V = torch.linalg.eigh(0.5 * (F + F.T))
+    ev = ev.clamp_min(0.0)
+    keep = ev > rtol * ev.max().clamp_min(torch.finfo(F.dtype).tiny)
+    evt = torch.where(keep, ev.clamp_min(torch.finfo(F.dtype).tiny) ** t, torch.zeros_like(ev))
+    return (V * evt) @ V.T
+
+
+def gaussian_kl(m, S, m_bar, S_bar):
+    """KL(N(m, S) || N(m_bar, S_bar)) (natural log). Torch tensors in, tensor out."""
+    d = S.shape[-1]
+    Sb_inv = torch.linalg.inv(S_bar)
+    dm = m - m_bar
+    return 0.5 * (torch.trace(Sb_inv @ S) + dm @ Sb_inv @ dm - d
+                  + torch.logdet(S_bar) - torch.logdet(S))
+
+
+def gaussian_kl_rhs(m, S, m_bar, S_bar, p, *, rtol: float = 1e-12):
+    """(dm/dt, dS/dt) of the Schatten-p flow of KL(. || N(m_bar, S_bar)) on Gaussians (App. H).
+
+    H = S_bar^{-1} - S^{-1}, b = S_bar^{-1}(m - m_bar), F = H S H + b b^T (the force covariance),
+    P = N^{2-q} F^{(q-2)/2} with N^q = tr F^{q/2} (P = I for p = 1, tr(F^{1/2}) F^{+1/2} for
+    p = inf); dm/dt = -P b, dS/dt = P (I - S_bar^{-1} S) + (I - S S_bar^{-1}) P. Torch in/out.
+    """
+    d = S.shape[-1]
+    I = torch.eye(d, dtype=S.dtype, device=S.device)
+    Sb_inv = torch.linalg.inv(S_bar)
+    H = Sb_inv - torch.linalg.inv(S)
+    b = Sb_inv @ (m - m_bar)
+    F = H @ S @ H + torch.outer(b, b)
+    F = 0.5 * (F + F.T)
+    if p == 1:
+        P = I
+    else:
+        q = dual_exponent(p)
+        ev = torch.linalg.eigvalsh(F).clamp_min(0.0)
+        N = (ev ** (q / 2)).sum() ** (1.0 / q)
+        P = N ** (2 - q) * _pinv_power(F, (q - 2) / 2, rtol)
+    dm = -P @ b
+    dS = P @ (I - Sb_inv @ S) + (I - S @ Sb_inv) @ P
+    return dm, 0.5 * (dS + dS.T)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GaussianFlowResult(SolverResult):
+    """``means`` (T+1, d), ``covs`` (T+1, d, d), ``times``, ``kl`` (T+1,)."""
+
+    means: Any = None
+    covs: Any = None
+    times: Any = None
+    kl: Any = None
+
+
+def gaussian_kl_flow(m0, S0, m_bar, S_bar, p, *, T: float, dt: float):
+    """RK4 integration of :func:`gaussian_kl_rhs` on [0, T] with step ``dt`` (App. H)."""
+    ctx = ArrayContext(m0, S0, m_bar, S_bar)
+    S0, Sb = ctx.tensor(S0, "S0"), ctx.tensor(S_bar, "S_bar")
+    check_psd(S0, "S0", strict=True)
+    check_psd(Sb, "S_bar", strict=True)
+    d = S0.shape[0]
+    m0, mb = ctx.tensor(m0, "m0"), ctx.tensor(m_bar, "m_bar")
+    check_shape(m0, "m0", (d,))
+    check_shape(mb, "m_bar", (d,))
+    p = check_p(p)
+    T, dt = check_positive(T, "T"), check_positive(dt, "dt")
+    n = max(1, int(round(T / dt)))
+    h = T / n
+    m, S = m0.clone(), S0.clone()
+    ms, Ss, kl = [m.clone()], [S.clone()], [gaussian_kl(m, S, mb, Sb)]
+    for _ in range(n):
+        k1 = gaussian_kl_rhs(m, S, mb, Sb, p)
+        k2 = gaussian_kl_rhs(m + 0.5 * h * k1[0], S + 0.5 * h * k1[1], mb, Sb, p)
+        k3 = gaussian_kl_rhs(m + 0.5 * h * k2[0], S + 0.5 * h * k2[1], mb, Sb, p)
+        k4 = gaussian_kl_rhs(m + h * k3[0], S + h * k3[1], mb, Sb, p)
+        m = m + h / 6 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0])
+        S = S + h / 6 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1])
+        ms.append(m.clone())
+        Ss.append(S.clone())
+        kl.append(gaussian_kl(m, S, mb, Sb))
+    times = torch.linspace(0, T, n + 1, dtype=S.dtype)
+    return ctx.wrap(GaussianFlowResult(means=torch.stack(ms), covs=torch.stack(Ss), times=times,
+                                       kl=torch.stack(kl), converged=True, n_iter=n, errors=[]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Linear two-layer network: modal ODE
+# ----------------------------------------------------------------------------------------------
+
+
+def rank_loss_threshold(p, alpha: float) -> float:
+    """R_p = alpha 2^{p/(p-1)} (R_inf = 2 alpha; R_1 = inf): the largest |r| reachable before
+    a balanced mode (a = b = alpha at t = 0) loses rank (App. F, Prop. "boundary")."""
+    p = check_p(p, low=1.0)
+    if p == 1:
+        return math.inf
+    e = 1.0 if math.isinf(p) else p / (p - 1.0)
+    return float(alpha) * 2.0 ** e
+
+
+def modal_invariant(a, b, p):
+    """Conserved quantity of one mode while a, b > 0: a b (p = 1), a^eta + b^eta with
+    eta = (p - 1)/(2p - 1) (p > 1; eta = 1/2 at p = inf)."""
+    p = check_p(p, low=1.0)
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if p == 1:
+        return a * b
+    eta = 0.5 if math.isinf(p) else (p - 1.0) / (2.0 * p - 1.0)
+    return a ** eta + b ** eta
+
+
+def modal_rhs(a: np.ndarray, b: np.ndarray, beta: np.ndarray, p: float):
+    """(da/dt, db/dt) of the modal ODE (App. F), a = s + r, b = s - r, arrays over modes.
+
+    N^q = sum_j |r_j - beta_j|^q (a_j^{q/2} + b_j^{q/2});
+    da_i/dt = -2 N^{2-q} psi_q(r_i - beta_i) a_i^{q/2},  db_i/dt = +2 N^{2-q} psi_q(.) b_i^{q/2},
+    psi_q(e) = e |e|^{q-2}. Energy 1/2 sum (r - beta)^2 decreases at rate N^2.
+    """
+    q = dual_exponent(p)
+    a, b = np.clip(a, 0, None), np.clip(b, 0, None)
+    e = 0.5 * (a - b) - beta
+    ae = np.abs(e)
+    Nq = (ae ** q * (a ** (q / 2) + b ** (q / 2))).sum(-1, keepdims=True)
+    N = Nq ** (1.0 / q)
+    psi = np.sign(e) * ae ** (q - 1.0)
+    fac = np.where(N > 0, N ** (2.0 - q), 0.0)
+    return -2 * fac * psi * a ** (q / 2), 2 * fac * psi * b ** (q / 2)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModalFlowResult(SolverResult):
+    """``r``, ``s`` (T+1, ..., modes), ``times``, ``energy`` (T+1, ...), ``extinction_r``
+    (r at the first step where a mode's a or b reached 0; NaN if never) and ``extinction_time``."""
+
+    r: Any = None
+    s: Any = None
+    times: Any = None
+    energy: Any = None
+    extinction_r: Any = None
+    extinction_time: Any = None
+
+
+def modal_flow(r0, s0, beta, p, *, T: float, dt: float, record_every: int = 1):
+    """RK4 for the modal ODE with rank-loss handling (extinct eigenvalues projected to 0).
+
+    ``r0``, ``s0``, ``beta`` broadcast to (..., modes); requires s0 >= |r0|. NumPy in/out.
+    """
+    r0, s0, beta = (np.asarray(v, float) for v in (r0, s0, beta))
+    r0, s0, beta = (np.atleast_1d(v) for v in np.broadcast_arrays(r0, s0, beta))
+    if np.any(s0 < np.abs(r0)):
+        raise InputError("s0: must satisfy s0 >= |r0| (a = s + r and b = s - r are >= 0)")
+    p = check_p(p, low=1.0)
+    T, dt = check_positive(T, "T"), check_positive(dt, "dt")
+    n = max(1, int(round(T / dt)))
+    h = T / n
+    a, b = s0 + r0, s0 - r0
+    rs, ss, ts, en = [], [], [], []
+    ext_r = np.full(a.shape, np.nan)
+    ext_t = np.full(a.shape, np.nan)
+    dead = (a <= 0) | (b <= 0)
+    for k in range(n + 1):
+        if k % record_every == 0 or k == n:
+            r = 0.5 * (a - b)
+            rs.append(r)
+            ss.append(0.5 * (a + b))
+            ts.append(k * h)
+            en.append(0.5 * ((r - beta) ** 2).sum(-1))
+        if k == n:
+            break
+        k1 = modal_rhs(a, b, beta, p)
+        k2 = modal_rhs(a + 0.5 * h * k1[0], b + 0.5 * h * k1[1], beta, p)
+        k3 = modal_rhs(a + 0.5 * h * k2[0], b + 0.5 * h * k2[1], beta, p)
+        k4 = modal_rhs(a + h * k3[0], b + h * k3[1], beta, p)
+        a = np.clip(a + h / 6 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0]), 0, None)
+        b = np.clip(b + h / 6 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1]), 0, None)
+        now = ((a <= 0) | (b <= 0)) & ~dead
+        if now.any():
+            ext_r[now] = 0.5 * (a - b)[now]
+            ext_t[now] = (k + 1) * h
+            dead |= now
+    return ModalFlowResult(r=np.array(rs), s=np.array(ss), times=np.array(ts),
+                           energy=np.array(en), extinction_r=ext_r, extinction_time=ext_t,
+                           converged=True, n_iter=n, errors=[])
+
+
+# ----------------------------------------------------------------------------------------------
+# Geodesics
+# ----------------------------------------------------------------------------------------------
+
+
+def displacement_interpolation(x, y, plan, t: float, *, threshold: float = 0.0):
+    """mu_t = ((1 - t) x + t y)_# pi: atoms z_ij = (1 - t) x_i + t y_j with weights pi_ij.
+
+    For an optimal plan of W_gamma (monotone gauge) this is a constant-speed geodesic
+    (Sec. 4, static = dynamic). Returns (points (k, d), weights (k,)) over pi_ij > threshold.
+    """
+    ctx = ArrayContext(x, y, plan)
+    x, y, P = ctx.tensor(x, "x"), ctx.tensor(y, "y"), ctx.tensor(plan, "plan")
+    check_ndim(x, "x", 2)
+    check_ndim(y, "y", 2)
+    check_shape(P, "plan", (x.shape[0], y.shape[0]))
+    t = float(t)
+    if not 0.0 <= t <= 1.0:
+        raise InputError(f"t: must lie in [0, 1], got {t}")
+    i, j = torch.nonzero(P > threshold, as_tuple=True)
+    z = (1 - t) * x[i] + t * y[j]
+    return ctx.wrap((z, P[i, j]))
+
+
+def interpolation_action(x, y, plan, p, *, n_times: int = 16):
+    """Numerical Benamou-Brenier action int_0^1 gamma_p(int v_t v_t^T dmu_t) dt of the
+    displacement interpolation, with velocities from finite differences of the atom positions
+    on ``n_times`` intervals (midpoint rule). Equals gamma_p(Sigma_plan) for any plan; for an
+    optimal plan it equals W_gamma^2 (static = dynamic, Thm. in Sec. 4)."""
+    from .distance import gauge_value
+
+    ctx = ArrayContext(x, y, plan)
+    x, y, P = ctx.tensor(x, "x"), ctx.tensor(y, "y"), ctx.tensor(plan, "plan")
+    p = check_p(p, low=1.0)
+    n_times = check_int(n_times, "n_times", min_value=1)
+    i, j = torch.nonzero(P > 0, as_tuple=True)
+    w = P[i, j]
+    total = ctx.scalar(0.0)
+    ts = torch.linspace(0, 1, n_times + 1, dtype=x.dtype)
+    for k in range(n_times):
+        t0, t1 = float(ts[k]), float(ts[k + 1])
+        z0 = (1 - t0) * x[i] + t0 * y[j]
+        z1 = (1 - t1) * x[i] + t1 * y[j]
+        v = (z1 - z0) / (t1 - t0)
+        S = (v * w[:, None]).T @ v
+        total = total + (t1 - t0) * gauge_value(S, p)
+    return ctx.wrap(total)

@@ -1,0 +1,338 @@
+"""Schatten norms, the Schatten-p normalized step (matrix LMO) and its measure version.
+
+Paper: G. Peyre, "Muon dynamics as a spectral Wasserstein flow", arXiv 2604.04891, Sec. 2 and
+App. A (Prop. "schatten", Cor. "selectors").
+
+Conventions
+-----------
+The gauge gamma_p(S) = ||lambda(S)||_p on PSD matrices (p = 1: trace, p = inf: lambda_max)
+induces the velocity norm N(V) = gamma_p(V^T V)^{1/2} = ||V||_{S_{2p}} and the dual norm
+N_*(G) = ||G||_{S_q} with q = (2p)' = 2p / (2p - 1). The *normalized step* (the matrix LMO) is
+
+    J_p(G) = argmin_V <G, V>_F + 1/2 N(V)^2 = -||G||_{S_q}^{2-q} U diag(s^{q-1}) W^T,
+
+for the compact SVD G = U diag(s) W^T. p = 1 gives -G (gradient descent) and p = inf gives
+-||G||_* U W^T (Muon, *trace-scaled*: the raw polar step -U W^T runs the same paths on another
+clock). The identities <G, J_p(G)> = -||G||_{S_q}^2 and N(J_p(G)) = ||G||_{S_q} hold exactly.
+
+Numerics: the reference path uses ``torch.linalg.svd`` (LAPACK). Singular values
+<= ``rtol`` x s_max are treated as 0 (default rtol = machine eps x max(m, n)): at rank deficiency
+the argmin is not unique and the selector takes 0 on the kernel. The fast path (``method="fast"``)
+computes the polar factor U W^T by a scaled Newton-Schulz iteration (matrix products only), see
+:func:`polar_factor`; it assumes G has full rank and reports its orthogonality error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+
+from ..core.arrays import ArrayContext
+from ..core.errors import InputError
+from ..core.results import SolverResult, report_convergence
+from ..core.validation import check_ndim, check_positive, check_weights
+
+__all__ = ["schatten_norm", "schatten_lmo", "polar_factor", "particle_lmo", "velocity_norm",
+           "dual_norm", "PolarResult", "LMOResult", "dual_exponent", "check_p"]
+
+
+def check_p(p, name: str = "p", *, low: float = 0.5) -> float:
+    """Validate a Schatten index p in [low, inf] (``math.inf`` / ``float('inf')`` allowed)."""
+    if isinstance(p, str) and p.lower() in ("inf", "infinity"):
+        return math.inf
+    v = check_positive(p, name, allow_inf=True)
+    if v < low:
+        raise InputError(f"{name}: must lie in [{low}, inf], got {v}")
+    return v
+
+
+def dual_exponent(p: float) -> float:
+    """q = (2p)' = 2p / (2p - 1): the dual-norm exponent of the velocity norm ||.||_{S_2p}."""
+    if math.isinf(p):
+        return 1.0
+    if p == 0.5:
+        return math.inf
+    return 2.0 * p / (2.0 * p - 1.0)
+
+
+def _default_rtol(G: torch.Tensor) -> float:
+    return torch.finfo(G.dtype).eps * max(G.shape[-2], G.shape[-1])
+
+
+def schatten_norm(M, p) -> Any:
+    """||M||_{S_p} = (sum_i s_i(M)^p)^{1/p}, batched over leading dimensions.
+
+    ``p`` in (0, inf] (p < 1 is a quasi-norm); p = inf is the operator norm, p = 1 the nuclear
+    norm, p = 2 the Frobenius norm (computed without an SVD). Singular values come from
+    ``torch.linalg.svdvals`` (differentiable away from repeated singular values).
+    """
+    ctx = ArrayContext(M)
+    M = ctx.tensor(M, "M")
+    if M.ndim < 2:
+        raise InputError(f"M: expected a matrix (..., m, n), got shape {tuple(M.shape)}")
+    if isinstance(p, str) and p.lower() in ("inf", "infinity"):
+        p = math.inf
+    p = check_positive(p, "p", allow_inf=True)
+    if p == 2:
+        return ctx.wrap(torch.linalg.matrix_norm(M, "fro"))
+    s = torch.linalg.svdvals(M)
+    return ctx.wrap(_vec_pnorm(s, p))
+
+
+def _vec_pnorm(s: torch.Tensor, p: float) -> torch.Tensor:
+    """l_p norm of nonnegative vectors over the last dim, scaled to avoid overflow."""
+    if math.isinf(p):
+        return s.amax(-1) if s.shape[-1] else s.sum(-1)
+    if p == 1:
+        return s.sum(-1)
+    smax = s.amax(-1, keepdim=True)
+    safe = torch.where(smax > 0, smax, torch.ones_like(smax))
+    r = (s / safe)
+    r = torch.where(r > 0, r, torch.zeros_like(r))
+    return smax.squeeze(-1) * (r ** p).sum(-1) ** (1.0 / p)
+
+
+def _singular_response(s: torch.Tensor, p: float, rtol: float) -> torch.Tensor:
+    """phi(s) with J_p(G) = -U diag(phi(s)) W^T (s sorted in decreasing order, batched)."""
+    smax = s[..., :1]
+    keep = s > rtol * smax
+    zero = torch.zeros_like(s)
+    if math.isinf(p):  # q = 1: ||s||_1 on the kept singular values
+        nuc = torch.where(keep, s, zero).sum(-1, keepdim=True)
+        return torch.where(keep, nuc.expand_as(s), zero)
+    if p == 0.5:  # q = inf: s_max, averaged over the (numerically) tied top values
+        top = s >= smax * (1.0 - max(rtol, 1e-12))
+        k = top.sum(-1, keepdim=True).clamp_min(1)
+        return torch.where(top & keep, (smax / k).expand_as(s), zero)
+    q = dual_exponent(p)
+    safe = torch.where(smax > 0, smax, torch.ones_like(smax))
+    t = torch.where(keep, s / safe, zero)  # s / s_max in [0, 1]
+    tq = torch.where(keep, t.clamp_min(torch.finfo(s.dtype).tiny) ** q, zero)
+    nq = tq.sum(-1, keepdim=True) ** (1.0 / q)  # ||t||_q >= 1 where any kept
+    nq_safe = torch.where(nq > 0, nq, torch.ones_like(nq))
+    ratio = torch.where(keep, t / nq_safe, zero)
+    pw = torch.where(keep, ratio.clamp_min(torch.finfo(s.dtype).tiny) ** (q - 1.0), zero)
+    return smax * nq * pw
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PolarResult(SolverResult):
+    """Polar factor from :func:`polar_factor`.
+
+    ``polar`` is Z ~ U W^T; ``orth_error`` = ||Z Z^T - I_k||_F over the smaller side
+    (k = min(m, n)), the documented stopping error (it bounds max_i |s_i(Z)^2 - 1|); ``errors`` is
+    its trace. ``nuclear_norm`` = tr(Z^T G) ~ ||G||_* (batched).
+    """
+
+    polar: Any = None
+    orth_error: Any = None
+    nuclear_norm: Any = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LMOResult(SolverResult):
+    """Normalized step with diagnostics (``schatten_lmo(..., return_info=True)``).
+
+    ``direction`` is J_p(G); ``orth_error`` is the polar factor's orthogonality error for the fast
+    path (0.0 for the SVD path); ``method`` names the path used.
+    """
+
+    direction: Any = None
+    orth_error: Any = None
+    method: str = ""
+
+
+def _polar_ns(G: torch.Tensor, *, tol: float, max_iter: int, lower: float):
+    """Chen-Chow scaled Newton-Schulz on the wide orientation. Returns (Z, err, n_iter, trace)."""
+    wide = G.shape[-2] <= G.shape[-1]
+    Z = G if wide else G.transpose(-1, -2)
+    k = Z.shape[-2]
+    eye = torch.eye(k, dtype=Z.dtype, device=Z.device)
+    A = Z @ Z.transpose(-1, -2)
+    # ||Z Z^T||_F^{1/2} = (sum s^4)^{1/4} >= s_max: after this scaling all s lie in (0, 1].
+    scale = torch.linalg.matrix_norm(A, "fro").clamp_min(torch.finfo(Z.dtype).tiny)
+    Z = Z / scale.sqrt()[..., None, None]
+    A = A / scale[..., None, None]
+    ell = float(lower)
+    trace = []
+    n_iter = 0
+    err = torch.linalg.matrix_norm(A - eye, "fro")
+    while True:
+        e = float(err.detach().amax()) if err.numel() else 0.0
+        trace.append(e)
+        if e <= tol or n_iter >= max_iter or not math.isfinite(e):
+            break
+        # Optimal scaling of the cubic on [ell, 1] (Chen & Chow 2014): p(x) = a x (3 - a^2 x^2)/2.
+        alpha = math.sqrt(3.0 / (1.0 + ell + ell * ell))
+        Z = (1.5 * alpha) * Z - (0.5 * alpha ** 3) * (A @ Z)
+        ell = min(1.0, 0.5 * alpha * ell * (3.0 - alpha * alpha * ell * ell))
+        n_iter += 1
+        A = Z @ Z.transpose(-1, -2)
+        err = torch.linalg.matrix_norm(A - eye, "fro")
+    if not wide:
+        Z = Z.transpose(-1, -2)
+    return Z, err, n_iter, trace
+
+
+def _default_polar_tol(G: torch.Tensor) -> float:
+    k = min(G.shape[-2], G.shape[-1])
+    return 50.0 * torch.finfo(G.dtype).eps * k
+
+
+def polar_factor(G, *, tol: float | None = None, max_iter: int = 60, lower: float = 1e-3):
+    """Polar factor U W^T of a full-rank G (..., m, n) by matrix products only.
+
+    Scaled Newton-Schulz (Chen & Chow, SIAM J. Matrix Anal. Appl. 2014): after dividing G by
+    ||G G^T||_F^{1/2} (>= s_max), iterate Z <- a Z (3 I - a^2 Z^T Z) / 2 with the scaling
+    a = sqrt(3 / (1 + l + l^2)) optimal for singular values in [l, 1], l updated by the same
+    cubic (``lower`` is the initial guess of s_min / s_max; a wrong guess only costs iterations).
+    Stops when ||Z Z^T - I||_F <= ``tol`` (default 50 x eps x min(m, n)). Singular values that
+    are exactly 0 stay 0 and tiny ones converge slowly, so the error is reported, never hidden:
+    use ``schatten_lmo(method="svd")`` for rank-deficient input. Written by hand (torch matmuls).
+    """
+    ctx = ArrayContext(G)
+    G = ctx.tensor(G, "G")
+    if G.ndim < 2:
+        raise InputError(f"G: expected a matrix (..., m, n), got shape {tuple(G.shape)}")
+    tol = _default_polar_tol(G) if tol is None else check_positive(tol, "tol")
+    max_iter = int(max_iter)
+    if max_iter < 0:
+        raise InputError(f"max_iter: must be >= 0, got {max_iter}")
+    lower = check_positive(lower, "lower")
+    Z, err, n_iter, trace = _polar_ns(G, tol=tol, max_iter=max_iter, lower=min(lower, 1.0))
+    converged = trace[-1] <= tol
+    report_convergence(converged, "polar_factor (Newton-Schulz)", n_iter, trace[-1], tol)
+    nuc = (Z * G).sum((-2, -1))
+    return ctx.wrap(PolarResult(polar=Z, orth_error=err, nuclear_norm=nuc, converged=converged,
+                                n_iter=n_iter, errors=trace))
+
+
+def schatten_lmo(G, p, *, method: str = "svd", rtol: float | None = None,
+                 tol: float | None = None, max_iter: int = 60, return_info: bool = False):
+    """Schatten-p normalized step J_p(G) = -||G||_{S_q}^{2-q} U diag(s^{q-1}) W^T, q = 2p/(2p-1).
+
+    Batched over leading dimensions of ``G`` (..., m, n); ``p`` in [1/2, inf]. It is the minimizer
+    of <G, V> + ||V||_{S_2p}^2 / 2 (arXiv 2604.04891, App. A, Prop. "schatten"); p = 1 returns -G,
+    p = inf returns -||G||_* U W^T (trace-scaled Muon direction), p = 1/2 returns
+    -s_max x (average of u_i w_i^T over the tied top singular values).
+
+    method:
+        ``"svd"`` (reference, LAPACK SVD; relative rank cutoff ``rtol``, default eps x max(m, n))
+        or ``"fast"``: the polar factor Z = U W^T by :func:`polar_factor` (matmuls only), then for
+        p = inf J = -tr(Z^T G) Z; for finite p the small symmetric factor H = Z^T G = W diag(s) W^T
+        (or G Z^T) is diagonalised with ``torch.linalg.eigh`` and J = -Z phi(H). The fast path
+        assumes full rank and reports the orthogonality error of Z (``return_info=True``).
+    return_info:
+        If True return an :class:`LMOResult` (direction, orth_error, converged, n_iter, method).
+    """
+    ctx = ArrayContext(G)
+    G = ctx.tensor(G, "G")
+    if G.ndim < 2:
+        raise InputError(f"G: expected a matrix (..., m, n), got shape {tuple(G.shape)}")
+    p = check_p(p)
+    if method not in ("svd", "fast"):
+        raise InputError(f"method: must be 'svd' or 'fast', got {method!r}")
+    rtol = _default_rtol(G) if rtol is None else float(rtol)
+    if not (rtol >= 0 and math.isfinite(rtol)):
+        raise InputError(f"rtol: must be a finite number >= 0, got {rtol}")
+    if G.numel() == 0 or not bool((G.detach() != 0).any()):
+        J, info = torch.zeros_like(G), (0.0, True, 0, [])  # J_p(0) = 0
+    elif p == 1:
+        J, info = -G, (0.0, True, 0, [])
+    elif method == "svd":
+        U, s, Wh = torch.linalg.svd(G, full_matrices=False)
+        phi = _singular_response(s, p, rtol)
+        J = -(U * phi.unsqueeze(-2)) @ Wh
+        info = (0.0, True, 0, [])
+    else:
+        tol_ = _default_polar_tol(G) if tol is None else check_positive(tol, "tol")
+        Z, err, n_iter, trace = _polar_ns(G, tol=tol_, max_iter=int(max_iter), lower=1e-3)
+        converged = trace[-1] <= tol_
+        report_convergence(converged, "schatten_lmo(method='fast')", n_iter, trace[-1], tol_)
+        if math.isinf(p):
+            nuc = (Z * G).sum((-2, -1))
+            J = -nuc[..., None, None] * Z
+        else:
+            tall = G.shape[-2] >= G.shape[-1]
+            H = Z.transpose(-1, -2) @ G if tall else G @ Z.transpose(-1, -2)
+            H = 0.5 * (H + H.transpose(-1, -2))
+            ev, V = torch.linalg.eigh(H)
+            s = ev.flip(-1).clamp_min(0.0)
+            V = V.flip(-1)
+            phi = _singular_response(s, p, rtol)
+            F = (V * phi.unsqueeze(-2)) @ V.transpose(-1, -2)
+            J = -(Z @ F if tall else F @ Z)
+        info = (err, converged, n_iter, trace)
+    if return_info:
+        err, converged, n_iter, trace = info
+        return ctx.wrap(LMOResult(direction=J, orth_error=err, method=method,
+                                  converged=converged, n_iter=n_iter, errors=trace))
+    return ctx.wrap(J)
+
+
+def _particle_args(ctx, G, weights, from_gradient):
+    G = ctx.tensor(G, "G")
+    check_ndim(G, "G", 2)
+    w = check_weights(None if weights is None else ctx.tensor(weights, "weights"), G.shape[0],
+                      "weights", like=G)
+    if from_gradient:
+        if bool((w <= 0).any()):
+            raise InputError("weights: must be > 0 with from_gradient=True (rows are divided by w)")
+        G = G / w[:, None]
+    return G, w
+
+
+def particle_lmo(G, weights=None, p=math.inf, *, rtol: float | None = None,
+                 from_gradient: bool = False):
+    """Measure-level normalized step for weighted particles (arXiv 2604.04891, Cor. "selectors").
+
+    For mu = sum_i w_i delta_{x_i} and a force field g (rows ``G[i] = g(x_i)``, shape (n, d)), the
+    minimizer of  int g.v dmu + gamma_p(int v v^T dmu) / 2  is
+
+        v(x) = -||S^{1/2}||_{S_q}^{2-q} S^{(q-2)/2} g(x),   S = sum_i w_i g(x_i) g(x_i)^T,
+
+    powers taken on range(S) (eigenvalues below ``rtol`` x max cut). Computed from the SVD of
+    diag(sqrt w) G, never by forming S (that would square the condition number). Equivalently
+    v_i = J_p(diag(sqrt w) G)_i / sqrt(w_i). p = 1 gives v = -g; p = inf gives
+    v = -tr(S^{1/2}) S^{+1/2} g (Muon whitens the force covariance).
+
+    Clock convention: autograd of F(X) = Fcal(mu_X) returns rows w_i g(x_i); pass
+    ``from_gradient=True`` to divide by w first (otherwise, with uniform weights 1/n, time is
+    rescaled by n). ``weights=None`` means uniform 1/n.
+    """
+    ctx = ArrayContext(G, weights)
+    p = check_p(p)
+    G, w = _particle_args(ctx, G, weights, from_gradient)
+    if p == 1:
+        return ctx.wrap(-G)
+    B = w.sqrt()[:, None] * G
+    _, s, Wh = torch.linalg.svd(B, full_matrices=False)
+    rtol = _default_rtol(B) if rtol is None else float(rtol)
+    phi = _singular_response(s, p, rtol)  # J(B) = -U phi W^T ; v = -W (phi / s) W^T g
+    keep = phi > 0
+    safe = torch.where(keep, s, torch.ones_like(s))
+    ratio = torch.where(keep, phi / safe, torch.zeros_like(s))
+    Wt = Wh.transpose(-1, -2)
+    M = (Wt * ratio) @ Wh
+    return ctx.wrap(-G @ M)
+
+
+def velocity_norm(V, weights=None, p=math.inf):
+    """N_mu(v) = gamma_p(int v v^T dmu)^{1/2} = ||diag(sqrt w) V||_{S_2p} for particles (n, d)."""
+    ctx = ArrayContext(V, weights)
+    p = check_p(p)
+    V, w = _particle_args(ctx, V, weights, False)
+    s = torch.linalg.svdvals(w.sqrt()[:, None] * V)
+    return ctx.wrap(_vec_pnorm(s, 2 * p))
+
+
+def dual_norm(G, weights=None, p=math.inf):
+    """N*_mu(g) = ||diag(sqrt w) G||_{S_q}, q = 2p/(2p-1): the dual of :func:`velocity_norm`."""
+    ctx = ArrayContext(G, weights)
+    p = check_p(p)
+    G, w = _particle_args(ctx, G, weights, False)
+    s = torch.linalg.svdvals(w.sqrt()[:, None] * G)
+    return ctx.wrap(_vec_pnorm(s, dual_exponent(p)))
