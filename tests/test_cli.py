@@ -71,3 +71,15 @@ def test_bad_option_is_usage_error(capsys):
 def test_bench_unknown_is_usage_error(capsys):
     assert main(["bench", "definitely-not-a-benchmark"]) == 2
     _one_error_line(capsys)
+
+
+def test_bench_lists_and_forwards_options(tmp_path, monkeypatch, capsys):
+    (tmp_path / "echo_args.py").write_text(
+        "import sys\nopen(sys.argv[0] + '.out', 'w').write(' '.join(sys.argv[1:]))\n"
+        "sys.exit(3 if '--fail' in sys.argv else 0)\n")
+    monkeypatch.setenv("MEASUREFLOW_BENCHMARKS", str(tmp_path))
+    assert main(["bench"]) == 0
+    assert capsys.readouterr().out.split() == ["echo_args"]
+    assert main(["bench", "echo_args", "--quick", "--n", "5"]) == 0
+    assert (tmp_path / "echo_args.py.out").read_text() == "--quick --n 5"
+    assert main(["bench", "echo_args", "--fail"]) == 3

@@ -120,12 +120,13 @@ def _benchmarks_dir() -> Path | None:
     return None
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(
+    ctx: typer.Context,
     name: str | None = typer.Argument(None, help="Benchmark script name (without .py)."),
-    args: list[str] | None = typer.Argument(None, help="Arguments passed to the script."),
 ) -> None:
-    """List benchmarks, or run one (it prints our time / anchor time ratios)."""
+    """List benchmarks, or run one; extra arguments (e.g. --quick) go to the script."""
+    args = list(ctx.args)
     d = _benchmarks_dir()
     if d is None:
         _fail_usage("no benchmarks/ folder found (run from a source checkout or set "
