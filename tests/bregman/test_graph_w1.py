@@ -208,6 +208,17 @@ def test_bad_input():
         br.graph_w1((e, w), b1, b2, method="flow_sinkhorn")
     with pytest.raises(InputError, match="^method"):
         br.graph_w1((e, w), b1, b2, method="simplex")
+    # the closed form validates too
+    with pytest.raises(InputError, match="^b1, b2"):
+        br.line_graph_w1([1.0, 0, 0], [0, 0, 2.0])
+    with pytest.raises(InputError, match="^b1"):
+        br.line_graph_w1([np.nan, 0, 0], [0, 0, 1.0])
+    with pytest.raises(InputError, match="^b2"):
+        br.line_graph_w1([1.0, 0, 0], [0, 1.0])
+    with pytest.raises(InputError, match="^lengths"):
+        br.line_graph_w1([1.0, 0, 0], [0, 0, 1.0], [-1.0, 1.0])
+    with pytest.raises(InputError, match="^lengths"):
+        br.line_graph_w1([1.0, 0, 0], [0, 0, 1.0], [1.0, 1.0, 1.0])
 
 
 @settings(max_examples=25, deadline=None)

@@ -178,3 +178,16 @@ def test_bad_input():
         br.KLRowMarginal(a, 0.0)
     with pytest.raises(InputError, match="^a"):
         br.kl_projections(C, [br.KLRowMarginal(np.r_[0.0, a[1:]], 1.0)], 1.0)
+    # balanced constraints with different masses are infeasible: rejected, not iterated
+    with pytest.raises(InputError, match="^a, b: total masses differ"):
+        br.kl_projections(C, [br.RowMarginal(a), br.ColMarginal(2 * b)], 1.0)
+    e = np.array([[0, 1], [1, 2]])
+    with pytest.raises(InputError, match="^b1, b2"):
+        br.graph_lifting_problem((e, [1.0, 1.0]), [1.0, 0, 0], [0, 0, 2.0])
+    with pytest.raises(InputError, match="^b1"):
+        br.graph_lifting_problem((e, [1.0, 1.0]), [np.nan, 0, 0], [0, 0, 1.0])
+    with pytest.raises(InputError, match="^graph: disconnected"):
+        br.graph_lifting_problem((e, [1.0, 1.0]), [1.0, 0, 0, 0], [0, 0, 0, 1.0])
+    with pytest.raises(InputError, match="^b: the divergence target must sum to 0"):
+        br.kl_projections(np.ones((2, 4)), [br.GraphDivergence(np.r_[e, e[:, ::-1]],
+                                                               [1.0, 0, 0]), br.Lifting()], 1.0)

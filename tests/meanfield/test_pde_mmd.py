@@ -91,6 +91,12 @@ def test_pde_bad_inputs():
         mf.ultrafast_diffusion(mu0, mus, 0.0)
     with pytest.raises(InputError, match="times"):
         mf.ultrafast_diffusion(mu0, mus, 1.0, times=[2.0])
+    with pytest.raises(InputError, match="^max_newton"):
+        mf.ultrafast_diffusion(mu0, mus, 1.0, max_newton=0)
+    with pytest.raises(InputError, match="^omega"):
+        mf.circle_teacher_density(np.array([np.nan]), 1.0)
+    with pytest.raises(InputError, match="^omega"):
+        mf.angles_to_circle(np.array([0.0, np.nan]))
 
 
 def test_mmd_matches_scipy_energy_distance():
@@ -122,6 +128,9 @@ def test_mmd_properties():
     xr = x.clone().requires_grad_(True)
     mf.mmd(xr, y).backward()
     assert xr.grad is not None and torch.isfinite(xr.grad).all()
+    xs = x.clone().requires_grad_(True)
+    mf.mmd(xs, x).backward()  # MMD = 0: gradient must be finite (0), not NaN
+    assert torch.isfinite(xs.grad).all()
     with pytest.raises(InputError, match="a, b"):
         mf.mmd(x, y, torch.full((40,), 0.5, dtype=torch.float64))
     with pytest.raises(InputError, match="x, y"):

@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from measureflow import InputError
+from measureflow import ConvergenceWarning, InputError
 from measureflow import sampling as smp
 from measureflow.ot import bures_wasserstein
 from measureflow.sampling.gaussian import sgd_dsm
@@ -132,7 +132,8 @@ def test_pipeline_sgd_runs_and_numpy_torch_io():
 
 
 def test_unstable_langevin_is_reported():
-    res = smp.pipeline((LAM, 100), sigma=0.1, gamma=1.0, n_steps=10, n_chains=0, seed=0)
+    with pytest.warns(ConvergenceWarning, match="unstable"):
+        res = smp.pipeline((LAM, 100), sigma=0.1, gamma=1.0, n_steps=10, n_chains=0, seed=0)
     assert not res.stable and not res.converged and res.w2_stationary == math.inf
 
 

@@ -108,6 +108,8 @@ def test_sgd_term_vs_monte_carlo():
 
 
 def test_w2_error_bad_inputs():
+    with pytest.raises(InputError, match="^init_var"):
+        smp.w2_error(LAM, sigma=0.1, gamma=0.01, n_samples=10, n_steps=3, init_var=math.nan)
     with pytest.raises(InputError, match="spectrum"):
         smp.w2_error([1.0, 0.0], sigma=0.1, gamma=0.01, n_samples=10)
     with pytest.raises(InputError, match="n_samples"):

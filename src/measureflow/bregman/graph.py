@@ -585,7 +585,23 @@ def flow_sinkhorn(graph, b1, b2, *, gamma=None, eps=None, **kwargs) -> GraphW1Re
 
 
 def line_graph_w1(b1, b2, lengths=None) -> float:
-    """Closed form on a path 0-1-...-(n-1): W1 = sum_i l_i |sum_{j<=i} (b1 - b2)_j|."""
-    d = np.cumsum(np.asarray(b1, float) - np.asarray(b2, float))[:-1]
-    ln = np.ones_like(d) if lengths is None else np.asarray(lengths, float)
+    """Closed form on a path 0-1-...-(n-1): W1 = sum_i l_i |sum_{j<=i} (b1 - b2)_j|.
+
+    ``lengths`` (n-1,) are the lengths of the edges (i, i+1) (default 1). A distance, not its
+    square. NumPy/lists in; returns a float. Bad input (NaN, shapes, negative entries, unequal
+    masses) raises :class:`InputError`.
+    """
+    ctx = ArrayContext()
+    b1t = check_nonnegative(ctx.tensor(b1, "b1"), "b1")
+    if b1t.ndim != 1 or b1t.shape[0] < 1:
+        raise InputError(f"b1: expected a non-empty 1-D array, got shape {tuple(b1t.shape)}")
+    n = b1t.shape[0]
+    b2t = check_nonnegative(check_shape(ctx.tensor(b2, "b2"), "b2", (n,)), "b2")
+    check_masses_match(b1t, b2t, ("b1", "b2"))
+    d = np.cumsum((b1t - b2t).detach().cpu().numpy())[:-1]
+    if lengths is None:
+        ln = np.ones_like(d)
+    else:
+        ln = check_nonnegative(check_shape(ctx.tensor(lengths, "lengths"), "lengths", (n - 1,)),
+                               "lengths").detach().cpu().numpy()
     return float(np.abs(d) @ ln)

@@ -325,6 +325,12 @@ class GraphDivergence(Block):
         self.b = _as_tensor(self.b_in, "b", gam)
         if self.b.ndim != 1:
             raise InputError(f"b: expected a 1-D array, got shape {tuple(self.b.shape)}")
+        if not bool(torch.isfinite(self.b).all()):
+            raise InputError("b: contains NaN or Inf")
+        btot, bnorm = float(self.b.sum()), float(self.b.abs().sum())
+        if abs(btot) > 1e-6 * max(bnorm, 1e-300):
+            raise InputError(f"b: the divergence target must sum to 0 (sums to {btot:.6g}); "
+                             "b = b1 - b2 needs b1 and b2 of equal mass")
         self.n = self.b.shape[0]
         if arcs.numel() and (int(arcs.min()) < 0 or int(arcs.max()) >= self.n):
             raise InputError(f"arcs: node indices must lie in [0, {self.n})")
@@ -376,6 +382,20 @@ class Lifting(Block):
     def residual(self, logx, u):
         x = torch.exp(logx)
         return float((x[0] - x[1]).abs().sum())
+
+
+def _check_balanced_masses(blocks) -> None:
+    """Hard row and column constraints together need equal masses (per leading batch index)."""
+    rows = [b for b in blocks if isinstance(b, RowMarginal)]
+    cols = [b for b in blocks if isinstance(b, ColMarginal)]
+    if not rows or not cols:
+        return
+    ma, mb = rows[0].target.sum(-1), cols[0].target.sum(-1)
+    scale = torch.maximum(ma.abs(), mb.abs()).clamp_min(1e-300)
+    if bool(((ma - mb).abs() > 1e-6 * scale).any()):
+        raise InputError(f"a, b: total masses differ ({float(ma.reshape(-1)[0]):.10g} vs "
+                         f"{float(mb.reshape(-1)[0]):.10g} for the first plan); the constraints "
+                         "x 1 = a, x^T 1 = b are infeasible (use KLRowMarginal / KLColMarginal)")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -456,6 +476,7 @@ def kl_projections(C, blocks: Sequence[Block], gamma, z=None, *, max_iter: int =
     check_every = check_int(check_every, "check_every", min_value=1)
     gd = gam.detach()
     duals = [blk.init(tuple(C.shape), gd) for blk in blocks]
+    _check_balanced_masses(blocks)
     logz = torch.where(zt > 0, torch.log(zt.clamp_min(1e-300)), torch.full_like(zt, _NEG_INF))
     logx = logz - C / gam
     Zg = (gam * zt).sum()
@@ -502,9 +523,16 @@ def graph_lifting_problem(graph, b1, b2, *, lengths=None):
     Lifting()]. Its optimum has f = g = the minimiser of <w, f> + gamma KL(f | z) under
     div f = b1 - b2; the lifted dual value is twice the flow-Sinkhorn dual value.
     """
-    from .graph import graph_edges
-    b = np.asarray(b1, dtype=np.float64) - np.asarray(b2, dtype=np.float64)
+    from ..core.validation import check_masses_match, check_ndim, check_shape
+    from .graph import _check_connected, graph_edges
+    b1t = check_nonnegative(ArrayContext().tensor(b1, "b1"), "b1")
+    check_ndim(b1t, "b1", 1)
+    b2t = check_nonnegative(check_shape(ArrayContext().tensor(b2, "b2"), "b2", (b1t.shape[0],)),
+                            "b2")
+    check_masses_match(b1t, b2t, ("b1", "b2"))
+    b = (b1t - b2t).detach().cpu().numpy()
     n, e, w = graph_edges(graph, len(b), lengths=lengths)
+    _check_connected(n, e)
     arcs = np.concatenate([e, e[:, ::-1]])
     ww = np.concatenate([w, w])
     return np.stack([ww, ww]), [GraphDivergence(arcs, b), Lifting()], arcs

@@ -80,4 +80,7 @@ def mmd(x, y, a=None, b=None, *, period: float | None = None, chunk: int = 4096)
         raise InputError(f"chunk: must be >= 1, got {chunk}")
     chunk = int(chunk)
     sq = 2 * _cross(x, y, a, b, chunk) - _cross(x, x, a, a, chunk) - _cross(y, y, b, b, chunk)
-    return ctx.wrap(sq.clamp_min(0.0).sqrt())
+    # safe square root: at MMD = 0 (identical measures) the gradient is 0, not NaN
+    pos = sq > 0
+    out = torch.where(pos, torch.where(pos, sq, torch.ones_like(sq)).sqrt(), torch.zeros_like(sq))
+    return ctx.wrap(out)

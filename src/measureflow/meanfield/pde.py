@@ -37,6 +37,7 @@ from ..core import (
     ConvergenceWarning,
     InputError,
     SolverResult,
+    check_int,
     check_masses_match,
     check_ndim,
     check_nonnegative,
@@ -152,7 +153,9 @@ def ultrafast_diffusion(mu0, mu_star, T: float, *, times=None, length: float = 2
         x1.5 after a Newton solve in <= 4 iterations, /2 on failure or loss of positivity.
 
     Returns a :class:`DiffusionResult` (NumPy in, NumPy out; tensor in, tensors out on the same
-    dtype/device). Scheme and its exact discrete properties: see the module docstring.
+    dtype/device, but *detached*: the Newton solves run in float64 SciPy, so there is no
+    autograd through the PDE). Scheme and its exact discrete properties: see the module
+    docstring.
     """
     ctx = ArrayContext(mu0, mu_star)
     m0 = ctx.tensor(mu0, "mu0")
@@ -172,6 +175,7 @@ def ultrafast_diffusion(mu0, mu_star, T: float, *, times=None, length: float = 2
     length = check_positive(length, "length")
     tol = check_positive(tol, "tol")
     min_dt = check_positive(min_dt, "min_dt")
+    max_newton = check_int(max_newton, "max_newton", min_value=1)
     h = length / m0.shape[0]
     vol = h ** m0.ndim
     check_masses_match(m0 * vol, ms * vol, ("mu0", "mu_star"))

@@ -17,10 +17,16 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
-from ..core import InputError, check_int, check_nonnegative_scalar, make_generator
+from ..core import (
+    InputError,
+    as_tensor,
+    check_finite,
+    check_int,
+    check_nonnegative_scalar,
+    make_generator,
+)
 
 __all__ = ["circle_teacher_density", "sample_circle_teacher", "angles_to_circle"]
 
@@ -37,7 +43,8 @@ def circle_teacher_density(omega, gamma: float, *, second_mode: float = 0.4 * ma
     """
     gamma = check_nonnegative_scalar(gamma, "gamma")
     is_t = isinstance(omega, torch.Tensor)
-    w = omega if is_t else torch.as_tensor(np.asarray(omega, float))
+    w = omega if is_t else as_tensor(omega, "omega")
+    check_finite(w, "omega")
     f = lambda t: 1.0 / (1.0 + gamma * torch.sin(0.5 * t) ** 2)
     z = (1.0 + second_weight) * 2 * math.pi / math.sqrt(1.0 + gamma)
     out = (f(w) + second_weight * f(w - second_mode)) / z
@@ -64,7 +71,8 @@ def sample_circle_teacher(n: int, gamma: float, *, seed=0, second_mode: float = 
 
 def angles_to_circle(omega) -> torch.Tensor:
     """Angles (n,) -> unit vectors (n, 2) = (cos omega, sin omega)."""
-    w = omega if isinstance(omega, torch.Tensor) else torch.as_tensor(np.asarray(omega, float))
+    w = omega if isinstance(omega, torch.Tensor) else as_tensor(omega, "omega")
+    check_finite(w, "omega")
     if w.ndim != 1:
         raise InputError(f"omega: expected a 1-D array of angles, got shape {tuple(w.shape)}")
     return torch.stack([torch.cos(w), torch.sin(w)], dim=1)

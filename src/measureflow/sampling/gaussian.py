@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any
 
 import torch
 
 from ..core import (
     ArrayContext,
+    ConvergenceWarning,
     InputError,
     SolverResult,
     check_choice,
@@ -76,7 +78,8 @@ class PipelineResult(SolverResult):
     ``converged``/``n_iter``/``errors`` describe the score fit: ``n_iter`` score iterations
     (0 for the closed form); ``errors`` is the DSM loss gap L(A) - L(A_closed_form) at the end
     (exact for gd, evaluated on the final iterate for sgd); ``converged`` is False when the
-    Langevin iteration is unstable (then the covariances are not finite and are set to inf).
+    Langevin iteration is unstable (then a ``ConvergenceWarning`` is emitted and the stationary
+    covariance and the W2 errors that need it are set to inf).
     """
 
     target_covariance: Any
@@ -308,6 +311,10 @@ def pipeline(data, *, sigma: float, gamma: float, n_steps: int, score: str = "cl
     B = eye - gamma * A
     rho = float(torch.linalg.eigvals(B.detach()).abs().max())
     stable = rho < 1
+    if not stable:
+        warnings.warn(f"pipeline: ULA is unstable (spectral radius of I - gamma A = {rho:.4g} >= 1;"
+                      " reduce gamma or increase sigma); the result has converged=False and "
+                      "infinite stationary covariance", ConvergenceWarning, stacklevel=2)
     Sk, P = _doubling(B, 2 * gamma * eye, n_steps)
     C = sym(init_var * P @ P.T + Sk)
     if stable:
@@ -330,9 +337,9 @@ def pipeline(data, *, sigma: float, gamma: float, n_steps: int, score: str = "cl
     w2 = w2_inf = w2_s = None
     if Sigma is not None:
         zero = torch.zeros(d, dtype=S.dtype, device=S.device)
-        w2 = bures_wasserstein(zero, Sigma, zero, C) if bool(torch.isfinite(C).all()) \
-            else torch.tensor(math.inf)
-        w2_inf = bures_wasserstein(zero, Sigma, zero, Cinf) if stable else torch.tensor(math.inf)
+        inf = S.new_tensor(math.inf)
+        w2 = bures_wasserstein(zero, Sigma, zero, C) if bool(torch.isfinite(C).all()) else inf
+        w2_inf = bures_wasserstein(zero, Sigma, zero, Cinf) if stable else inf
         if samples is not None and n_chains >= 2:
             w2_s = bures_wasserstein(zero, Sigma, zero, samples.T @ samples / n_chains)
     res = PipelineResult(

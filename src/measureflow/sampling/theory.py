@@ -180,6 +180,8 @@ def w2_error(spectrum, *, sigma: float, gamma: float, n_samples: int | float,
     denoise: final Tweedie step.
 
     Returns :class:`W2ErrorTerms` (tensors for tensor input, floats/arrays for NumPy input).
+    Tensor outputs are *detached* (the divided differences are evaluated with an inner autograd
+    pass): there is no gradient w.r.t. ``spectrum``; use :func:`pipeline` for that.
     The sample average over datasets of W2^2 matches ``total`` up to O(N^-2) (+ O(tau^2)).
     """
     ctx = ArrayContext(spectrum)
@@ -195,6 +197,8 @@ def w2_error(spectrum, *, sigma: float, gamma: float, n_samples: int | float,
     if n_steps is not None:
         n_steps = check_int(n_steps, "n_steps", min_value=0)
     init_var = float(init_var)
+    if not math.isfinite(init_var) or init_var < 0:
+        raise InputError(f"init_var: must be a finite number >= 0, got {init_var}")
     if score in ("gd", "sgd"):
         if score_step is None:
             raise InputError(f"score_step: required for score={score!r}")
