@@ -44,3 +44,15 @@ def test_loglog_fit_recovers_known_rate():
     noisy = 3.0 * n**-0.5 * np.exp(np.array([0.1, -0.1, 0.05, -0.05, 0.0]))
     fit = loglog_fit(n, noisy)
     assert 0 < fit["slope_se"] < 0.2 and abs(fit["slope"] + 0.5) < 3 * fit["slope_se"] + 0.05
+
+
+def test_bad_seed_is_input_error():
+    import pytest
+
+    from measureflow import InputError
+    from measureflow.core import numpy_rng
+    for bad in ("1", 1.5, True):
+        with pytest.raises(InputError, match="^seed:"):
+            make_generator(bad)
+        with pytest.raises(InputError, match="^seed:"):
+            numpy_rng(bad)

@@ -7,6 +7,8 @@ import random as _random
 import numpy as np
 import torch
 
+from .errors import InputError
+
 __all__ = ["make_generator", "seed_everything", "numpy_rng"]
 
 
@@ -17,6 +19,8 @@ def make_generator(seed: int | torch.Generator | None = None, device=None) -> to
     """
     if isinstance(seed, torch.Generator):
         return seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise InputError(f"seed: expected an int, a torch.Generator or None, got {seed!r}")
     g = torch.Generator(device=device if device is not None else "cpu")
     if seed is None:
         g.seed()
@@ -28,6 +32,8 @@ def make_generator(seed: int | torch.Generator | None = None, device=None) -> to
 def numpy_rng(seed: int | np.random.Generator | None = None) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise InputError(f"seed: expected an int, a numpy Generator or None, got {seed!r}")
     return np.random.default_rng(seed)
 
 
