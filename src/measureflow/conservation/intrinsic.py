@@ -1,0 +1,475 @@
+"""Intrinsic training dynamics (Marcotte, Gribonval, Peyre, arXiv 2508.07370).
+
+Setting: loss f(phi(theta)). Along gradient flow z = phi(theta) obeys z' = -M(theta) grad f(z) with
+M(theta) = dphi(theta) dphi(theta)^T. The flow is *intrinsic* when M(theta) = K(phi(theta)) on the
+level set of the conservation laws h through theta_0.
+
+This module (written by hand; numbering of the paper's statements unverified, see
+docs/conservation.md) provides
+
+* :func:`kernel_inclusion`: the necessary condition ker dphi ∩ ker dh ⊆ ker dM at theta, and
+  recoverability ker dphi ∩ ker dh = {0} (:func:`recoverable`). When the laws are not given, ker dh
+  is taken as the Lie-algebra trace Lie(W_phi)(theta) (it equals ker dh when h is complete);
+* :func:`frobenius_test`: dim Lie(W_phi)(theta) == rank dphi(theta);
+* path-lifting of DAG ReLU networks (:func:`path_lifting`, :func:`mlp_dag`, :func:`dag_laws`);
+* relaxed-balanced initialisations of linear networks (U^T U - V^T V = lam I, and the deep square
+  version U_{i+1}^T U_{i+1} - U_i U_i^T = lam_i I);
+* closed-form intrinsic metrics: 2-layer ReLU (:func:`metric_relu_two_layer`), relaxed-balanced
+  2-layer linear (:func:`metric_linear_relaxed_balanced`), deep square relaxed-balanced linear
+  (:func:`metric_deep_linear`), and the linear neural ODE (:func:`metric_neural_ode`, with
+  :func:`neural_ode_flow` integrating the parameter flow and the intrinsic flow side by side).
+
+Matrices are flattened row-major: vec(P G Q) = (P ⊗ Q^T) vec(G).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import torch
+from torch.func import jacrev, jvp
+
+from ..core import ArrayContext, InputError, check_int, check_positive, make_generator
+from ._paths import DAG, dag_laws, mlp_dag, path_lifting
+from .lie import GradientFields, lie_closure, number_of_laws
+
+__all__ = ["KernelInclusion", "kernel_inclusion", "recoverable", "frobenius_test", "DAG",
+           "path_lifting", "mlp_dag", "dag_laws", "relaxed_balanced_linear",
+           "relaxed_balanced_deep", "metric", "metric_relu_two_layer",
+           "metric_linear_relaxed_balanced", "metric_deep_linear", "relaxed_balanced_neural_ode",
+           "neural_ode_product", "neural_ode_law", "metric_neural_ode", "neural_ode_flow",
+           "NeuralODEFlow"]
+
+_F64 = torch.float64
+
+
+def _theta(theta, name="theta") -> torch.Tensor:
+    t = torch.as_tensor(theta, dtype=_F64) if not isinstance(theta, torch.Tensor) else theta
+    t = t.detach()
+    if t.ndim != 1 or t.numel() == 0:
+        raise InputError(f"{name}: expected a flat parameter vector, got shape {tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise InputError(f"{name}: contains NaN or Inf")
+    return t
+
+
+def _null(A: torch.Tensor, rtol: float) -> torch.Tensor:
+    """Orthonormal basis (columns) of the null space of A (n_rows, D)."""
+    D = A.shape[1]
+    if A.numel() == 0:
+        return torch.eye(D, dtype=A.dtype)
+    _, s, Vh = torch.linalg.svd(A, full_matrices=True)
+    r = int((s > rtol * s[0]).sum()) if float(s[0]) > 0 else 0
+    return Vh[r:].T
+
+
+def metric(phi: Callable, theta) -> torch.Tensor:
+    """M(theta) = dphi(theta) dphi(theta)^T (d x d), the metric of z' = -M grad f(z)."""
+    ctx = ArrayContext(theta)
+    t = _theta(ctx.tensor(theta, "theta"))
+    J = jacrev(lambda x: phi(x).reshape(-1))(t)
+    return ctx.wrap(J @ J.T)
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelInclusion:
+    """Result of :func:`kernel_inclusion`.
+
+    ``dim_ker_dphi``; ``dim_ker_dh`` (dimension used for ker dh); ``dim_intersection`` of
+    ker dphi ∩ ker dh; ``max_dM``: max over an orthonormal basis w of the intersection of
+    max_ij |dM(theta)[w]_ij|; ``relative_dM`` = max_dM / max_ij |M_ij|; ``holds``: relative_dM <=
+    tol (vacuously True when the intersection is {0}); ``recoverable``: intersection == {0}.
+    """
+
+    dim_ker_dphi: int
+    dim_ker_dh: int
+    dim_intersection: int
+    max_dM: float
+    relative_dM: float
+    holds: bool
+    recoverable: bool
+
+
+def kernel_inclusion(phi: Callable, theta, *, laws: Callable | None = None, rtol: float = 1e-9,
+                     tol: float = 1e-7) -> KernelInclusion:
+    """Check ker dphi(theta) ∩ ker dh(theta) ⊆ ker dM(theta) (arXiv 2508.07370, kernel criterion).
+
+    ``laws``: callable theta -> vector of the (complete) laws; if None, ker dh is replaced by the
+    Lie trace Lie(W_phi)(theta) computed by :func:`~measureflow.conservation.lie_closure`
+    (equal to ker dh for a complete set of laws). dM(theta)[w] = d/de M(theta + e w) by
+    ``torch.func.jvp``.
+    """
+    if not callable(phi):
+        raise InputError("phi: expected a callable")
+    t = _theta(theta)
+    D = t.numel()
+    f = lambda x: phi(x).reshape(-1)
+    J = jacrev(f)(t)
+    Kb = _null(J, rtol)  # (D, k)
+    if laws is None:
+        Q = lie_closure(GradientFields(f), t, rtol=rtol).basis  # rows span Lie trace
+        Lb = Q.T
+    else:
+        if not callable(laws):
+            raise InputError("laws: expected a callable")
+        Jh = jacrev(lambda x: laws(x).reshape(-1))(t).reshape(-1, D)
+        Lb = _null(Jh, rtol)
+    if Kb.shape[1] == 0 or Lb.shape[1] == 0:
+        W = torch.zeros(D, 0, dtype=t.dtype)
+    else:
+        # w = Kb a in span(Lb)  <=>  (I - Lb Lb^T) Kb a = 0
+        N = Kb - Lb @ (Lb.T @ Kb)
+        _, s, Vh = torch.linalg.svd(N, full_matrices=True)
+        r = int((s > 1e-7).sum())
+        W = Kb @ Vh[r:].T
+    M = J @ J.T
+    Mfun = lambda x: (lambda Jx: Jx @ Jx.T)(jacrev(f)(x))
+    max_dM = 0.0
+    for i in range(W.shape[1]):
+        dM = jvp(Mfun, (t,), (W[:, i],))[1]
+        max_dM = max(max_dM, float(dM.abs().max()))
+    scale = float(M.abs().max()) or 1.0
+    rel = max_dM / scale
+    return KernelInclusion(dim_ker_dphi=int(Kb.shape[1]), dim_ker_dh=int(Lb.shape[1]),
+                           dim_intersection=int(W.shape[1]), max_dM=max_dM, relative_dM=rel,
+                           holds=bool(rel <= tol), recoverable=bool(W.shape[1] == 0))
+
+
+def recoverable(phi: Callable, theta, *, laws: Callable | None = None,
+                rtol: float = 1e-9) -> bool:
+    """Intrinsic recoverability at theta: ker dphi(theta) ∩ ker dh(theta) = {0}."""
+    return kernel_inclusion(phi, theta, laws=laws, rtol=rtol).recoverable
+
+
+def frobenius_test(phi: Callable, theta, *, rtol: float | None = None) -> bool:
+    """Frobenius property at theta: dim Lie(W_phi)(theta) == rank dphi(theta)."""
+    return number_of_laws(phi, theta, rtol=rtol).frobenius
+
+
+# ----------------------------------------------------------------------- initialisations
+def _orthonormal(n: int, r: int, gen) -> torch.Tensor:
+    Q, R = torch.linalg.qr(torch.randn(n, r, generator=gen, dtype=_F64))
+    return Q * torch.sign(torch.diagonal(R))
+
+
+def relaxed_balanced_linear(n: int, m: int, r: int, lam: float, *, seed=0,
+                            scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(U, V), U (n, r), V (m, r), with U^T U - V^T V = lam I_r (relaxed balanced, 2508.07370).
+
+    lam >= 0 needs r <= n (U = O (V^T V + lam I)^{1/2}, O with orthonormal columns); lam < 0 needs
+    r <= m (mirror construction). The free factor is Gaussian with std ``scale``.
+    """
+    n, m, r = (check_int(x, nm, min_value=1) for x, nm in ((n, "n"), (m, "m"), (r, "r")))
+    lam = float(lam)
+    gen = make_generator(seed)
+    if lam >= 0:
+        if r > n:
+            raise InputError(f"r: relaxed balanced with lam >= 0 needs r <= n ({r} > {n})")
+        V = scale * torch.randn(m, r, generator=gen, dtype=_F64)
+        ev, E = torch.linalg.eigh(V.T @ V + lam * torch.eye(r, dtype=_F64))
+        U = _orthonormal(n, r, gen) @ (E * ev.clamp_min(0).sqrt()) @ E.T
+    else:
+        if r > m:
+            raise InputError(f"r: relaxed balanced with lam < 0 needs r <= m ({r} > {m})")
+        U = scale * torch.randn(n, r, generator=gen, dtype=_F64)
+        ev, E = torch.linalg.eigh(U.T @ U - lam * torch.eye(r, dtype=_F64))
+        V = _orthonormal(m, r, gen) @ (E * ev.clamp_min(0).sqrt()) @ E.T
+    return U, V
+
+
+def relaxed_balanced_deep(n: int, lams: Sequence[float], *, seed=0,
+                          low: float = 0.5, high: float = 1.5) -> list[torch.Tensor]:
+    """Square U_1..U_L (n x n), L = len(lams) + 1, with U_{i+1}^T U_{i+1} - U_i U_i^T = lam_i I.
+
+    Construction U_i = O_i diag(sqrt(d + Lambda_i)) O_{i-1}^T with random orthogonal O_i,
+    Lambda_i = sum_{j<i} lam_j and d uniform in [low, high] shifted so that d + min Lambda > 0.
+    Returns [U_1, ..., U_L] (phi = U_L ... U_1).
+    """
+    n = check_int(n, "n", min_value=1)
+    lams = [float(x) for x in lams]
+    gen = make_generator(seed)
+    Lam = [0.0]
+    for x in lams:
+        Lam.append(Lam[-1] + x)
+    d = low + (high - low) * torch.rand(n, generator=gen, dtype=_F64) - min(Lam)
+    O = [_orthonormal(n, n, gen) for _ in range(len(Lam) + 1)]
+    return [O[i + 1] @ torch.diag((d + Lam[i]).sqrt()) @ O[i].T for i in range(len(Lam))]
+
+
+# ----------------------------------------------------------------------- metrics
+def _eye(ctx: ArrayContext, n: int) -> torch.Tensor:
+    return torch.eye(n, dtype=ctx.dtype, device=ctx.device)
+
+
+def _kron_op(P: torch.Tensor, Qm: torch.Tensor) -> torch.Tensor:
+    """Matrix of G -> P G Q on row-major vec(G)."""
+    return torch.kron(P.contiguous(), Qm.T.contiguous())
+
+
+def metric_relu_two_layer(Z: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """Intrinsic metric of the 2-layer ReLU path-lifting phi = (u_k v_k^T)_k.
+
+    ``Z``: (r, n, p) the blocks Z_k = u_k v_k^T (v_k including the bias when there is one);
+    ``delta``: (r,) the laws delta_k = |u_k|^2 - |v_k|^2. With |u_k|^2 = (delta_k +
+    sqrt(delta_k^2 + 4 |Z_k|^2)) / 2 and |v_k|^2 = |u_k|^2 - delta_k:
+    K[G]_k = Z_k Z_k^T G_k / |v_k|^2 + G_k Z_k^T Z_k / |u_k|^2 (block diagonal, (r n p) square).
+    """
+    ctx = ArrayContext(Z, delta)
+    Z, delta = ctx.tensor(Z, "Z"), ctx.tensor(delta, "delta")
+    if Z.ndim != 3 or delta.shape != (Z.shape[0],):
+        raise InputError("Z, delta: expected Z of shape (r, n, p) and delta of shape (r,)")
+    blocks = []
+    for Zk, dk in zip(Z, delta):
+        nz2 = (Zk ** 2).sum()
+        u2 = (dk + torch.sqrt(dk * dk + 4 * nz2)) / 2
+        v2 = u2 - dk
+        if not (u2 > 0 and v2 > 0):
+            raise InputError("Z: a neuron with u_k = 0 or v_k = 0 has no intrinsic metric here")
+        n, p = Zk.shape
+        blocks.append(_kron_op(Zk @ Zk.T / v2, _eye(ctx, p))
+                      + _kron_op(_eye(ctx, n), Zk.T @ Zk / u2))
+    return ctx.wrap(torch.block_diag(*blocks))
+
+
+def _sqrtm_sym(S: torch.Tensor) -> torch.Tensor:
+    ev, E = torch.linalg.eigh(0.5 * (S + S.T))
+    return (E * ev.clamp_min(0).sqrt()) @ E.T
+
+
+def _range_proj(Z: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
+    A, s, Bh = torch.linalg.svd(Z)
+    Ar, Br = A[:, :r], Bh[:r].T
+    return Ar @ Ar.T, Br @ Br.T
+
+
+def metric_linear_relaxed_balanced(Z: torch.Tensor, lam: float, r: int) -> torch.Tensor:
+    """Intrinsic metric of phi = U V^T on the relaxed-balanced level set U^T U - V^T V = lam I_r.
+
+    U U^T = (sqrt(Z Z^T + lam^2/4 I) + lam/2 I) P_Z and V V^T = (sqrt(Z^T Z + lam^2/4 I) - lam/2 I)
+    P_{Z^T} (P: projections on the ranges, rank r), [derived from (U U^T)^2 - lam U U^T = Z Z^T and
+    (V V^T)^2 + lam V V^T = Z^T Z], and K[G] = U U^T G + G V V^T. Needs r <= min(n, m) and Z of
+    rank r. Returns the (n m) x (n m) matrix.
+    """
+    ctx = ArrayContext(Z)
+    Z = ctx.tensor(Z, "Z")
+    if Z.ndim != 2:
+        raise InputError("Z: expected a matrix")
+    n, m = Z.shape
+    r = check_int(r, "r", min_value=1)
+    if r > min(n, m):
+        raise InputError(f"r: the closed form needs r <= min(n, m) = {min(n, m)}")
+    lam = float(lam)
+    Pu, Pv = _range_proj(Z, r)
+    In, Im = _eye(ctx, n), _eye(ctx, m)
+    UU = (_sqrtm_sym(Z @ Z.T + lam * lam / 4 * In) + lam / 2 * In) @ Pu
+    VV = (_sqrtm_sym(Z.T @ Z + lam * lam / 4 * Im) - lam / 2 * Im) @ Pv
+    UU, VV = 0.5 * (UU + UU.T), 0.5 * (VV + VV.T)
+    return ctx.wrap(_kron_op(UU, Im) + _kron_op(In, VV))
+
+
+def _roots(z2: torch.Tensor, Lam: torch.Tensor) -> torch.Tensor:
+    """s with prod_i (s + Lam_i) = z2 and s + min Lam >= 0.
+
+    Bisection (the product is increasing there) on detached values, then one Newton step on the
+    live graph, so that ds/dz2 = 1 / P'(s) is exact under autograd (implicit function theorem).
+    """
+    P = lambda s: torch.prod(s[:, None] + Lam[None, :], dim=1)
+    zd, Ld = z2.detach(), Lam.detach()
+    lo = torch.full_like(zd, -float(Ld.min()))
+    hi = lo + 1.0
+    f = lambda s: torch.prod(s[:, None] + Ld[None, :], dim=1) - zd
+    while bool((f(hi) < 0).any()):
+        hi = torch.where(f(hi) < 0, lo + 2 * (hi - lo), hi)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        neg = f(mid) < 0
+        lo, hi = torch.where(neg, mid, lo), torch.where(neg, hi, mid)
+    s0 = 0.5 * (lo + hi)
+    dP = torch.func.vmap(torch.func.grad(lambda x: torch.prod(x + Ld)))(s0)
+    return s0 - (P(s0) - z2) / dP
+
+
+def metric_deep_linear(Z: torch.Tensor, lams: Sequence[float]) -> torch.Tensor:
+    """Intrinsic metric of phi = U_L ... U_1 (square n x n) on U_{i+1}^T U_{i+1} - U_i U_i^T = lam_i I.
+
+    With Lambda_i = sum_{j<i} lam_j (Lambda_1 = 0), Z = A diag(z) B^T (SVD) and s_k the root of
+    prod_i (s + Lambda_i) = z_k^2 with s + min Lambda >= 0:
+    K[G] = sum_j A diag(prod_{i>j} (s + Lambda_i)) A^T G B diag(prod_{i<j} (s + Lambda_i)) B^T.
+    For lam = 0 this is Arora et al.'s sum_j (Z Z^T)^{(L-j)/L} G (Z^T Z)^{(j-1)/L}.
+    [Reconstruction, checked against M = dphi dphi^T in the tests.] Returns (n^2, n^2).
+    """
+    ctx = ArrayContext(Z)
+    Z = ctx.tensor(Z, "Z")
+    if Z.ndim != 2 or Z.shape[0] != Z.shape[1]:
+        raise InputError("Z: expected a square matrix")
+    lams = [float(x) for x in lams]
+    L = len(lams) + 1
+    Lam = torch.tensor([0.0] + [float(x) for x in torch.cumsum(torch.tensor(lams, dtype=_F64), 0)]
+                       if lams else [0.0], dtype=Z.dtype, device=Z.device)
+    A, z, Bh = torch.linalg.svd(Z)
+    s = _roots(z * z, Lam)
+    F = s[:, None] + Lam[None, :]  # (n, L): eigenvalue of U_i U_i^T-type factors
+    K = 0
+    for j in range(L):
+        left = torch.prod(F[:, j + 1:], dim=1) if j + 1 < L else torch.ones_like(s)
+        right = torch.prod(F[:, :j], dim=1) if j > 0 else torch.ones_like(s)
+        K = K + _kron_op((A * left) @ A.T, (Bh.T * right) @ Bh)
+    return ctx.wrap(K)
+
+
+# ----------------------------------------------------------------------- linear neural ODE
+def relaxed_balanced_neural_ode(n: int, n_layers: int, mu: float, *, seed=0,
+                                scale: float = 0.5, skew: float = 0.5) -> torch.Tensor:
+    """Relaxed-balanced initialisation of the linear neural ODE, sampled at s_i = (i+1/2)/L.
+
+    The linear neural ODE x'(s) = A(s) x(s), s in [0, 1], is the infinite-depth limit of the deep
+    linear network prod_i (I + A_i / L); its product is the resolvent Z = Phi(1, 0). Gradient
+    flow (L^2 metric on A) conserves, pointwise in s, [derived by us]
+    S(s) = d/ds (A + A^T)(s) + A(s)^T A(s) - A(s) A(s)^T,
+    the continuum limit of L^2 (U_{i+1}^T U_{i+1} - U_i U_i^T) for U_i = I + A_i/L. Relaxed
+    balanced means S(s) = mu I; here mu is constant and the path
+    A(s) = e^{sK} S_0 e^{-sK} + (mu s / 2) I + K (K skew, S_0 symmetric, both random) satisfies it
+    exactly. Returns A of shape (n_layers, n, n).
+    """
+    n = check_int(n, "n", min_value=1)
+    L = check_int(n_layers, "n_layers", min_value=1)
+    gen = make_generator(seed)
+    S0 = scale * torch.randn(n, n, generator=gen, dtype=_F64)
+    S0 = 0.5 * (S0 + S0.T)
+    K = skew * torch.randn(n, n, generator=gen, dtype=_F64)
+    K = 0.5 * (K - K.T)
+    s = (torch.arange(L, dtype=_F64) + 0.5) / L
+    out = []
+    for si in s:
+        E = torch.linalg.matrix_exp(si * K)
+        out.append(E @ S0 @ E.T + float(mu) * si / 2 * torch.eye(n, dtype=_F64) + K)
+    return torch.stack(out)
+
+
+def neural_ode_product(A: torch.Tensor) -> torch.Tensor:
+    """Z = expm(A_L / L) ... expm(A_1 / L): the resolvent for piecewise-constant A (L, n, n)."""
+    if A.ndim != 3 or A.shape[1] != A.shape[2]:
+        raise InputError(f"A: expected shape (L, n, n), got {tuple(A.shape)}")
+    L = A.shape[0]
+    Z = torch.eye(A.shape[1], dtype=A.dtype, device=A.device)
+    for i in range(L):
+        Z = torch.linalg.matrix_exp(A[i] / L) @ Z
+    return Z
+
+
+def neural_ode_law(A: torch.Tensor) -> torch.Tensor:
+    """S(s) = d/ds (A + A^T) + A^T A - A A^T at the midpoints between grid nodes, (L-1, n, n).
+
+    Finite differences on the grid s_i = (i + 1/2)/L (second-order accurate in 1/L).
+    """
+    if A.ndim != 3 or A.shape[0] < 2:
+        raise InputError("A: expected shape (L, n, n) with L >= 2")
+    L = A.shape[0]
+    sym = A + A.transpose(1, 2)
+    Am = 0.5 * (A[1:] + A[:-1])
+    return (sym[1:] - sym[:-1]) * L + Am.transpose(1, 2) @ Am - Am @ Am.transpose(1, 2)
+
+
+def metric_neural_ode(Z: torch.Tensor, mu: float, *, n_quad: int = 48) -> torch.Tensor:
+    """Intrinsic metric of the linear neural ODE on the level set S(s) = mu I (constant mu).
+
+    With m(s) = mu s, Z = A diag(z) B^T and sigma_k = 2 log z_k - int_0^1 m:
+    K(Z)[G] = int_0^1 A diag(e^{a_k(s)}) A^T G B diag(e^{b_k(s)}) B^T ds,
+    a_k(s) = (1 - s) sigma_k + int_s^1 m, b_k(s) = s sigma_k + int_0^s m.
+    [Derived by us as the continuum limit of :func:`metric_deep_linear` with U_i = I + A_i/L,
+    lam_i = mu / L^2, for the L^2 gradient flow A_t(s) = -Phi(1,s)^T grad f Phi(s,0)^T; the
+    paper's own statement (Thm 3.13 in the camera-ready numbering) was not available. For mu = 0
+    it is int_0^1 (Z Z^T)^{1-s} G (Z^T Z)^s ds.] Gauss-Legendre quadrature with ``n_quad``
+    nodes. Returns (n^2, n^2).
+    """
+    ctx = ArrayContext(Z)
+    Z = ctx.tensor(Z, "Z")
+    if Z.ndim != 2 or Z.shape[0] != Z.shape[1]:
+        raise InputError("Z: expected a square matrix")
+    mu = float(mu)
+    n_quad = check_int(n_quad, "n_quad", min_value=2)
+    Au, z, Bh = torch.linalg.svd(Z)
+    if float(z.min()) <= 0:
+        raise InputError("Z: must be invertible (a resolvent)")
+    import numpy as np
+    x, w = np.polynomial.legendre.leggauss(n_quad)
+    s_nodes = torch.tensor((x + 1) / 2, dtype=Z.dtype, device=Z.device)
+    w = torch.tensor(w / 2, dtype=Z.dtype, device=Z.device)
+    sigma = 2 * torch.log(z) - mu / 2
+    K = 0
+    for s, ws in zip(s_nodes, w):
+        a = (1 - s) * sigma + mu * (1 - s * s) / 2
+        b = s * sigma + mu * s * s / 2
+        K = K + ws * _kron_op((Au * torch.exp(a)) @ Au.T, (Bh.T * torch.exp(b)) @ Bh)
+    return ctx.wrap(K)
+
+
+@dataclasses.dataclass(frozen=True)
+class NeuralODEFlow:
+    """Output of :func:`neural_ode_flow`: times, Z(t) from the parameter flow, z(t) from the
+    intrinsic flow, ``max_rel_error`` = max_t |Z - z|_F / |Z|_F, and ``law_drift`` = max_t
+    max |S_t - S_0| of the discretised law."""
+
+    times: torch.Tensor
+    Z_param: torch.Tensor
+    Z_intrinsic: torch.Tensor
+    max_rel_error: float
+    law_drift: float
+
+
+def neural_ode_flow(A0: torch.Tensor, target: torch.Tensor, mu: float, *, t_max: float = 0.5,
+                    n_t: int = 50) -> NeuralODEFlow:
+    """Integrate the parameter flow of the linear neural ODE and the intrinsic flow of Z.
+
+    Loss f(Z) = 1/2 |Z - target|_F^2. Parameter flow: A_i' = -L grad_{A_i} f(neural_ode_product(A))
+    (the L^2 gradient of the piecewise-constant path; autograd through ``matrix_exp``).
+    Intrinsic flow: z' = -K(z)[grad f(z)] with K = :func:`metric_neural_ode` (mu constant). Both by
+    classical RK4 with ``n_t`` steps on [0, t_max]. The difference is the discretisation error of
+    the L-layer approximation (O(1/L)) plus the RK4 error.
+    """
+    if A0.ndim != 3:
+        raise InputError("A0: expected shape (L, n, n)")
+    t_max = check_positive(t_max, "t_max")
+    n_t = check_int(n_t, "n_t", min_value=1)
+    target = torch.as_tensor(target, dtype=_F64)
+    L, n = A0.shape[0], A0.shape[1]
+    if target.shape != (n, n):
+        raise InputError(f"target: expected shape ({n}, {n})")
+
+    def fA(A):
+        A = A.detach().requires_grad_(True)
+        Z = neural_ode_product(A)
+        loss = 0.5 * ((Z - target) ** 2).sum()
+        (g,) = torch.autograd.grad(loss, A)
+        return -L * g
+
+    def fz(z):
+        Kz = metric_neural_ode(z, mu)
+        return -(Kz @ (z - target).reshape(-1)).reshape(n, n)
+
+    def rk4(f, y, h):
+        k1 = f(y)
+        k2 = f(y + h / 2 * k1)
+        k3 = f(y + h / 2 * k2)
+        k4 = f(y + h * k3)
+        return y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+    h = t_max / n_t
+    A = A0.detach().clone()
+    z = neural_ode_product(A).detach()
+    S0 = neural_ode_law(A) if L >= 2 else None
+    Zs, zs, ts = [z.clone()], [z.clone()], [0.0]
+    drift = 0.0
+    for k in range(n_t):
+        A = rk4(fA, A, h)
+        z = rk4(fz, z, h)
+        Zs.append(neural_ode_product(A).detach())
+        zs.append(z.clone())
+        ts.append((k + 1) * h)
+        if S0 is not None:
+            drift = max(drift, float((neural_ode_law(A) - S0).abs().max()))
+    Zp, Zi = torch.stack(Zs), torch.stack(zs)
+    err = float(((Zp - Zi).flatten(1).norm(dim=1) / Zp.flatten(1).norm(dim=1)).max())
+    return NeuralODEFlow(times=torch.tensor(ts, dtype=_F64), Z_param=Zp, Z_intrinsic=Zi,
+                         max_rel_error=err, law_drift=drift)

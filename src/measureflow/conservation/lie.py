@@ -1,0 +1,488 @@
+"""Lie-algebra trace rank by automatic differentiation and the number of conservation laws.
+
+Framework: Marcotte, Gribonval, Peyre, "Abide by the law and follow the flow" (arXiv
+2307.00144, Sec. 2-3, Algorithm of Sec. 3.3), recapped in arXiv 2506.06194 Sec. 2 (Prop. 2.9,
+Thm. 2.11).
+
+A family of vector fields X_1, ..., X_d on R^D generates a Lie algebra Lie(W). Its trace at theta
+is the subspace {X(theta) : X in Lie(W)}. When its dimension k is locally constant, there are
+exactly D - k functionally independent conservation laws near theta (Frobenius theorem).
+
+How the trace is computed here (written by hand, torch.func):
+
+* Brackets use the convention ``[X, Y](t) = dY(t)[X(t)] - dX(t)[Y(t)]`` and are formed by
+  ``torch.func.jvp``; nested brackets are composed callables, no symbolic algebra.
+* The filtration is W_0 = span{X_i}, W_{k+1} = W_k + [W_0, W_k]; its trace at theta is spanned
+  by the right-nested brackets [X_{a_0}, [X_{a_1}, ..., X_{a_k}]] of length <= k+1.
+* Instead of bracketing every pair of basis fields (the reference SageMath implementation does
+  that symbolically), we evaluate nested brackets of *random linear combinations*
+  X_a = sum_i a_i X_i with Gaussian a. The map (a_0, ..., a_k) -> [X_{a_0}, [..., X_{a_k}]](theta)
+  is multilinear, so random samples span the same space as all basis brackets, with
+  probability one; a batch of samples that does not raise the rank proves (w.p. 1) that the
+  level is exhausted. The number of bracket evaluations is therefore about dim Lie instead of
+  d^2 per level, and each evaluation costs a few gradient evaluations (forward-over-reverse).
+* Ranks are numerical: each new sample is normalised, projected on the orthogonal complement
+  of the current basis, and the singular values of the residuals are compared with ``rtol``.
+* The iteration stops when a whole level adds nothing (at a point where the ranks of the W_k
+  are locally constant this proves the closure), when the rank reaches D, or when it reaches
+  ``D - n_known`` (known laws give the upper bound dim Lie <= D - n_known, so the count is then
+  certified).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch.func import jacrev, jvp, vjp, vmap
+
+from ..core import ArrayContext, InputError, check_int, make_generator
+
+__all__ = ["GradientFields", "gradient_fields", "lie_rank", "lie_rank_report", "LieRankReport",
+           "LawCount", "number_of_laws", "number_of_laws_model", "lie_closure", "LieClosure"]
+
+
+# ----------------------------------------------------------------------------------- fields
+@dataclasses.dataclass(frozen=True)
+class GradientFields:
+    """The gradient fields X_i = grad phi_i of a map ``phi: R^D -> R^d`` (flat in, flat out).
+
+    ``X_a(theta) = dphi(theta)^T a`` is evaluated by one vector-Jacobian product, so families with
+    a huge number d of generators (e.g. a network evaluated on many inputs) stay cheap.
+    """
+
+    phi: Callable[[torch.Tensor], torch.Tensor]
+
+    def combo(self, theta: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        out, pullback = vjp(lambda t: self.phi(t).reshape(-1), theta)
+        return pullback(a)[0]
+
+    def n_fields(self, theta: torch.Tensor) -> int:
+        with torch.no_grad():
+            return int(self.phi(theta.detach()).numel())
+
+    def matrix(self, theta: torch.Tensor) -> torch.Tensor:
+        """Rows are the fields at theta: the Jacobian dphi(theta), shape (d, D)."""
+        return jacrev(lambda t: self.phi(t).reshape(-1))(theta)
+
+
+def gradient_fields(phi: Callable[[torch.Tensor], torch.Tensor]) -> GradientFields:
+    """Wrap a factorization ``phi`` (callable on a flat parameter vector) as gradient fields."""
+    if not callable(phi):
+        raise InputError("phi: expected a callable on a flat parameter vector")
+    return GradientFields(phi)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ListFields:
+    fields: tuple
+
+    def matrix(self, theta):
+        return torch.stack([f(theta).reshape(-1) for f in self.fields])
+
+    def combo(self, theta, a):
+        return a @ self.matrix(theta)
+
+    def n_fields(self, theta):
+        return len(self.fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class _MatrixFields:
+    fn: Callable
+
+    def matrix(self, theta):
+        return self.fn(theta)
+
+    def combo(self, theta, a):
+        return a @ self.fn(theta)
+
+    def n_fields(self, theta):
+        with torch.no_grad():
+            return int(self.fn(theta.detach()).shape[0])
+
+
+def _as_family(fields: Any):
+    if isinstance(fields, (GradientFields, _ListFields, _MatrixFields)):
+        return fields
+    if callable(fields):
+        return _MatrixFields(fields)
+    if isinstance(fields, Sequence) and len(fields) > 0 and all(callable(f) for f in fields):
+        return _ListFields(tuple(fields))
+    raise InputError("fields: expected a sequence of callables R^D -> R^D, a callable returning "
+                     "the (d, D) matrix whose rows are the fields, or gradient_fields(phi)")
+
+
+def _flat_theta(theta, name="theta") -> tuple[ArrayContext, torch.Tensor]:
+    ctx = ArrayContext(theta)
+    t = ctx.tensor(theta, name).detach()
+    if t.ndim != 1 or t.numel() == 0:
+        raise InputError(f"{name}: expected a non-empty flat parameter vector, got shape "
+                         f"{tuple(t.shape)}")
+    return ctx, t
+
+
+def _default_rtol(dtype: torch.dtype) -> float:
+    return 1e-9 if dtype == torch.float64 else 1e-4
+
+
+# ----------------------------------------------------------------------------------- basis
+class _Basis:
+    """Orthonormal basis (rows) of a growing subspace of R^D."""
+
+    def __init__(self, D: int, dtype, device, rtol: float):
+        self.Q = torch.zeros(0, D, dtype=dtype, device=device)
+        self.rtol = rtol
+        self.D = D
+
+    @property
+    def rank(self) -> int:
+        return self.Q.shape[0]
+
+    def add(self, S: torch.Tensor, scale: torch.Tensor) -> int:
+        """Add the rows of ``S`` (row i measured against ``scale[i]``); return the rank gain.
+
+        Rows are divided by their scale (their norm, or for brackets the size of the two terms
+        whose difference they are), so that round-off is O(machine eps) after scaling and a
+        row counts as new only through singular values above ``rtol``.
+        """
+        if S.numel() == 0 or self.rank >= self.D:
+            return 0
+        keep = scale > 0
+        if not bool(keep.any()):
+            return 0
+        S = S[keep] / scale[keep, None]
+        for _ in range(2):  # project twice (classical Gram-Schmidt re-orthogonalisation)
+            S = S - (S @ self.Q.T) @ self.Q
+        _, sv, Vh = torch.linalg.svd(S, full_matrices=False)
+        new = int((sv > self.rtol).sum())
+        new = min(new, self.D - self.rank)
+        if new:
+            N = Vh[:new]
+            N = N - (N @ self.Q.T) @ self.Q
+            N, _ = torch.linalg.qr(N.T)
+            self.Q = torch.cat([self.Q, N.T], 0)
+        return new
+
+
+# ----------------------------------------------------------------------------------- closure
+@dataclasses.dataclass(frozen=True)
+class LieClosure:
+    """Outcome of the filtration at one point.
+
+    ``rank``: dimension reached; ``ranks_by_depth``: dim W_k(theta) for k = 0, 1, ...;
+    ``basis``: orthonormal rows spanning the trace (shape (rank, D)); ``complete``: the
+    filtration stopped because a level added nothing or the rank reached D (False when it
+    stopped at ``max_depth`` or at the ``n_known`` target); ``certified``: the rank reached
+    ``D - n_known``.
+    """
+
+    rank: int
+    ranks_by_depth: tuple
+    basis: torch.Tensor
+    complete: bool
+    certified: bool
+
+
+def _nested_bracket(family, theta: torch.Tensor, coeffs: torch.Tensor):
+    """[X_{c_0}, [X_{c_1}, ..., [X_{c_{k-1}}, X_{c_k}]]](theta) for coeffs of shape (k+1, d).
+
+    Returns (value, scale): for k >= 1 the scale is |dY[X]| + |dX[Y]| of the outermost bracket,
+    the size of the two terms whose difference is the bracket (round-off is relative to it).
+    """
+    k = coeffs.shape[0] - 1
+    if k == 0:
+        v = family.combo(theta, coeffs[0])
+        return v, v.norm()
+
+    def field(j: int) -> Callable:
+        cj = coeffs[j]
+        Xj = lambda t: family.combo(t, cj)
+        if j == k:
+            return Xj
+        inner = field(j + 1)
+
+        def br(t, with_scale=False):
+            # [X, Y](t) = dY(t)[X(t)] - dX(t)[Y(t)]
+            y_t, dy_x = jvp(inner, (t,), (Xj(t),))
+            _, dx_y = jvp(Xj, (t,), (y_t,))
+            if with_scale:
+                return dy_x - dx_y, dy_x.norm() + dx_y.norm()
+            return dy_x - dx_y
+
+        return br
+
+    return field(0)(theta, True)
+
+
+def lie_closure(fields, theta, *, max_depth: int | None = None, rtol: float | None = None,
+                n_known: int | None = None, batch_size: int = 128, seed=0,
+                exact_level0_max: int = 4_000_000, level0=None) -> LieClosure:
+    """Run the (randomised) filtration W_{k+1} = W_k + [W_0, W_k] at ``theta``.
+
+    See :func:`lie_rank` for the arguments; this returns the full :class:`LieClosure` (torch
+    tensors; ``theta`` is converted to float64 if it is not a tensor). Level 0 uses the exact
+    (d, D) matrix of the fields when d * D <= ``exact_level0_max`` (or the matrix passed as
+    ``level0``), else random combinations like the higher levels.
+    """
+    family = _as_family(fields)
+    ctx, th = _flat_theta(theta)
+    D = th.numel()
+    rtol = _default_rtol(th.dtype) if rtol is None else float(rtol)
+    if not rtol > 0:
+        raise InputError(f"rtol: must be positive, got {rtol}")
+    if max_depth is not None:
+        max_depth = check_int(max_depth, "max_depth", min_value=0)
+    if n_known is not None:
+        n_known = check_int(n_known, "n_known", min_value=0)
+        if n_known > D:
+            raise InputError(f"n_known: {n_known} exceeds the number of parameters {D}")
+    batch_size = check_int(batch_size, "batch_size", min_value=1)
+    gen = make_generator(seed)
+    target = D if n_known is None else D - n_known
+    d = family.n_fields(th)
+    if d == 0:
+        raise InputError("fields: the family is empty")
+    basis = _Basis(D, th.dtype, th.device, rtol)
+
+    # level 0: the fields themselves (exact Jacobian when it is small, else random sketches)
+    if level0 is not None or d * D <= exact_level0_max:
+        F0 = (family.matrix(th) if level0 is None else level0).detach()
+        if F0.shape[-1] != D:
+            raise InputError(f"fields: fields have dimension {F0.shape[-1]}, theta has {D}")
+        F0 = F0.reshape(-1, D)
+        scale = F0.abs().max()
+        if scale > 0:
+            _, sv, Vh = torch.linalg.svd(F0, full_matrices=False)
+            r0 = int((sv > rtol * sv[0]).sum())
+            basis.Q = Vh[:r0].clone()
+    else:
+        _sample_level(family, th, 0, d, basis, batch_size, target, gen)
+    ranks = [basis.rank]
+    complete = basis.rank >= D
+    depth = 0
+    while not complete and basis.rank < target and (max_depth is None or depth < max_depth):
+        depth += 1
+        gain = _sample_level(family, th, depth, d, basis, batch_size, target, gen)
+        ranks.append(basis.rank)
+        if gain == 0 or basis.rank >= D:
+            complete = True
+    certified = n_known is not None and basis.rank >= target
+    return LieClosure(basis.rank, tuple(ranks), basis.Q, bool(complete), bool(certified))
+
+
+def _sample_level(family, th, depth, d, basis: _Basis, batch_size, target, gen) -> int:
+    """Add random nested brackets of length depth+1 until a batch adds fewer than its size."""
+    D = th.numel()
+    fn = vmap(lambda c: _nested_bracket(family, th, c))
+    total = 0
+    while basis.rank < min(target, D):
+        m = min(batch_size, D - basis.rank + 1)
+        C = torch.randn(m, depth + 1, d, generator=gen, dtype=th.dtype, device="cpu").to(th.device)
+        S, scale = fn(C)
+        S, scale = S.detach(), scale.detach()
+        if not bool(torch.isfinite(S).all()):
+            raise InputError("fields: produced NaN or Inf while forming brackets at theta")
+        g = basis.add(S, scale)
+        total += g
+        if g < m:
+            break
+    return total
+
+
+def lie_rank(fields, theta, *, max_depth: int | None = None, rtol: float | None = None,
+             n_known: int | None = None, seed=0, batch_size: int = 128) -> int:
+    """Dimension of the trace at ``theta`` of the Lie algebra generated by ``fields``.
+
+    Parameters
+    ----------
+    fields:
+        The generating vector fields, as (i) a sequence of callables ``f_i(theta) -> R^D``,
+        (ii) one callable ``F(theta) -> (d, D)`` whose rows are the fields, or
+        (iii) :func:`gradient_fields` ``(phi)`` for X_i = grad phi_i. The callables act on a flat
+        torch tensor and must be ``torch.func``-transformable (no in-place ops on inputs,
+        no ``.item()``).
+    theta:
+        Point (flat vector of length D; NumPy or torch).
+    max_depth:
+        Largest bracket depth k of the filtration W_0 subset ... subset W_k (None: until the
+        filtration stops growing). ``max_depth=0`` gives rank W_0(theta).
+    rtol:
+        Relative tolerance of the numerical ranks (default 1e-9 in float64, 1e-4 in float32):
+        level 0 counts singular values above ``rtol * sigma_max``; a bracket sample counts as
+        new if its normalised residual off the current span has a singular value above ``rtol``.
+    n_known:
+        Number of independent laws already known (optional): the search stops once the rank
+        reaches ``D - n_known``, which then certifies that there are no other laws.
+    seed:
+        Seed of the random combination coefficients.
+
+    Returns
+    -------
+    int: the dimension k of Lie(W)(theta); there are D - k independent laws near a generic theta
+    (arXiv 2307.00144 Thm 3.3; arXiv 2506.06194 Thm 2.11). The value is a generic numerical rank:
+    it can be too small at degenerate points.
+    """
+    return lie_closure(fields, theta, max_depth=max_depth, rtol=rtol, n_known=n_known,
+                       seed=seed, batch_size=batch_size).rank
+
+
+@dataclasses.dataclass(frozen=True)
+class LieRankReport:
+    """:func:`lie_rank` at several points: ``ranks`` (one per point), ``min``, ``max``,
+    ``ranks_by_depth`` (per point), ``n_params`` (D)."""
+
+    ranks: tuple
+    min: int
+    max: int
+    ranks_by_depth: tuple
+    n_params: int
+
+    @property
+    def stable(self) -> bool:
+        """True when every point gave the same rank."""
+        return self.min == self.max
+
+
+def lie_rank_report(fields, points, *, n_points: int = 5, seed=0, max_depth: int | None = None,
+                    rtol: float | None = None, n_known: int | None = None) -> LieRankReport:
+    """Evaluate :func:`lie_rank` at several random points and report min / max.
+
+    ``points`` is either an array of shape (P, D) (one point per row) or a sampler
+    ``points(generator) -> theta`` called ``n_points`` times with a ``torch.Generator`` seeded
+    by ``seed``. The generic dimension is the maximum; a smaller minimum flags a degenerate point.
+    """
+    gen = make_generator(seed)
+    if callable(points):
+        n_points = check_int(n_points, "n_points", min_value=1)
+        pts = [points(gen) for _ in range(n_points)]
+    else:
+        ctx = ArrayContext(points)
+        P = ctx.tensor(points, "points")
+        if P.ndim != 2 or P.shape[0] == 0:
+            raise InputError(f"points: expected shape (P, D), got {tuple(P.shape)}")
+        pts = list(P)
+    ranks, depth = [], []
+    D = None
+    for i, p in enumerate(pts):
+        res = lie_closure(fields, p, max_depth=max_depth, rtol=rtol, n_known=n_known,
+                          seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)) + i)
+        ranks.append(res.rank)
+        depth.append(res.ranks_by_depth)
+        D = res.basis.shape[1]
+    return LieRankReport(tuple(ranks), min(ranks), max(ranks), tuple(depth), int(D))
+
+
+# ----------------------------------------------------------------------------------- counts
+@dataclasses.dataclass(frozen=True)
+class LawCount:
+    """Number of conservation laws at a point.
+
+    Attributes
+    ----------
+    n_params: D.
+    rank_dphi: rank of the generators at theta (rank dphi(theta), or for
+        :func:`number_of_laws_model` the sampled rank of W_theta).
+    dim_lie: dimension of the trace of the generated Lie algebra (a lower bound on it when
+        ``exact`` is False).
+    n_laws: D - dim_lie (an upper bound when ``exact`` is False).
+    ranks_by_depth: dim W_k(theta), k = 0, 1, ...
+    frobenius: dim_lie == rank_dphi (W is closed under brackets at theta).
+    n_known: number of known laws passed in (or None).
+    certified: n_known was given and n_laws == n_known, i.e. the known laws are complete.
+    exact: the count is a closure (filtration stopped) or certified.
+    """
+
+    n_params: int
+    rank_dphi: int
+    dim_lie: int
+    n_laws: int
+    ranks_by_depth: tuple = ()
+    frobenius: bool = False
+    n_known: int | None = None
+    certified: bool = False
+    exact: bool = True
+
+
+def number_of_laws(phi: Callable, theta, *, n_known: int | None = None,
+                   max_depth: int | None = None, rtol: float | None = None, seed=0) -> LawCount:
+    """Count the conservation laws of a factorization ``phi`` at ``theta`` (arXiv 2307.00144).
+
+    ``phi`` maps the flat parameter vector to R^d (any shape, flattened). The generators are
+    the gradient fields X_i = grad phi_i, i.e. W_theta = range dphi(theta)^T (the case V_l = R^n
+    with phi "rich enough", arXiv 2506.06194 Cor. 2.8 / Thm 3.4); fold a loss projection P_l
+    into ``phi`` when V_l != R^n. Returns D - dim Lie(W)(theta) as :class:`LawCount`.
+    """
+    if not callable(phi):
+        raise InputError("phi: expected a callable on a flat parameter vector")
+    res = lie_closure(GradientFields(phi), theta, max_depth=max_depth, rtol=rtol,
+                      n_known=n_known, seed=seed)
+    D = res.basis.shape[1]
+    r0 = res.ranks_by_depth[0]
+    exact = res.complete or res.certified
+    return LawCount(n_params=D, rank_dphi=r0, dim_lie=res.rank, n_laws=D - res.rank,
+                    ranks_by_depth=res.ranks_by_depth,
+                    frobenius=bool(res.complete and res.rank == r0),
+                    n_known=n_known, certified=res.certified, exact=exact)
+
+
+def number_of_laws_model(g: Callable, theta, inputs, *, n_known: int | None = None,
+                         brackets: bool = True, rtol: float | None = None,
+                         max_depth: int | None = None, chunk_size: int | None = 256,
+                         per_input: bool = True, seed=0) -> LawCount:
+    """Count the laws of a model ``g(theta, inputs)`` by the sampled-rank test.
+
+    The per-input Jacobians d_theta g(theta, x_j) (rows: every output coordinate of every
+    input) are stacked into R; rank R = dim W_theta for V_l = R^n (arXiv 2506.06194 Sec. 4.4).
+    Since W_theta is contained in Lie(W)(theta) and every law is orthogonal to Lie(W)(theta),
+    rank R = D - n_known proves that the known laws are all the laws (``certified``), with no
+    bracket at all. Otherwise, with ``brackets=True``, the Lie closure of the fields
+    grad_theta g_k(theta, x_j) is computed; with ``brackets=False`` the result is the bound
+    n_laws <= D - rank R (``exact=False``).
+
+    ``g`` takes the flat parameters and the whole batch ``inputs`` and returns the batch of
+    outputs (any shape); it must be ``torch.func``-transformable. With ``per_input=True``
+    (default) the outputs of input j must depend on x_j only (the batch dimension is the first
+    one): the Jacobian is then formed input by input (``vmap`` of ``jacrev`` over the batch,
+    cost ~ N n_out D instead of N^2 n_out D); ``per_input=False`` differentiates the whole
+    batch at once (``jacrev`` with ``chunk_size``).
+    """
+    if not callable(g):
+        raise InputError("g: expected a callable g(theta, inputs)")
+    ctx, th = _flat_theta(theta)
+    if isinstance(inputs, torch.Tensor):
+        X = inputs.detach().to(th.device)
+        if X.is_floating_point() and not bool(torch.isfinite(X).all()):
+            raise InputError("inputs: contains NaN or Inf")
+    else:
+        X = ctx.tensor(inputs, "inputs")
+    if X.is_floating_point():
+        X = X.to(th.dtype)
+    D = th.numel()
+    rtol_ = _default_rtol(th.dtype) if rtol is None else float(rtol)
+    if n_known is not None:
+        n_known = check_int(n_known, "n_known", min_value=0)
+    phi = lambda t: g(t, X).reshape(-1)
+    if per_input:
+        one = lambda t, x: g(t, x.unsqueeze(0)).reshape(-1)
+        J = vmap(jacrev(one), in_dims=(None, 0))(th, X).detach().reshape(-1, D)
+    else:
+        J = jacrev(phi, chunk_size=chunk_size)(th).detach().reshape(-1, D)
+    if not bool(torch.isfinite(J).all()):
+        raise InputError("g: Jacobian contains NaN or Inf at theta")
+    sv = torch.linalg.svdvals(J) if J.numel() else torch.zeros(1, dtype=th.dtype)
+    r = int((sv > rtol_ * sv[0]).sum()) if float(sv[0]) > 0 else 0
+    if n_known is not None and r >= D - n_known:
+        return LawCount(n_params=D, rank_dphi=r, dim_lie=r, n_laws=D - r, ranks_by_depth=(r,),
+                        frobenius=True, n_known=n_known, certified=True, exact=True)
+    if not brackets:
+        return LawCount(n_params=D, rank_dphi=r, dim_lie=r, n_laws=D - r, ranks_by_depth=(r,),
+                        frobenius=False, n_known=n_known, certified=False, exact=False)
+    res = lie_closure(GradientFields(phi), th, max_depth=max_depth, rtol=rtol, n_known=n_known,
+                      seed=seed, level0=J)
+    return LawCount(n_params=D, rank_dphi=r, dim_lie=res.rank, n_laws=D - res.rank,
+                    ranks_by_depth=res.ranks_by_depth,
+                    frobenius=bool(res.complete and res.rank == r), n_known=n_known,
+                    certified=res.certified, exact=res.complete or res.certified)

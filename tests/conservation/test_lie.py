@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+import torch
+
+from measureflow import InputError
+from measureflow.conservation import architectures as A
+from measureflow.conservation import (
+    gradient_fields,
+    lie_rank,
+    lie_rank_report,
+    number_of_laws,
+    number_of_laws_model,
+)
+
+
+def _lin_phi(n, m, r):
+    def phi(t):
+        return t[:n * r].reshape(n, r) @ t[n * r:].reshape(m, r).T
+    return phi, (n + m) * r
+
+
+@pytest.mark.parametrize("nmr, dim_lie, laws", [((1, 1, 1), 1, 1), ((2, 2, 2), 5, 3),
+                                                ((3, 2, 2), 7, 3)])
+def test_linear_counts_table(nmr, dim_lie, laws):
+    phi, D = _lin_phi(*nmr)
+    th = torch.randn(D, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    c = number_of_laws(phi, th)
+    assert (c.n_params, c.dim_lie, c.n_laws) == (D, dim_lie, laws)
+    assert c.exact
+    assert c.frobenius == (dim_lie == c.rank_dphi)
+
+
+def test_relu_two_layer_two_laws_and_frobenius():
+    a = A.relu_two_layer(2, 2, 2)
+    c = number_of_laws(a.phi, a.sample_params(3))
+    assert c.n_laws == 2 and c.frobenius and c.dim_lie == c.rank_dphi == 6
+
+
+def test_deep_linear_six_laws_equals_rank_of_known():
+    a = A.linear_deep([2, 2, 2, 2])
+    th = a.sample_params(0)
+    c = number_of_laws(a.phi, th)
+    assert c.n_laws == 6 == A.known_rank(a, th)
+
+
+def test_field_formats_agree_and_numpy_input():
+    phi, D = _lin_phi(2, 2, 2)
+    th = np.random.default_rng(0).standard_normal(D)
+    J = lambda t: torch.func.jacrev(lambda x: phi(x).reshape(-1))(t)
+    fields = [lambda t, i=i: J(t)[i] for i in range(4)]
+    r1 = lie_rank(gradient_fields(phi), th)
+    r2 = lie_rank(fields, th)
+    r3 = lie_rank(J, torch.as_tensor(th))
+    assert r1 == r2 == r3 == 5
+    assert lie_rank(fields, th, max_depth=0) == 4
+
+
+def test_single_field_brackets_vanish():
+    # one field: Lie algebra is the field itself
+    X = [lambda t: torch.stack([t[1] ** 3, torch.sin(t[0]), t[0] * t[2]])]
+    assert lie_rank(X, [0.3, 0.7, -1.1]) == 1
+
+
+def test_commuting_vs_non_commuting_fields():
+    # X1 = d/dx, X2 = x d/dy: [X1, X2] = d/dy, so at x = 0 the bracket raises the rank 1 -> 2
+    X1 = lambda t: torch.stack([torch.ones_like(t[0]), torch.zeros_like(t[0]), 0 * t[2]])
+    X2 = lambda t: torch.stack([torch.zeros_like(t[0]), t[0], 0 * t[2]])
+    X3 = lambda t: torch.stack([0 * t[0], 0 * t[0], torch.ones_like(t[0])])
+    assert lie_rank([X1, X2], [0.0, 0.2, 0.1], max_depth=0) == 1
+    assert lie_rank([X1, X2], [0.0, 0.2, 0.1]) == 2
+    assert lie_rank([X1, X2, X3], [0.0, 0.2, 0.1]) == 3
+    assert lie_rank([X1, X3], [0.0, 0.2, 0.1]) == 2
+
+
+def test_lie_rank_report_points_and_sampler():
+    a = A.linear_two_layer(2, 2, 2)
+    rep = lie_rank_report(gradient_fields(a.phi), lambda g: torch.randn(8, generator=g,
+                                                                        dtype=torch.float64),
+                          n_points=3, seed=1)
+    assert rep.min == rep.max == 5 and rep.stable and rep.n_params == 8
+    P = np.random.default_rng(2).standard_normal((2, 8))
+    P[1] = 0.0  # degenerate point: all fields vanish there
+    rep2 = lie_rank_report(gradient_fields(a.phi), P)
+    assert rep2.max == 5 and rep2.min == 0
+
+
+def test_n_known_certifies_and_early_exit():
+    a = A.attention(4, 2, 1)
+    c = number_of_laws(a.phi, a.sample_params(0), n_known=a.n_known)
+    assert c.certified and c.n_laws == a.n_known
+
+
+def test_model_count_certified_and_uncertified():
+    a = A.conv_relu(6, 2, 3, 2, 3, 3)
+    th = a.sample_params(0)
+    X = a.sample_inputs(40, 1)
+    c = number_of_laws_model(a.g, th, X, n_known=a.n_known)
+    assert c.certified and c.n_laws == 3
+    ex = A.scalar_resnet_example()
+    c2 = number_of_laws_model(ex.g, ex.sample_params(0), ex.sample_inputs(20, 0), n_known=2)
+    assert not c2.certified and c2.n_laws == 3 and c2.exact
+    c3 = number_of_laws_model(ex.g, ex.sample_params(0), ex.sample_inputs(20, 0),
+                              brackets=False)
+    assert c3.n_laws == 3 and not c3.exact
+
+
+def test_bad_input():
+    phi, D = _lin_phi(2, 2, 2)
+    with pytest.raises(InputError, match="theta"):
+        number_of_laws(phi, [float("nan")] * D)
+    with pytest.raises(InputError, match="theta"):
+        lie_rank(gradient_fields(phi), np.zeros((2, 4)))
+    with pytest.raises(InputError, match="fields"):
+        lie_rank(3, np.zeros(D))
+    with pytest.raises(InputError, match="phi"):
+        number_of_laws("x", np.zeros(D))
+    with pytest.raises(InputError, match="n_known"):
+        number_of_laws(phi, np.ones(D), n_known=D + 1)
+    with pytest.raises(InputError, match="max_depth"):
+        lie_rank(gradient_fields(phi), np.ones(D), max_depth=-1)
+    with pytest.raises(InputError, match="rtol"):
+        lie_rank(gradient_fields(phi), np.ones(D), rtol=0.0)
+
+
+def test_model_bad_inputs():
+    a = A.relu_two_layer(2, 2, 2)
+    X = a.sample_inputs(5, 0)
+    X[0, 0] = float("nan")
+    with pytest.raises(InputError, match="inputs"):
+        number_of_laws_model(a.g, a.sample_params(0), X)
+    with pytest.raises(InputError, match="g"):
+        number_of_laws_model(None, a.sample_params(0), X)
