@@ -5,8 +5,9 @@ ours = attend(X, X, Q=Wq, K=Wk, V=Wv) (online softmax over chunks); anchor = SDP
 projected q, k, v with scale=1 (our convention has no hidden 1/sqrt(d)). Reports the best-of-k
 wall time of each, their ratio (ours / anchor), the max abs difference of the outputs (both vs
 a float64 reference on a subset of queries), and the peak memory of each call measured as the
-increase of the peak resident set size (ru_maxrss) of a fresh (spawned) child process that runs
-only that call. The naive dense softmax(q k^T) v (the n x n score matrix) is reported by its
+increase of the peak resident set size (VmHWM after resetting it through
+/proc/self/clear_refs, minus VmRSS before the call) of a fresh spawned child process that runs
+only that call. Both run with the same number of torch threads (``--threads``, default 1). The naive dense softmax(q k^T) v (the n x n score matrix) is reported by its
 size (not run at full size).
 
     python benchmarks/attention_stream.py            # n = 20000, d = 64
@@ -55,21 +56,36 @@ def _best_of(fn, args, k):
     return best, out
 
 
-def _peak_child(which, n, d, chunk, q):
+def _status_kib(field):
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return -1
+
+
+def _peak_child(which, n, d, chunk, threads, q):
+    torch.set_num_threads(threads)
     X, Wq, Wk, Wv = _inputs(n, d)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if which == "ours":
-        ours(X, Wq, Wk, Wv, chunk)
-    else:
-        anchor(X, Wq, Wk, Wv)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    q.put((after - before) / 1024.0)            # KiB -> MiB (Linux)
+    fn = ours if which == "ours" else anchor
+    fn(X[:64], Wq, Wk, Wv)                       # load kernels outside the measurement
+    try:                                        # reset the peak RSS (Linux >= 4.0)
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        before = _status_kib("VmRSS")
+        fn(X, Wq, Wk, Wv)
+        peak = _status_kib("VmHWM")
+    except OSError:                             # fall back on ru_maxrss (may read 0)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        fn(X, Wq, Wk, Wv)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    q.put((peak - before) / 1024.0)             # KiB -> MiB
 
 
-def peak_mib(which, n, d, chunk=None):
+def peak_mib(which, n, d, threads, chunk=None):
     ctx = mp.get_context("spawn")          # fork after torch threads can deadlock
     q = ctx.Queue()
-    p = ctx.Process(target=_peak_child, args=(which, n, d, chunk, q))
+    p = ctx.Process(target=_peak_child, args=(which, n, d, chunk, threads, q))
     p.start()
     val = q.get()
     p.join()
@@ -82,7 +98,11 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--d", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads for both (default 1: reproducible on a "
+                         "shared machine)")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     n = args.n or (4000 if args.quick else 20000)
     d = args.d
     X, Wq, Wk, Wv = _inputs(n, d)
@@ -95,8 +115,8 @@ def main(argv=None):
         Xd @ Wv.double().T)
     err_ours = float((o_ours[idx].double() - ref).abs().max())
     err_anchor = float((o_anchor[idx].double() - ref).abs().max())
-    m_ours = peak_mib("ours", n, d)
-    m_anchor = peak_mib("anchor", n, d)
+    m_ours = peak_mib("ours", n, d, args.threads)
+    m_anchor = peak_mib("anchor", n, d, args.threads)
     dense_mib = n * n * 4 / 2**20
     print(f"attention_stream: n = {n}, d = {d}, float32, threads = {torch.get_num_threads()}, "
           f"best of {args.repeats}")

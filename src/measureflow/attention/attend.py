@@ -1,0 +1,401 @@
+"""Attention maps of weighted empirical measures, streamed over query and key chunks.
+
+Implements the velocity fields Gamma_mu(x) of Castin, Ablin, Carrillo, Peyre, "A unified
+perspective on the dynamics of deep transformers" (arXiv:2501.18322, Sec. 2-3, variants:
+softmax, multi-head, L2, Sinkhorn, sigmoid, masked/causal) for
+mu = sum_j w_j delta_{y_j}. Written by hand in torch (no attention library is used); the
+Sinkhorn kind runs its own log-domain Sinkhorn iterations, which *are* the content of the
+paper's doubly-stochastic attention (Sinkformers, arXiv:2110.11773), not a general OT solver.
+
+Score convention: s(x, y) = <Q x, K y> = y^T A x with A = K^T Q, **no hidden 1/sqrt(d)**.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from ..core import (
+    ArrayContext,
+    InputError,
+    SolverResult,
+    check_choice,
+    check_int,
+    check_ndim,
+    check_positive,
+    check_weights,
+    report_convergence,
+)
+from ..core.validation import _as_float
+from ._heads import split_heads
+
+__all__ = ["attend", "KINDS", "sinkhorn_potentials", "SinkhornAttentionResult",
+           "output_moments"]
+
+KINDS = ("softmax", "multihead", "l2", "sigmoid", "sinkhorn", "causal")
+
+# Largest score block (heads x query chunk x key chunk entries) formed at once by default.
+_BLOCK = 1 << 22
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SinkhornAttentionResult(SolverResult):
+    """Dual potentials of doubly-stochastic (Sinkhorn) attention on ``mu = sum_j a_j delta_{x_j}``.
+
+    The plan is ``pi_ij = a_i a_j exp((<Q x_i, K x_j> + f_i + g_j) / eps)`` per head, with both
+    marginals equal to ``a`` (weights normalised to mass 1). ``potential_f``,
+    ``potential_g``: shape ``(heads, n)``. ``errors``: L1 error of the row marginal,
+    sum_i |sum_j pi_ij - a_i|, checked every iteration (the column marginal is exact after
+    each g-update).
+    """
+
+    potential_f: torch.Tensor
+    potential_g: torch.Tensor
+
+
+def _chunks(chunk, m: int, n: int, h: int) -> tuple[int, int]:
+    if chunk is None:
+        if h * m * n <= _BLOCK:
+            return max(m, 1), max(n, 1)
+        nc = min(n, 1 << 15)
+        mc = max(1, min(m, _BLOCK // (h * nc)))
+        return mc, nc
+    if isinstance(chunk, (tuple, list)):
+        if len(chunk) != 2:
+            raise InputError("chunk: expected an int or a pair (query_chunk, key_chunk)")
+        mc = check_int(chunk[0], "chunk", min_value=1)
+        nc = check_int(chunk[1], "chunk", min_value=1)
+        return mc, nc
+    c = check_int(chunk, "chunk", min_value=1)
+    return c, c
+
+
+def _stream(qp, kp, vy, key_bias, *, mc, nc, sigmoid_bias=None, wts=None, qpos=None,
+            kpos=None):
+    """Online-softmax (or sigmoid) accumulation, blocks of (h, mc, nc) scores.
+
+    qp: (h, m, k) projected queries; kp: (h, n, k) projected keys; vy: (h, n, o) values;
+    key_bias: (h, n) additive score terms (log-weights, -|Ky|^2, Sinkhorn potentials).
+    Returns (h, m, o) numerators and (h, m) denominators (both rescaled by the same
+    per-row factor exp(-running max)), or the sigmoid sums with denominator None.
+    """
+    h, m, _ = qp.shape
+    n = kp.shape[1]
+    o = vy.shape[2]
+    outs, dens = [], []
+    for i0 in range(0, m, mc):
+        q = qp[:, i0:i0 + mc]
+        mi = q.shape[1]
+        if sigmoid_bias is not None:
+            acc = qp.new_zeros(h, mi, o)
+            for j0 in range(0, n, nc):
+                s = q @ kp[:, j0:j0 + nc].transpose(1, 2)
+                p = torch.sigmoid(s + sigmoid_bias) * wts[..., j0:j0 + nc]
+                acc = acc + p @ vy[:, j0:j0 + nc]
+            outs.append(acc)
+            continue
+        if qpos is None:
+            num, den = _online_block_row(q, kp, vy, key_bias, nc)
+            outs.append(num)
+            dens.append(den)
+            continue
+        run_max = qp.new_full((h, mi, 1), -math.inf)
+        den = qp.new_zeros(h, mi, 1)
+        acc = qp.new_zeros(h, mi, o)
+        for j0 in range(0, n, nc):
+            s = q @ kp[:, j0:j0 + nc].transpose(1, 2)
+            if key_bias is not None:
+                s = s + key_bias[:, None, j0:j0 + nc]
+            if qpos is not None:
+                hidden = kpos[None, j0:j0 + nc] > qpos[i0:i0 + mc, None]
+                if bool(hidden.all()):
+                    continue
+                s = s.masked_fill(hidden, -math.inf)
+            new_max = torch.maximum(run_max, s.amax(-1, keepdim=True))
+            safe = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
+            p = torch.exp(s - safe)
+            scale = torch.exp(run_max - safe)
+            den = den * scale + p.sum(-1, keepdim=True)
+            acc = acc * scale + p @ vy[:, j0:j0 + nc]
+            run_max = new_max
+        outs.append(acc)
+        dens.append(den)
+    if sigmoid_bias is not None:
+        return torch.cat(outs, 1), None
+    return torch.cat(outs, 1), torch.cat(dens, 1)
+
+
+def _online_block_row(q, kp, vy, key_bias, nc):
+    """Online softmax of one query block over all key blocks (no masking: scores finite).
+
+    The running max is taken without gradient: softmax is invariant to the shift, so the
+    result and its gradient are exact, and the exponentials can be formed in place.
+    """
+    n = kp.shape[1]
+    run_max = den = acc = None
+    for j0 in range(0, n, nc):
+        kt = kp[:, j0:j0 + nc].transpose(1, 2)
+        if key_bias is None:
+            s = torch.bmm(q, kt)
+        else:
+            s = torch.baddbmm(key_bias[:, None, j0:j0 + nc], q, kt)
+        with torch.no_grad():
+            bmax = s.detach().amax(-1, keepdim=True)
+            new_max = bmax if run_max is None else torch.maximum(run_max, bmax)
+        p = s.sub_(new_max).exp_()
+        pv = torch.bmm(p, vy[:, j0:j0 + nc])
+        ps = p.sum(-1, keepdim=True)
+        if run_max is None:
+            den, acc = ps, pv
+        else:
+            scale = torch.exp(run_max - new_max)
+            den = den * scale + ps
+            acc = acc * scale + pv
+        run_max = new_max
+    return acc, den
+
+
+def _lse_rows(left, right, bias, nc):
+    """(h, m): log sum_j exp(left_i . right_j + bias_j), streamed over j in chunks of nc."""
+    h, m, _ = left.shape
+    n = right.shape[1]
+    run_max = left.new_full((h, m), -math.inf)
+    tot = left.new_zeros(h, m)
+    for j0 in range(0, n, nc):
+        s = left @ right[:, j0:j0 + nc].transpose(1, 2) + bias[:, None, j0:j0 + nc]
+        new_max = torch.maximum(run_max, s.amax(-1))
+        safe = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
+        tot = tot * torch.exp(run_max - safe) + torch.exp(s - safe[..., None]).sum(-1)
+        run_max = new_max
+    return torch.log(tot) + run_max
+
+
+def _sinkhorn(qp, kp, loga, *, max_iter, tol, mc, nc):
+    """Log-domain Sinkhorn for pi = a (x) a exp(S + u + v), S_ij = qp_i . kp_j (already / eps).
+
+    Returns (u, v, converged, n_iter, errors) with u, v of shape (h, n) in units of eps.
+    """
+    h, n, _ = qp.shape
+    u = qp.new_zeros(h, n)
+    v = qp.new_zeros(h, n)
+    errors: list = []
+    converged = False
+    it = 0
+
+    def rows(bias):
+        return torch.cat([_lse_rows(qp[:, i0:i0 + mc], kp, bias, nc)
+                          for i0 in range(0, n, mc)], 1)
+
+    def cols(bias):
+        return torch.cat([_lse_rows(kp[:, j0:j0 + mc], qp, bias, nc)
+                          for j0 in range(0, n, mc)], 1)
+
+    a = loga.exp()
+    r = rows(v + loga)
+    for it in range(1, max_iter + 1):  # noqa: B007 (it is returned)
+        u = -r
+        v = -cols(u + loga)
+        r = rows(v + loga)
+        # row marginal of the current plan: a_i exp(u_i + r_i)
+        err = float((a * (torch.exp(u + r) - 1.0).abs()).sum(-1).max().detach())
+        errors.append(err)
+        if err <= tol:
+            converged = True
+            break
+    return u, v, converged, it, errors
+
+
+def _prepare(tokens, weights, ctx, name="tokens"):
+    y = ctx.tensor(tokens, name)
+    if y.ndim == 1:
+        y = y[:, None]
+    check_ndim(y, name, 2)
+    if y.shape[0] == 0:
+        raise InputError(f"{name}: needs at least one token")
+    w = check_weights(None if weights is None else ctx.tensor(weights, "weights"),
+                      y.shape[0], "weights", like=y)
+    return y, w
+
+
+def sinkhorn_potentials(tokens, weights=None, *, Q, K, heads=1, eps=1.0, max_iter=1000,
+                        tol=1e-9, chunk=None) -> SinkhornAttentionResult:
+    """Dual potentials (f, g) of doubly-stochastic attention on mu = sum_j w_j delta_{y_j}.
+
+    Solves, per head, the entropic OT problem between mu and itself (weights normalised to
+    mass 1) for the cost -<Q x, K y> with regularisation eps, by log-domain Sinkhorn
+    iterations streamed in chunks (never an n x n matrix beyond one block). Stopping error:
+    L1 row-marginal violation ``sum_i |sum_j pi_ij - a_i| <= tol`` (max over heads); on
+    ``max_iter`` a :class:`ConvergenceWarning` is emitted and ``converged=False``.
+    Sinkformers (arXiv:2110.11773); arXiv:2501.18322 (Sinkhorn variant of the Transformer PDE).
+    """
+    ctx = ArrayContext(tokens, weights, Q, K)
+    y, w = _prepare(tokens, weights, ctx)
+    Qt, Kt = ctx.tensor(Q, "Q"), ctx.tensor(K, "K")
+    eps = check_positive(eps, "eps")
+    max_iter = check_int(max_iter, "max_iter", min_value=1)
+    tol = check_positive(tol, "tol")
+    dummy_v = Qt.new_zeros(1, y.shape[1])
+    Qh, Kh, _ = split_heads(Qt, Kt, dummy_v, heads, y.shape[1])
+    h = Qh.shape[0]
+    mc, nc = _chunks(chunk, y.shape[0], y.shape[0], h)
+    qp = torch.einsum("nd,hkd->hnk", y, Qh) / eps
+    kp = torch.einsum("nd,hkd->hnk", y, Kh)
+    loga = torch.log(w / w.sum())
+    u, v, conv, it, errs = _sinkhorn(qp, kp, loga, max_iter=max_iter, tol=tol, mc=mc, nc=nc)
+    report_convergence(conv, "sinkhorn attention", it, errs[-1] if errs else math.nan, tol)
+    return ctx.wrap(SinkhornAttentionResult(potential_f=eps * u, potential_g=eps * v,
+                                            converged=conv, n_iter=it, errors=errs))
+
+
+def _positions(positions, m, n, ctx, same):
+    if positions is None:
+        if not same and m != n:
+            raise InputError("positions: required for kind='causal' when queries differ from "
+                             "tokens")
+        p = torch.arange(n, dtype=ctx.dtype, device=ctx.device)
+        return p[:m], p
+    if isinstance(positions, tuple):
+        if len(positions) != 2:
+            raise InputError("positions: a tuple must be (query_positions, token_positions)")
+        qpos = ctx.tensor(positions[0], "positions").reshape(-1)
+        kpos = ctx.tensor(positions[1], "positions").reshape(-1)
+    else:
+        kpos = ctx.tensor(positions, "positions").reshape(-1)
+        if not same and m != n:
+            raise InputError("positions: give (query_positions, token_positions) when the "
+                             "queries are not the tokens")
+        qpos = kpos
+    if qpos.numel() != m or kpos.numel() != n:
+        raise InputError(f"positions: expected {m} query and {n} token positions, got "
+                         f"{qpos.numel()} and {kpos.numel()}")
+    return qpos, kpos
+
+
+def attend(queries, tokens, weights=None, *, Q, K, V, kind="softmax", heads=1, eps=1.0,
+           positions=None, chunk=None, bias=0.0, max_iter=1000, tol=1e-9):
+    r"""Attention map Gamma_mu(x) of mu = sum_j w_j delta_{y_j}, evaluated at the queries.
+
+    Score s(x, y) = <Q x, K y> = y^T A x with A = K^T Q (**no hidden 1/sqrt(d)**; scale Q).
+    Per head (``heads`` splits the rows of Q, K; see below) with value map C:
+
+    * ``"softmax"`` / ``"multihead"``:
+      Gamma(x) = sum_j w_j e^{s(x,y_j)} C y_j / sum_j w_j e^{s(x,y_j)}.
+      (``"multihead"`` is the same formula; use it with ``heads > 1``.)
+    * ``"l2"``: the score is -|Q x - K y|^2 (unit scale).
+    * ``"sigmoid"``: Gamma(x) = sum_j w_j sigmoid(s(x,y_j) + bias) C y_j -- *not* normalised
+      (bias = -log n with uniform weights gives the unnormalised mean-field limit).
+    * ``"sinkhorn"``: doubly-stochastic attention, Gamma(x) = C E_pi[y | x] where pi is the
+      entropic OT plan of mu with itself for cost -s(x,y), regularisation ``eps``
+      (pi = a (x) a exp((s + f + g)/eps), a = w / sum w). Computed by log-domain Sinkhorn
+      (:func:`sinkhorn_potentials`, ``max_iter``, ``tol``); at a query outside the support
+      the conditional is extended by the key potential: softmax of (s(x, y_j) + g_j)/eps.
+    * ``"causal"``: masked softmax, token j is seen by a query at position s iff
+      position_j <= s. ``positions``: ``(n,)`` for self-attention (queries = tokens or
+      ``queries=None``; default ``0..n-1``) or a tuple ``(query_positions, token_positions)``.
+      A query that sees no token raises :class:`InputError`.
+
+    Heads: ``heads = h`` splits the rows of Q and K into h blocks. ``V`` is ``(d_out, d)``
+    (rows split into h blocks and the head outputs concatenated) or per head ``(h, d_out, d)``
+    (head outputs summed). The result is the sum over heads of the head's C_h-image.
+
+    Streaming: queries and keys are processed in blocks (online softmax: running max,
+    rescaled numerator and denominator), so memory is O(h (m_c n_c + (m + n) d)) rather than
+    O(h m n). ``chunk`` = int or ``(query_chunk, key_chunk)``; default ``None`` chooses
+    blocks of at most 2^22 scores. The result equals the dense computation up to round-off.
+    Autograd works through the loops (it then stores every block).
+
+    Parameters
+    ----------
+    queries : (m, d) array, or None for self-attention (queries = tokens).
+    tokens : (n, d) array; weights : (n,) nonnegative (default uniform 1/n).
+    Returns an (m, d_out) array (NumPy in, NumPy out; tensor in, tensor out).
+
+    arXiv:2501.18322 (Sec. 2-3, all variants); arXiv:2512.10656 (online-softmax estimator).
+    """
+    ctx = ArrayContext(queries, tokens, weights, Q, K, V)
+    kind = check_choice(kind, "kind", KINDS)
+    y, w = _prepare(tokens, weights, ctx)
+    same = queries is None or queries is tokens
+    x = y if same else ctx.tensor(queries, "queries")
+    if x.ndim == 1:
+        x = x[:, None]
+    check_ndim(x, "queries", 2)
+    if x.shape[1] != y.shape[1]:
+        raise InputError(f"queries: dimension {x.shape[1]} differs from the tokens' "
+                         f"{y.shape[1]}")
+    Qt, Kt, Vt = ctx.tensor(Q, "Q"), ctx.tensor(K, "K"), ctx.tensor(V, "V")
+    Qh, Kh, Ch = split_heads(Qt, Kt, Vt, heads, y.shape[1])
+    h = Qh.shape[0]
+    eps = check_positive(eps, "eps")
+    bias = _as_float(bias, "bias")
+    if not math.isfinite(bias):
+        raise InputError(f"bias: must be finite, got {bias}")
+    m, n = x.shape[0], y.shape[0]
+    mc, nc = _chunks(chunk, m, n, h)
+
+    qpos = kpos = None
+    if kind == "causal":
+        qpos, kpos = _positions(positions, m, n, ctx, same)
+    elif positions is not None:
+        raise InputError("positions: only used with kind='causal'")
+
+    keep = w > 0
+    if not bool(keep.all()):
+        y, w = y[keep], w[keep]
+        if kpos is not None:
+            kpos = kpos[keep]
+        n = y.shape[0]
+    qp = torch.einsum("md,hkd->hmk", x, Qh)
+    kp = torch.einsum("nd,hkd->hnk", y, Kh)
+    vy = torch.einsum("nd,hod->hno", y, Ch)
+    logw = torch.log(w).expand(h, n)
+
+    if kind == "sigmoid":
+        num, _ = _stream(qp, kp, vy, None, mc=mc, nc=nc, sigmoid_bias=bias, wts=w[None, None])
+        return ctx.wrap(num.sum(0))
+    if kind == "l2":
+        qp = 2.0 * qp
+        key_bias = logw - (kp * kp).sum(-1)      # -|Qx - Ky|^2 up to the query-only term
+    elif kind == "sinkhorn":
+        loga = torch.log(w / w.sum())
+        sp = torch.einsum("nd,hkd->hnk", y, Qh) / eps
+        _, v, conv, it, errs = _sinkhorn(sp, kp, loga, max_iter=check_int(
+            max_iter, "max_iter", min_value=1), tol=check_positive(tol, "tol"),
+            mc=min(mc, n), nc=nc)
+        report_convergence(conv, "sinkhorn attention", it, errs[-1] if errs else math.nan,
+                           tol)
+        qp = qp / eps
+        key_bias = loga + v
+    else:
+        key_bias = logw
+    if kind in ("softmax", "multihead", "causal") and not w.requires_grad and bool(
+            (w == w[0]).all()):
+        key_bias = None                       # uniform weights: log w is a constant shift
+    num, den = _stream(qp, kp, vy, key_bias, mc=mc, nc=nc, qpos=qpos, kpos=kpos)
+    if kind == "causal" and bool((den <= 0).any()):
+        i = int(torch.nonzero((den <= 0).any(0).reshape(-1))[0])
+        raise InputError(f"positions: query {i} sees no token (every token position is "
+                         "larger than its own)")
+    return ctx.wrap((num / den).sum(0))
+
+
+def output_moments(tokens, weights=None, *, Q, K, V, kind="softmax", heads=1, eps=1.0,
+                   positions=None, chunk=None, bias=0.0):
+    """Mean and covariance of the transformed tokens (Gamma_mu)_# mu for mu = sum w_j delta_{y_j}.
+
+    m = sum_i a_i Gamma(y_i), C = sum_i a_i (Gamma(y_i) - m)(Gamma(y_i) - m)^T (population
+    covariance, a = w / sum w) where Gamma = :func:`attend` of mu at its own tokens.
+    This is the finite-n estimator of arXiv:2512.10656 (Sec. on moment convergence).
+    Returns ``(mean (d_out,), cov (d_out, d_out))``.
+    """
+    ctx = ArrayContext(tokens, weights, Q, K, V)
+    y, w = _prepare(tokens, weights, ctx)
+    out = attend(None, y, w, Q=ctx.tensor(Q, "Q"), K=ctx.tensor(K, "K"), V=ctx.tensor(V, "V"),
+                 kind=kind, heads=heads, eps=eps, positions=positions, chunk=chunk, bias=bias)
+    a = w / w.sum()
+    mean = a @ out
+    c = out - mean
+    cov = (a[:, None] * c).T @ c
+    return ctx.wrap((mean, 0.5 * (cov + cov.T)))

@@ -1,0 +1,254 @@
+"""Closed-form attention of a Gaussian measure and the Gaussian moment ODEs of the Transformer PDE.
+
+For mu = N(alpha, Sigma) the softmax, multi-head, L2 and Sinkhorn attention maps are affine,
+Gamma_mu(x) = b + J (x - alpha), so the Transformer PDE d_t mu + div(mu Gamma_mu) = 0 keeps
+Gaussians Gaussian with
+
+    d alpha / dt = b = Gamma_mu(alpha),      d Sigma / dt = J Sigma + Sigma J^T.
+
+Castin, Ablin, Carrillo, Peyre, arXiv:2501.18322 (Sec. 4, Gaussian initial data). The
+formulas below were derived by hand (Gaussian tilting; Gaussian entropic OT) and are checked
+against Monte Carlo and against our Sinkhorn solver in the tests. Per head j with
+A_j = K_j^T Q_j and output map C_j (see :mod:`measureflow.attention._heads`):
+
+* softmax:  J_j = C_j Sigma A_j,   b_j = C_j (alpha + Sigma A_j alpha)
+  (tilting N(alpha, Sigma) by e^{y^T A x} gives N(alpha + Sigma A x, Sigma)).
+* L2 (score -|Qx - Ky|^2):  M_j = I + 2 Sigma K_j^T K_j,
+  J_j = 2 C_j M_j^{-1} Sigma K_j^T Q_j,   b_j = C_j M_j^{-1} (alpha + 2 Sigma K_j^T Q_j alpha).
+* Sinkhorn (regularisation eps, B_j = A_j / eps):
+  N_j = Sigma^{1/2} B_j Sigma B_j^T Sigma^{1/2},  R_j = 2 (I + (I + 4 N_j)^{1/2})^{-1},
+  J_j = C_j Sigma^{1/2} R_j Sigma^{1/2} B_j,   b_j = C_j alpha.
+  (The conditional y | x of the Gaussian plan has covariance S = Sigma^{1/2} R Sigma^{1/2},
+  the solution of S B Sigma B^T S + S = Sigma; no inverse of A or Sigma is needed; for small A
+  it reduces to the softmax J.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from ..core import (
+    ArrayContext,
+    InputError,
+    SolverResult,
+    check_choice,
+    check_int,
+    check_positive,
+    report_convergence,
+)
+from ..core.linalg import sqrtm_psd, sym
+from ._heads import split_heads
+
+__all__ = ["GAUSSIAN_KINDS", "gaussian_affine_map", "gaussian_velocity", "integrate_gaussian",
+           "GaussianFlowResult"]
+
+GAUSSIAN_KINDS = ("softmax", "multihead", "l2", "sinkhorn")
+
+
+def _affine(mean, cov, Qh, Kh, Ch, kind, eps):
+    """Batched core: mean (..., d), cov (..., d, d), Qh/Kh (..., h, k, d), Ch (..., h, o, d)."""
+    d = cov.shape[-1]
+    S = cov.unsqueeze(-3)                        # (..., 1, d, d)
+    al = mean.unsqueeze(-2).unsqueeze(-1)         # (..., 1, d, 1)
+    eye = torch.eye(d, dtype=cov.dtype, device=cov.device)
+    if kind in ("softmax", "multihead"):
+        A = Kh.transpose(-1, -2) @ Qh             # (..., h, d, d)
+        J = Ch @ S @ A
+        b = Ch @ (al + S @ A @ al)
+    elif kind == "l2":
+        KK = Kh.transpose(-1, -2) @ Kh
+        KQ = Kh.transpose(-1, -2) @ Qh
+        M = eye + 2.0 * S @ KK
+        J = 2.0 * Ch @ torch.linalg.solve(M, S @ KQ)
+        b = Ch @ torch.linalg.solve(M, al + 2.0 * S @ KQ @ al)
+    else:  # sinkhorn
+        B = (Kh.transpose(-1, -2) @ Qh) / eps
+        Sh = sqrtm_psd(cov).unsqueeze(-3)
+        N = sym(Sh @ B @ S @ B.transpose(-1, -2) @ Sh)
+        R = 2.0 * torch.linalg.inv(eye + sqrtm_psd(eye + 4.0 * N))
+        J = Ch @ Sh @ R @ Sh @ B
+        b = Ch @ al
+    return b.sum(-3).squeeze(-1), J.sum(-3)
+
+
+def _parse(mean, cov, Q, K, V, kind, heads, eps, ctx):
+    kind = check_choice(kind, "kind", GAUSSIAN_KINDS)
+    m = ctx.tensor(mean, "mean")
+    S = ctx.tensor(cov, "cov")
+    if S.ndim < 2 or S.shape[-1] != S.shape[-2]:
+        raise InputError(f"cov: expected square matrices (..., d, d), got shape {tuple(S.shape)}")
+    d = S.shape[-1]
+    if m.shape[-1:] != (d,):
+        raise InputError(f"mean: expected shape (..., {d}), got {tuple(m.shape)}")
+    Sd = S.detach()
+    if float((Sd - Sd.transpose(-1, -2)).abs().max()) > 1e-8 * max(float(Sd.abs().max()), 1e-300):
+        raise InputError("cov: matrix is not symmetric")
+    ev = torch.linalg.eigvalsh(sym(Sd))
+    if float(ev.min()) < -1e-8 * max(float(ev.abs().max()), 1e-300):
+        raise InputError(f"cov: not positive semi-definite (smallest eigenvalue "
+                         f"{float(ev.min()):.3g})")
+    Qt, Kt, Vt = ctx.tensor(Q, "Q"), ctx.tensor(K, "K"), ctx.tensor(V, "V")
+    Qh, Kh, Ch = split_heads(Qt, Kt, Vt, heads, d, batch=True)
+    eps = check_positive(eps, "eps")
+    return kind, m, S, Qh, Kh, Ch, eps
+
+
+def gaussian_affine_map(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0):
+    """Affine attention map of mu = N(mean, cov): Gamma_mu(x) = offset + J (x - mean).
+
+    Returns ``(offset, J)`` with offset = Gamma_mu(mean) of shape (..., d_out) and J of shape
+    (..., d_out, d). Formulas in the module docstring (arXiv:2501.18322, Sec. 4; derived and
+    checked numerically). Leading batch dimensions of mean/cov/Q/K/V broadcast. ``kind`` in
+    softmax, multihead (= softmax with heads), l2, sinkhorn (``eps``: entropic regularisation).
+    """
+    ctx = ArrayContext(mean, cov, Q, K, V)
+    kind, m, S, Qh, Kh, Ch, eps = _parse(mean, cov, Q, K, V, kind, heads, eps, ctx)
+    return ctx.wrap(_affine(m, S, Qh, Kh, Ch, kind, eps))
+
+
+def gaussian_velocity(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0):
+    """Right-hand side of the Gaussian moment ODEs of the Transformer PDE.
+
+    ``(mean_dot, cov_dot)`` with mean_dot = Gamma_mu(mean) = E_mu[Gamma_mu] and
+    cov_dot = J cov + cov J^T for mu = N(mean, cov) (arXiv:2501.18322, Sec. 4). Requires
+    d_out = d (V square per head). ``kind``: softmax, multihead, l2, sinkhorn. Leading batch
+    dimensions broadcast. NumPy in -> NumPy out, tensor in -> tensor out (autograd kept).
+    """
+    ctx = ArrayContext(mean, cov, Q, K, V)
+    kind, m, S, Qh, Kh, Ch, eps = _parse(mean, cov, Q, K, V, kind, heads, eps, ctx)
+    if Ch.shape[-2] != S.shape[-1]:
+        raise InputError(f"V: must map R^d to R^d for a flow (got {Ch.shape[-2]} output rows)")
+    b, J = _affine(m, S, Qh, Kh, Ch, kind, eps)
+    JS = J @ S
+    return ctx.wrap((b, JS + JS.transpose(-1, -2)))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GaussianFlowResult(SolverResult):
+    """Trajectory of the Gaussian moment ODEs.
+
+    times (T_rec,), means (T_rec, ..., d), covs (T_rec, ..., d, d): recorded states (every
+    ``record_every`` steps plus the final one); final_mean, final_cov: last state of each
+    member; status: per member (a str, or a list for a batch) among ``"converged"``
+    (|cov_dot|_F < tol), ``"blow-up"`` (trace cov > blowup), ``"final_time"`` (reached T),
+    ``"max_iter"``; stop_iter: step at which each member stopped. ``converged`` is True iff
+    every member has status "converged" or "final_time"; ``errors`` = max over members of
+    |cov_dot|_F at each recorded step.
+    """
+
+    times: torch.Tensor
+    means: torch.Tensor
+    covs: torch.Tensor
+    final_mean: torch.Tensor
+    final_cov: torch.Tensor
+    status: object
+    stop_iter: object
+
+
+def integrate_gaussian(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0, *, step=0.01,
+                       T=None, max_iter=10000, tol=1e-6, blowup=1e3, method="rk4",
+                       record_every=1) -> GaussianFlowResult:
+    """Integrate d alpha/dt = b, d Sigma/dt = J Sigma + Sigma J^T from (mean, cov).
+
+    ``method="rk4"`` (classical Runge-Kutta, then symmetrised) or ``"projected_euler"``
+    (Sigma <- Sigma + step * rhs, then projection onto the PSD cone: eigenvalues clamped at
+    1e-14, the reference implementation's scheme). Each member of a batch (leading dims of
+    cov) stops, and is frozen, at the first of: |cov_dot|_F < ``tol`` ("converged"),
+    trace Sigma > ``blowup`` ("blow-up"), time ``T`` reached ("final_time", if T is given),
+    ``max_iter`` steps ("max_iter": ConvergenceWarning unless T was given). Step count with T:
+    ceil(T / step) steps of size T / ceil(T / step).
+    arXiv:2501.18322, Sec. 4 and the 2-D / histogram experiments.
+    """
+    ctx = ArrayContext(mean, cov, Q, K, V)
+    kind, m, S, Qh, Kh, Ch, eps = _parse(mean, cov, Q, K, V, kind, heads, eps, ctx)
+    method = check_choice(method, "method", ("rk4", "projected_euler"))
+    step = check_positive(step, "step")
+    tol = check_positive(tol, "tol")
+    blowup = check_positive(blowup, "blowup")
+    max_iter = check_int(max_iter, "max_iter", min_value=1)
+    record_every = check_int(record_every, "record_every", min_value=1)
+    d = S.shape[-1]
+    if Ch.shape[-2] != d:
+        raise InputError(f"V: must map R^d to R^d for a flow (got {Ch.shape[-2]} output rows)")
+    if T is not None:
+        T = check_positive(T, "T")
+        n_steps = max(1, math.ceil(T / step - 1e-12))
+        step = T / n_steps
+        max_iter = n_steps
+    batch = torch.broadcast_shapes(S.shape[:-2], m.shape[:-1], Qh.shape[:-3], Ch.shape[:-3])
+    S = S.expand(*batch, d, d).clone()
+    m = m.expand(*batch, d).clone()
+
+    def rhs(mm, SS):
+        b, J = _affine(mm, SS, Qh, Kh, Ch, kind, eps)
+        JS = J @ SS
+        return b, JS + JS.transpose(-1, -2)
+
+    def psd_project(SS):
+        ev, U = torch.linalg.eigh(sym(SS))
+        return (U * ev.clamp_min(1e-14).unsqueeze(-2)) @ U.transpose(-1, -2)
+
+    active = torch.ones(batch, dtype=torch.bool, device=S.device)
+    status = torch.full(batch, 3, dtype=torch.long, device=S.device)  # 3 = max_iter / final
+    stop_iter = torch.full(batch, max_iter, dtype=torch.long, device=S.device)
+    times, means, covs, errors = [0.0], [m.clone()], [S.clone()], []
+    t = 0.0
+    it = 0
+    for it in range(1, max_iter + 1):
+        bm, dS = rhs(m, S)
+        err = torch.linalg.matrix_norm(dS)
+        done_conv = active & (err < tol)
+        if bool(done_conv.any()):
+            status[done_conv] = 0
+            stop_iter[done_conv] = it - 1
+            active = active & ~done_conv
+        if not bool(active.any()):
+            it -= 1
+            break
+        if method == "projected_euler":
+            m_new = m + step * bm
+            S_new = psd_project(S + step * dS)
+        else:
+            k1m, k1S = bm, dS
+            k2m, k2S = rhs(m + 0.5 * step * k1m, S + 0.5 * step * k1S)
+            k3m, k3S = rhs(m + 0.5 * step * k2m, S + 0.5 * step * k2S)
+            k4m, k4S = rhs(m + step * k3m, S + step * k3S)
+            m_new = m + step / 6.0 * (k1m + 2 * k2m + 2 * k3m + k4m)
+            S_new = sym(S + step / 6.0 * (k1S + 2 * k2S + 2 * k3S + k4S))
+        finite = torch.isfinite(S_new).all(-1).all(-1) & torch.isfinite(m_new).all(-1)
+        take = active & finite                    # non-finite members keep their last state
+        m = torch.where(take[..., None], m_new, m)
+        S = torch.where(take[..., None, None], S_new, S)
+        t += step
+        tr = torch.diagonal(S, dim1=-2, dim2=-1).sum(-1)
+        blown = active & (~finite | (tr > blowup))
+        if bool(blown.any()):
+            status[blown] = 1
+            stop_iter[blown] = it
+            active = active & ~blown
+        if it % record_every == 0 or not bool(active.any()) or it == max_iter:
+            times.append(t)
+            means.append(m.clone())
+            covs.append(S.clone())
+            errors.append(float(err.max()) if err.numel() else 0.0)
+        if not bool(active.any()):
+            break
+    if T is not None:
+        status[status == 3] = 2
+    names = ["converged", "blow-up", "final_time", "max_iter"]
+    st_list = [names[int(s)] for s in status.reshape(-1)]
+    st = st_list[0] if len(batch) == 0 else st_list
+    n_max = sum(s == "max_iter" for s in st_list)
+    converged = n_max == 0 and all(s in ("converged", "final_time") for s in st_list)
+    if n_max:
+        report_convergence(False, "integrate_gaussian", it, errors[-1] if errors else math.nan,
+                           tol)
+    res = GaussianFlowResult(
+        times=torch.tensor(times, dtype=S.dtype), means=torch.stack(means), covs=torch.stack(covs),
+        final_mean=m, final_cov=S, status=st,
+        stop_iter=int(stop_iter) if len(batch) == 0 else stop_iter,
+        converged=converged, n_iter=it, errors=errors)
+    return ctx.wrap(res)

@@ -1,0 +1,205 @@
+"""The particle system of the Transformer PDE and its diagnostics.
+
+dx_i/dt = Gamma_{mu_n(t)}(x_i), mu_n(t) = sum_j w_j delta_{x_j(t)}: a deep transformer with
+residual attention layers x <- x + h Gamma(x) (time = depth). Castin, Ablin, Carrillo, Peyre,
+arXiv:2501.18322, Sec. 2 (particle system, mean-field limit). Optional constraint to the unit
+sphere (as in the clustering literature, tangential velocity + renormalisation) or a layer
+norm after each step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from ..core import (
+    ArrayContext,
+    InputError,
+    check_choice,
+    check_int,
+    check_ndim,
+    check_nonnegative_scalar,
+    check_positive,
+    check_weights,
+)
+from ._heads import split_heads
+from .attend import KINDS, attend
+
+__all__ = ["particle_flow", "ParticleFlowResult", "cluster_count", "limit_rank",
+           "interaction_energy"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ParticleFlowResult:
+    """Particle trajectory and diagnostics.
+
+    times (T_rec,); trajectory (T_rec, n, d): recorded positions; final (n, d); means
+    (T_rec, d) and covs (T_rec, d, d): weighted mean/covariance of the particles;
+    energy (T_rec,): :func:`interaction_energy`; n_clusters and rank: :func:`cluster_count`
+    and :func:`limit_rank` of the final configuration.
+    """
+
+    times: torch.Tensor
+    trajectory: torch.Tensor
+    final: torch.Tensor
+    means: torch.Tensor
+    covs: torch.Tensor
+    energy: torch.Tensor
+    n_clusters: int
+    rank: int
+
+
+def _wcov(x, a):
+    mu = a @ x
+    c = x - mu
+    return mu, (a[:, None] * c).T @ c
+
+
+def interaction_energy(points, weights=None, *, Q, K, heads=1):
+    """E = 1/2 sum_h sum_ij a_i a_j exp(<Q_h x_i, K_h x_j>), a = w / sum w.
+
+    For V = I, Q = K on the sphere the softmax particle flow is (up to a time change) the
+    gradient ascent of this energy (the clustering picture, arXiv:2501.18322 and references).
+    O(n^2) memory: meant for diagnostics of moderate n.
+    """
+    ctx = ArrayContext(points, weights, Q, K)
+    x = ctx.tensor(points, "points")
+    check_ndim(x, "points", 2)
+    a = check_weights(None if weights is None else ctx.tensor(weights, "weights"), x.shape[0],
+                      "weights", like=x)
+    a = a / a.sum()
+    Qt, Kt = ctx.tensor(Q, "Q"), ctx.tensor(K, "K")
+    h = check_int(heads, "heads", min_value=1)
+    if Qt.ndim != 2 or Qt.shape != Kt.shape or Qt.shape[1] != x.shape[1] or Qt.shape[0] % h:
+        raise InputError(f"Q, K: expected equal shapes (k, {x.shape[1]}) with k divisible by "
+                         f"heads, got {tuple(Qt.shape)} and {tuple(Kt.shape)}")
+    qp = (x @ Qt.T).reshape(x.shape[0], h, -1).transpose(0, 1)
+    kp = (x @ Kt.T).reshape(x.shape[0], h, -1).transpose(0, 1)
+    E = 0.5 * torch.einsum("i,hij,j->", a, torch.exp(qp @ kp.transpose(1, 2)), a)
+    return ctx.wrap(E)
+
+
+def cluster_count(points, tol=None) -> int:
+    """Number of clusters: connected components of the graph |x_i - x_j| <= tol.
+
+    ``tol`` default: 1e-3 x (1 + max_i |x_i|). Single linkage (SciPy connected components).
+    """
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+    x = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else np.asarray(
+        points, float)
+    if x.ndim != 2:
+        raise InputError(f"points: expected a 2-D array, got shape {x.shape}")
+    if tol is None:
+        tol = 1e-3 * (1.0 + float(np.linalg.norm(x, axis=1).max(initial=0.0)))
+    tol = check_nonnegative_scalar(tol, "tol")
+    if x.shape[0] <= 3000:
+        xt = torch.as_tensor(x)
+        graph = csr_matrix(torch.cdist(xt, xt).numpy() <= tol)
+    else:
+        from scipy.spatial import cKDTree
+        tree = cKDTree(x)
+        pairs = tree.query_pairs(tol, output_type="ndarray")
+        graph = csr_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
+                           shape=(x.shape[0], x.shape[0]))
+    n, _ = connected_components(graph, directed=False)
+    return int(n)
+
+
+def limit_rank(points, weights=None, tol=1e-3) -> int:
+    """Rank of the particle configuration: number of eigenvalues of its weighted covariance
+    larger than ``tol`` (absolute). Collapse to a point gives 0, a line 1, ..."""
+    ctx = ArrayContext(points, weights)
+    x = ctx.tensor(points, "points")
+    check_ndim(x, "points", 2)
+    a = check_weights(None if weights is None else ctx.tensor(weights, "weights"), x.shape[0],
+                      "weights", like=x)
+    tol = check_nonnegative_scalar(tol, "tol")
+    _, C = _wcov(x.detach(), (a / a.sum()).detach())
+    return int((torch.linalg.eigvalsh(0.5 * (C + C.T)) > tol).sum())
+
+
+def particle_flow(tokens, weights=None, *, Q, K, V, kind="softmax", T=1.0, steps=100,
+                  heads=1, eps=1.0, positions=None, method="euler", normalize=None,
+                  record_every=1, chunk=None, bias=0.0, rank_tol=1e-3, cluster_tol=None):
+    """Integrate the particle system dx_i/dt = Gamma_{mu_n(t)}(x_i) on [0, T].
+
+    ``Gamma`` is :func:`attend` of the current empirical measure (any ``kind``; ``positions``
+    of the causal kind stay attached to their particles). ``method``: ``"euler"`` (the residual
+    network x <- x + h Gamma(x), h = T / steps) or ``"rk4"``. ``normalize``: None, ``"sphere"``
+    (velocity projected on the tangent space, then x <- x / |x|) or ``"layernorm"``
+    (x <- (x - mean of its coordinates) / std of its coordinates after each step).
+    Diagnostics: weighted mean/covariance and :func:`interaction_energy` at the recorded
+    times; :func:`cluster_count` and :func:`limit_rank` of the final state.
+    arXiv:2501.18322, Sec. 2 (particle system) and Sec. 3 (mean-field limit).
+    """
+    ctx = ArrayContext(tokens, weights, Q, K, V)
+    x = ctx.tensor(tokens, "tokens")
+    if x.ndim == 1:
+        x = x[:, None]
+    check_ndim(x, "tokens", 2)
+    w = check_weights(None if weights is None else ctx.tensor(weights, "weights"), x.shape[0],
+                      "weights", like=x)
+    kind = check_choice(kind, "kind", KINDS)
+    T = check_positive(T, "T")
+    steps = check_int(steps, "steps", min_value=1)
+    record_every = check_int(record_every, "record_every", min_value=1)
+    method = check_choice(method, "method", ("euler", "rk4"))
+    normalize = check_choice(normalize, "normalize", (None, "sphere", "layernorm"))
+    Qt, Kt, Vt = ctx.tensor(Q, "Q"), ctx.tensor(K, "K"), ctx.tensor(V, "V")
+    d = x.shape[1]
+    if positions is not None:
+        positions = ctx.tensor(positions, "positions").reshape(-1)
+    kw = dict(Q=Qt, K=Kt, V=Vt, kind=kind, heads=heads, eps=eps, chunk=chunk, bias=bias,
+              positions=positions)
+    if split_heads(Qt, Kt, Vt, heads, d)[2].shape[-2] != d:
+        raise InputError(f"V: the flow needs d_out = d = {d} output rows")
+    h = T / steps
+    a = w / w.sum()
+
+    def vel(z):
+        g = attend(None, z, w, **kw)
+        if normalize == "sphere":
+            g = g - (g * z).sum(-1, keepdim=True) * z
+        return g
+
+    def post(z):
+        if normalize == "sphere":
+            return z / z.norm(dim=-1, keepdim=True).clamp_min(1e-300)
+        if normalize == "layernorm":
+            zc = z - z.mean(-1, keepdim=True)
+            return zc / zc.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-300)
+        return z
+
+    x = post(x)
+    Qe, Ke = Qt, Kt
+    if Qt.ndim == 3:
+        Qe, Ke = Qt.reshape(-1, d), Kt.reshape(-1, d)
+    times, traj = [0.0], [x.detach().clone()]
+    for s in range(1, steps + 1):
+        if method == "euler":
+            x = post(x + h * vel(x))
+        else:
+            k1 = vel(x)
+            k2 = vel(post(x + 0.5 * h * k1))
+            k3 = vel(post(x + 0.5 * h * k2))
+            k4 = vel(post(x + h * k3))
+            x = post(x + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4))
+        if not bool(torch.isfinite(x).all()):
+            raise FloatingPointError(f"particle_flow: non-finite positions at step {s} "
+                                     "(the flow blows up; reduce T or the score scale)")
+        if s % record_every == 0 or s == steps:
+            times.append(s * h)
+            traj.append(x.detach().clone())
+    trajectory = torch.stack(traj)
+    stats = [_wcov(z, a.detach()) for z in trajectory]
+    energy = torch.stack([interaction_energy(z, a.detach(), Q=Qe.detach(), K=Ke.detach(),
+                                             heads=heads) for z in trajectory])
+    res = ParticleFlowResult(
+        times=torch.tensor(times, dtype=x.dtype), trajectory=trajectory, final=x,
+        means=torch.stack([s[0] for s in stats]), covs=torch.stack([s[1] for s in stats]),
+        energy=energy, n_clusters=cluster_count(x.detach(), cluster_tol),
+        rank=limit_rank(x.detach(), a.detach(), rank_tol))
+    return ctx.wrap(res)
