@@ -42,6 +42,7 @@ import torch
 from torch.optim import Optimizer
 
 from ..core.errors import InputError
+from ..core.validation import check_in_range, check_nonnegative_scalar, check_positive
 from ..spectral.schatten import check_p, schatten_lmo
 
 __all__ = ["Schatten", "Muon", "newton_schulz_quintic"]
@@ -125,10 +126,11 @@ class Schatten(Optimizer):
         elif not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
             raise InputError(f"lr: must be a finite number >= 0, got {lr!r}")
         p = check_p(p)
-        if not (0.0 <= momentum < 1.0):
-            raise InputError(f"momentum: must lie in [0, 1), got {momentum}")
-        if not (math.isfinite(weight_decay) and weight_decay >= 0):
-            raise InputError(f"weight_decay: must be a finite number >= 0, got {weight_decay}")
+        momentum = check_in_range(momentum, "momentum", 0.0, 1.0, high_open=True)
+        weight_decay = check_nonnegative_scalar(weight_decay, "weight_decay")
+        eps = check_positive(eps, "eps")
+        if not isinstance(nesterov, bool):
+            raise InputError(f"nesterov: must be a bool, got {nesterov!r}")
         if scale not in ("unit", "schatten"):
             raise InputError(f"scale: must be 'unit' or 'schatten', got {scale!r}")
         if polar not in ("svd", "fast", "newton_schulz"):
@@ -138,8 +140,10 @@ class Schatten(Optimizer):
         if adjust_lr_fn not in (None, "none", "original", "match_rms_adamw"):
             raise InputError("adjust_lr_fn: must be None, 'none', 'original' or "
                              f"'match_rms_adamw', got {adjust_lr_fn!r}")
-        if len(tuple(ns_coefficients)) != 3:
-            raise InputError("ns_coefficients: expected three numbers (a, b, c)")
+        ns_coefficients = tuple(ns_coefficients)
+        if len(ns_coefficients) != 3 or not all(
+                isinstance(c, (int, float)) and math.isfinite(c) for c in ns_coefficients):
+            raise InputError("ns_coefficients: expected three finite numbers (a, b, c)")
         if not (isinstance(ns_steps, int) and 0 <= ns_steps < 100):
             raise InputError(f"ns_steps: must be an integer in [0, 100), got {ns_steps!r}")
         defaults = dict(lr=lr, p=p, momentum=momentum, nesterov=nesterov,

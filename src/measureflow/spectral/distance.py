@@ -76,8 +76,24 @@ class SpectralWassersteinResult(SolverResult):
     p: float = 1.0
 
 
-def gauge_value(S: torch.Tensor, p: float) -> torch.Tensor:
-    """gamma_p(S) = ||eigenvalues(S)||_p for symmetric PSD S (torch, differentiable)."""
+def gauge_value(S, p):
+    """gamma_p(S) = ||lambda(S)||_p for symmetric PSD S (..., d, d), p in [1/2, inf].
+
+    p = 1: trace, p = inf: lambda_max (the squared spectral Wasserstein cost of a displacement
+    moment S, arXiv 2604.04891 Sec. 3). Negative round-off eigenvalues are clipped to 0.
+    NumPy in/out or torch in/out (differentiable); S must be symmetric PSD (InputError).
+    """
+    ctx = ArrayContext(S)
+    S = ctx.tensor(S, "S")
+    if S.ndim < 2 or S.shape[-1] != S.shape[-2]:
+        raise InputError(f"S: expected square matrices (..., d, d), got shape {tuple(S.shape)}")
+    check_psd(S, "S")
+    p = check_p(p)
+    return ctx.wrap(_gauge(S, p))
+
+
+def _gauge(S: torch.Tensor, p: float) -> torch.Tensor:
+    """gamma_p on torch tensors, no validation (internal)."""
     if p == 1:
         return torch.diagonal(S, dim1=-2, dim2=-1).sum(-1)
     ev = torch.linalg.eigvalsh(0.5 * (S + S.transpose(-1, -2))).clamp_min(0.0)
@@ -179,7 +195,7 @@ def spectral_wasserstein(x, y, a=None, b=None, *, p, tol: float = 1e-6, max_iter
     P = torch.as_tensor(Pn, dtype=x.dtype, device=x.device)
     S = _moment(x, y, P.sum(1).detach(), P.sum(0).detach(), P)
     Qt = torch.as_tensor(sol["Q"], dtype=x.dtype, device=x.device)
-    val2 = gauge_value(S, p)
+    val2 = _gauge(S, p)
     if math.isinf(p) and val2.requires_grad:
         # lambda_max is typically degenerate at the optimum: differentiate the saddle value
         # <Q*, Sigma_pi*> (Danskin) instead of an arbitrary top eigenvector.
@@ -252,6 +268,10 @@ def spectral_bures(S0, S1, p, m0=None, m1=None, *, method: str = "auto", tol: fl
         ``"auto"``: closed form when it applies, else maxmin.
     full_output:
         Return a :class:`SpectralBuresResult` instead of the distance.
+
+    NumPy in/out or torch in/out. Gradients in (S0, S1, m0, m1) are envelope gradients: the
+    optimal contraction R (K = S0^{1/2} R S1^{1/2}) is held fixed (for p = inf through
+    <Q*, M>); the closed form is differentiated directly. Hand-written (NumPy/SciPy/torch).
     """
     ctx = ArrayContext(S0, S1, m0, m1)
     S0, S1 = ctx.tensor(S0, "S0"), ctx.tensor(S1, "S1")
@@ -290,7 +310,7 @@ def spectral_bures(S0, S1, p, m0=None, m1=None, *, method: str = "auto", tol: fl
             Q = torch.eye(d, dtype=S0.dtype, device=S0.device)
         else:
             D = R0 - R1
-            val2 = gauge_value(D @ D, p)
+            val2 = _gauge(D @ D, p)
             K = 0.5 * (R0 @ R1 + R1 @ R0)
             Q = None
         val = val2.clamp_min(0).sqrt()
@@ -312,15 +332,24 @@ def spectral_bures(S0, S1, p, m0=None, m1=None, *, method: str = "auto", tol: fl
 
     def oracle(Q):
         U, _, Wh = np.linalg.svd(R1 @ Q @ R0)
-        K = R0 @ (Wh.T @ U.T) @ R1
+        O = Wh.T @ U.T
+        K = R0 @ O @ R1
         S = base - K - K.T
-        return 0.5 * (S + S.T), K
+        return 0.5 * (S + S.T), O
 
     sol = solve_maxmin(oracle, d, p, tol=tol, max_iter=max_iter)
-    K = sum(lk * Kk for lk, Kk in zip(sol["lam"], sol["atoms"]))
-    Kt = torch.as_tensor(K, dtype=S0.dtype, device=S0.device)
+    # K = S0^{1/2} R S1^{1/2} with the contraction R = sum_k lam_k O_k held fixed: the feasible
+    # set {||R||_op <= 1} does not depend on (S0, S1, dm), so autograd of this expression is the
+    # envelope (Danskin) gradient of W^2
+    Rbar = sum(lk * Ok for lk, Ok in zip(sol["lam"], sol["atoms"]))
+    Rt = torch.as_tensor(Rbar, dtype=S0.dtype, device=S0.device)
+    Qt = torch.as_tensor(sol["Q"], dtype=S0.dtype, device=S0.device)
+    Kt = sqrtm_psd(S0) @ Rt @ sqrtm_psd(S1)
     M = torch.outer(dm, dm) + S0 + S1 - Kt - Kt.T
-    val2 = gauge_value(M, p)
+    val2 = _gauge(M, p)
+    if math.isinf(p) and val2.requires_grad:  # degenerate lambda_max: Danskin through <Q*, M>
+        lin = (Qt * M).sum()
+        val2 = val2.detach() + (lin - lin.detach())
     gap = max(float(val2.detach()) - sol["lower"], 0.0)
     report_convergence(sol["converged"], f"spectral_bures(p={p})", sol["n_iter"],
                        sol["errors"][-1] if sol["errors"] else float("nan"), tol)
@@ -328,7 +357,7 @@ def spectral_bures(S0, S1, p, m0=None, m1=None, *, method: str = "auto", tol: fl
     if not full_output:
         return ctx.wrap(val)
     return ctx.wrap(SpectralBuresResult(
-        value=val, K=Kt, Q=torch.as_tensor(sol["Q"], dtype=S0.dtype, device=S0.device),
+        value=val, K=Kt, Q=Qt,
         gap=ctx.scalar(gap), lower=ctx.scalar(sol["lower"]), method="maxmin",
         converged=sol["converged"], n_iter=sol["n_iter"], errors=sol["errors"]))
 
@@ -353,7 +382,7 @@ def _bures_primal(S0, S1, dm, p, *, tol, max_iter, full_output):
             val = ev.max() + torch.log(e.sum()) / beta
             G = (V * (e / e.sum())) @ V.T
         elif p == 1:
-            val, G = ev.sum(), torch.eye(d, dtype=M.dtype)
+            val, G = ev.sum(), torch.eye(d, dtype=M.dtype, device=M.device)
         else:
             m = ev.max().clamp_min(1e-300)
             r = ev / m
@@ -366,7 +395,7 @@ def _bures_primal(S0, S1, dm, p, *, tol, max_iter, full_output):
         U, sv, Wh = torch.linalg.svd(X)
         return (U * sv.clamp_max(1.0)) @ Wh
 
-    X = torch.zeros(d, d, dtype=S0.dtype)
+    X = torch.zeros(d, d, dtype=S0.dtype, device=S0.device)
     Y, t, L = X.clone(), 1.0, 1.0
     f_prev = float("inf")
     errors, converged, it = [], False, 0
@@ -391,8 +420,8 @@ def _bures_primal(S0, S1, dm, p, *, tol, max_iter, full_output):
             break
     report_convergence(converged, f"spectral_bures(p={p}, method='primal')", it,
                        errors[-1], 0.01 * tol)
-    K = R0 @ X @ R1
-    val2 = gauge_value(torch.outer(dm, dm) + S0 + S1 - K - K.T, p)
+    K = sqrtm_psd(S0) @ X @ sqrtm_psd(S1)  # X fixed: envelope gradient in (S0, S1, dm)
+    val2 = _gauge(torch.outer(dm, dm) + S0 + S1 - K - K.T, p)
     val = val2.clamp_min(0).sqrt()
     if not full_output:
         return val

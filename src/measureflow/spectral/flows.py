@@ -25,6 +25,8 @@ from ..core.results import SolverResult
 from ..core.validation import (
     check_int,
     check_ndim,
+    check_nonnegative,
+    check_nonnegative_scalar,
     check_positive,
     check_psd,
     check_shape,
@@ -104,9 +106,10 @@ def particle_flow(energy: Callable, x0, *, p=math.inf, weights=None, step: float
             if nrm > cap:
                 dX = dX * (cap / nrm)
         X = X + dX
-    res = ParticleFlowResult(positions=torch.stack(pos), times=torch.tensor(times, dtype=X.dtype),
-                             energies=torch.tensor(ens, dtype=X.dtype),
-                             dual_norms=torch.tensor(duals, dtype=X.dtype), converged=True,
+    kw = dict(dtype=X.dtype, device=X.device)
+    res = ParticleFlowResult(positions=torch.stack(pos), times=torch.tensor(times, **kw),
+                             energies=torch.tensor(ens, **kw),
+                             dual_norms=torch.tensor(duals, **kw), converged=True,
                              n_iter=n_steps, errors=[])
     return ctx.wrap(res)
 
@@ -143,8 +146,29 @@ def _pinv_power(F: torch.Tensor, t: float, rtol: float) -> torch.Tensor:
     return (V * evt) @ V.T
 
 
+def _gaussian_args(ctx, m, S, m_bar, S_bar):
+    S, Sb = ctx.tensor(S, "S"), ctx.tensor(S_bar, "S_bar")
+    check_psd(S, "S", strict=True)
+    check_psd(Sb, "S_bar", strict=True)
+    d = S.shape[0]
+    check_shape(Sb, "S_bar", (d, d))
+    m, mb = ctx.tensor(m, "m"), ctx.tensor(m_bar, "m_bar")
+    check_shape(m, "m", (d,))
+    check_shape(mb, "m_bar", (d,))
+    return m, S, mb, Sb
+
+
 def gaussian_kl(m, S, m_bar, S_bar):
-    """KL(N(m, S) || N(m_bar, S_bar)) (natural log). Torch tensors in, tensor out."""
+    """KL(N(m, S) || N(m_bar, S_bar)) (natural log), S and S_bar positive definite (d, d).
+
+    = 1/2 [tr(S_bar^{-1} S) + (m - m_bar)^T S_bar^{-1} (m - m_bar) - d + log det S_bar
+    - log det S]. NumPy in/out or torch in/out (differentiable).
+    """
+    ctx = ArrayContext(m, S, m_bar, S_bar)
+    return ctx.wrap(_gaussian_kl(*_gaussian_args(ctx, m, S, m_bar, S_bar)))
+
+
+def _gaussian_kl(m, S, m_bar, S_bar):
     d = S.shape[-1]
     Sb_inv = torch.linalg.inv(S_bar)
     dm = m - m_bar
@@ -157,8 +181,17 @@ def gaussian_kl_rhs(m, S, m_bar, S_bar, p, *, rtol: float = 1e-12):
 
     H = S_bar^{-1} - S^{-1}, b = S_bar^{-1}(m - m_bar), F = H S H + b b^T (the force covariance),
     P = N^{2-q} F^{(q-2)/2} with N^q = tr F^{q/2} (P = I for p = 1, tr(F^{1/2}) F^{+1/2} for
-    p = inf); dm/dt = -P b, dS/dt = P (I - S_bar^{-1} S) + (I - S S_bar^{-1}) P. Torch in/out.
+    p = inf); dm/dt = -P b, dS/dt = P (I - S_bar^{-1} S) + (I - S S_bar^{-1}) P.
+    S, S_bar positive definite; p in [1/2, inf]. NumPy in/out or torch in/out.
     """
+    ctx = ArrayContext(m, S, m_bar, S_bar)
+    args = _gaussian_args(ctx, m, S, m_bar, S_bar)
+    p = check_p(p)
+    rtol = check_nonnegative_scalar(rtol, "rtol")
+    return ctx.wrap(_gaussian_kl_rhs(*args, p, rtol=rtol))
+
+
+def _gaussian_kl_rhs(m, S, m_bar, S_bar, p, *, rtol: float = 1e-12):
     d = S.shape[-1]
     I = torch.eye(d, dtype=S.dtype, device=S.device)
     Sb_inv = torch.linalg.inv(S_bar)
@@ -195,6 +228,7 @@ def gaussian_kl_flow(m0, S0, m_bar, S_bar, p, *, T: float, dt: float):
     check_psd(S0, "S0", strict=True)
     check_psd(Sb, "S_bar", strict=True)
     d = S0.shape[0]
+    check_shape(Sb, "S_bar", (d, d))
     m0, mb = ctx.tensor(m0, "m0"), ctx.tensor(m_bar, "m_bar")
     check_shape(m0, "m0", (d,))
     check_shape(mb, "m_bar", (d,))
@@ -203,18 +237,18 @@ def gaussian_kl_flow(m0, S0, m_bar, S_bar, p, *, T: float, dt: float):
     n = max(1, int(round(T / dt)))
     h = T / n
     m, S = m0.clone(), S0.clone()
-    ms, Ss, kl = [m.clone()], [S.clone()], [gaussian_kl(m, S, mb, Sb)]
+    ms, Ss, kl = [m.clone()], [S.clone()], [_gaussian_kl(m, S, mb, Sb)]
     for _ in range(n):
-        k1 = gaussian_kl_rhs(m, S, mb, Sb, p)
-        k2 = gaussian_kl_rhs(m + 0.5 * h * k1[0], S + 0.5 * h * k1[1], mb, Sb, p)
-        k3 = gaussian_kl_rhs(m + 0.5 * h * k2[0], S + 0.5 * h * k2[1], mb, Sb, p)
-        k4 = gaussian_kl_rhs(m + h * k3[0], S + h * k3[1], mb, Sb, p)
+        k1 = _gaussian_kl_rhs(m, S, mb, Sb, p)
+        k2 = _gaussian_kl_rhs(m + 0.5 * h * k1[0], S + 0.5 * h * k1[1], mb, Sb, p)
+        k3 = _gaussian_kl_rhs(m + 0.5 * h * k2[0], S + 0.5 * h * k2[1], mb, Sb, p)
+        k4 = _gaussian_kl_rhs(m + h * k3[0], S + h * k3[1], mb, Sb, p)
         m = m + h / 6 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0])
         S = S + h / 6 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1])
         ms.append(m.clone())
         Ss.append(S.clone())
-        kl.append(gaussian_kl(m, S, mb, Sb))
-    times = torch.linspace(0, T, n + 1, dtype=S.dtype)
+        kl.append(_gaussian_kl(m, S, mb, Sb))
+    times = torch.linspace(0, T, n + 1, dtype=S.dtype, device=S.device)
     return ctx.wrap(GaussianFlowResult(means=torch.stack(ms), covs=torch.stack(Ss), times=times,
                                        kl=torch.stack(kl), converged=True, n_iter=n, errors=[]))
 
@@ -228,6 +262,7 @@ def rank_loss_threshold(p, alpha: float) -> float:
     """R_p = alpha 2^{p/(p-1)} (R_inf = 2 alpha; R_1 = inf): the largest |r| reachable before
     a balanced mode (a = b = alpha at t = 0) loses rank (App. F, Prop. "boundary")."""
     p = check_p(p, low=1.0)
+    alpha = check_positive(alpha, "alpha")
     if p == 1:
         return math.inf
     e = 1.0 if math.isinf(p) else p / (p - 1.0)
@@ -239,6 +274,9 @@ def modal_invariant(a, b, p):
     eta = (p - 1)/(2p - 1) (p > 1; eta = 1/2 at p = inf)."""
     p = check_p(p, low=1.0)
     a, b = np.asarray(a, float), np.asarray(b, float)
+    for nm, v in (("a", a), ("b", b)):
+        if not np.all(np.isfinite(v)) or np.any(v < 0):
+            raise InputError(f"{nm}: must be finite and >= 0")
     if p == 1:
         return a * b
     eta = 0.5 if math.isinf(p) else (p - 1.0) / (2.0 * p - 1.0)
@@ -251,7 +289,24 @@ def modal_rhs(a: np.ndarray, b: np.ndarray, beta: np.ndarray, p: float):
     N^q = sum_j |r_j - beta_j|^q (a_j^{q/2} + b_j^{q/2});
     da_i/dt = -2 N^{2-q} psi_q(r_i - beta_i) a_i^{q/2},  db_i/dt = +2 N^{2-q} psi_q(.) b_i^{q/2},
     psi_q(e) = e |e|^{q-2}. Energy 1/2 sum (r - beta)^2 decreases at rate N^2.
+    ``p`` in [1, inf]; a, b >= 0 (negative round-off is clipped). NumPy in/out.
     """
+    p = check_p(p, low=1.0)
+    a, b, beta = _modal_arrays(a=a, b=b, beta=beta)
+    return _modal_rhs(a, b, beta, p)
+
+
+def _modal_arrays(**arrays):
+    out = []
+    for nm, v in arrays.items():
+        v = np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, float)
+        if not np.all(np.isfinite(v)):
+            raise InputError(f"{nm}: contains NaN or Inf")
+        out.append(v)
+    return out
+
+
+def _modal_rhs(a: np.ndarray, b: np.ndarray, beta: np.ndarray, p: float):
     q = dual_exponent(p)
     a, b = np.clip(a, 0, None), np.clip(b, 0, None)
     e = 0.5 * (a - b) - beta
@@ -281,7 +336,7 @@ def modal_flow(r0, s0, beta, p, *, T: float, dt: float, record_every: int = 1):
 
     ``r0``, ``s0``, ``beta`` broadcast to (..., modes); requires s0 >= |r0|. NumPy in/out.
     """
-    r0, s0, beta = (np.asarray(v, float) for v in (r0, s0, beta))
+    r0, s0, beta = _modal_arrays(r0=r0, s0=s0, beta=beta)
     r0, s0, beta = (np.atleast_1d(v) for v in np.broadcast_arrays(r0, s0, beta))
     if np.any(s0 < np.abs(r0)):
         raise InputError("s0: must satisfy s0 >= |r0| (a = s + r and b = s - r are >= 0)")
@@ -303,10 +358,10 @@ def modal_flow(r0, s0, beta, p, *, T: float, dt: float, record_every: int = 1):
             en.append(0.5 * ((r - beta) ** 2).sum(-1))
         if k == n:
             break
-        k1 = modal_rhs(a, b, beta, p)
-        k2 = modal_rhs(a + 0.5 * h * k1[0], b + 0.5 * h * k1[1], beta, p)
-        k3 = modal_rhs(a + 0.5 * h * k2[0], b + 0.5 * h * k2[1], beta, p)
-        k4 = modal_rhs(a + h * k3[0], b + h * k3[1], beta, p)
+        k1 = _modal_rhs(a, b, beta, p)
+        k2 = _modal_rhs(a + 0.5 * h * k1[0], b + 0.5 * h * k1[1], beta, p)
+        k3 = _modal_rhs(a + 0.5 * h * k2[0], b + 0.5 * h * k2[1], beta, p)
+        k4 = _modal_rhs(a + h * k3[0], b + h * k3[1], beta, p)
         a = np.clip(a + h / 6 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0]), 0, None)
         b = np.clip(b + h / 6 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1]), 0, None)
         now = ((a <= 0) | (b <= 0)) & ~dead
@@ -334,7 +389,9 @@ def displacement_interpolation(x, y, plan, t: float, *, threshold: float = 0.0):
     x, y, P = ctx.tensor(x, "x"), ctx.tensor(y, "y"), ctx.tensor(plan, "plan")
     check_ndim(x, "x", 2)
     check_ndim(y, "y", 2)
+    check_shape(y, "y", (None, x.shape[1]))
     check_shape(P, "plan", (x.shape[0], y.shape[0]))
+    check_nonnegative(P, "plan")
     t = float(t)
     if not 0.0 <= t <= 1.0:
         raise InputError(f"t: must lie in [0, 1], got {t}")
@@ -348,21 +405,26 @@ def interpolation_action(x, y, plan, p, *, n_times: int = 16):
     displacement interpolation, with velocities from finite differences of the atom positions
     on ``n_times`` intervals (midpoint rule). Equals gamma_p(Sigma_plan) for any plan; for an
     optimal plan it equals W_gamma^2 (static = dynamic, Thm. in Sec. 4)."""
-    from .distance import gauge_value
+    from .distance import _gauge
 
     ctx = ArrayContext(x, y, plan)
     x, y, P = ctx.tensor(x, "x"), ctx.tensor(y, "y"), ctx.tensor(plan, "plan")
+    check_ndim(x, "x", 2)
+    check_ndim(y, "y", 2)
+    check_shape(y, "y", (None, x.shape[1]))
+    check_shape(P, "plan", (x.shape[0], y.shape[0]))
+    check_nonnegative(P, "plan")
     p = check_p(p, low=1.0)
     n_times = check_int(n_times, "n_times", min_value=1)
     i, j = torch.nonzero(P > 0, as_tuple=True)
     w = P[i, j]
     total = ctx.scalar(0.0)
-    ts = torch.linspace(0, 1, n_times + 1, dtype=x.dtype)
+    ts = torch.linspace(0, 1, n_times + 1, dtype=x.dtype, device=x.device)
     for k in range(n_times):
         t0, t1 = float(ts[k]), float(ts[k + 1])
         z0 = (1 - t0) * x[i] + t0 * y[j]
         z1 = (1 - t1) * x[i] + t1 * y[j]
         v = (z1 - z0) / (t1 - t0)
         S = (v * w[:, None]).T @ v
-        total = total + (t1 - t0) * gauge_value(S, p)
+        total = total + (t1 - t0) * _gauge(S, p)
     return ctx.wrap(total)

@@ -33,7 +33,13 @@ import torch
 from ..core.arrays import ArrayContext
 from ..core.errors import InputError
 from ..core.results import SolverResult, report_convergence
-from ..core.validation import check_ndim, check_positive, check_weights
+from ..core.validation import (
+    check_int,
+    check_ndim,
+    check_nonnegative_scalar,
+    check_positive,
+    check_weights,
+)
 
 __all__ = ["schatten_norm", "schatten_lmo", "polar_factor", "particle_lmo", "velocity_norm",
            "dual_norm", "PolarResult", "LMOResult", "dual_exponent", "check_p"]
@@ -50,7 +56,11 @@ def check_p(p, name: str = "p", *, low: float = 0.5) -> float:
 
 
 def dual_exponent(p: float) -> float:
-    """q = (2p)' = 2p / (2p - 1): the dual-norm exponent of the velocity norm ||.||_{S_2p}."""
+    """q = (2p)' = 2p / (2p - 1): the dual-norm exponent of the velocity norm ||.||_{S_2p}.
+
+    ``p`` in [1/2, inf] (InputError otherwise): q = 2 at p = 1, q = 1 at p = inf, q = inf at 1/2.
+    """
+    p = check_p(p)
     if math.isinf(p):
         return 1.0
     if p == 0.5:
@@ -198,9 +208,7 @@ def polar_factor(G, *, tol: float | None = None, max_iter: int = 60, lower: floa
     if G.ndim < 2:
         raise InputError(f"G: expected a matrix (..., m, n), got shape {tuple(G.shape)}")
     tol = _default_polar_tol(G) if tol is None else check_positive(tol, "tol")
-    max_iter = int(max_iter)
-    if max_iter < 0:
-        raise InputError(f"max_iter: must be >= 0, got {max_iter}")
+    max_iter = check_int(max_iter, "max_iter", min_value=0)
     lower = check_positive(lower, "lower")
     Z, err, n_iter, trace = _polar_ns(G, tol=tol, max_iter=max_iter, lower=min(lower, 1.0))
     converged = trace[-1] <= tol
@@ -235,9 +243,9 @@ def schatten_lmo(G, p, *, method: str = "svd", rtol: float | None = None,
     p = check_p(p)
     if method not in ("svd", "fast"):
         raise InputError(f"method: must be 'svd' or 'fast', got {method!r}")
-    rtol = _default_rtol(G) if rtol is None else float(rtol)
-    if not (rtol >= 0 and math.isfinite(rtol)):
-        raise InputError(f"rtol: must be a finite number >= 0, got {rtol}")
+    rtol = _default_rtol(G) if rtol is None else check_nonnegative_scalar(rtol, "rtol")
+    max_iter = check_int(max_iter, "max_iter", min_value=0)
+    tol_ = None if tol is None else check_positive(tol, "tol")
     if G.numel() == 0 or not bool((G.detach() != 0).any()):
         J, info = torch.zeros_like(G), (0.0, True, 0, [])  # J_p(0) = 0
     elif p == 1:
@@ -248,8 +256,8 @@ def schatten_lmo(G, p, *, method: str = "svd", rtol: float | None = None,
         J = -(U * phi.unsqueeze(-2)) @ Wh
         info = (0.0, True, 0, [])
     else:
-        tol_ = _default_polar_tol(G) if tol is None else check_positive(tol, "tol")
-        Z, err, n_iter, trace = _polar_ns(G, tol=tol_, max_iter=int(max_iter), lower=1e-3)
+        tol_ = _default_polar_tol(G) if tol_ is None else tol_
+        Z, err, n_iter, trace = _polar_ns(G, tol=tol_, max_iter=max_iter, lower=1e-3)
         converged = trace[-1] <= tol_
         report_convergence(converged, "schatten_lmo(method='fast')", n_iter, trace[-1], tol_)
         if math.isinf(p):
@@ -310,7 +318,7 @@ def particle_lmo(G, weights=None, p=math.inf, *, rtol: float | None = None,
         return ctx.wrap(-G)
     B = w.sqrt()[:, None] * G
     _, s, Wh = torch.linalg.svd(B, full_matrices=False)
-    rtol = _default_rtol(B) if rtol is None else float(rtol)
+    rtol = _default_rtol(B) if rtol is None else check_nonnegative_scalar(rtol, "rtol")
     phi = _singular_response(s, p, rtol)  # J(B) = -U phi W^T ; v = -W (phi / s) W^T g
     keep = phi > 0
     safe = torch.where(keep, s, torch.ones_like(s))

@@ -54,6 +54,8 @@ def sphere_velocity(x, v):
     if v.shape != x.shape:
         raise InputError(f"v: expected shape {tuple(x.shape)}, got {tuple(v.shape)}")
     r = x.norm(dim=1, keepdim=True)
+    if bool((r == 0).any()):
+        raise InputError("x: a particle sits at the origin (no direction on the sphere)")
     om, V = x / r, v / r
     b = (om * V).sum(1)
     return ctx.wrap((b, V - b[:, None] * om))
@@ -113,9 +115,10 @@ def sphere_flow(energy: Callable, omega0, mass0, *, p=math.inf, step: float, n_s
         rho2 = (1 + h * b) ** 2 + h ** 2 * (tau * tau).sum(1)
         Om = (Om * (1 + h * b)[:, None] + h * tau) / rho2.sqrt()[:, None]
         m = m * rho2
-    times = torch.arange(n_steps + 1, dtype=Om.dtype) * h
+    times = torch.arange(n_steps + 1, dtype=Om.dtype, device=Om.device) * h
     return ctx.wrap(SphereFlowResult(omegas=torch.stack(oms), masses=torch.stack(ms),
-                                     energies=torch.tensor(ens, dtype=Om.dtype), times=times,
+                                     energies=torch.tensor(ens, dtype=Om.dtype,
+                                                           device=Om.device), times=times,
                                      converged=True, n_iter=n_steps, errors=[]))
 
 
