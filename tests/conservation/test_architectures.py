@@ -113,3 +113,15 @@ def test_bad_builder_input():
         A.conv_relu(3, 1, 1, 1, 5, 1)
     with pytest.raises(InputError, match="n"):
         A.softmax_layer(1, 3)
+
+
+def test_layout_helpers_reject_bad_input():
+    a = A.linear_two_layer(2, 2, 2)
+    with pytest.raises(InputError, match="^theta"):
+        A.known_rank(a, [float("nan")] * a.n_params)
+    with pytest.raises(InputError, match="^first"):
+        A.linear_laws_torch(torch.nn.Linear(2, 3), torch.nn.Linear(4, 2))
+    with pytest.raises(InputError, match="^mha"):
+        A.attention_laws_torch(torch.nn.Linear(2, 2))
+    with pytest.raises(InputError, match="^n"):
+        a.sample_inputs(0, 0)

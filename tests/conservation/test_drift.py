@@ -97,6 +97,13 @@ def test_bad_input():
         track_laws("net", A.mlp_laws_torch, loss, batches)
     with pytest.raises(InputError, match="lr"):
         track_laws(net, A.mlp_laws_torch, loss, batches, lr=-1.0)
+    with pytest.raises(InputError, match="^momentum"):
+        track_laws(net, A.mlp_laws_torch, loss, batches, optimizer="momentum", momentum=-0.5)
+    with pytest.raises(InputError, match="^betas"):
+        track_laws(net, A.mlp_laws_torch, loss, batches, optimizer="adam", betas=(0.9, 1.5))
+    with pytest.raises(InputError, match="^grad"):
+        one_step_change(A.linear_two_layer(2, 2, 1).laws, torch.zeros(4, dtype=torch.float64),
+                        torch.full((4,), float("nan"), dtype=torch.float64), 0.1)
     with pytest.raises(InputError, match="n_steps"):
         track_laws(net, A.mlp_laws_torch, loss, lambda k: batches[0])
     a = A.linear_two_layer(2, 2, 1)

@@ -172,3 +172,18 @@ def test_level0_sketch_path_agrees_with_exact():
     exact = lie_closure(gradient_fields(a.phi), th)
     sketch = lie_closure(gradient_fields(a.phi), th, exact_level0_max=0, batch_size=7)
     assert exact.ranks_by_depth == sketch.ranks_by_depth == (24, 26, 26)
+
+
+def test_bad_scalar_options():
+    a = A.linear_two_layer(2, 2, 2)
+    th = a.sample_params(0)
+    with pytest.raises(InputError, match="^phi"):
+        I.metric(3, th)
+    with pytest.raises(InputError, match="^tol"):
+        I.kernel_inclusion(a.phi, th, tol=-1.0)
+    with pytest.raises(InputError, match="^rtol"):
+        I.kernel_inclusion(a.phi, th, rtol=0.0)
+    with pytest.raises(InputError, match="^lam"):
+        I.relaxed_balanced_linear(2, 2, 1, float("nan"))
+    with pytest.raises(InputError, match="^lams"):
+        I.relaxed_balanced_deep(2, [1.0, float("inf")])

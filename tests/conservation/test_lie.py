@@ -128,5 +128,61 @@ def test_model_bad_inputs():
     X[0, 0] = float("nan")
     with pytest.raises(InputError, match="inputs"):
         number_of_laws_model(a.g, a.sample_params(0), X)
-    with pytest.raises(InputError, match="g"):
+    with pytest.raises(InputError, match="^g:"):
         number_of_laws_model(None, a.sample_params(0), X)
+
+
+def test_frobenius_flag_when_certified_at_level0():
+    # ReLU path-lifting: rank dphi = D - n_known already at level 0, so the count is certified
+    # without brackets and dim Lie = rank dphi; attention is certified only after brackets.
+    a = A.relu_two_layer(3, 2, 4)
+    c = number_of_laws(a.phi, a.sample_params(0), n_known=a.n_known)
+    assert c.certified and c.exact and c.ranks_by_depth == (c.rank_dphi,)
+    assert c.frobenius
+    b = A.attention(4, 2, 1)
+    cb = number_of_laws(b.phi, b.sample_params(0), n_known=b.n_known)
+    assert cb.certified and not cb.frobenius and cb.dim_lie > cb.rank_dphi
+
+
+@pytest.mark.parametrize("rtol", [-1.0, 0.0, float("nan"), float("inf"), 1.5, "x"])
+def test_rtol_rejected_everywhere(rtol):
+    a = A.linear_two_layer(2, 2, 2)
+    th = a.sample_params(0)
+    with pytest.raises(InputError, match="^rtol"):
+        lie_rank(gradient_fields(a.phi), th, rtol=rtol)
+    with pytest.raises(InputError, match="^rtol"):
+        number_of_laws_model(a.g, th, a.sample_inputs(6, 0), rtol=rtol, n_known=a.n_known)
+
+
+def test_model_rejects_bad_options():
+    a = A.linear_two_layer(2, 2, 2)
+    th, X = a.sample_params(0), a.sample_inputs(6, 0)
+    with pytest.raises(InputError, match="^n_known"):
+        number_of_laws_model(a.g, th, X, n_known=th.numel() + 1)
+    with pytest.raises(InputError, match="^max_depth"):
+        number_of_laws_model(a.g, th, X, max_depth=-1)
+    with pytest.raises(InputError, match="^chunk_size"):
+        number_of_laws_model(a.g, th, X, chunk_size=0, per_input=False)
+
+
+def test_too_large_n_known_is_not_certified():
+    # U V^T with n = m = r = 2 has exactly 3 laws (D = 8, rank dphi = 4, dim Lie = 5).
+    # Claiming 5 "known" laws contradicts rank dphi = 4 > D - 5: never certified, and the full
+    # closure is still computed.
+    a = A.linear_two_layer(2, 2, 2)
+    th = a.sample_params(0)
+    c = number_of_laws(a.phi, th, n_known=5)
+    assert not c.certified and c.exact and c.n_laws == 3
+    cm = number_of_laws_model(a.g, th, a.sample_inputs(12, 0), n_known=5)
+    assert not cm.certified and cm.exact and cm.n_laws == 3
+    assert number_of_laws(a.phi, th, n_known=3).certified
+
+
+def test_rtol_is_a_relative_singular_value_threshold():
+    # constant fields e_1 and 1e-6 e_2: singular values 1 and 1e-6 at level 0
+    X1 = lambda t: torch.stack([torch.ones_like(t[0]), 0 * t[1]])
+    X2 = lambda t: torch.stack([0 * t[0], 1e-6 * torch.ones_like(t[1])])
+    assert lie_rank([X1, X2], [0.3, 0.4]) == 2
+    assert lie_rank([X1, X2], [0.3, 0.4], rtol=1e-3) == 1
+    rep = lie_rank_report([X1, X2], np.array([[0.3, 0.4], [1.0, 2.0]]), rtol=1e-3)
+    assert rep.ranks == (1, 1)

@@ -48,3 +48,7 @@ def test_bad_input():
         polynomial_laws(gradient_fields(a.phi), 2)
     with pytest.raises(InputError, match="degree"):
         polynomial_laws(gradient_fields(a.phi), 0, n_params=8)
+    # a field of dimension 6 on a declared R^3: rejected, not silently reshaped to (2, 3)
+    f = lambda t: torch.cat([t, t])
+    with pytest.raises(InputError, match="^n_params"):
+        polynomial_laws([f], 2, n_params=3)

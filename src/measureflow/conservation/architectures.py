@@ -83,6 +83,7 @@ def _sampler(shapes, scale=1.0):
 
 def _input_sampler(shape_fn):
     def sample(n=32, seed=0, dtype=_F64):
+        n = check_int(n, "n", min_value=1)
         g = make_generator(seed)
         return torch.randn(*shape_fn(n), generator=g, dtype=_F64).to(dtype)
 
@@ -520,8 +521,12 @@ def softmax_layer(n: int, m: int) -> Architecture:
 # ----------------------------------------------------------------------------- helpers
 def known_rank(arch: Architecture, theta, *, rtol: float = 1e-9) -> int:
     """Numerical rank of the Jacobian of ``arch.laws`` at ``theta`` (independent known laws)."""
+    if not isinstance(arch, Architecture):
+        raise InputError("arch: expected an Architecture from conservation.architectures")
     t = torch.as_tensor(theta, dtype=_F64) if not isinstance(theta, torch.Tensor) else theta
     t = t.detach()
+    if t.ndim != 1 or t.numel() != arch.n_params or not bool(torch.isfinite(t).all()):
+        raise InputError(f"theta: expected a finite flat vector of length {arch.n_params}")
     J = torch.func.jacrev(arch.laws)(t).reshape(-1, t.numel())
     if J.numel() == 0:
         return 0
@@ -538,7 +543,11 @@ def linear_laws_torch(first: nn.Linear, second: nn.Linear) -> torch.Tensor:
 
     (U = W2, V = W1^T in the notation of :func:`linear_two_layer`; full matrix returned.)
     """
+    if not (isinstance(first, nn.Linear) and isinstance(second, nn.Linear)):
+        raise InputError("first, second: expected two nn.Linear layers")
     W1, W2 = first.weight, second.weight
+    if W1.shape[0] != W2.shape[1]:
+        raise InputError("first, second: first.out_features must equal second.in_features")
     return W2.T @ W2 - W1 @ W1.T
 
 
@@ -575,6 +584,8 @@ def attention_laws_torch(mha: nn.MultiheadAttention) -> tuple[torch.Tensor, torc
     W_q[h] is the block of rows of head h (shape (d_head, dim)); W_o[:, h] the block of columns
     of ``out_proj.weight``. Returns two tensors of shape (heads, d_head, d_head).
     """
+    if not isinstance(mha, nn.MultiheadAttention):
+        raise InputError("mha: expected a torch.nn.MultiheadAttention")
     if mha.in_proj_weight is None:
         raise InputError("mha: separate q/k/v projection weights are not supported")
     E, H = mha.embed_dim, mha.num_heads

@@ -92,6 +92,13 @@ def track_laws(model: nn.Module, laws: Callable[[nn.Module], torch.Tensor],
         kind = check_choice(optimizer, "optimizer", ("gd", "sgd", "momentum", "adam"))
         lr = check_positive(lr, "lr")
         weight_decay = check_nonnegative_scalar(weight_decay, "weight_decay")
+        momentum = check_nonnegative_scalar(momentum, "momentum")
+        try:
+            betas = tuple(float(b) for b in betas)
+        except (TypeError, ValueError):
+            betas = ()
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise InputError("betas: expected two numbers in [0, 1)")
         opt = _make_optimizer(kind, model.parameters(), lr, momentum, betas, weight_decay)
     if callable(batches):
         if n_steps is None:
@@ -152,6 +159,9 @@ def one_step_change(law: Callable[[torch.Tensor], torch.Tensor], theta: torch.Te
     if theta.shape != grad.shape:
         raise InputError(f"grad: shape {tuple(grad.shape)} differs from theta "
                          f"{tuple(theta.shape)}")
+    for x, nm in ((theta, "theta"), (grad, "grad")):
+        if not bool(torch.isfinite(x.detach()).all()):
+            raise InputError(f"{nm}: contains NaN or Inf")
     lr = check_positive(lr, "lr")
     weight_decay = check_nonnegative_scalar(weight_decay, "weight_decay")
     th, g = theta.detach(), grad.detach()

@@ -30,7 +30,14 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.func import jacrev, jvp
 
-from ..core import ArrayContext, InputError, check_int, check_positive, make_generator
+from ..core import (
+    ArrayContext,
+    InputError,
+    check_int,
+    check_nonnegative_scalar,
+    check_positive,
+    make_generator,
+)
 from ._paths import DAG, dag_laws, mlp_dag, path_lifting
 from .lie import GradientFields, lie_closure, number_of_laws
 
@@ -54,6 +61,17 @@ def _theta(theta, name="theta") -> torch.Tensor:
     return t
 
 
+def _finite_scalar(x, name: str) -> float:
+    """A finite real scalar (any sign), else InputError naming ``name``."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise InputError(f"{name}: expected a real number, got {type(x).__name__}") from None
+    if not torch.isfinite(torch.tensor(v)):
+        raise InputError(f"{name}: must be finite, got {v}")
+    return v
+
+
 def _null(A: torch.Tensor, rtol: float) -> torch.Tensor:
     """Orthonormal basis (columns) of the null space of A (n_rows, D)."""
     D = A.shape[1]
@@ -65,7 +83,13 @@ def _null(A: torch.Tensor, rtol: float) -> torch.Tensor:
 
 
 def metric(phi: Callable, theta) -> torch.Tensor:
-    """M(theta) = dphi(theta) dphi(theta)^T (d x d), the metric of z' = -M grad f(z)."""
+    """M(theta) = dphi(theta) dphi(theta)^T (d x d), the metric of z' = -M grad f(z).
+
+    arXiv 2508.07370 Sec. 2 (Def. 2.6 / 2.10 in the notes' numbering, unverified); the Jacobian
+    is formed by ``torch.func.jacrev``.
+    """
+    if not callable(phi):
+        raise InputError("phi: expected a callable on a flat parameter vector")
     ctx = ArrayContext(theta)
     t = _theta(ctx.tensor(theta, "theta"))
     J = jacrev(lambda x: phi(x).reshape(-1))(t)
@@ -102,6 +126,8 @@ def kernel_inclusion(phi: Callable, theta, *, laws: Callable | None = None, rtol
     """
     if not callable(phi):
         raise InputError("phi: expected a callable")
+    rtol = check_positive(rtol, "rtol")
+    tol = check_nonnegative_scalar(tol, "tol")
     t = _theta(theta)
     D = t.numel()
     f = lambda x: phi(x).reshape(-1)
@@ -138,12 +164,19 @@ def kernel_inclusion(phi: Callable, theta, *, laws: Callable | None = None, rtol
 
 def recoverable(phi: Callable, theta, *, laws: Callable | None = None,
                 rtol: float = 1e-9) -> bool:
-    """Intrinsic recoverability at theta: ker dphi(theta) ∩ ker dh(theta) = {0}."""
+    """Intrinsic recoverability at theta: ker dphi(theta) ∩ ker dh(theta) = {0}.
+
+    arXiv 2508.07370 Def. 2.15 / Thm 2.17 (notes' numbering, unverified).
+    """
     return kernel_inclusion(phi, theta, laws=laws, rtol=rtol).recoverable
 
 
 def frobenius_test(phi: Callable, theta, *, rtol: float | None = None) -> bool:
-    """Frobenius property at theta: dim Lie(W_phi)(theta) == rank dphi(theta)."""
+    """Frobenius property at theta: dim Lie(W_phi)(theta) == rank dphi(theta).
+
+    arXiv 2508.07370 Sec. 3 (Thm 3.1, notes' numbering, unverified: holds for DAG ReLU
+    path-lifting); the ranks come from :func:`~measureflow.conservation.number_of_laws`.
+    """
     return number_of_laws(phi, theta, rtol=rtol).frobenius
 
 
@@ -161,7 +194,8 @@ def relaxed_balanced_linear(n: int, m: int, r: int, lam: float, *, seed=0,
     r <= m (mirror construction). The free factor is Gaussian with std ``scale``.
     """
     n, m, r = (check_int(x, nm, min_value=1) for x, nm in ((n, "n"), (m, "m"), (r, "r")))
-    lam = float(lam)
+    lam = _finite_scalar(lam, "lam")
+    scale = check_positive(scale, "scale")
     gen = make_generator(seed)
     if lam >= 0:
         if r > n:
@@ -187,7 +221,10 @@ def relaxed_balanced_deep(n: int, lams: Sequence[float], *, seed=0,
     Returns [U_1, ..., U_L] (phi = U_L ... U_1).
     """
     n = check_int(n, "n", min_value=1)
-    lams = [float(x) for x in lams]
+    lams = [_finite_scalar(x, "lams") for x in lams]
+    low, high = check_positive(low, "low"), check_positive(high, "high")
+    if high < low:
+        raise InputError(f"high: must be >= low ({high} < {low})")
     gen = make_generator(seed)
     Lam = [0.0]
     for x in lams:
@@ -214,6 +251,7 @@ def metric_relu_two_layer(Z: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     ``delta``: (r,) the laws delta_k = |u_k|^2 - |v_k|^2. With |u_k|^2 = (delta_k +
     sqrt(delta_k^2 + 4 |Z_k|^2)) / 2 and |v_k|^2 = |u_k|^2 - delta_k:
     K[G]_k = Z_k Z_k^T G_k / |v_k|^2 + G_k Z_k^T Z_k / |u_k|^2 (block diagonal, (r n p) square).
+    arXiv 2508.07370 Sec. 3 (ReLU networks; notes' numbering Cor. 3.3, unverified).
     """
     ctx = ArrayContext(Z, delta)
     Z, delta = ctx.tensor(Z, "Z"), ctx.tensor(delta, "delta")
@@ -249,7 +287,8 @@ def metric_linear_relaxed_balanced(Z: torch.Tensor, lam: float, r: int) -> torch
     U U^T = (sqrt(Z Z^T + lam^2/4 I) + lam/2 I) P_Z and V V^T = (sqrt(Z^T Z + lam^2/4 I) - lam/2 I)
     P_{Z^T} (P: projections on the ranges, rank r), [derived from (U U^T)^2 - lam U U^T = Z Z^T and
     (V V^T)^2 + lam V V^T = Z^T Z], and K[G] = U U^T G + G V V^T. Needs r <= min(n, m) and Z of
-    rank r. Returns the (n m) x (n m) matrix.
+    rank r. Returns the (n m) x (n m) matrix. arXiv 2508.07370 Sec. 3 (relaxed balanced linear
+    networks; notes' numbering Thm 3.8, unverified).
     """
     ctx = ArrayContext(Z)
     Z = ctx.tensor(Z, "Z")
@@ -298,6 +337,7 @@ def metric_deep_linear(Z: torch.Tensor, lams: Sequence[float]) -> torch.Tensor:
     K[G] = sum_j A diag(prod_{i>j} (s + Lambda_i)) A^T G B diag(prod_{i<j} (s + Lambda_i)) B^T.
     For lam = 0 this is Arora et al.'s sum_j (Z Z^T)^{(L-j)/L} G (Z^T Z)^{(j-1)/L}.
     [Reconstruction, checked against M = dphi dphi^T in the tests.] Returns (n^2, n^2).
+    arXiv 2508.07370 Sec. 3 (deep square linear; notes' numbering Thm 3.11, unverified).
     """
     ctx = ArrayContext(Z)
     Z = ctx.tensor(Z, "Z")

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch.func import jacrev, jvp, vjp, vmap
 
-from ..core import ArrayContext, InputError, check_int, make_generator
+from ..core import ArrayContext, InputError, check_int, check_positive, make_generator
 
 __all__ = ["GradientFields", "gradient_fields", "lie_rank", "lie_rank_report", "LieRankReport",
            "LawCount", "number_of_laws", "number_of_laws_model", "lie_closure", "LieClosure"]
@@ -126,6 +126,16 @@ def _flat_theta(theta, name="theta") -> tuple[ArrayContext, torch.Tensor]:
 
 def _default_rtol(dtype: torch.dtype) -> float:
     return 1e-9 if dtype == torch.float64 else 1e-4
+
+
+def _check_rtol(rtol, dtype: torch.dtype) -> float:
+    """None -> dtype default; else a finite number in (0, 1) (InputError naming ``rtol``)."""
+    if rtol is None:
+        return _default_rtol(dtype)
+    rtol = check_positive(rtol, "rtol")
+    if rtol >= 1:
+        raise InputError(f"rtol: must be < 1 (a relative singular-value threshold), got {rtol}")
+    return rtol
 
 
 # ----------------------------------------------------------------------------------- basis
@@ -230,9 +240,7 @@ def lie_closure(fields, theta, *, max_depth: int | None = None, rtol: float | No
     family = _as_family(fields)
     ctx, th = _flat_theta(theta)
     D = th.numel()
-    rtol = _default_rtol(th.dtype) if rtol is None else float(rtol)
-    if not rtol > 0:
-        raise InputError(f"rtol: must be positive, got {rtol}")
+    rtol = _check_rtol(rtol, th.dtype)
     if max_depth is not None:
         max_depth = check_int(max_depth, "max_depth", min_value=0)
     if n_known is not None:
@@ -258,18 +266,28 @@ def lie_closure(fields, theta, *, max_depth: int | None = None, rtol: float | No
             _, sv, Vh = torch.linalg.svd(F0, full_matrices=False)
             r0 = int((sv > rtol * sv[0]).sum())
             basis.Q = Vh[:r0].clone()
+        if basis.rank > target:  # more than D - n_known: the "known" laws are not all laws
+            target = D
     else:
         _sample_level(family, th, 0, d, basis, batch_size, target, gen)
+        if basis.rank > target:  # overshoot: drop the n_known bound and finish level 0
+            target = D
+            _sample_level(family, th, 0, d, basis, batch_size, target, gen)
     ranks = [basis.rank]
     complete = basis.rank >= D
     depth = 0
     while not complete and basis.rank < target and (max_depth is None or depth < max_depth):
         depth += 1
         gain = _sample_level(family, th, depth, d, basis, batch_size, target, gen)
+        if basis.rank > target:
+            # the rank overshot D - n_known, so n_known was wrong: drop the bound and finish
+            # this level before going deeper (it stopped early at the old target)
+            target = D
+            gain += _sample_level(family, th, depth, d, basis, batch_size, target, gen)
         ranks.append(basis.rank)
         if gain == 0 or basis.rank >= D:
             complete = True
-    certified = n_known is not None and basis.rank >= target
+    certified = n_known is not None and basis.rank == D - n_known
     return LieClosure(basis.rank, tuple(ranks), basis.Q, bool(complete), bool(certified))
 
 
@@ -392,6 +410,9 @@ class LawCount:
     frobenius: dim_lie == rank_dphi (W is closed under brackets at theta).
     n_known: number of known laws passed in (or None).
     certified: n_known was given and n_laws == n_known, i.e. the known laws are complete.
+        This assumes the n_known laws are genuine and independent (the search stops at rank
+        D - n_known). A rank seen above D - n_known contradicts n_known: it is never certified,
+        the bound is dropped and the closure computed in full.
     exact: the count is a closure (filtration stopped) or certified.
     """
 
@@ -424,7 +445,7 @@ def number_of_laws(phi: Callable, theta, *, n_known: int | None = None,
     exact = res.complete or res.certified
     return LawCount(n_params=D, rank_dphi=r0, dim_lie=res.rank, n_laws=D - res.rank,
                     ranks_by_depth=res.ranks_by_depth,
-                    frobenius=bool(res.complete and res.rank == r0),
+                    frobenius=bool(exact and res.rank == r0),
                     n_known=n_known, certified=res.certified, exact=exact)
 
 
@@ -461,9 +482,15 @@ def number_of_laws_model(g: Callable, theta, inputs, *, n_known: int | None = No
     if X.is_floating_point():
         X = X.to(th.dtype)
     D = th.numel()
-    rtol_ = _default_rtol(th.dtype) if rtol is None else float(rtol)
+    rtol_ = _check_rtol(rtol, th.dtype)
     if n_known is not None:
         n_known = check_int(n_known, "n_known", min_value=0)
+        if n_known > D:
+            raise InputError(f"n_known: {n_known} exceeds the number of parameters {D}")
+    if max_depth is not None:
+        max_depth = check_int(max_depth, "max_depth", min_value=0)
+    if chunk_size is not None:
+        chunk_size = check_int(chunk_size, "chunk_size", min_value=1)
     phi = lambda t: g(t, X).reshape(-1)
     if per_input:
         one = lambda t, x: g(t, x.unsqueeze(0)).reshape(-1)
@@ -474,15 +501,18 @@ def number_of_laws_model(g: Callable, theta, inputs, *, n_known: int | None = No
         raise InputError("g: Jacobian contains NaN or Inf at theta")
     sv = torch.linalg.svdvals(J) if J.numel() else torch.zeros(1, dtype=th.dtype)
     r = int((sv > rtol_ * sv[0]).sum()) if float(sv[0]) > 0 else 0
-    if n_known is not None and r >= D - n_known:
+    if n_known is not None and r == D - n_known:
         return LawCount(n_params=D, rank_dphi=r, dim_lie=r, n_laws=D - r, ranks_by_depth=(r,),
                         frobenius=True, n_known=n_known, certified=True, exact=True)
     if not brackets:
         return LawCount(n_params=D, rank_dphi=r, dim_lie=r, n_laws=D - r, ranks_by_depth=(r,),
                         frobenius=False, n_known=n_known, certified=False, exact=False)
-    res = lie_closure(GradientFields(phi), th, max_depth=max_depth, rtol=rtol, n_known=n_known,
+    # r > D - n_known means the "known" laws are not all laws: compute the closure unbounded
+    bound = n_known if n_known is not None and r < D - n_known else None
+    res = lie_closure(GradientFields(phi), th, max_depth=max_depth, rtol=rtol, n_known=bound,
                       seed=seed, level0=J)
     return LawCount(n_params=D, rank_dphi=r, dim_lie=res.rank, n_laws=D - res.rank,
                     ranks_by_depth=res.ranks_by_depth,
-                    frobenius=bool(res.complete and res.rank == r), n_known=n_known,
+                    frobenius=bool((res.complete or res.certified) and res.rank == r),
+                    n_known=n_known,
                     certified=res.certified, exact=res.complete or res.certified)

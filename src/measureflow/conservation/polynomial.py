@@ -108,9 +108,11 @@ def polynomial_laws(fields, degree: int, *, n_params: int | None = None,
     th0 = scale * torch.randn(D, generator=gen, dtype=torch.float64)
 
     def rows_at(th):
-        F = family.matrix(th).detach().reshape(-1, D)  # (d, D)
-        if F.shape[1] != D:
-            raise InputError(f"n_params: fields have dimension {F.shape[1]}, not {D}")
+        F = family.matrix(th).detach()
+        if F.ndim == 0 or F.shape[-1] != D:
+            raise InputError(f"n_params: fields have dimension "
+                             f"{F.shape[-1] if F.ndim else 0}, not {D}")
+        F = F.reshape(-1, D)  # (d, D)
         R = F @ jacrev(M)(th).T  # (d, nm): row j = (grad theta^alpha . X_j)_alpha
         nr = R.norm(dim=1, keepdim=True)
         ok = nr[:, 0] > 0
