@@ -40,9 +40,8 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    import ot as pot
-
     import measureflow.ot as mot
+    import ot as pot
 
     n = args.n or (1000 if args.quick else 4000)
     repeat = args.repeat or (3 if args.quick else 1)

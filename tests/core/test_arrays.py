@@ -74,3 +74,10 @@ def test_input_error_is_value_error():
 def test_to_numpy_passthrough():
     assert to_numpy("a") == "a"
     assert to_numpy(torch.tensor(2.5)) == 2.5
+
+
+def test_scalars_and_0d_keep_their_shape():
+    assert as_tensor(2.5, "t").shape == ()
+    assert as_tensor(np.float64(2.5), "t").shape == ()
+    assert as_tensor(np.array(2.5), "t").shape == ()
+    assert as_tensor(np.ones((3, 2))[:, 0], "v").shape == (3,)  # non-contiguous view

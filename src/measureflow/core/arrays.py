@@ -73,7 +73,9 @@ def as_tensor(x: Any, name: str = "x", *, dtype: torch.dtype | None = None,
             raise InputError(f"{name}: expected numeric values, got dtype {arr.dtype}")
         if np.iscomplexobj(arr):
             raise InputError(f"{name}: complex values are not supported")
-        t = torch.as_tensor(np.ascontiguousarray(arr), dtype=dtype or DEFAULT_DTYPE, device=device)
+        if not arr.flags.c_contiguous:
+            arr = arr.copy(order="C")  # (np.ascontiguousarray would turn 0-d into 1-d)
+        t = torch.as_tensor(arr, dtype=dtype or DEFAULT_DTYPE, device=device)
     if check_finite and t.numel() and not bool(torch.isfinite(t.detach()).all()):
         raise InputError(f"{name}: contains NaN or Inf")
     return t

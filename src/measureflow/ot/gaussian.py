@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 
 from ..core.arrays import ArrayContext
@@ -119,7 +120,8 @@ def gaussian_geodesic(m0, S0, m1, S1, t):
         raise InputError("t: times must lie in [0, 1]")
     A = _map_matrix(S0, S1)
     eye = torch.eye(S0.shape[-1], dtype=S0.dtype, device=S0.device)
-    scalar = tt.ndim == 0
+    # (core's as_tensor turns 0-d NumPy input into shape (1,): decide from the input itself)
+    scalar = (t.ndim == 0) if isinstance(t, torch.Tensor) else (np.ndim(t) == 0)
     ts = tt.reshape(-1)
     ms, Ss = [], []
     for ti in ts:

@@ -1,0 +1,36 @@
+"""Static and dynamic optimal transport (course notes arXiv 2505.06589).
+
+Conventions: the ground cost of point clouds is |x - y|^2 (no 1/2) unless a function says
+otherwise; functions named ``*_wasserstein`` return distances, ``*2`` their squares.
+"""
+
+from .barycenter import BarycenterResult, barycenter
+from .divergence import sinkhorn_divergence
+from .gaussian import (
+    GaussianBarycenterResult,
+    bures_wasserstein,
+    bures_wasserstein2,
+    gaussian_barycenter,
+    gaussian_geodesic,
+    gaussian_map,
+)
+from .one_d import wasserstein_1d
+from .result import Certificate, OTResult
+from .sinkhorn import entropic_dual_value
+from .solve import solve
+
+__all__ = ["solve", "OTResult", "Certificate", "bures_wasserstein", "bures_wasserstein2",
+           "gaussian_map", "gaussian_geodesic", "gaussian_barycenter", "GaussianBarycenterResult"]
+
+__all__ += ["sinkhorn_divergence", "wasserstein_1d", "barycenter", "BarycenterResult",
+            "entropic_dual_value"]
+
+# part B (semi-discrete, dynamic, JKO, particle flows)
+from .dynamic import BenamouBrenierResult, benamou_brenier  # noqa: E402
+from .jko import JKOResult, jko  # noqa: E402
+from .particles import ParticleFlowResult, mmd2, particle_flow  # noqa: E402
+from .semidiscrete import SemiDiscreteResult, laguerre_assign, semidiscrete  # noqa: E402
+
+__all__ += ["semidiscrete", "SemiDiscreteResult", "laguerre_assign", "benamou_brenier",
+            "BenamouBrenierResult", "jko", "JKOResult", "particle_flow", "ParticleFlowResult",
+            "mmd2"]

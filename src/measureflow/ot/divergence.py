@@ -1,0 +1,68 @@
+"""Debiased Sinkhorn divergence between point clouds.
+
+    S_eps(mu, nu) = OT_eps(mu, nu) - OT_eps(mu, mu) / 2 - OT_eps(nu, nu) / 2,
+
+OT_eps the entropic cost of :func:`measureflow.ot.solve` (KL(P | a x b) regularisation) with
+ground cost |x - y|^p (p = 2: squared Euclidean, no 1/2 -- GeomLoss uses |x - y|^2 / 2).
+For probability measures S_eps >= 0, S_eps = 0 iff mu = nu, S_eps -> W_p^p as eps -> 0 and
+-> MMD with kernel -|x - y|^p as eps -> inf (Feydy, Sejourne, Vialard, Amari, Trouve & Peyre,
+AISTATS 2019; Genevay, Peyre & Cuturi 2018; course notes arXiv 2505.06589, Sec. "Entropic
+regularization"). Its sample complexity is O(n^{-1/2}) (with eps-dependent constants) instead
+of W_p's O(n^{-1/d}).
+"""
+
+from __future__ import annotations
+
+from ..core.arrays import ArrayContext
+from ..core.errors import InputError
+from ..core.linalg import cost_matrix
+from ..core.validation import check_in_range, check_masses_match, check_positive, check_weights
+from .sinkhorn import sinkhorn_ot, symmetric_sinkhorn_ot
+
+__all__ = ["sinkhorn_divergence"]
+
+
+def _cloud(ctx, x, name):
+    t = ctx.tensor(x, name)
+    if t.ndim == 1:
+        t = t[:, None]
+    if t.ndim != 2 or t.shape[0] == 0:
+        raise InputError(f"{name}: expected a non-empty (n, d) point cloud, got shape "
+                         f"{tuple(t.shape)}")
+    return t
+
+
+def sinkhorn_divergence(x, y, a=None, b=None, *, eps, p: float = 2, max_iter: int = 10_000,
+                        tol: float = 1e-8):
+    """Debiased Sinkhorn divergence S_eps between sum_i a_i delta_{x_i} and sum_j b_j delta_{y_j}.
+
+    ``x`` (n, d), ``y`` (m, d) (1-D arrays are treated as d = 1); ``a``, ``b`` weights (uniform
+    if ``None``, equal total masses required); ``eps > 0`` in units of the cost |x - y|^p;
+    ``p >= 1``. One balanced Sinkhorn solve for (x, y) and two symmetric (averaged) solves for
+    (x, x), (y, y) (eps-scaling when eps < 0.1 x cost range; stopping rule of :func:`ot.solve`); a ``ConvergenceWarning`` is emitted if one of them does not converge.
+    Returns a float (NumPy call) or a 0-d tensor differentiable in x, y, a, b (envelope
+    theorem: no backpropagation through the iterations).
+    """
+    ctx = ArrayContext(x, y, a, b)
+    xt, yt = _cloud(ctx, x, "x"), _cloud(ctx, y, "y")
+    if xt.shape[1] != yt.shape[1]:
+        raise InputError(f"x, y: point dimensions differ ({xt.shape[1]} vs {yt.shape[1]})")
+    eps = check_positive(eps, "eps")
+    p = check_in_range(p, "p", 1.0, float("inf"), high_open=True)
+    at = check_weights(None if a is None else ctx.tensor(a, "a"), xt.shape[0], "a", like=xt)
+    bt = check_weights(None if b is None else ctx.tensor(b, "b"), yt.shape[0], "b", like=xt)
+    check_masses_match(at, bt, ("a", "b"))
+
+    def factor(C):
+        return 0.5 if eps < 0.1 * float(C.detach().max() - C.detach().min()) else None
+
+    Cxy = cost_matrix(xt, yt, p)
+    oxy = sinkhorn_ot(at, bt, Cxy, eps=eps, max_iter=max_iter, tol=tol,
+                      eps_scaling=factor(Cxy)).value
+    sym = []
+    for u, wu in ((xt, at), (yt, bt)):
+        C = cost_matrix(u, u, p)
+        sym.append(symmetric_sinkhorn_ot(wu, C, eps=eps, max_iter=max_iter, tol=tol,
+                                         eps_scaling=factor(C))[0])
+    s = oxy - 0.5 * sym[0] - 0.5 * sym[1]
+    return ctx.wrap(s)
