@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -147,6 +149,12 @@ def test_batch_statuses():
     r = integrate_gaussian(torch.zeros(2, 1, dtype=D64), covs, one, -one, one, step=0.05,
                            tol=1e-3, max_iter=100000)
     assert r.status == ["converged", "converged"]
+    # the final state is recorded even when record_every skips the stopping step
+    r1 = integrate_gaussian(torch.zeros(1, dtype=D64), covs[1], one, -one, one, step=0.05,
+                            tol=1e-3, max_iter=100000, record_every=7)
+    assert r1.status == "converged"
+    assert torch.equal(r1.covs[-1], r1.final_cov)
+    assert math.isclose(float(r1.times[-1]), 0.05 * r1.stop_iter, rel_tol=1e-12)
     r = integrate_gaussian(torch.zeros(2, 1, dtype=D64), covs, one, one, one, step=5e-3,
                            max_iter=100000)
     assert r.status == ["blow-up", "blow-up"]

@@ -102,3 +102,7 @@ def test_bad_input():
         particle_flow(x, Q=eye, K=eye, V=eye[:1])
     with pytest.raises(InputError, match="steps"):
         particle_flow(x, Q=eye, K=eye, V=eye, steps=0)
+    with pytest.raises(InputError, match="^points"):
+        cluster_count(torch.tensor([[0.0, float("nan")], [1.0, 0.0]], dtype=D64))
+    with pytest.raises(InputError, match="^tokens"):
+        particle_flow(x[:, :1].expand(10, 2).clone().fill_(float("inf")), Q=eye, K=eye, V=eye)

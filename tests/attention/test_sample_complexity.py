@@ -136,3 +136,28 @@ def test_uniform_error_decreases_with_n():
     # no hidden sqrt(d): output_moments of a single token is that token (V = I)
     m, C = output_moments(torch.ones(1, 2, dtype=D64), Q=Q, K=K, V=V)
     assert torch.allclose(m, torch.ones(2, dtype=D64)) and float(C.abs().max()) == 0
+
+
+def test_sample_complexity_bad_input():
+    d = 2
+    eye = torch.eye(d, dtype=D64)
+    y = torch.randn(50, d, generator=torch.Generator().manual_seed(0), dtype=D64)
+    with pytest.raises(InputError, match="^H"):
+        beta_theory(-1.0)
+    with pytest.raises(InputError, match="^H"):
+        beta_theory(torch.tensor([0.5, float("nan")]))
+    with pytest.raises(InputError, match="^err_mean"):
+        fit_rate([10, 100], [0.1, float("nan")])
+    with pytest.raises(InputError, match="^err_std"):
+        fit_rate([10, 100], [0.1, 0.05], [0.01, -0.01], 4)
+
+    def sampler(n, gen):
+        return torch.randn(n, d, generator=gen, dtype=D64)
+
+    with pytest.raises(InputError, match="^reference"):
+        token_sample_sweep(sampler, [10, 20], 2, Q=eye, K=eye, V=eye, reference=eye)
+    with pytest.raises(InputError, match="^reference"):
+        token_sample_sweep(sampler, [10, 20], 2, Q=eye, K=eye, V=eye,
+                           reference=(torch.zeros(3, dtype=D64), eye))
+    with pytest.raises(InputError, match="^reference_map"):
+        uniform_error(y, Q=eye, K=eye, V=eye, reference_map=lambda x: x[:, :1], radius=1.0)

@@ -207,6 +207,11 @@ def integrate_gaussian(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0, *, 
             active = active & ~done_conv
         if not bool(active.any()):
             it -= 1
+            if times[-1] != t:                # record the final state whatever record_every
+                times.append(t)
+                means.append(m.clone())
+                covs.append(S.clone())
+                errors.append(float(err.max()) if err.numel() else 0.0)
             break
         if method == "projected_euler":
             m_new = m + step * bm
@@ -247,7 +252,7 @@ def integrate_gaussian(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0, *, 
         report_convergence(False, "integrate_gaussian", it, errors[-1] if errors else math.nan,
                            tol)
     res = GaussianFlowResult(
-        times=torch.tensor(times, dtype=S.dtype), means=torch.stack(means), covs=torch.stack(covs),
+        times=torch.tensor(times, dtype=S.dtype, device=S.device), means=torch.stack(means), covs=torch.stack(covs),
         final_mean=m, final_cov=S, status=st,
         stop_iter=int(stop_iter) if len(batch) == 0 else stop_iter,
         converged=converged, n_iter=it, errors=errors)

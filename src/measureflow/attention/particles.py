@@ -92,6 +92,8 @@ def cluster_count(points, tol=None) -> int:
         points, float)
     if x.ndim != 2:
         raise InputError(f"points: expected a 2-D array, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise InputError("points: contains NaN or Inf")
     if tol is None:
         tol = 1e-3 * (1.0 + float(np.linalg.norm(x, axis=1).max(initial=0.0)))
     tol = check_nonnegative_scalar(tol, "tol")
@@ -198,7 +200,7 @@ def particle_flow(tokens, weights=None, *, Q, K, V, kind="softmax", T=1.0, steps
     energy = torch.stack([interaction_energy(z, a.detach(), Q=Qe.detach(), K=Ke.detach(),
                                              heads=heads) for z in trajectory])
     res = ParticleFlowResult(
-        times=torch.tensor(times, dtype=x.dtype), trajectory=trajectory, final=x,
+        times=torch.tensor(times, dtype=x.dtype, device=x.device), trajectory=trajectory, final=x,
         means=torch.stack([s[0] for s in stats]), covs=torch.stack([s[1] for s in stats]),
         energy=energy, n_clusters=cluster_count(x.detach(), cluster_tol),
         rank=limit_rank(x.detach(), a.detach(), rank_tol))

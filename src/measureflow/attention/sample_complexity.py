@@ -66,8 +66,12 @@ def horizon(cov, Q, K, heads=1, per_head=False):
 def beta_theory(H):
     """beta_th(H) = 1 / (2 (1 + H^2)) (arXiv:2512.10656, operational rate of the moments)."""
     if isinstance(H, torch.Tensor):
+        if not bool(torch.isfinite(H).all()) or bool((H < 0).any()):
+            raise InputError("H: the horizon must be finite and nonnegative")
         return 0.5 / (1.0 + H * H)
     Ha = np.asarray(H, float)
+    if not np.all(np.isfinite(Ha)) or np.any(Ha < 0):
+        raise InputError("H: the horizon must be finite and nonnegative")
     out = 0.5 / (1.0 + Ha * Ha)
     return float(out) if out.ndim == 0 else out
 
@@ -165,11 +169,15 @@ def fit_rate(n, err_mean, err_std=None, k=None) -> dict:
     e = np.asarray(err_mean, float)
     if n.shape != e.shape or n.ndim != 1 or n.size < 2:
         raise InputError("err_mean: expected a 1-D array matching n (at least 2 points)")
+    if not (np.all(np.isfinite(e)) and np.all(np.isfinite(n))):
+        raise InputError("err_mean: errors and n must be finite (NaN/Inf found)")
     if np.any(e <= 0) or np.any(n <= 0):
         raise InputError("err_mean: errors and n must be positive for a log-log fit")
     w = None
     if err_std is not None:
         sd = np.asarray(err_std, float)
+        if sd.shape != e.shape or not np.all(np.isfinite(sd)) or np.any(sd < 0):
+            raise InputError("err_std: expected finite nonnegative values, one per n")
         kk = 1 if k is None else check_int(k, "k", min_value=1)
         var = (sd / math.sqrt(kk) / e) ** 2
         w = 1.0 / np.maximum(var, 1e-12 * float(np.max(var, initial=1.0)) + 1e-300)
@@ -214,9 +222,17 @@ def token_sample_sweep(sampler, n_grid, k, *, Q, K, V, reference, kind="softmax"
     grid = np.asarray(sorted({int(v) for v in np.asarray(n_grid).reshape(-1)}))
     if grid.size < 2 or grid[0] < 1:
         raise InputError("n_grid: needs at least two distinct positive sizes")
+    if not isinstance(reference, (tuple, list)) or len(reference) != 2:
+        raise InputError("reference: expected a pair (mean, cov) of infinite-token moments")
     m_ref, C_ref = reference
     m_ref = torch.as_tensor(np.asarray(m_ref) if not isinstance(m_ref, torch.Tensor) else m_ref)
     C_ref = torch.as_tensor(np.asarray(C_ref) if not isinstance(C_ref, torch.Tensor) else C_ref)
+    if m_ref.ndim != 1 or C_ref.shape != (m_ref.shape[0], m_ref.shape[0]):
+        raise InputError(f"reference: mean (d_out,) and cov (d_out, d_out) expected, got "
+                         f"{tuple(m_ref.shape)} and {tuple(C_ref.shape)}")
+    if not (bool(torch.isfinite(m_ref).all()) and bool(torch.isfinite(C_ref).all())):
+        raise InputError("reference: contains NaN or Inf")
+    m_ref, C_ref = m_ref.detach(), C_ref.detach()
     em = np.zeros((grid.size, k))
     ec = np.zeros((grid.size, k))
     for i, n in enumerate(grid):
@@ -228,10 +244,10 @@ def token_sample_sweep(sampler, n_grid, k, *, Q, K, V, reference, kind="softmax"
                                   K=torch.as_tensor(K, dtype=x.dtype),
                                   V=torch.as_tensor(V, dtype=x.dtype), kind=kind, heads=heads,
                                   eps=eps, chunk=chunk)
-            em[i, r] = float(torch.linalg.vector_norm(m - m_ref.to(m)))
+            em[i, r] = float(torch.linalg.vector_norm(m - m_ref.to(m)).detach())
             D = C - C_ref.to(C)
             ec[i, r] = float(torch.linalg.matrix_norm(D, ord=2 if cov_norm == "spectral"
-                                                      else "fro"))
+                                                      else "fro").detach())
     fm = fit_rate(grid, em.mean(1), em.std(1), k) if k > 1 else fit_rate(grid, em[:, 0])
     fc = fit_rate(grid, ec.mean(1), ec.std(1), k) if k > 1 else fit_rate(grid, ec[:, 0])
     return TokenSweepResult(n_grid=grid, mean_err=em, cov_err=ec, fit_mean=fm, fit_cov=fc)
@@ -261,4 +277,9 @@ def uniform_error(tokens, weights=None, *, Q, K, V, reference_map, radius, n_pro
     out = attend(x, y, weights, Q=ctx.tensor(Q, "Q"), K=ctx.tensor(K, "K"), V=ctx.tensor(V, "V"),
                  kind=kind, heads=heads, chunk=chunk)
     ref = torch.as_tensor(reference_map(x)).to(out)
-    return float((out - ref).norm(dim=-1).max())
+    if ref.shape != out.shape:
+        raise InputError(f"reference_map: returned shape {tuple(ref.shape)}, expected "
+                         f"{tuple(out.shape)} (one output per probe point)")
+    if not bool(torch.isfinite(ref).all()):
+        raise InputError("reference_map: returned NaN or Inf")
+    return float((out - ref).norm(dim=-1).max().detach())

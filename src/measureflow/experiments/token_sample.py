@@ -302,9 +302,9 @@ def minilm(cfg):
         n_heads = att.num_attention_heads if hasattr(att, "num_attention_heads") else \
             model.config.num_attention_heads
         dh = X.shape[1] // n_heads
-        Wq, bq = att.query.weight.double(), att.query.bias.double()
-        Wk, bk = att.key.weight.double(), att.key.bias.double()
-        Wv, bv = att.value.weight.double(), att.value.bias.double()
+        Wq, bq = att.query.weight.detach().double(), att.query.bias.detach().double()
+        Wk, bk = att.key.weight.detach().double(), att.key.bias.detach().double()
+        Wv, bv = att.value.weight.detach().double(), att.value.bias.detach().double()
         # exact affine attention through an appended constant coordinate: <Q~x~, K~y~>
         Q = torch.cat([Wq, bq[:, None]], 1) / math.sqrt(dh)
         K = torch.cat([Wk, bk[:, None]], 1)

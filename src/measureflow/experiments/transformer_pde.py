@@ -182,7 +182,7 @@ def _indefinite_case():
 @experiment("attention.rank-histograms", paper="arXiv:2501.18322",
             section="Sec. 4, limit-rank histograms (histograms.py)",
             title="Limit rank of Sigma_t for Q ~ N(0,1)^{floor(d/2) x d}, K = -Q: rank <= ceil(d/2)",
-            quick=dict(seed=0, draws=8, max_iter=8000, tol=1e-4),
+            quick=dict(seed=0, draws=8, max_iter=6000, tol=1e-4),
             full=dict(seed=0, draws=100, max_iter=60000, tol=5e-5))
 def rank_histograms(cfg):
     g = torch.Generator().manual_seed(cfg.seed)
