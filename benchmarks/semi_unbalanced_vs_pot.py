@@ -1,6 +1,7 @@
 """Semi-unbalanced Sinkhorn (inner solver of the sharpened iJKO loss): measureflow
 ``inverse.semi_unbalanced_sinkhorn`` vs POT ``ot.unbalanced.sinkhorn_unbalanced`` with
-``reg_m=(inf, lam)`` (semi-relaxed, log-domain ``method="sinkhorn"`` with ``reg_type="kl"``).
+``reg_m=(inf, lam)`` (semi-relaxed; POT runs its kernel-scaling iterations ``method="sinkhorn"``,
+``reg_type="kl"``, ours runs in the log domain).
 
 Problem: min_{P 1 = a} <C, P> + eps KL(P | a x b) + lam KL(P^T 1 | b), C = |x - y|^2 / (2 tau)
 on n = m samples in R^2 (tau = 0.5), eps = 0.05 mean(C), lam in {1, 100}, float64, CPU, one thread.
@@ -62,7 +63,7 @@ def main(argv=None):
     eps = 0.05 * float(C.mean())
     print(f"n = m = {n}, d = 2, eps = 0.05 mean(C) = {eps:.4g}, float64, CPU, best of {repeat}")
     print(f"{'lam':>6} {'ours s':>9} {'POT s':>9} {'ratio':>7} {'obj ours':>14} {'obj POT':>14} "
-          f"{'|P1-a| ours':>12} {'|P1-a| POT':>12} {'iters o/P':>12}")
+          f"{'|P1-a| ours':>12} {'|P1-a| POT':>12} {'our iters':>10}")
     Ct = torch.from_numpy(C)
     for lam in (1.0, 100.0):
         semi_unbalanced_sinkhorn(a[:50] * n / 50, b[:50] * n / 50, C[:50, :50], eps=eps, lam=lam)
@@ -73,14 +74,14 @@ def main(argv=None):
             res, t_ours = _best(lambda lam=lam: semi_unbalanced_sinkhorn(
                 torch.from_numpy(a), torch.from_numpy(b), Ct, eps=eps, lam=lam, tol=1e-9,
                 max_iter=200_000), repeat)
-            (P_pot, log), t_pot = _best(lambda lam=lam: pot.unbalanced.sinkhorn_unbalanced(
+            P_pot, t_pot = _best(lambda lam=lam: pot.unbalanced.sinkhorn_unbalanced(
                 a, b, C, eps, (float("inf"), lam), method="sinkhorn", reg_type="kl",
-                numItermax=200_000, stopThr=1e-11, log=True), repeat)
+                numItermax=200_000, stopThr=1e-11), repeat)
         P = res.plan.numpy()
         print(f"{lam:6.0f} {t_ours:9.3f} {t_pot:9.3f} {t_ours / t_pot:7.2f} "
               f"{_objective(P, a, b, C, eps, lam):14.8f} {_objective(P_pot, a, b, C, eps, lam):14.8f} "
               f"{np.abs(P.sum(1) - a).sum():12.2e} {np.abs(P_pot.sum(1) - a).sum():12.2e} "
-              f"{res.n_iter:>6}/{log.get('niter', -1)}")
+              f"{res.n_iter:>10}")
 
 
 if __name__ == "__main__":

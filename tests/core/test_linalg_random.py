@@ -56,3 +56,22 @@ def test_bad_seed_is_input_error():
             make_generator(bad)
         with pytest.raises(InputError, match="^seed:"):
             numpy_rng(bad)
+
+
+def test_serial_if_small_restores_thread_count():
+    import pytest
+
+    from measureflow.core.threads import serial_if_small
+    k = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with serial_if_small(100):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with serial_if_small(10**6):
+            assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), serial_if_small(100):
+            raise RuntimeError
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(k)

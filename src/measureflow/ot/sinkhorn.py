@@ -36,12 +36,12 @@ respect to the first-order optimality marginals a~ = a exp(-f / rho), b~ = b exp
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
 
 from ..core.results import report_convergence
+from ..core.threads import serial_if_small as _serial_if_small
 from .result import OTResult
 
 __all__ = ["sinkhorn_ot", "entropic_dual_value"]
@@ -50,25 +50,6 @@ __all__ = ["sinkhorn_ot", "entropic_dual_value"]
 def _log_weights(w: torch.Tensor) -> torch.Tensor:
     return torch.where(w > 0, w.clamp_min(torch.finfo(w.dtype).tiny).log(),
                        torch.full_like(w, -math.inf))
-
-
-@contextlib.contextmanager
-def _serial_if_small(numel: int):
-    """Run tiny problems on one intra-op thread (restored afterwards).
-
-    On CPU, the element-wise exp of a few hundred entries can still enter a threaded vector
-    math library; on a loaded machine waking the extra threads costs milliseconds per call,
-    orders of magnitude more than the work. Large problems keep the caller's thread count.
-    """
-    k = torch.get_num_threads()
-    if numel >= 2**16 or k == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(k)
 
 
 class _Kernel:

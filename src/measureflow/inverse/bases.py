@@ -1,0 +1,177 @@
+"""Feature bases through which the parameter theta enters linearly.
+
+- Cost bases (iUOT): C_theta = sum_r theta_r C^(r) on an (n, m) grid. :func:`bilinear_cost_basis`
+  gives C^(k,l)_ij = -x_ik y_jl, i.e. the cost c_A(x, y) = -x^T A y with theta = A (dx, dy).
+- Potential bases (iJKO): V_theta(y) = sum_r theta_r phi_r(y). :class:`PotentialBasis` wraps a
+  torch function y (m, d) -> (m, R) and provides gradients, Hessians and the prox of tau V_theta.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+
+import torch
+
+from ..core import ArrayContext, InputError, check_int, check_ndim, check_positive
+
+__all__ = ["PotentialBasis", "polynomial_potential_basis", "quadratic_potential_basis",
+           "bilinear_cost_basis"]
+
+
+def bilinear_cost_basis(x, y):
+    """Cost features C^(k,l)_ij = -x_ik y_jl, shape (dx, dy, n, m) (theta = A gives -x^T A y)."""
+    ctx = ArrayContext(x, y)
+    x, y = ctx.tensor(x, "x"), ctx.tensor(y, "y")
+    check_ndim(x, "x", 2)
+    check_ndim(y, "y", 2)
+    return ctx.wrap(-torch.einsum("ik,jl->klij", x, y))
+
+
+class PotentialBasis:
+    """V_theta(y) = sum_r theta_r phi_r(y) for a torch feature map ``phi: (m, d) -> (m, R)``.
+
+    ``phi`` must act row by row (point i's features depend on y_i only) and be twice
+    differentiable with torch autograd. Constant features are not identifiable in iJKO (the first
+    marginal fixes the mass) and should be left out.
+    """
+
+    def __init__(self, phi: Callable[[torch.Tensor], torch.Tensor], dim: int, size: int,
+                 names: list[str] | None = None):
+        self.phi = phi
+        self.dim = check_int(dim, "dim", min_value=1)
+        self.size = check_int(size, "size", min_value=1)
+        self.names = list(names) if names is not None else [f"phi{r}" for r in range(size)]
+
+    def __repr__(self) -> str:
+        return f"PotentialBasis(dim={self.dim}, size={self.size}, names={self.names})"
+
+    def features(self, y: torch.Tensor) -> torch.Tensor:
+        """phi(y), shape (m, R)."""
+        F = self.phi(y)
+        if F.shape != (y.shape[0], self.size):
+            raise InputError(f"potential_basis: phi returned shape {tuple(F.shape)}, expected "
+                             f"({y.shape[0]}, {self.size})")
+        return F
+
+    def potential(self, theta: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.features(y) @ theta
+
+    def grad_hess(self, theta: torch.Tensor, y: torch.Tensor):
+        """Per-point gradient (m, d) and Hessian (m, d, d) of V_theta (autograd)."""
+        with torch.enable_grad():
+            yy = y.detach().requires_grad_(True)
+            v = self.potential(theta.detach(), yy).sum()
+            g = torch.autograd.grad(v, yy, create_graph=True)[0]
+            rows = []
+            for k in range(self.dim):
+                hk = torch.autograd.grad(g[:, k].sum(), yy, retain_graph=True,
+                                         allow_unused=True)[0]
+                rows.append(torch.zeros_like(yy) if hk is None else hk)
+        return g.detach(), torch.stack(rows, 1).detach()
+
+    def prox(self, theta: torch.Tensor, x: torch.Tensor, tau: float, *, max_iter: int = 100,
+             tol: float = 1e-12, y0: torch.Tensor | None = None):
+        """prox_{tau V}(x_i) = argmin_y |y - x_i|^2 / (2 tau) + V_theta(y), per point (Newton).
+
+        Damped Newton from y = x (or ``y0``, a warm start; step halving until the objective
+        decreases); a point whose
+        Hessian I/tau + D^2 V is not positive definite takes a gradient step instead. Returns
+        ``(y, converged)`` with converged = max_i |grad_i| * tau <= tol * (1 + max |x|).
+        """
+        theta = theta.detach()
+        y = x.detach().clone() if y0 is None else y0.detach().clone()
+        d = x.shape[1]
+        eye = torch.eye(d, dtype=x.dtype, device=x.device)
+        scale = tol * (1.0 + float(x.abs().max()) if x.numel() else 1.0)
+
+        def obj(z):
+            return ((z - x) ** 2).sum(1) / (2 * tau) + self.potential(theta, z)
+
+        ok = False
+        for _ in range(max_iter):
+            gV, hV = self.grad_hess(theta, y)
+            grad = (y - x) / tau + gV
+            if float(grad.abs().max()) * tau <= scale:
+                ok = True
+                break
+            H = eye / tau + hV
+            ev_min = torch.linalg.eigvalsh(H).amin(-1)
+            good = ev_min > 0
+            Hs = torch.where(good[:, None, None], H, eye.expand_as(H) / tau)
+            step = torch.linalg.solve(Hs, grad.unsqueeze(-1)).squeeze(-1)
+            f0 = obj(y)
+            t = torch.ones(y.shape[0], dtype=y.dtype, device=y.device)
+            for _ in range(40):
+                cand = y - t[:, None] * step
+                worse = obj(cand) > f0 + 1e-15 * f0.abs()
+                if not bool(worse.any()):
+                    break
+                t = torch.where(worse, t * 0.5, t)
+            y = y - t[:, None] * step
+            if not bool(torch.isfinite(y).all()) or float(y.abs().max()) > 1e8 * (1.0 + scale / tol):
+                break  # diverging: the prox objective is (numerically) unbounded below
+        return y, ok
+
+
+def polynomial_potential_basis(dim: int, degree: int) -> PotentialBasis:
+    """All monomials y^alpha with 1 <= |alpha| <= degree (no constant), in ``dim`` variables."""
+    dim = check_int(dim, "dim", min_value=1)
+    degree = check_int(degree, "degree", min_value=1)
+    exps = [e for e in itertools.product(range(degree + 1), repeat=dim) if 1 <= sum(e) <= degree]
+    exps.sort(key=lambda e: (sum(e), [-v for v in e]))
+    E = torch.tensor(exps, dtype=torch.float64)
+    names = ["*".join(f"y{k}^{p}" if p > 1 else f"y{k}" for k, p in enumerate(e) if p) for e in exps]
+
+    def phi(y: torch.Tensor) -> torch.Tensor:
+        Et = E.to(dtype=y.dtype, device=y.device)
+        return torch.prod(y[:, None, :] ** Et[None, :, :], dim=-1)
+
+    return PotentialBasis(phi, dim, len(exps), names)
+
+
+def quadratic_potential_basis(dim: int) -> PotentialBasis:
+    """V(y) = b^T y + y^T Q y / 2: features y_k, y_k^2 / 2, y_k y_l (k < l).
+
+    Use :func:`quadratic_coefficients` / :func:`quadratic_theta` (attributes ``to_quadratic`` and
+    ``from_quadratic`` of the returned basis) to convert between theta and (Q, b).
+    """
+    dim = check_int(dim, "dim", min_value=1)
+    pairs = [(k, l) for k in range(dim) for l in range(k + 1, dim)]
+    names = [f"y{k}" for k in range(dim)] + [f"y{k}^2/2" for k in range(dim)] + \
+        [f"y{k}*y{l}" for k, l in pairs]
+
+    def phi(y: torch.Tensor) -> torch.Tensor:
+        cols = [y, 0.5 * y * y]
+        if pairs:
+            ki = torch.tensor([p[0] for p in pairs], device=y.device)
+            li = torch.tensor([p[1] for p in pairs], device=y.device)
+            cols.append(y[:, ki] * y[:, li])
+        return torch.cat(cols, 1)
+
+    basis = PotentialBasis(phi, dim, 2 * dim + len(pairs), names)
+
+    def to_quadratic(theta):
+        t = torch.as_tensor(theta)
+        b = t[:dim]
+        Q = torch.diag(t[dim:2 * dim])
+        for r, (k, l) in enumerate(pairs):
+            Q[k, l] = Q[l, k] = t[2 * dim + r]
+        return Q, b
+
+    def from_quadratic(Q, b):
+        Q, b = torch.as_tensor(Q, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
+        off = [Q[k, l] for k, l in pairs]
+        return torch.cat([b, torch.diagonal(Q), torch.stack(off) if off else Q.new_zeros(0)])
+
+    basis.to_quadratic = to_quadratic
+    basis.from_quadratic = from_quadratic
+    return basis
+
+
+def _check_tau(tau) -> float:
+    tau = check_positive(tau, "tau")
+    if not math.isfinite(tau):  # pragma: no cover - check_positive already rejects inf
+        raise InputError("tau: must be finite")
+    return tau
