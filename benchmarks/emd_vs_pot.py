@@ -11,26 +11,15 @@ Run: ``python benchmarks/emd_vs_pot.py [--quick] [--repeat K]``.
 
 from __future__ import annotations
 
-import os
+import _common  # noqa: F401  (pins BLAS threads before numpy/torch load)
+from _common import best_of as _best
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# isort: split
 
-import argparse  # noqa: E402
-import time  # noqa: E402
+import argparse
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-
-def _best(fn, repeat):
-    out, best = None, float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return out, best
+import numpy as np
+import torch
 
 
 def main(argv=None):

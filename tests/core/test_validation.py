@@ -133,3 +133,13 @@ def test_scalar_validators():
     assert check_choice("l2", "kind", ["softmax", "l2"]) == "l2"
     with pytest.raises(InputError, match="^kind: must be one of"):
         check_choice("relu", "kind", ["softmax", "l2"])
+
+
+def test_check_points():
+    from measureflow.core import check_points
+    assert check_points(torch.zeros(4), "x").shape == (4, 1)
+    assert check_points(torch.zeros(4, 3), "x").shape == (4, 3)
+    with pytest.raises(InputError, match="^x: expected a 2-D array"):
+        check_points(torch.zeros(2, 2, 2), "x")
+    with pytest.raises(InputError, match="^x: empty point cloud"):
+        check_points(torch.zeros(0, 2), "x")

@@ -16,6 +16,7 @@ from .validation import (
                          check_ndim,
                          check_nonnegative,
                          check_nonnegative_scalar,
+                         check_points,
                          check_positive,
                          check_probability,
                          check_psd,
@@ -31,7 +32,7 @@ __all__ = [
     "DiscreteMeasure", "discrete_measure", "make_generator", "numpy_rng", "seed_everything",
     "SolverResult", "report_convergence",
     "check_choice", "check_finite", "check_in_range", "check_int", "check_masses_match",
-    "check_ndim", "check_nonnegative", "check_nonnegative_scalar", "check_positive",
+    "check_ndim", "check_nonnegative", "check_points", "check_nonnegative_scalar", "check_positive",
     "check_probability", "check_psd", "check_same_dim", "check_shape", "check_symmetric",
     "check_weights", "linalg", "stats", "loglog_fit",
 ]

@@ -21,6 +21,7 @@ __all__ = [
     "check_finite", "check_shape", "check_ndim", "check_nonnegative", "check_weights",
     "check_masses_match", "check_psd", "check_symmetric", "check_positive", "check_nonnegative_scalar",
     "check_int", "check_in_range", "check_choice", "check_same_dim", "check_probability",
+    "check_points",
 ]
 
 
@@ -44,6 +45,16 @@ def check_shape(x: torch.Tensor, name: str, shape: Sequence[int | None]) -> torc
     if x.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, x.shape)):
         want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
         raise InputError(f"{name}: expected shape {want}, got {tuple(x.shape)}")
+    return x
+
+
+def check_points(x: torch.Tensor, name: str) -> torch.Tensor:
+    """A point cloud of shape (n, d) with n >= 1; a 1-D array is read as n points on the line."""
+    if x.ndim == 1:
+        x = x[:, None]
+    check_ndim(x, name, 2)
+    if x.shape[0] == 0:
+        raise InputError(f"{name}: empty point cloud")
     return x
 
 

@@ -24,8 +24,8 @@ from ..core import (
     SolverResult,
     check_choice,
     check_int,
-    check_ndim,
     check_nonnegative_scalar,
+    check_points,
     check_positive,
     report_convergence,
 )
@@ -94,12 +94,7 @@ def iuot(x, y, cost_basis="bilinear", *, eps: float, rho: float | None, lam: flo
     ctx = ArrayContext(x, y, a, b, plan, theta0,
                        cost_basis if isinstance(cost_basis, torch.Tensor) else None)
     x, y = ctx.tensor(x, "x"), ctx.tensor(y, "y")
-    if x.ndim == 1:
-        x = x[:, None]
-    if y.ndim == 1:
-        y = y[:, None]
-    check_ndim(x, "x", 2)
-    check_ndim(y, "y", 2)
+    x, y = check_points(x, "x"), check_points(y, "y")
     n, m = x.shape[0], y.shape[0]
     if plan is None:
         if n != m:

@@ -22,7 +22,7 @@ from ..core import (
     ArrayContext,
     InputError,
     check_masses_match,
-    check_ndim,
+    check_points,
     check_positive,
     check_same_dim,
     check_weights,
@@ -61,12 +61,7 @@ def mmd(x, y, a=None, b=None, *, period: float | None = None, chunk: int = 4096)
     ctx = ArrayContext(x, y, a, b)
     x = ctx.tensor(x, "x")
     y = ctx.tensor(y, "y")
-    if x.ndim == 1:
-        x = x[:, None]
-    if y.ndim == 1:
-        y = y[:, None]
-    check_ndim(x, "x", 2)
-    check_ndim(y, "y", 2)
+    x, y = check_points(x, "x"), check_points(y, "y")
     check_same_dim(x, y, ("x", "y"))
     if x.shape[0] == 0 or y.shape[0] == 0:
         raise InputError("x, y: empty point clouds")

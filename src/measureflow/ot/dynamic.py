@@ -42,6 +42,7 @@ from ..core.validation import (
     check_nonnegative,
     check_positive,
 )
+from ._grid import check_extent
 
 __all__ = ["benamou_brenier", "BenamouBrenierResult"]
 
@@ -206,15 +207,7 @@ def benamou_brenier(rho0, rho1, *, extent=None, n_time: int = 32, max_iter: int 
     if min(r0.shape) < 2:
         raise InputError(f"rho0: need at least 2 cells per axis, got shape {tuple(r0.shape)}")
     d = r0.ndim
-    if extent is None:
-        extent = [(0.0, 1.0)] * d
-    try:
-        ext = [(float(lo), float(hi)) for lo, hi in extent]
-    except (TypeError, ValueError):
-        raise InputError("extent: expected a sequence of (low, high) pairs, one per axis") from None
-    if len(ext) != d or any(not (math.isfinite(lo) and math.isfinite(hi) and hi > lo)
-                            for lo, hi in ext):
-        raise InputError(f"extent: expected {d} finite (low, high) pairs with low < high")
+    ext = check_extent(extent, d)
     P = check_int(n_time, "n_time", min_value=2)
     max_iter = check_int(max_iter, "max_iter", min_value=1)
     tol = check_positive(tol, "tol")

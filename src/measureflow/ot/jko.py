@@ -51,6 +51,7 @@ from ..core.validation import (
     check_positive,
     check_shape,
 )
+from ._grid import check_extent
 
 __all__ = ["jko", "JKOResult"]
 
@@ -163,15 +164,7 @@ def jko(rho0, *, energy: str = "heat", tau: float, n_steps: int, eps: float | No
     tol = check_positive(tol, "tol")
     diffusion = check_positive(diffusion, "diffusion")
     exponent = check_in_range(exponent, "exponent", 1.0, math.inf, low_open=True, high_open=True)
-    if extent is None:
-        extent = [(0.0, 1.0)] * d
-    try:
-        ext = [(float(lo), float(hi)) for lo, hi in extent]
-    except (TypeError, ValueError):
-        raise InputError("extent: expected a sequence of (low, high) pairs, one per axis") from None
-    if len(ext) != d or any(not (math.isfinite(lo) and math.isfinite(hi) and hi > lo)
-                            for lo, hi in ext):
-        raise InputError(f"extent: expected {d} finite (low, high) pairs with low < high")
+    ext = check_extent(extent, d)
     hs = [(hi - lo) / n for (lo, hi), n in zip(ext, r0.shape)]
     vol = math.prod(hs)
     eps = 2.0 * max(hs) ** 2 if eps is None else check_positive(eps, "eps")

@@ -41,6 +41,7 @@ from ..core.validation import (
     check_int,
     check_ndim,
     check_nonnegative_scalar,
+    check_points,
     check_positive,
     check_weights,
 )
@@ -85,12 +86,7 @@ def mmd2(x, y, a=None, b=None, *, kernel: str = "gaussian", bandwidth: float = 1
     """
     ctx = ArrayContext(x, y, a, b)
     x, y = ctx.tensor(x, "x"), ctx.tensor(y, "y")
-    if x.ndim == 1:
-        x = x[:, None]
-    if y.ndim == 1:
-        y = y[:, None]
-    check_ndim(x, "x", 2)
-    check_ndim(y, "y", 2)
+    x, y = check_points(x, "x"), check_points(y, "y")
     if x.shape[1] != y.shape[1]:
         raise InputError(f"y: dimension {y.shape[1]} differs from x's {x.shape[1]}")
     a = check_weights(None if a is None else ctx.tensor(a, "a"), x.shape[0], "a", like=x)
