@@ -1,5 +1,6 @@
 """Entropic OT (ot.solve with eps > 0): vs POT, eps -> 0, unbalanced, gradients, bad input."""
 
+import math
 import warnings
 
 import numpy as np
@@ -249,3 +250,50 @@ def test_bad_arrays_raise():
     for (aa, bb, CC), name in cases:
         with pytest.raises(InputError, match=f"^{name}"):
             mot.solve(aa, bb, CC, eps=0.1)
+
+
+@pytest.mark.parametrize("rho", [(math.inf, 0.7), (0.7, math.inf), (0.3, 2.0)])
+def test_marginal_specific_rho_matches_pot(rho):
+    import ot as pot
+
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(30, 2)), rng.normal(size=(40, 2)) + 0.5
+    C = ((x[:, None] - y[None]) ** 2).sum(-1)
+    a = rng.uniform(0.5, 1.5, 30)
+    a /= a.sum()
+    b = rng.uniform(0.5, 1.5, 40)
+    b *= 1.3 / b.sum()  # unequal masses: allowed because a marginal is penalised
+    eps = 0.1
+    res = mot.solve(a, b, C, eps=eps, rho=rho, tol=1e-11, max_iter=50_000)
+    assert res.converged
+    P_pot = pot.unbalanced.sinkhorn_unbalanced(a, b, C, eps, reg_m=rho, method="sinkhorn", reg_type="kl",
+                                               numItermax=100_000, stopThr=1e-14)
+    np.testing.assert_allclose(res.plan, P_pot, atol=1e-9)
+    # hard marginals are met exactly; value equals the primal objective of the plan
+    if math.isinf(rho[0]):
+        np.testing.assert_allclose(res.plan.sum(1), a, atol=1e-9)
+    if math.isinf(rho[1]):
+        np.testing.assert_allclose(res.plan.sum(0), b, atol=1e-9)
+
+    def kl(p, q):
+        return float((p * np.log(p / q) - p + q).sum())
+
+    P = res.plan
+    primal = (C * P).sum() + eps * kl(P, a[:, None] * b[None, :])
+    for r, m, w in ((rho[0], P.sum(1), a), (rho[1], P.sum(0), b)):
+        if not math.isinf(r):
+            primal += r * kl(m, w)
+    assert abs(res.value - primal) < 1e-8
+
+
+def test_rho_pair_validation_and_balanced_pair():
+    C = np.random.default_rng(0).random((3, 4))
+    with pytest.raises(InputError, match="^rho:"):
+        mot.solve(None, None, C, eps=0.1, rho=(1.0, 2.0, 3.0))
+    with pytest.raises(InputError, match="^rho:"):
+        mot.solve(None, None, C, eps=0.1, rho=(1.0, -2.0))
+    with pytest.raises(InputError, match="^a, b: total masses differ"):
+        mot.solve(np.ones(3), np.ones(4), C, eps=0.1, rho=(math.inf, math.inf))
+    r1 = mot.solve(None, None, C, eps=0.1, rho=(math.inf, None))
+    r2 = mot.solve(None, None, C, eps=0.1)
+    np.testing.assert_allclose(r1.plan, r2.plan)

@@ -15,8 +15,10 @@ and the plan is P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps). Updates (log domai
     f_i <- -eps log sum_j b_j exp((g_j - C_ij) / eps)                       (hard marginal)
     g_j <- -(lam / (lam + eps)) eps log sum_i a_i exp((f_i - C_ij) / eps)   (KL marginal)
 
-Written by hand (it is the paper's specialised algorithm, not a general-purpose solver; the
-library's general solver is :func:`measureflow.ot.solve`).
+Written by hand: it is the paper's specialised algorithm, with a translation-invariant step
+that keeps it fast when ``lam`` is large. The same problem is solved by the library's general
+solver as ``measureflow.ot.solve(a, b, C, eps=eps, rho=(math.inf, lam))``; a test checks that
+both agree (plans to 1e-9).
 """
 
 from __future__ import annotations

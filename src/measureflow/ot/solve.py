@@ -33,6 +33,22 @@ def _validate(ctx: ArrayContext, a, b, C):
     return a, b, C
 
 
+def _check_rho(rho):
+    """None | rho > 0 | (rho_a, rho_b) with entries > 0, inf or None (inf / None = hard)."""
+    if rho is None:
+        return None
+    if isinstance(rho, (tuple, list)):
+        if len(rho) != 2:
+            raise InputError(f"rho: expected a number or a pair (rho_a, rho_b), got {rho!r}")
+        pair = tuple(None if r is None else check_positive(r, "rho", allow_inf=True) for r in rho)
+        pair = tuple(None if r is not None and math.isinf(r) else r for r in pair)
+        if pair[0] == pair[1]:
+            return pair[0]
+        return pair
+    r = check_positive(rho, "rho", allow_inf=True)
+    return None if math.isinf(r) else r
+
+
 def solve(a, b, C, *, eps=None, rho=None, max_iter: int | None = None, tol: float | None = None,
           init=None, eps_scaling="auto") -> OTResult:
     """Discrete optimal transport between weights ``a`` (n,) and ``b`` (m,) for the cost ``C`` (n, m).
@@ -52,6 +68,9 @@ def solve(a, b, C, *, eps=None, rho=None, max_iter: int | None = None, tol: floa
 
     KL(p | q) = sum p log(p/q) - p + q; the bracket only when ``rho`` is given (unbalanced,
     KL-penalised marginals; ``rho=None`` or ``inf`` is balanced and needs equal masses).
+    ``rho=(rho_a, rho_b)`` penalises the two marginals separately; an entry ``inf`` (or ``None``)
+    keeps that marginal hard, e.g. ``rho=(inf, lam)`` is the semi-unbalanced problem
+    min_{P1 = a} <C, P> + eps KL(P | a x b) + lam KL(P^T1 | b).
     ``value`` is OT_eps, evaluated as the dual objective at the returned potentials (equal to
     the primal objective of ``plan`` at convergence); ``linear_cost = <C, P>``; ``plan``
     P_ij = a_i b_j exp((f_i + g_j - C_ij)/eps). For probability weights, balanced:
@@ -59,7 +78,7 @@ def solve(a, b, C, *, eps=None, rho=None, max_iter: int | None = None, tol: floa
     same bound holds for ``linear_cost - OT_0``.
 
     Stopping rule: L1 marginal violation ||P1 - a~||_1 + ||P^T1 - b~||_1 <= ``tol`` (default
-    1e-8, in units of mass), a~ = a exp(-f/rho) (= a when balanced). ``max_iter`` (default
+    1e-8, in units of mass), a~ = a exp(-f/rho_a) (= a for a hard marginal). ``max_iter`` (default
     10000) bounds the total number of Sinkhorn iterations (one g- and one f-update each).
     ``init=(f, g)``: warm-start potentials (the first update is the g-step from ``f``; ``g``
     only stabilises it). ``eps_scaling``: ``"auto"`` (factor 0.5 when eps < 0.1 x cost range
@@ -84,11 +103,9 @@ def solve(a, b, C, *, eps=None, rho=None, max_iter: int | None = None, tol: floa
         tol = 1e-9 if tol is None else check_positive(tol, "tol")
         return ctx.wrap(exact_ot(a, b, C, max_iter=max_iter, tol=tol))
     eps = check_positive(eps, "eps")
-    if rho is not None:
-        rho = check_positive(rho, "rho", allow_inf=True)
-        if math.isinf(rho):
-            rho = None
-    if rho is None:
+    rho = _check_rho(rho)
+    if rho is None or (isinstance(rho, tuple) and rho == (None, None)):
+        rho = None
         check_masses_match(a, b, ("a", "b"))
     max_iter = 10_000 if max_iter is None else check_int(max_iter, "max_iter", min_value=1)
     tol = 1e-8 if tol is None else check_positive(tol, "tol")
