@@ -136,3 +136,9 @@ def test_bad_input():
         mot.gaussian_geodesic(np.zeros(2), I2, np.zeros(2), I2, 1.5)
     with pytest.raises(InputError, match="^weights"):
         mot.gaussian_barycenter(np.zeros((2, 2)), np.stack([I2, I2]), [-1.0, 2.0])
+    with pytest.raises(InputError, match="^init"):
+        mot.gaussian_barycenter(np.zeros((2, 2)), np.stack([I2, I2]), init=np.eye(3))
+    with pytest.raises(InputError, match="^covs"):
+        mot.gaussian_barycenter(np.zeros((2, 2)), np.stack([I2, -I2]))
+    with pytest.raises(InputError, match="^S0"):
+        mot.gaussian_map(np.zeros(2), np.diag([1.0, 0.0]), np.zeros(2), I2)  # singular S0

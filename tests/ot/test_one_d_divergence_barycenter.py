@@ -55,6 +55,10 @@ def test_wasserstein_1d_bad_input():
         mot.wasserstein_1d([0.0, np.nan], [1.0])
     with pytest.raises(InputError, match="^y"):
         mot.wasserstein_1d([0.0], [])
+    with pytest.raises(InputError, match="^a"):
+        mot.wasserstein_1d([0.0, 1.0, 2.0], [1.0], [0.5, 0.5], [1.0])
+    with pytest.raises(InputError, match="^b"):
+        mot.wasserstein_1d(np.zeros((3, 2)), np.zeros((2, 2)), None, [1.0, 1.0, 1.0])
 
 
 def test_sinkhorn_divergence_properties():
@@ -102,6 +106,10 @@ def test_sinkhorn_divergence_bad_input():
         mot.sinkhorn_divergence(x, x, eps=1, p=0)
     with pytest.raises(InputError, match="^a, b"):
         mot.sinkhorn_divergence(x, x, [1, 1, 1], [1, 1, 2], eps=1)
+    with pytest.raises(InputError, match="^max_iter"):
+        mot.sinkhorn_divergence(x, x, eps=1, max_iter=0)
+    with pytest.raises(InputError, match="^tol"):
+        mot.sinkhorn_divergence(x, x, eps=1, tol=-1.0)
 
 
 def test_fixed_support_barycenter_matches_pot_log():
@@ -133,6 +141,23 @@ def test_free_support_two_clouds_is_mccann_interpolation():
     assert abs(r.value - (0.6 * 0.4 ** 2 + 0.4 * 0.6 ** 2) * w2) < 1e-9
     sigma = mot.solve(None, None, C).plan.argmax(1)
     np.testing.assert_allclose(r.support, 0.6 * X + 0.4 * Y[sigma], atol=1e-10)
+
+
+def test_free_support_inner_nonconvergence_is_not_converged(monkeypatch):
+    import sys
+
+    solve_mod = sys.modules["measureflow.ot.solve"]
+    real = solve_mod.solve
+
+    def starved(*args, **kwargs):  # inner entropic solves capped at 2 iterations
+        return real(*args, **{**kwargs, "max_iter": 2, "tol": 1e-14})
+
+    monkeypatch.setattr(solve_mod, "solve", starved)
+    rng = np.random.default_rng(4)
+    X, Y = rng.normal(size=(8, 2)), rng.normal(size=(8, 2)) + 2
+    with pytest.warns(ConvergenceWarning, match="free support"):
+        r = mot.barycenter([X, Y], init=X.copy(), eps=0.5, max_iter=50, tol=1.0)
+    assert not r.converged
 
 
 def test_barycenter_bad_input():

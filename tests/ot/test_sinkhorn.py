@@ -131,6 +131,29 @@ def test_nonconvergence_is_reported():
     with pytest.warns(ConvergenceWarning):
         r = mot.solve(a, b, C, eps=0.01, max_iter=3, tol=1e-14, eps_scaling=None)
     assert not r.converged and r.n_iter == 3 and len(r.errors) == 3
+    # The reported error is that of the returned plan (no newer, unmeasured iterate).
+    P = r.plan
+    viol = np.abs(P.sum(1) - a).sum() + np.abs(P.sum(0) - b).sum()
+    assert abs(viol - r.errors[-1]) < 1e-12 * max(1.0, viol)
+    # Same with eps-scaling stages and for the unbalanced solver.
+    with pytest.warns(ConvergenceWarning):
+        r = mot.solve(a, b, C, eps=0.001, max_iter=7, tol=1e-14, rho=0.5)
+    assert not r.converged and r.n_iter == 7
+    P = r.plan
+    at = a * np.exp(-r.potential_f / 0.5)
+    bt = b * np.exp(-r.potential_g / 0.5)
+    viol = np.abs(P.sum(1) - at).sum() + np.abs(P.sum(0) - bt).sum()
+    assert abs(viol - r.errors[-1]) < 1e-10 * max(1.0, viol)
+
+
+def test_float32_default_tol_converges():
+    a, b, C, *_ = _problem(12, 9, seed=5)
+    t = [torch.tensor(v, dtype=torch.float32) for v in (a, b, C)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        r = mot.solve(*t, eps=0.1)
+    assert r.converged and r.plan.dtype == torch.float32
+    assert r.errors[-1] <= 100 * torch.finfo(torch.float32).eps
 
 
 def test_zero_weights():

@@ -34,3 +34,8 @@ from .semidiscrete import SemiDiscreteResult, laguerre_assign, semidiscrete  # n
 __all__ += ["semidiscrete", "SemiDiscreteResult", "laguerre_assign", "benamou_brenier",
             "BenamouBrenierResult", "jko", "JKOResult", "particle_flow", "ParticleFlowResult",
             "mmd2"]
+
+# memory-light entropic OT on point clouds (streamed, no n x m cost)
+from .lazy import lazy_plan_apply, plan_block, sinkhorn_points  # noqa: E402
+
+__all__ += ["sinkhorn_points", "plan_block", "lazy_plan_apply"]

@@ -180,16 +180,19 @@ def _free_support(ctx, clouds, lam, eps, n_points, init, init_weights, max_iter,
     for it in range(1, max_iter + 1):  # noqa: B007
         Xn = torch.zeros_like(X)
         value = X.new_zeros(())
+        inner_ok = True
         for k in range(K):
             C = sqdist(X.detach(), Ys[k].detach())
             r = solve(w.detach(), Bs[k].detach(), C, eps=eps)
+            inner_ok = inner_ok and bool(r.converged)
             Xn = Xn + lam[k] * (r.plan @ Ys[k].detach()) / w.detach()[:, None]
             value = value + lam[k] * r.linear_cost
         err = float((Xn - X).norm() / max(float(X.norm()), 1e-300))
         errors.append(err)
         X = Xn
         if err <= tol:
-            converged = True
+            # A fixed point of non-converged inner plans is not reported as converged.
+            converged = inner_ok
             break
     report_convergence(converged, "barycenter (free support)", it, errors[-1], tol)
     return BarycenterResult(weights=w, support=X, value=value, converged=converged, n_iter=it,

@@ -165,7 +165,12 @@ def gaussian_barycenter(means, covs, weights=None, *, max_iter: int = 500, tol: 
     max_iter = check_int(max_iter, "max_iter", min_value=1)
     tol = check_positive(tol, "tol")
     mean = (w[:, None] * M).sum(0)
-    Sb = sym((w[:, None, None] * S).sum(0)) if init is None else ctx.tensor(init, "init")
+    if init is None:
+        Sb = sym((w[:, None, None] * S).sum(0))
+    else:
+        Sb = check_shape(ctx.tensor(init, "init"), "init", (d, d))
+        check_psd(Sb, "init", rtol=1e-7)
+        Sb = sym(Sb)
     check_psd(Sb, "init" if init is not None else "covs", strict=True, rtol=1e-12)
     errors = []
     converged = False

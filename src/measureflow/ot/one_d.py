@@ -27,6 +27,9 @@ def _weights(ctx, w, shape, name, like):
         return torch.full(shape, 1.0 / shape[0], dtype=like.dtype, device=like.device)
     w = ctx.tensor(w, name)
     if w.ndim == 1 and len(shape) == 2:
+        if w.shape[0] != shape[0]:
+            raise InputError(f"{name}: expected shape ({shape[0]},) or {tuple(shape)}, got "
+                             f"{tuple(w.shape)}")
         w = w[:, None].expand(shape)
     if tuple(w.shape) != tuple(shape):
         raise InputError(f"{name}: expected shape {tuple(shape)}, got {tuple(w.shape)}")

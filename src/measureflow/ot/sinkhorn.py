@@ -137,7 +137,9 @@ def _run_stage(C, a, b, la, lb, eps, rho, f, g, max_iter, tol, errors):
         target = torch.ones_like(f) if ra is None else torch.exp(-f / ra)
         err = float((a * (logr.exp() - target).abs()).sum())
         errors.append(err)
-        if err <= tol or math.isnan(err):
+        if err <= tol or math.isnan(err) or it >= max_iter:
+            # Stop here, before the f-step, so that the returned (f, g) is the pair whose
+            # marginal violation was just measured (never a newer, unmeasured iterate).
             break
         f = lam_a * (f - eps * logr)
     return f, g, it, err
@@ -249,8 +251,8 @@ def symmetric_sinkhorn_ot(a: torch.Tensor, C: torch.Tensor, *, eps: float,
                 logr = ker.log_rowsum(f / e, f / e + la)
                 err = float((ad * (logr.exp() - 1.0).abs()).sum())
                 errors.append(err)
-                if err <= stol or math.isnan(err):
-                    break
+                if err <= stol or math.isnan(err) or k >= cap:
+                    break  # keep the measured iterate (see _run_stage)
                 f = f - 0.5 * e * logr
             used += k
     converged = bool(err <= tol)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from ..core.arrays import ArrayContext
 from ..core.errors import InputError
 from ..core.validation import (
@@ -78,7 +80,10 @@ def solve(a, b, C, *, eps=None, rho=None, max_iter: int | None = None, tol: floa
     same bound holds for ``linear_cost - OT_0``.
 
     Stopping rule: L1 marginal violation ||P1 - a~||_1 + ||P^T1 - b~||_1 <= ``tol`` (default
-    1e-8, in units of mass), a~ = a exp(-f/rho_a) (= a for a hard marginal). ``max_iter`` (default
+    1e-8, in units of mass, floored at 100 x machine-eps x mass so float32 can reach it),
+    a~ = a exp(-f/rho_a) (= a for a hard marginal). If ``max_iter`` is hit first, the result
+    has ``converged=False``, a ``ConvergenceWarning`` is emitted, and ``errors[-1]`` is the
+    violation of the returned plan itself (not of an earlier iterate). ``max_iter`` (default
     10000) bounds the total number of Sinkhorn iterations (one g- and one f-update each).
     ``init=(f, g)``: warm-start potentials (the first update is the g-step from ``f``; ``g``
     only stabilises it). ``eps_scaling``: ``"auto"`` (factor 0.5 when eps < 0.1 x cost range
@@ -89,6 +94,16 @@ def solve(a, b, C, *, eps=None, rho=None, max_iter: int | None = None, tol: floa
     constant for balanced probability weights), likewise for b; gradients with respect to
     points flow through a ``C`` built from them. ``plan``, potentials and ``linear_cost`` are
     returned detached for entropic solves.
+
+    Notes
+    -----
+    Cost convention: ``C`` is used as given (no 1/2); for W_2 pass C_ij = |x_i - y_j|^2 and
+    ``value`` is W_2^2 (a squared distance), as in POT's ``emd2`` -- GeomLoss and OTT-JAX's
+    ``PointCloud`` defaults differ by factors of 1/2 or in eps units. The entropic term is
+    KL(P | a x b); in the balanced case it gives the same plan as POT's entropy -H(P) (they
+    differ by a constant on the constraint set), and POT's ``sinkhorn2`` returns <C, P>, i.e.
+    our ``linear_cost``, not ``value``. The exact LP uses POT (network simplex); the Sinkhorn
+    solver is written here.
     """
     ctx = ArrayContext(a, b, C)
     a, b, C = _validate(ctx, a, b, C)
@@ -108,7 +123,11 @@ def solve(a, b, C, *, eps=None, rho=None, max_iter: int | None = None, tol: floa
         rho = None
         check_masses_match(a, b, ("a", "b"))
     max_iter = 10_000 if max_iter is None else check_int(max_iter, "max_iter", min_value=1)
-    tol = 1e-8 if tol is None else check_positive(tol, "tol")
+    if tol is None:
+        # 1e-8 (mass units), floored at what the dtype can resolve (float32: ~1e-5 x mass).
+        tol = max(1e-8, 100 * torch.finfo(C.dtype).eps * float(a.detach().sum()))
+    else:
+        tol = check_positive(tol, "tol")
     n, m = C.shape
     if init is not None:
         if not isinstance(init, (tuple, list)) or len(init) != 2:
