@@ -38,6 +38,7 @@ from ..core import (
     check_positive,
     make_generator,
 )
+from ..core.linalg import sqrtm_psd
 from ._paths import DAG, dag_laws, mlp_dag, path_lifting
 from .lie import GradientFields, lie_closure, number_of_laws
 
@@ -270,11 +271,6 @@ def metric_relu_two_layer(Z: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     return ctx.wrap(torch.block_diag(*blocks))
 
 
-def _sqrtm_sym(S: torch.Tensor) -> torch.Tensor:
-    ev, E = torch.linalg.eigh(0.5 * (S + S.T))
-    return (E * ev.clamp_min(0).sqrt()) @ E.T
-
-
 def _range_proj(Z: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
     A, s, Bh = torch.linalg.svd(Z)
     Ar, Br = A[:, :r], Bh[:r].T
@@ -301,8 +297,8 @@ def metric_linear_relaxed_balanced(Z: torch.Tensor, lam: float, r: int) -> torch
     lam = float(lam)
     Pu, Pv = _range_proj(Z, r)
     In, Im = _eye(ctx, n), _eye(ctx, m)
-    UU = (_sqrtm_sym(Z @ Z.T + lam * lam / 4 * In) + lam / 2 * In) @ Pu
-    VV = (_sqrtm_sym(Z.T @ Z + lam * lam / 4 * Im) - lam / 2 * Im) @ Pv
+    UU = (sqrtm_psd(Z @ Z.T + lam * lam / 4 * In) + lam / 2 * In) @ Pu
+    VV = (sqrtm_psd(Z.T @ Z + lam * lam / 4 * Im) - lam / 2 * Im) @ Pv
     UU, VV = 0.5 * (UU + UU.T), 0.5 * (VV + VV.T)
     return ctx.wrap(_kron_op(UU, Im) + _kron_op(In, VV))
 
