@@ -20,12 +20,13 @@ paper's statement does not hold at the sizes run, the claim fails and says so in
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Callable
 from typing import Any
 
 __all__ = ["Claim", "Outcome", "Config", "Experiment", "experiment", "registry", "get",
-           "select"]
+           "select", "task_seed", "run_task", "serial_map"]
 
 
 def _num(x: Any) -> Any:
@@ -113,14 +114,80 @@ class Outcome:
     claims: list = dataclasses.field(default_factory=list)
 
 
+def task_seed(name: str, config_hash: str, index: int) -> int:
+    """The seed of task ``index`` of experiment ``name`` run with configuration ``config_hash``.
+
+    Derived by hashing, so it depends only on (experiment, configuration, position in the sweep),
+    never on where or in which order the task runs (a worker process, a cluster node, serially).
+    """
+    blob = f"{name}\x00{config_hash}\x00{int(index)}".encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") % (2**63 - 1)
+
+
+def run_task(fn: Callable[[Any], Any], item: Any, seed: int) -> Any:
+    """Run ``fn(item)`` with Python/NumPy/torch global generators seeded by ``seed``.
+
+    The caller's generator states are restored afterwards, so running a task in-process leaves
+    the experiment's own random stream exactly where running it elsewhere would.
+    """
+    import random as _random
+
+    import numpy as np
+    import torch
+
+    from ..core.random import seed_everything
+
+    py_state, np_state, torch_state = _random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        seed_everything(seed)
+        return fn(item)
+    finally:
+        _random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.set_rng_state(torch_state)
+
+
+def serial_map(fn: Callable[[Any], Any], items: list, seeds: list[int]) -> list:
+    """The in-process executor of :meth:`Config.map`: tasks one after the other, in order."""
+    return [run_task(fn, item, s) for item, s in zip(items, seeds, strict=True)]
+
+
 class Config(dict):
-    """A configuration dict whose keys are also attributes (``cfg.n`` == ``cfg["n"]``)."""
+    """A configuration dict whose keys are also attributes (``cfg.n`` == ``cfg["n"]``).
+
+    ``cfg.map(fn, items)`` runs the independent inner runs of an experiment (one per size x seed x
+    setting) through the runner's executor (serial, local worker processes or a cluster) and
+    returns their results in the order of ``items``. Rules for ``fn``: a module-level function
+    (picklable) of one item, which returns picklable results (numbers, arrays, dicts of them; no
+    figures) and reads or writes no global state other than the random generators; each call runs
+    with the global generators seeded by :func:`task_seed` (experiment, config hash, task index),
+    so results do not depend on where the task ran.
+    """
 
     def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise AttributeError(key)
         try:
             return self[key]
         except KeyError:
             raise AttributeError(key) from None
+
+    def bind(self, name: str, config_hash: str, executor: Callable | None = None) -> Config:
+        """Attach the experiment identity (for task seeds) and the executor used by :meth:`map`."""
+        object.__setattr__(self, "_task_key", (name, config_hash))
+        object.__setattr__(self, "_executor", executor)
+        object.__setattr__(self, "_n_tasks", 0)
+        return self
+
+    def map(self, fn: Callable[[Any], Any], items) -> list:
+        """``[fn(item) for item in items]``, each call seeded as a task, run by the executor."""
+        items = list(items)
+        name, h = self.__dict__.get("_task_key", ("", ""))
+        start = self.__dict__.get("_n_tasks", 0)
+        seeds = [task_seed(name, h, start + i) for i in range(len(items))]
+        object.__setattr__(self, "_n_tasks", start + len(items))
+        executor = self.__dict__.get("_executor") or serial_map
+        return list(executor(fn, items, seeds))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -102,7 +102,7 @@ def run_one(exp: Experiment, mode: str, out: Path, *, force: bool = False) -> Ru
         (folder / "status.json").unlink()
     except FileNotFoundError:
         pass
-    cfg = exp.config(mode)
+    cfg = exp.config(mode).bind(exp.name, h)
     _write_json(folder / "config.json", {"name": exp.name, "mode": mode, "config_hash": h,
                                          "config": dict(cfg)})
     seed_everything(int(cfg.get("seed", 0)))
