@@ -46,6 +46,7 @@ from ..core import (
     check_choice,
     check_int,
     check_ndim,
+    check_nonnegative_scalar,
     check_positive,
     check_psd,
     make_generator,
@@ -95,18 +96,47 @@ class PipelineResult(SolverResult):
     stable: bool
 
 
-def score_function(mu: torch.Tensor, *, sigma: float, score: str = "closed_form",
-                   score_step: float | None = None, score_iters: int | None = None) -> torch.Tensor:
-    """Eigenvalue a(mu) of the learned A as a function of an eigenvalue mu of S (closed form, gd).
-
-    closed_form: 1 / (mu + sigma^2); gd: (1 - (1 - 2 tau q)^K) / q with q = mu + sigma^2.
-    """
-    q = mu + sigma**2
-    if score == "closed_form":
-        return 1.0 / q
+def _score_eig(q: torch.Tensor, score: str, score_step, score_iters) -> torch.Tensor:
+    """Eigenvalue of the learned A for an eigenvalue q of the DSM Hessian/2, Q = E[y y^T]."""
     if score == "gd":
         return (1.0 - (1.0 - 2.0 * score_step * q) ** score_iters) / q
-    raise InputError(f"score: spectral form only for 'closed_form' and 'gd', got {score!r}")
+    return 1.0 / q
+
+
+def score_function(mu, *, sigma: float, score: str = "closed_form",
+                   score_step: float | None = None, score_iters: int | None = None):
+    """Eigenvalue a(mu) of the learned score matrix A for an eigenvalue mu >= 0 of S.
+
+    The linear score s(y) = -A y minimises the DSM loss L(A) = tr(A Q A^T) - 2 tr A + d/sigma^2
+    with Q = S + sigma^2 I (see :func:`pipeline`). With q = mu + sigma^2:
+
+    - ``"closed_form"``: a = 1 / q (the exact minimiser);
+    - ``"gd"``: a = (1 - (1 - 2 tau q)^K) / q, K steps of size tau = ``score_step`` of
+      A <- A - tau (2 A Q - 2 I) from A = 0 (``score_iters`` = K; both required).
+
+    Parameters
+    ----------
+    mu: eigenvalues of the empirical covariance (array, entries finite and >= 0).
+    sigma: DSM noise level (> 0).
+    score, score_step, score_iters: as above.
+
+    Returns
+    -------
+    Array of a(mu), same kind (NumPy or tensor) and shape as ``mu``.
+    """
+    ctx = ArrayContext(mu)
+    m = ctx.tensor(mu, "mu")
+    if m.numel() and bool((m.detach() < 0).any()):
+        raise InputError("mu: eigenvalues of a covariance must be >= 0")
+    sigma = check_positive(sigma, "sigma")
+    check_choice(score, "score", ("closed_form", "gd"))
+    if score == "gd":
+        if score_step is None or score_iters is None:
+            raise InputError("score_step: score_step and score_iters are required for "
+                             "score='gd'")
+        score_step = check_positive(score_step, "score_step")
+        score_iters = check_int(score_iters, "score_iters", min_value=0)
+    return ctx.wrap(_score_eig(m + sigma**2, score, score_step, score_iters))
 
 
 def _doubling(B: torch.Tensor, Q: torch.Tensor, K: int | None, tol: float = 1e-15,
@@ -149,12 +179,10 @@ def ula_covariance(A, *, gamma: float, n_steps: int | None = None, init_var: flo
     ctx = ArrayContext(A)
     A = ctx.tensor(A, "A")
     check_ndim(A, "A", 2)
-    if A.shape[0] != A.shape[1]:
-        raise InputError(f"A: expected a square matrix, got {tuple(A.shape)}")
+    if A.shape[0] != A.shape[1] or A.shape[0] == 0:
+        raise InputError(f"A: expected a non-empty square matrix, got {tuple(A.shape)}")
     gamma = check_positive(gamma, "gamma")
-    init_var = float(init_var)
-    if init_var < 0 or not math.isfinite(init_var):
-        raise InputError(f"init_var: must be a finite number >= 0, got {init_var}")
+    init_var = check_nonnegative_scalar(init_var, "init_var")
     d = A.shape[0]
     eye = torch.eye(d, dtype=A.dtype, device=A.device)
     B = eye - gamma * A
@@ -171,39 +199,92 @@ def ula_covariance(A, *, gamma: float, n_steps: int | None = None, init_var: flo
     return ctx.wrap(C)
 
 
-def dsm_score_matrix(S: torch.Tensor, *, sigma: float, score: str, score_step, score_iters,
-                     samples: torch.Tensor | None = None, generator=None):
-    """A from the empirical covariance S (closed form / gd spectrally) or by SGD on ``samples``.
+def dsm_score_matrix(S, *, sigma: float, score: str = "closed_form",
+                     score_step: float | None = None, score_iters: int | None = None,
+                     samples=None, seed=0):
+    """Linear DSM score matrix A (s(y) = -A y) at noise ``sigma`` from a second-moment matrix S.
 
-    Returns (A, n_iter, loss_gap).
+    Minimises L(A) = E|-A(x + sigma z) + z/sigma|^2 = tr(A Q A^T) - 2 tr A + d/sigma^2,
+    Q = S + sigma^2 I, S = E[x x^T] (Hurault et al., arXiv:2503.11615; the formulas are derived
+    in docs/sampling.md):
+
+    - ``"closed_form"``: A = Q^{-1};
+    - ``"gd"``: K = ``score_iters`` steps A <- A - tau (2 A Q - 2 I) from 0, tau = ``score_step``
+      (evaluated spectrally; requires tau < 1 / lambda_max(Q), else the iteration diverges);
+    - ``"sgd"``: K steps A <- A - 2 tau (A y - z/sigma) y^T, y = x_n + sigma z, one fresh
+      sample x_n of ``samples`` (N, d) and z ~ N(0, I) per step (simulated with ``seed``).
+
+    Returns
+    -------
+    (A, n_iter, loss_gap): the matrix (same kind as S), the number of score iterations and the
+    excess loss L(A) - L(Q^{-1}) = tr((A - Q^{-1}) Q (A - Q^{-1})^T) (0 for the closed form).
+    """
+    ctx = ArrayContext(S, samples)
+    St = ctx.tensor(S, "S")
+    check_ndim(St, "S", 2)
+    if St.shape[0] != St.shape[1] or St.shape[0] == 0:
+        raise InputError(f"S: expected a non-empty square matrix, got {tuple(St.shape)}")
+    check_psd(St, "S")
+    sigma = check_positive(sigma, "sigma")
+    check_choice(score, "score", ("closed_form", "gd", "sgd"))
+    X = None
+    if score == "sgd":
+        if samples is None:
+            raise InputError("samples: required for score='sgd'")
+        X = ctx.tensor(samples, "samples")
+        check_ndim(X, "samples", 2)
+        if X.shape[0] < 1 or X.shape[1] != St.shape[0]:
+            raise InputError(f"samples: expected shape (N, {St.shape[0]}) with N >= 1, got "
+                             f"{tuple(X.shape)}")
+    q = torch.linalg.eigvalsh(sym(St.detach())).clamp_min(0) + sigma**2
+    score_step, score_iters = _default_score_args(score, score_step, score_iters, q)
+    A, n_iter, gap = _dsm_score_matrix(St, sigma=sigma, score=score, score_step=score_step,
+                                       score_iters=score_iters, samples=X,
+                                       generator=make_generator(seed))
+    return ctx.wrap((A, n_iter, gap))
+
+
+def _loss_gap(A: torch.Tensor, Q: torch.Tensor) -> float:
+    """L(A) - L(Q^{-1}) = tr((A - Q^{-1}) Q (A - Q^{-1})^T) (L quadratic with Hessian 2 Q)."""
+    D = A - torch.linalg.inv(Q)
+    return float(torch.trace(D @ Q @ D.T))
+
+
+def _dsm_score_matrix(S: torch.Tensor, *, sigma: float, score: str, score_step, score_iters,
+                      samples: torch.Tensor | None = None, generator=None, alpha: float = 1.0):
+    """Tensor-only core of :func:`dsm_score_matrix` for the signal y = alpha x + sigma z.
+
+    Q = alpha^2 S + sigma^2 I. Returns (A, n_iter, loss_gap).
     """
     d = S.shape[0]
     eye = torch.eye(d, dtype=S.dtype, device=S.device)
-    Q = S + sigma**2 * eye
-
-    def loss_gap(A):
-        # L(A) - L(Q^{-1}) = tr((A - Q^{-1}) Q (A - Q^{-1})^T)
-        D = A - torch.linalg.inv(Q)
-        return float(torch.trace(D @ Q @ D.T))
-
+    Q = alpha**2 * S + sigma**2 * eye
     if score == "closed_form":
         return torch.linalg.inv(Q), 0, 0.0
     if score == "gd":
-        mu, U = torch.linalg.eigh(sym(S))
-        a = score_function(mu.clamp_min(0), sigma=sigma, score="gd", score_step=score_step,
-                           score_iters=score_iters)
-        A = (U * a) @ U.T
-        return A, score_iters, loss_gap(A)
-    A = sgd_dsm(samples, sigma=sigma, score_step=score_step, score_iters=score_iters,
-                generator=generator)[0]
-    return A, score_iters, loss_gap(A)
+        mu, U = torch.linalg.eigh(sym(Q))
+        A = (U * _score_eig(mu, "gd", score_step, score_iters)) @ U.T
+        return A, score_iters, _loss_gap(A, Q)
+    A = sgd_dsm(samples, sigma=sigma, alpha=alpha, score_step=score_step,
+                score_iters=score_iters, generator=generator)[0]
+    return A, score_iters, _loss_gap(A, Q)
 
 
-def sgd_dsm(samples: torch.Tensor, *, sigma: float, score_step: float, score_iters: int,
-            generator, replicates: int = 1, chunk: int = 4096) -> torch.Tensor:
-    """``replicates`` independent SGD runs on the DSM loss (batched); returns (R, d, d)."""
+def sgd_dsm(samples: torch.Tensor, *, sigma, score_step: float, score_iters: int,
+            generator, replicates: int = 1, alpha=1.0, chunk: int = 4096) -> torch.Tensor:
+    """``replicates`` independent SGD runs on the DSM loss (batched); returns (R, d, d).
+
+    Step: A <- A - 2 tau (A y - z / sigma) y^T with y = alpha x_n + sigma z, x_n drawn uniformly
+    from ``samples`` and z ~ N(0, I), from A = 0. ``sigma`` and ``alpha`` are scalars or
+    tensors of shape (R,): replicate r then fits the DSM loss at its own noise level (the
+    diffusion pipeline trains every level of its time grid at once this way). Internal helper:
+    no input validation (callers validate).
+    """
     N, d = samples.shape
-    A = torch.zeros(replicates, d, d, dtype=samples.dtype, device=samples.device)
+    kw = dict(dtype=samples.dtype, device=samples.device)
+    s = torch.as_tensor(sigma, **kw).reshape(-1, 1).expand(replicates, 1)
+    a = torch.as_tensor(alpha, **kw).reshape(-1, 1).expand(replicates, 1)
+    A = torch.zeros(replicates, d, d, **kw)
     done = 0
     while done < score_iters:
         m = min(chunk, score_iters - done)
@@ -211,26 +292,85 @@ def sgd_dsm(samples: torch.Tensor, *, sigma: float, score_step: float, score_ite
         idx = torch.randint(0, N, (m, replicates), generator=generator).to(samples.device)
         z = torch.randn(m, replicates, d, generator=generator, dtype=samples.dtype).to(
             samples.device)
-        x = samples[idx]
-        y = x + sigma * z
+        y = a * samples[idx] + s * z
+        w = z / s
         for k in range(m):
             yk = y[k]
-            r = torch.einsum("rij,rj->ri", A, yk) - z[k] / sigma
+            r = torch.einsum("rij,rj->ri", A, yk) - w[k]
             A = A - (2.0 * score_step) * r[:, :, None] * yk[:, None, :]
         done += m
     return A
 
 
+def _simulate_linear(maps, y: torch.Tensor, generator) -> torch.Tensor:
+    """Monte Carlo of the linear-Gaussian recursion y <- M y + sqrt(q) xi, xi ~ N(0, I).
+
+    ``maps`` is an iterable of (M, q) with M (d, d) and q >= 0 a scalar noise variance; ``y``
+    holds the chains as rows (n, d). The one simulator of the samplers of this package (ULA,
+    and every diffusion scheme): each is a sequence of such steps for a linear score.
+    """
+    for M, q in maps:
+        y = y @ M.T
+        if q:
+            y = y + math.sqrt(q) * torch.randn(y.shape, generator=generator,
+                                               dtype=y.dtype).to(y.device)
+    return y
+
+
+def _read_data(data, covariance, seed):
+    """Parse ``data`` = samples (N, d) or (spectrum, n_samples); returns (ctx, X, Sigma, gen).
+
+    With a spectrum the target is N(0, diag(spectrum)) and N samples are drawn with ``seed``.
+    """
+    gen = make_generator(seed)
+    if isinstance(data, tuple):
+        if len(data) != 2:
+            raise InputError("data: expected samples (N, d) or a pair (spectrum, n_samples)")
+        spectrum, n_samples = data
+        ctx = ArrayContext(spectrum, covariance)
+        lam = ctx.tensor(spectrum, "spectrum")
+        check_ndim(lam, "spectrum", 1)
+        if lam.numel() == 0 or bool((lam.detach() <= 0).any()):
+            raise InputError("spectrum: must be a non-empty vector of positive variances")
+        if covariance is not None:
+            raise InputError("covariance: not used with data=(spectrum, n_samples) (the "
+                             "target is diag(spectrum))")
+        n_samples = check_int(n_samples, "n_samples", min_value=1)
+        z = torch.randn(n_samples, lam.numel(), generator=gen, dtype=lam.dtype).to(lam.device)
+        return ctx, z * lam.sqrt(), torch.diag(lam), gen
+    ctx = ArrayContext(data, covariance)
+    X = ctx.tensor(data, "data")
+    check_ndim(X, "data", 2)
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise InputError(f"data: expected samples (N, d) with N, d >= 1, got {tuple(X.shape)}")
+    Sigma = None
+    if covariance is not None:
+        Sigma = ctx.tensor(covariance, "covariance")
+        if Sigma.shape != (X.shape[1], X.shape[1]):
+            raise InputError(f"covariance: expected shape ({X.shape[1]}, {X.shape[1]}), "
+                             f"got {tuple(Sigma.shape)}")
+        check_psd(Sigma, "covariance")
+    return ctx, X, Sigma, gen
+
+
+def _check_bool(x, name: str) -> bool:
+    if not isinstance(x, bool):
+        raise InputError(f"{name}: expected True or False, got {x!r}")
+    return x
+
+
 def _default_score_args(score, score_step, score_iters, Q_eigs):
+    """Defaults and checks of (tau, K) from the eigenvalues of Q over every fitted level."""
     qmax, qmin = float(Q_eigs.max()), float(Q_eigs.min())
-    if score == "closed_form":
+    if score in ("closed_form", "exact"):
         return None, None
     if score_step is None:
         score_step = 0.5 / qmax if score == "gd" else 0.05 / float(Q_eigs.sum())
     score_step = check_positive(score_step, "score_step")
-    if score == "gd" and score_step * qmax >= 1.0:
-        raise InputError(f"score_step: gradient descent diverges for score_step >= "
-                         f"1 / lambda_max(S + sigma^2) = {1 / qmax:.4g}")
+    if score_step * qmax >= 1.0:
+        # gd: |1 - 2 tau q| >= 1 in the top direction; sgd: its mean follows the same recursion
+        raise InputError(f"score_step: {'stochastic ' if score == 'sgd' else ''}gradient "
+                         f"descent diverges for score_step >= 1 / lambda_max(Q) = {1 / qmax:.4g}")
     if score_iters is None:
         score_iters = int(math.ceil(8.0 / (2.0 * score_step * qmin)))
     score_iters = check_int(score_iters, "score_iters", min_value=0)
@@ -271,43 +411,28 @@ def pipeline(data, *, sigma: float, gamma: float, n_steps: int, score: str = "cl
     gamma = check_positive(gamma, "gamma")
     n_steps = check_int(n_steps, "n_steps", min_value=0)
     n_chains = check_int(n_chains, "n_chains", min_value=0)
-    init_var = float(init_var)
-    if not math.isfinite(init_var) or init_var < 0:
-        raise InputError(f"init_var: must be a finite number >= 0, got {init_var}")
-    gen = make_generator(seed)
-    if isinstance(data, tuple):
-        if len(data) != 2:
-            raise InputError("data: expected samples (N, d) or a pair (spectrum, n_samples)")
-        spectrum, n_samples = data
-        ctx = ArrayContext(spectrum, covariance)
-        lam = ctx.tensor(spectrum, "spectrum")
-        check_ndim(lam, "spectrum", 1)
-        if lam.numel() == 0 or bool((lam.detach() <= 0).any()):
-            raise InputError("spectrum: must be a non-empty vector of positive variances")
-        n_samples = check_int(n_samples, "n_samples", min_value=1)
-        z = torch.randn(n_samples, lam.numel(), generator=gen, dtype=lam.dtype).to(lam.device)
-        X = z * lam.sqrt()
-        Sigma = torch.diag(lam)
-    else:
-        ctx = ArrayContext(data, covariance)
-        X = ctx.tensor(data, "data")
-        check_ndim(X, "data", 2)
-        if X.shape[0] < 1 or X.shape[1] < 1:
-            raise InputError(f"data: expected samples (N, d) with N, d >= 1, got {tuple(X.shape)}")
-        Sigma = None
-        if covariance is not None:
-            Sigma = ctx.tensor(covariance, "covariance")
-            if Sigma.shape != (X.shape[1], X.shape[1]):
-                raise InputError(f"covariance: expected shape ({X.shape[1]}, {X.shape[1]}), "
-                                 f"got {tuple(Sigma.shape)}")
-            check_psd(Sigma, "covariance")
+    init_var = check_nonnegative_scalar(init_var, "init_var")
+    denoise = _check_bool(denoise, "denoise")
+    ctx, X, Sigma, gen = _read_data(data, covariance, seed)
     N, d = X.shape
     S = X.T @ X / N
     eye = torch.eye(d, dtype=S.dtype, device=S.device)
     q = torch.linalg.eigvalsh(S.detach()).clamp_min(0) + sigma**2
     score_step, score_iters = _default_score_args(score, score_step, score_iters, q)
-    A, n_iter, gap = dsm_score_matrix(S, sigma=sigma, score=score, score_step=score_step,
-                                      score_iters=score_iters, samples=X, generator=gen)
+    A, n_iter, gap = _dsm_score_matrix(S, sigma=sigma, score=score, score_step=score_step,
+                                       score_iters=score_iters, samples=X, generator=gen)
+    if not bool(torch.isfinite(A.detach()).all()):
+        msg = ("pipeline: SGD on the DSM loss diverged (non-finite score matrix); "
+                          "reduce score_step")
+        warnings.warn(msg, ConvergenceWarning, stacklevel=2)
+        nan = torch.full_like(S, math.nan)
+        res = PipelineResult(
+            target_covariance=Sigma, empirical_covariance=S, score_matrix=A,
+            mean=torch.zeros(d, dtype=S.dtype, device=S.device), covariance=nan,
+            stationary_covariance=nan, samples=None, w2=None if Sigma is None else math.nan,
+            w2_stationary=None if Sigma is None else math.nan, w2_samples=None, stable=False,
+            converged=False, n_iter=n_iter, errors=[math.inf])
+        return ctx.wrap(res)
     B = eye - gamma * A
     rho = float(torch.linalg.eigvals(B.detach()).abs().max())
     stable = rho < 1
@@ -327,12 +452,10 @@ def pipeline(data, *, sigma: float, gamma: float, n_steps: int, score: str = "cl
     samples = None
     if n_chains:
         with torch.no_grad():
-            Ad = A.detach()
             y = math.sqrt(init_var) * torch.randn(n_chains, d, generator=gen, dtype=S.dtype).to(
                 S.device)
-            for _ in range(n_steps):
-                xi = torch.randn(n_chains, d, generator=gen, dtype=S.dtype).to(S.device)
-                y = y - gamma * y @ Ad.T + math.sqrt(2 * gamma) * xi
+            Bd = B.detach()
+            y = _simulate_linear((((Bd, 2 * gamma) for _ in range(n_steps))), y, gen)
             samples = y @ Dn.detach().T
     w2 = w2_inf = w2_s = None
     if Sigma is not None:

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 from ..core import ArrayContext, InputError, check_choice, check_int, check_ndim, check_positive
-from .gaussian import score_function
+from .gaussian import _check_bool, _score_eig
 
 __all__ = ["W2ErrorTerms", "w2_error"]
 
@@ -76,8 +76,7 @@ def _pipeline_map(score, sigma, gamma, score_step, score_iters, n_steps, init_va
     """g(mu): output variance of the pipeline as a function of an eigenvalue mu of S."""
 
     def g(mu):
-        a = score_function(mu, sigma=sigma, score=score, score_step=score_step,
-                           score_iters=score_iters)
+        a = _score_eig(mu + sigma**2, score, score_step, score_iters)
         cinf = 1.0 / (a - 0.5 * gamma * a * a)
         if n_steps is None:
             c = cinf
@@ -140,6 +139,44 @@ def _bures_commuting(lam, c):
     return (lam.sqrt() - c.sqrt()) ** 2
 
 
+def _bures_weights(lam, c):
+    """Second-order expansion of W2^2(diag(lam), diag(c) + D) in D (derived, docs/sampling.md).
+
+    W2^2 ~ W2^2(lam, c) + sum_i w1_i D_ii + sum_ij w2_ij D_ij^2, with s = sqrt(lam),
+    r = sqrt(c): w1_i = 1 - s_i / r_i and w2_ij = s_i s_j / (2 r_i r_j (s_i r_i + s_j r_j)).
+    """
+    s, r = lam.sqrt(), c.sqrt()
+    w1 = 1 - s / r
+    sr = s * r
+    w2 = 0.5 * s[:, None] * s[None, :] / (r[:, None] * r[None, :] * (sr[:, None] + sr[None, :]))
+    return w1, w2
+
+
+def _finite_sample_kernel(lam, g, N):
+    """(g(lam), K) with E W2^2(diag(lam), g(S)) - W2^2(diag(lam), g(lam)) ~ lam^T K lam.
+
+    S the empirical second moment of N Gaussian samples of N(0, diag(lam)) (Wishart moments
+    E[E_ij^2] = (lam_i lam_j + delta_ij lam_i^2) / N), g a smooth spectral map; second-order
+    Daleckii-Krein expansion of g(S) and of the Bures distance around the biased point g(lam).
+    First order in 1/N (derived here, docs/sampling.md).
+    """
+    gv, G1, G2 = _divided_differences(g, lam)
+    w1, w2 = _bures_weights(lam, gv)
+    K = w1[:, None] * G2 + G1**2 * w2
+    eye = torch.eye(lam.numel(), dtype=lam.dtype, device=lam.device)
+    K = (1 + eye) * K
+    K = 0.5 * (K + K.T) / N if math.isfinite(N) else torch.zeros_like(K)
+    return gv, K
+
+
+def _chain_sampling_bias(lam, c, n):
+    """E W2^2(diag(lam), C_n) - W2^2(diag(lam), diag(c)), C_n the second moment of n samples
+    of N(0, diag(c)): first order in 1/n (the same Bures expansion with g = identity at c)."""
+    _, w2 = _bures_weights(lam, c)
+    eye = torch.eye(lam.numel(), dtype=lam.dtype, device=lam.device)
+    return float(((1 + eye) * w2 * c[:, None] * c[None, :]).sum() / n)
+
+
 def _sgd_term(lam, sigma, gamma, tau):
     """First-order-in-tau expected W2^2 increase from SGD fluctuations of A (stationary ULA)."""
     q = lam + sigma**2
@@ -147,7 +184,7 @@ def _sgd_term(lam, sigma, gamma, tau):
     b = 1.0 - gamma * a
     c = 1.0 / (a - 0.5 * gamma * a * a)
     v = tau * lam / (sigma**2 * q)                 # Var(Delta_ij) = v_i
-    s, r = lam.sqrt(), c.sqrt()
+    w1, w2 = _bures_weights(lam, c)
     bb = b[:, None] * b[None, :]
     one_m = 1.0 - bb
     # E[Delta_ik C1_ik] = -gamma (v_i c_k b_k + delta_ik v_i b_i c_i) / (1 - b_i b_k)
@@ -155,10 +192,8 @@ def _sgd_term(lam, sigma, gamma, tau):
     EC2 = (-2 * gamma * b * e_dc.sum(1) + gamma**2 * v * c.sum()) / (1 - b * b)
     EC1sq = gamma**2 * (v[:, None] * (c * b)[None, :] ** 2 + v[None, :] * (c * b)[:, None] ** 2
                         + 2 * torch.diag(v * (c * b) ** 2)) / one_m**2
-    first = ((1 - s / r) * EC2).sum()
-    second = 0.5 * (s[:, None] * s[None, :] * EC1sq
-                    / (r[:, None] * r[None, :] * (s[:, None] * r[:, None]
-                                                  + s[None, :] * r[None, :]))).sum()
+    first = (w1 * EC2).sum()
+    second = (w2 * EC1sq).sum()
     return first + second
 
 
@@ -199,29 +234,29 @@ def w2_error(spectrum, *, sigma: float, gamma: float, n_samples: int | float,
     init_var = float(init_var)
     if not math.isfinite(init_var) or init_var < 0:
         raise InputError(f"init_var: must be a finite number >= 0, got {init_var}")
+    denoise = _check_bool(denoise, "denoise")
     if score in ("gd", "sgd"):
         if score_step is None:
             raise InputError(f"score_step: required for score={score!r}")
         score_step = check_positive(score_step, "score_step")
+        if score_step * float(lam.max() + sigma**2) >= 1.0:
+            raise InputError("score_step: (stochastic) gradient descent diverges (tau >= "
+                             "1/(lambda_max + sigma^2))")
     if score == "gd":
         if score_iters is None:
             raise InputError("score_iters: required for score='gd'")
         score_iters = check_int(score_iters, "score_iters", min_value=0)
-        if score_step * float(lam.max() + sigma**2) >= 1.0:
-            raise InputError("score_step: gradient descent diverges (tau >= 1/(lambda_max + "
-                             "sigma^2))")
     if score == "sgd" and (n_steps is not None or denoise):
         raise InputError("score: the sgd term is derived for the stationary law without "
                          "denoising (n_steps=None, denoise=False)")
     base = "gd" if score == "gd" else "closed_form"
     g = _pipeline_map(base, sigma, gamma, score_step, score_iters, n_steps, init_var, denoise)
     # stability of every direction met by the pipeline (at N = inf)
-    a = score_function(lam, sigma=sigma, score=base, score_step=score_step,
-                       score_iters=score_iters)
+    a = _score_eig(lam + sigma**2, base, score_step, score_iters)
     if bool(((gamma * a) >= 2).any()) or bool((a <= 0).any()):
         raise InputError(f"gamma: ULA unstable for the learned score (need gamma < 2 / a, "
                          f"max gamma a = {float((gamma * a).max()):.4g})")
-    gv, G1, G2 = _divided_differences(g, lam)
+    gv, Kmat = _finite_sample_kernel(lam, g, N)
     per_dir = _bures_commuting(lam, gv)
     bias = per_dir.sum()
     g_noise = _pipeline_map("closed_form", sigma, 0.0, None, None, None, init_var, denoise)
@@ -235,13 +270,6 @@ def w2_error(spectrum, *, sigma: float, gamma: float, n_samples: int | float,
         discretization = bias - noise
         optimization = _sgd_term(lam, sigma, gamma, score_step) if score == "sgd" \
             else torch.zeros((), dtype=lam.dtype, device=lam.device)
-    s, r = lam.sqrt(), gv.sqrt()
-    Kmat = ((1 - s / r)[:, None] * G2
-            + 0.5 * G1**2 * s[:, None] * s[None, :]
-            / (r[:, None] * r[None, :] * (s[:, None] * r[:, None] + s[None, :] * r[None, :])))
-    eye = torch.eye(lam.numel(), dtype=lam.dtype, device=lam.device)
-    Kmat = (1 + eye) * Kmat
-    Kmat = 0.5 * (Kmat + Kmat.T) / N if math.isfinite(N) else torch.zeros_like(Kmat)
     finite = lam @ Kmat @ lam
     total = bias + finite + (optimization if score == "sgd" else 0.0)
     exact = ("bias", "noise", "discretization") + (("optimization",) if score != "sgd" else ())
