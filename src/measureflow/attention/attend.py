@@ -334,25 +334,43 @@ def attend(queries, tokens, weights=None, *, Q, K, V, kind="softmax", heads=1, e
         raise InputError(f"bias: must be finite, got {bias}")
     m, n = x.shape[0], y.shape[0]
     mc, nc = _chunks(chunk, m, n, h)
-
     qpos = kpos = None
     if kind == "causal":
         qpos, kpos = _positions(positions, m, n, ctx, same)
     elif positions is not None:
         raise InputError("positions: only used with kind='causal'")
+    if kind == "sinkhorn":
+        max_iter = check_int(max_iter, "max_iter", min_value=1)
+        tol = check_positive(tol, "tol")
+    return ctx.wrap(_attend(x, y, w, Qh, Kh, Ch, Vt, kind=kind, eps=eps, bias=bias, mc=mc,
+                            nc=nc, qpos=qpos, kpos=kpos, max_iter=max_iter, tol=tol))
 
+
+def _attend(x, y, w, Qh, Kh, Ch, Vt, *, kind, eps, bias, mc, nc, qpos=None, kpos=None,
+            max_iter=1000, tol=1e-9):
+    """Tensor-only core of :func:`attend` (arguments already validated and split per head).
+
+    x (m, d) queries, y (n, d) tokens, w (n,) weights >= 0; Qh, Kh, Ch from ``split_heads``
+    and the raw V (``Vt``, for the row-split fast path); qpos/kpos the causal positions.
+    Returns (m, d_out). Hot loops (particle flows) call this directly.
+    """
+    h = Qh.shape[0]
+    m = x.shape[0]
+    row_split = Vt.ndim == 2 and h > 1
+    if m == 0:                                # no queries: an empty (0, d_out) answer
+        d_out = Vt.shape[0] if row_split else Ch.shape[-2]
+        return x.new_zeros(0, d_out)
     keep = w > 0
     if not bool(keep.all()):
         y, w = y[keep], w[keep]
         if kpos is not None:
             kpos = kpos[keep]
-        n = y.shape[0]
+    n = y.shape[0]
     qp = torch.einsum("md,hkd->hmk", x, Qh)
     kp = torch.einsum("nd,hkd->hnk", y, Kh)
     # row-split V (2-D, heads > 1): head j only fills its own block of output rows, so the
     # values are projected once and the head outputs concatenated (same result as summing
     # the zero-padded C_j images, h times fewer flops)
-    row_split = Vt.ndim == 2 and h > 1
     if row_split:
         vy = (y @ Vt.T).reshape(n, h, -1).transpose(0, 1)
     else:
@@ -366,16 +384,15 @@ def attend(queries, tokens, weights=None, *, Q, K, V, kind="softmax", heads=1, e
 
     if kind == "sigmoid":
         num, _ = _stream(qp, kp, vy, None, mc=mc, nc=nc, sigmoid_bias=bias, wts=w[None, None])
-        return ctx.wrap(combine(num))
+        return combine(num)
     if kind == "l2":
         qp = 2.0 * qp
         key_bias = logw - (kp * kp).sum(-1)      # -|Qx - Ky|^2 up to the query-only term
     elif kind == "sinkhorn":
         loga = torch.log(w / w.sum())
         sp = torch.einsum("nd,hkd->hnk", y, Qh) / eps
-        _, v, conv, it, errs = _sinkhorn(sp, kp, loga, max_iter=check_int(
-            max_iter, "max_iter", min_value=1), tol=check_positive(tol, "tol"),
-            mc=min(mc, n), nc=nc)
+        _, v, conv, it, errs = _sinkhorn(sp, kp, loga, max_iter=max_iter, tol=tol,
+                                         mc=min(mc, n), nc=nc)
         report_convergence(conv, "sinkhorn attention", it, errs[-1] if errs else math.nan,
                            tol)
         qp = qp / eps
@@ -390,7 +407,7 @@ def attend(queries, tokens, weights=None, *, Q, K, V, kind="softmax", heads=1, e
         i = int(torch.nonzero((den <= 0).any(0).reshape(-1))[0])
         raise InputError(f"positions: query {i} sees no token (every token position is "
                          "larger than its own)")
-    return ctx.wrap(combine(num / den))
+    return combine(num / den)
 
 
 def output_moments(tokens, weights=None, *, Q, K, V, kind="softmax", heads=1, eps=1.0,

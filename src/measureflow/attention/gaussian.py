@@ -33,13 +33,13 @@ import torch
 from ..core import (
     ArrayContext,
     InputError,
-    SolverResult,
     check_choice,
     check_int,
     check_positive,
     report_convergence,
 )
 from ..core.linalg import sqrtm_psd, sym
+from ..ot.integrate import FlowResult, ode_step, project_psd, symmetrize
 from ._heads import split_heads
 
 __all__ = ["GAUSSIAN_KINDS", "gaussian_affine_map", "gaussian_velocity", "integrate_gaussian",
@@ -127,25 +127,41 @@ def gaussian_velocity(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class GaussianFlowResult(SolverResult):
+class GaussianFlowResult(FlowResult):
     """Trajectory of the Gaussian moment ODEs.
 
-    times (T_rec,), means (T_rec, ..., d), covs (T_rec, ..., d, d): recorded states (every
-    ``record_every`` steps plus the final one); final_mean, final_cov: last state of each
-    member; status: per member (a str, or a list for a batch) among ``"converged"``
+    times (T_rec,); trajectory = (means (T_rec, ..., d), covs (T_rec, ..., d, d)): recorded
+    states (every ``record_every`` steps plus the final one); final = (mean, cov): last state of
+    each member; status: per member (a str, or a list for a batch) among ``"converged"``
     (|cov_dot|_F < tol), ``"blow-up"`` (trace cov > blowup), ``"final_time"`` (reached T),
     ``"max_iter"``; stop_iter: step at which each member stopped. ``converged`` is True iff
     every member has status "converged" or "final_time"; ``errors`` = max over members of
-    |cov_dot|_F at each recorded step.
+    |cov_dot|_F at each recorded step. ``means``, ``covs``, ``final_mean`` and ``final_cov``
+    are kept as aliases of the components of ``trajectory`` and ``final``.
     """
 
-    times: torch.Tensor
-    means: torch.Tensor
-    covs: torch.Tensor
-    final_mean: torch.Tensor
-    final_cov: torch.Tensor
-    status: object
-    stop_iter: object
+    status: object = None
+    stop_iter: object = None
+
+    @property
+    def means(self):
+        """Alias of ``trajectory[0]``."""
+        return self.trajectory[0]
+
+    @property
+    def covs(self):
+        """Alias of ``trajectory[1]``."""
+        return self.trajectory[1]
+
+    @property
+    def final_mean(self):
+        """Alias of ``final[0]``."""
+        return self.final[0]
+
+    @property
+    def final_cov(self):
+        """Alias of ``final[1]``."""
+        return self.final[1]
 
 
 def integrate_gaussian(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0, *, step=0.01,
@@ -155,7 +171,8 @@ def integrate_gaussian(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0, *, 
 
     ``method="rk4"`` (classical Runge-Kutta, then symmetrised) or ``"projected_euler"``
     (Sigma <- Sigma + step * rhs, then projection onto the PSD cone: eigenvalues clamped at
-    1e-14, the reference implementation's scheme). Each member of a batch (leading dims of
+    1e-14, the reference implementation's scheme); the steps are
+    :func:`measureflow.ot.integrate.ode_step` (the per-member stopping rule is applied here). Each member of a batch (leading dims of
     cov) stops, and is frozen, at the first of: |cov_dot|_F < ``tol`` ("converged"),
     trace Sigma > ``blowup`` ("blow-up"), time ``T`` reached ("final_time", if T is given),
     ``max_iter`` steps ("max_iter": ConvergenceWarning unless T was given). Step count with T:
@@ -182,14 +199,10 @@ def integrate_gaussian(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0, *, 
     S = S.expand(*batch, d, d).clone()
     m = m.expand(*batch, d).clone()
 
-    def rhs(mm, SS):
-        b, J = _affine(mm, SS, Qh, Kh, Ch, kind, eps)
-        JS = J @ SS
+    def rhs(t, state):
+        b, J = _affine(state[0], state[1], Qh, Kh, Ch, kind, eps)
+        JS = J @ state[1]
         return b, JS + JS.transpose(-1, -2)
-
-    def psd_project(SS):
-        ev, U = torch.linalg.eigh(sym(SS))
-        return (U * ev.clamp_min(1e-14).unsqueeze(-2)) @ U.transpose(-1, -2)
 
     active = torch.ones(batch, dtype=torch.bool, device=S.device)
     status = torch.full(batch, 3, dtype=torch.long, device=S.device)  # 3 = max_iter / final
@@ -198,7 +211,7 @@ def integrate_gaussian(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0, *, 
     t = 0.0
     it = 0
     for it in range(1, max_iter + 1):
-        bm, dS = rhs(m, S)
+        bm, dS = rhs(t, (m, S))
         err = torch.linalg.matrix_norm(dS)
         done_conv = active & (err < tol)
         if bool(done_conv.any()):
@@ -213,16 +226,9 @@ def integrate_gaussian(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0, *, 
                 covs.append(S.clone())
                 errors.append(float(err.max()) if err.numel() else 0.0)
             break
-        if method == "projected_euler":
-            m_new = m + step * bm
-            S_new = psd_project(S + step * dS)
-        else:
-            k1m, k1S = bm, dS
-            k2m, k2S = rhs(m + 0.5 * step * k1m, S + 0.5 * step * k1S)
-            k3m, k3S = rhs(m + 0.5 * step * k2m, S + 0.5 * step * k2S)
-            k4m, k4S = rhs(m + step * k3m, S + step * k3S)
-            m_new = m + step / 6.0 * (k1m + 2 * k2m + 2 * k3m + k4m)
-            S_new = sym(S + step / 6.0 * (k1S + 2 * k2S + 2 * k3S + k4S))
+        m_new, S_new = ode_step(rhs, t, (m, S), step, "euler" if method == "projected_euler"
+                                else "rk4", k1=(bm, dS))
+        S_new = project_psd(S_new) if method == "projected_euler" else symmetrize(S_new)
         finite = torch.isfinite(S_new).all(-1).all(-1) & torch.isfinite(m_new).all(-1)
         take = active & finite                    # non-finite members keep their last state
         m = torch.where(take[..., None], m_new, m)
@@ -252,8 +258,8 @@ def integrate_gaussian(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0, *, 
         report_convergence(False, "integrate_gaussian", it, errors[-1] if errors else math.nan,
                            tol)
     res = GaussianFlowResult(
-        times=torch.tensor(times, dtype=S.dtype, device=S.device), means=torch.stack(means), covs=torch.stack(covs),
-        final_mean=m, final_cov=S, status=st,
+        times=torch.tensor(times, dtype=S.dtype, device=S.device),
+        trajectory=(torch.stack(means), torch.stack(covs)), final=(m, S), status=st,
         stop_iter=int(stop_iter) if len(batch) == 0 else stop_iter,
         converged=converged, n_iter=it, errors=errors)
     return ctx.wrap(res)

@@ -10,6 +10,7 @@ norm after each step.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import torch
@@ -24,31 +25,35 @@ from ..core import (
     check_positive,
     check_weights,
 )
+from ..core.validation import _as_float
+from ..ot.integrate import (
+    FlowResult,
+    ParticleFlow,
+    resolve_projection,
+    sphere_tangent,
+)
 from ._heads import split_heads
-from .attend import KINDS, attend
+from .attend import KINDS, _attend, _chunks, _positions
 
 __all__ = ["particle_flow", "ParticleFlowResult", "cluster_count", "limit_rank",
            "interaction_energy"]
 
 
-@dataclasses.dataclass(frozen=True)
-class ParticleFlowResult:
-    """Particle trajectory and diagnostics.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ParticleFlowResult(FlowResult):
+    """Particle trajectory and diagnostics (a fixed-horizon integration: ``converged=True``).
 
-    times (T_rec,); trajectory (T_rec, n, d): recorded positions; final (n, d); means
-    (T_rec, d) and covs (T_rec, d, d): weighted mean/covariance of the particles;
-    energy (T_rec,): :func:`interaction_energy`; n_clusters and rank: :func:`cluster_count`
-    and :func:`limit_rank` of the final configuration.
+    times (T_rec,); trajectory (T_rec, n, d): recorded positions (detached); final (n, d)
+    (autograd kept); means (T_rec, d) and covs (T_rec, d, d): weighted mean/covariance of the
+    particles; energy (T_rec,): :func:`interaction_energy`; n_clusters and rank:
+    :func:`cluster_count` and :func:`limit_rank` of the final configuration; n_iter: steps.
     """
 
-    times: torch.Tensor
-    trajectory: torch.Tensor
-    final: torch.Tensor
-    means: torch.Tensor
-    covs: torch.Tensor
-    energy: torch.Tensor
-    n_clusters: int
-    rank: int
+    means: torch.Tensor = None
+    covs: torch.Tensor = None
+    energy: torch.Tensor = None
+    n_clusters: int = 0
+    rank: int = 0
 
 
 def _wcov(x, a):
@@ -129,7 +134,9 @@ def particle_flow(tokens, weights=None, *, Q, K, V, kind="softmax", T=1.0, steps
     """Integrate the particle system dx_i/dt = Gamma_{mu_n(t)}(x_i) on [0, T].
 
     ``Gamma`` is :func:`attend` of the current empirical measure (any ``kind``; ``positions``
-    of the causal kind stay attached to their particles). ``method``: ``"euler"`` (the residual
+    of the causal kind stay attached to their particles), validated once and then evaluated by
+    its tensor-only core; the steps are those of :class:`measureflow.ot.integrate.ParticleFlow`
+    (for ``normalize`` the projection is also applied to the Runge-Kutta stages). ``method``: ``"euler"`` (the residual
     network x <- x + h Gamma(x), h = T / steps) or ``"rk4"``. ``normalize``: None, ``"sphere"``
     (velocity projected on the tangent space, then x <- x / |x|) or ``"layernorm"``
     (x <- (x - mean of its coordinates) / std of its coordinates after each step).
@@ -142,6 +149,8 @@ def particle_flow(tokens, weights=None, *, Q, K, V, kind="softmax", T=1.0, steps
     if x.ndim == 1:
         x = x[:, None]
     check_ndim(x, "tokens", 2)
+    if x.shape[0] == 0:
+        raise InputError("tokens: needs at least one token")
     w = check_weights(None if weights is None else ctx.tensor(weights, "weights"), x.shape[0],
                       "weights", like=x)
     kind = check_choice(kind, "kind", KINDS)
@@ -151,57 +160,45 @@ def particle_flow(tokens, weights=None, *, Q, K, V, kind="softmax", T=1.0, steps
     method = check_choice(method, "method", ("euler", "rk4"))
     normalize = check_choice(normalize, "normalize", (None, "sphere", "layernorm"))
     Qt, Kt, Vt = ctx.tensor(Q, "Q"), ctx.tensor(K, "K"), ctx.tensor(V, "V")
-    d = x.shape[1]
-    if positions is not None:
-        positions = ctx.tensor(positions, "positions").reshape(-1)
-    kw = dict(Q=Qt, K=Kt, V=Vt, kind=kind, heads=heads, eps=eps, chunk=chunk, bias=bias,
-              positions=positions)
-    if split_heads(Qt, Kt, Vt, heads, d)[2].shape[-2] != d:
+    n, d = x.shape
+    Qh, Kh, Ch = split_heads(Qt, Kt, Vt, heads, d)
+    if Ch.shape[-2] != d:
         raise InputError(f"V: the flow needs d_out = d = {d} output rows")
-    h = T / steps
+    eps = check_positive(eps, "eps")
+    bias = _as_float(bias, "bias")
+    if not math.isfinite(bias):
+        raise InputError(f"bias: must be finite, got {bias}")
+    mc, nc = _chunks(chunk, n, n, Qh.shape[0])
+    qpos = kpos = None
+    if kind == "causal":
+        qpos, kpos = _positions(None if positions is None else ctx.tensor(
+            positions, "positions").reshape(-1), n, n, ctx, True)
+    elif positions is not None:
+        raise InputError("positions: only used with kind='causal'")
     a = w / w.sum()
 
-    def vel(z):
-        g = attend(None, z, w, **kw)
-        if normalize == "sphere":
-            g = g - (g * z).sum(-1, keepdim=True) * z
-        return g
+    def vel(z, wz):  # tensor-only: validated once above
+        g = _attend(z, z, wz, Qh, Kh, Ch, Vt, kind=kind, eps=eps, bias=bias, mc=mc, nc=nc,
+                    qpos=qpos, kpos=kpos)
+        return sphere_tangent(g, z) if normalize == "sphere" else g
 
-    def post(z):
-        if normalize == "sphere":
-            return z / z.norm(dim=-1, keepdim=True).clamp_min(1e-300)
-        if normalize == "layernorm":
-            zc = z - z.mean(-1, keepdim=True)
-            return zc / zc.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-300)
-        return z
-
-    x = post(x)
+    post = resolve_projection(normalize)
+    if post is not None:
+        x = post(x)
+    res = ParticleFlow(vel, x, w, method=method, project=normalize, project_stages=True).steps(
+        steps, T=T, record_every=record_every)
+    x = res.final
     Qe, Ke = Qt, Kt
     if Qt.ndim == 3:
         Qe, Ke = Qt.reshape(-1, d), Kt.reshape(-1, d)
-    times, traj = [0.0], [x.detach().clone()]
-    for s in range(1, steps + 1):
-        if method == "euler":
-            x = post(x + h * vel(x))
-        else:
-            k1 = vel(x)
-            k2 = vel(post(x + 0.5 * h * k1))
-            k3 = vel(post(x + 0.5 * h * k2))
-            k4 = vel(post(x + h * k3))
-            x = post(x + h / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4))
-        if not bool(torch.isfinite(x).all()):
-            raise FloatingPointError(f"particle_flow: non-finite positions at step {s} "
-                                     "(the flow blows up; reduce T or the score scale)")
-        if s % record_every == 0 or s == steps:
-            times.append(s * h)
-            traj.append(x.detach().clone())
-    trajectory = torch.stack(traj)
+    trajectory = res.trajectory.detach()
     stats = [_wcov(z, a.detach()) for z in trajectory]
     energy = torch.stack([interaction_energy(z, a.detach(), Q=Qe.detach(), K=Ke.detach(),
                                              heads=heads) for z in trajectory])
-    res = ParticleFlowResult(
-        times=torch.tensor(times, dtype=x.dtype, device=x.device), trajectory=trajectory, final=x,
+    out = ParticleFlowResult(
+        times=res.times, trajectory=trajectory, final=x,
         means=torch.stack([s[0] for s in stats]), covs=torch.stack([s[1] for s in stats]),
         energy=energy, n_clusters=cluster_count(x.detach(), cluster_tol),
-        rank=limit_rank(x.detach(), a.detach(), rank_tol))
-    return ctx.wrap(res)
+        rank=limit_rank(x.detach(), a.detach(), rank_tol), converged=True, n_iter=res.n_iter,
+        errors=[])
+    return ctx.wrap(out)

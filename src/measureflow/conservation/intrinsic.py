@@ -25,6 +25,7 @@ Matrices are flattened row-major: vec(P G Q) = (P ⊗ Q^T) vec(G).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -39,6 +40,7 @@ from ..core import (
     make_generator,
 )
 from ..core.linalg import sqrtm_psd
+from ..ot.integrate import FlowResult, integrate
 from ._paths import DAG, dag_laws, mlp_dag, path_lifting
 from .lie import GradientFields, lie_closure, number_of_laws
 
@@ -441,17 +443,25 @@ def metric_neural_ode(Z: torch.Tensor, mu: float, *, n_quad: int = 48) -> torch.
     return ctx.wrap(K)
 
 
-@dataclasses.dataclass(frozen=True)
-class NeuralODEFlow:
-    """Output of :func:`neural_ode_flow`: times, Z(t) from the parameter flow, z(t) from the
-    intrinsic flow, ``max_rel_error`` = max_t |Z - z|_F / |Z|_F, and ``law_drift`` = max_t
-    max |S_t - S_0| of the discretised law."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NeuralODEFlow(FlowResult):
+    """Output of :func:`neural_ode_flow`: ``times``, ``trajectory`` = (Z(t) from the parameter
+    flow, z(t) from the intrinsic flow), ``final`` = their last values, ``max_rel_error`` =
+    max_t |Z - z|_F / |Z|_F, and ``law_drift`` = max_t max |S_t - S_0| of the discretised law.
+    ``Z_param`` and ``Z_intrinsic`` are kept as aliases of the trajectory components."""
 
-    times: torch.Tensor
-    Z_param: torch.Tensor
-    Z_intrinsic: torch.Tensor
-    max_rel_error: float
-    law_drift: float
+    max_rel_error: float = math.nan
+    law_drift: float = math.nan
+
+    @property
+    def Z_param(self):
+        """Alias of ``trajectory[0]`` (resolvent of the parameter flow)."""
+        return self.trajectory[0]
+
+    @property
+    def Z_intrinsic(self):
+        """Alias of ``trajectory[1]`` (solution of the intrinsic flow)."""
+        return self.trajectory[1]
 
 
 def neural_ode_flow(A0: torch.Tensor, target: torch.Tensor, mu: float, *, t_max: float = 0.5,
@@ -461,7 +471,7 @@ def neural_ode_flow(A0: torch.Tensor, target: torch.Tensor, mu: float, *, t_max:
     Loss f(Z) = 1/2 |Z - target|_F^2. Parameter flow: A_i' = -L grad_{A_i} f(neural_ode_product(A))
     (the L^2 gradient of the piecewise-constant path; autograd through ``matrix_exp``).
     Intrinsic flow: z' = -K(z)[grad f(z)] with K = :func:`metric_neural_ode` (mu constant). Both by
-    classical RK4 with ``n_t`` steps on [0, t_max]. The difference is the discretisation error of
+    classical RK4 with ``n_t`` steps on [0, t_max] (:func:`measureflow.ot.integrate.integrate`). The difference is the discretisation error of
     the L-layer approximation (O(1/L)) plus the RK4 error.
     """
     if A0.ndim != 3:
@@ -484,28 +494,20 @@ def neural_ode_flow(A0: torch.Tensor, target: torch.Tensor, mu: float, *, t_max:
         Kz = metric_neural_ode(z, mu)
         return -(Kz @ (z - target).reshape(-1)).reshape(n, n)
 
-    def rk4(f, y, h):
-        k1 = f(y)
-        k2 = f(y + h / 2 * k1)
-        k3 = f(y + h / 2 * k2)
-        k4 = f(y + h * k3)
-        return y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-
-    h = t_max / n_t
     A = A0.detach().clone()
     z = neural_ode_product(A).detach()
     S0 = neural_ode_law(A) if L >= 2 else None
-    Zs, zs, ts = [z.clone()], [z.clone()], [0.0]
-    drift = 0.0
-    for k in range(n_t):
-        A = rk4(fA, A, h)
-        z = rk4(fz, z, h)
-        Zs.append(neural_ode_product(A).detach())
-        zs.append(z.clone())
-        ts.append((k + 1) * h)
-        if S0 is not None:
-            drift = max(drift, float((neural_ode_law(A) - S0).abs().max()))
-    Zp, Zi = torch.stack(Zs), torch.stack(zs)
+
+    def observe(t, state):
+        Ak = state[0]
+        drift = 0.0 if S0 is None else float((neural_ode_law(Ak) - S0).abs().max())
+        return {"Z": neural_ode_product(Ak).detach(), "drift": drift}
+
+    res = integrate(lambda t, state: (fA(state[0]), fz(state[1])), (A, z), T=t_max,
+                    n_steps=n_t, method="rk4", observe=observe, name="neural_ode_flow")
+    Zp, Zi = res.observations["Z"], res.trajectory[1]
+    drift = float(res.observations["drift"].max())
     err = float(((Zp - Zi).flatten(1).norm(dim=1) / Zp.flatten(1).norm(dim=1)).max())
-    return NeuralODEFlow(times=torch.tensor(ts, dtype=_F64), Z_param=Zp, Z_intrinsic=Zi,
-                         max_rel_error=err, law_drift=drift)
+    return NeuralODEFlow(times=res.times, trajectory=(Zp, Zi), final=(Zp[-1], Zi[-1]),
+                         max_rel_error=err, law_drift=drift, converged=True, n_iter=n_t,
+                         errors=[])

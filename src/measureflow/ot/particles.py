@@ -8,7 +8,7 @@ Mei, Montanari & Nguyen 2018 for two-layer networks) moves each particle with th
 
     dx_i/dt = -grad_x (dF/dmu)(x_i) = -(1 / w_i) dF(mu)/dx_i,
 
-which we obtain by autograd of F(x) and integrate by explicit Euler:
+which we obtain by autograd of F(x) and integrate by explicit Euler (:mod:`.integrate`):
 x_i <- x_i - step (1/w_i) dF/dx_i (+ sqrt(2 step T) N(0, I) when ``temperature`` T > 0, which
 adds T int mu log mu to F: the Langevin / McKean-Vlasov particle system).
 
@@ -45,17 +45,18 @@ from ..core.validation import (
     check_positive,
     check_weights,
 )
+from .integrate import FlowResult, ParticleFlow, autograd_force
 
 __all__ = ["particle_flow", "ParticleFlowResult", "mmd2"]
 
 
-@dataclasses.dataclass(frozen=True)
-class ParticleFlowResult:
-    """Result of :func:`particle_flow` (a fixed-step integration: no convergence test).
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ParticleFlowResult(FlowResult):
+    """Result of :func:`particle_flow` (a fixed-step integration: ``converged=True``).
 
     Attributes
     ----------
-    positions:
+    final:
         Final particles (n, d).
     trajectory:
         Saved particles (n_saved, n, d), including the start and the end.
@@ -63,12 +64,16 @@ class ParticleFlowResult:
         (n_saved,) times (step x iteration).
     energies:
         F at the saved times (the deterministic part, without the temperature's entropy).
+    n_iter:
+        Number of steps.
     """
 
-    positions: Any
-    trajectory: Any
-    times: Any
-    energies: Any
+    energies: Any = None
+
+    @property
+    def positions(self):
+        """Alias of ``final`` (the final particles; the name used before measureflow 0.2)."""
+        return self.final
 
 
 def _kernel(x: torch.Tensor, y: torch.Tensor, kernel: str, bandwidth: float) -> torch.Tensor:
@@ -127,7 +132,8 @@ def particle_flow(x0, *, energy: str | Callable = "interaction", n_steps: int, s
     Returns
     -------
     ParticleFlowResult
-        Detached positions, trajectory, times and energies (NumPy in, NumPy out).
+        Detached ``final`` particles, ``trajectory``, ``times`` and ``energies`` (NumPy in,
+        NumPy out). ``positions`` is kept as an alias of ``final``.
     """
     ctx = ArrayContext(x0, weights, target, target_weights)
     x = ctx.tensor(x0, "x0").detach()
@@ -183,34 +189,22 @@ def particle_flow(x0, *, energy: str | Callable = "interaction", n_steps: int, s
             def F(z, wz):
                 return 0.5 * (wz @ _kernel(z, z, kernel, bw) @ wz
                               - 2 * wz @ _kernel(z, y, kernel, bw) @ b + kyy)
-    gen = make_generator(seed) if temperature > 0 else None
-    noise_scale = math.sqrt(2.0 * step * temperature)
+    noise = None
+    if temperature > 0:
+        gen = make_generator(seed)
+        noise_scale = math.sqrt(2.0 * step * temperature)
 
-    def value_and_grad(z):
-        with torch.enable_grad():
-            zz = z.clone().requires_grad_(True)
-            val = F(zz, w)
-            if not isinstance(val, torch.Tensor) or val.numel() != 1:
-                raise InputError("energy: must return a scalar tensor")
-            (g,) = torch.autograd.grad(val, zz)
-        return val.detach(), g
+        def noise(t, z, h):
+            return noise_scale * torch.randn(z.shape, generator=gen, dtype=z.dtype).to(z.device)
 
-    traj, times, energies = [x.clone()], [0.0], []
-    for k in range(1, n_steps + 1):
-        val, g = value_and_grad(x)
-        if k == 1:
-            energies.append(float(val))
-        if not bool(torch.isfinite(g).all()):
-            raise FloatingPointError(f"particle_flow: non-finite force at step {k}; "
-                                     "reduce the step")
-        x = x - step * g / w[:, None]
-        if temperature > 0:
-            x = x + noise_scale * torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
-        if k % save_every == 0 or k == n_steps:
-            traj.append(x.clone())
-            times.append(k * step)
-            energies.append(float(value_and_grad(x)[0]))
+    def velocity(z, wz):
+        val, g = autograd_force(F, z, wz, wz)
+        return -g, val
+
+    flow = ParticleFlow(velocity, x, w, method="euler", noise=noise, has_aux=True)
+    res = flow.steps(n_steps, step, record_every=save_every)
+    kw = dict(dtype=x.dtype, device=x.device)
     return ctx.wrap(ParticleFlowResult(
-        positions=x, trajectory=torch.stack(traj),
-        times=torch.tensor(times, dtype=x.dtype, device=x.device),
-        energies=torch.tensor(energies, dtype=x.dtype, device=x.device)))
+        final=res.final, trajectory=res.trajectory, times=res.times,
+        energies=torch.tensor([float(e) for e in res.aux], **kw), converged=True,
+        n_iter=res.n_iter, errors=[]))

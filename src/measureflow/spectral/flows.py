@@ -21,8 +21,8 @@ import torch
 
 from ..core.arrays import ArrayContext
 from ..core.errors import InputError
-from ..core.results import SolverResult
 from ..core.validation import (
+    check_choice,
     check_int,
     check_ndim,
     check_nonnegative,
@@ -32,7 +32,14 @@ from ..core.validation import (
     check_shape,
     check_weights,
 )
-from .schatten import check_p, dual_exponent, particle_lmo, schatten_lmo
+from ..ot.integrate import (
+    FlowResult,
+    ParticleFlow,
+    autograd_force,
+    integrate,
+    project_nonnegative,
+)
+from .schatten import _particle_lmo, check_p, dual_exponent, schatten_lmo
 
 __all__ = ["ParticleFlowResult", "particle_flow", "affine_covariance_rhs", "gaussian_kl_rhs",
            "gaussian_kl", "gaussian_kl_flow", "GaussianFlowResult", "modal_rhs", "modal_flow",
@@ -41,14 +48,18 @@ __all__ = ["ParticleFlowResult", "particle_flow", "affine_covariance_rhs", "gaus
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ParticleFlowResult(SolverResult):
-    """Trajectory of :func:`particle_flow`: ``positions`` (T+1, n, d) at ``times`` (T+1,),
-    ``energies`` (T+1,), ``dual_norms`` (T+1,) = N*_mu(g)^2 (the dissipation rate)."""
+class ParticleFlowResult(FlowResult):
+    """Result of :func:`particle_flow`: ``trajectory`` (T+1, n, d) at ``times`` (T+1,),
+    ``final`` (n, d), ``energies`` (T+1,), ``dual_norms`` (T+1,) = N*_mu(g)^2 (the dissipation
+    rate). ``positions`` is kept as an alias of ``trajectory`` (its name before 0.2)."""
 
-    positions: Any = None
-    times: Any = None
     energies: Any = None
     dual_norms: Any = None
+
+    @property
+    def positions(self):
+        """Alias of ``trajectory`` (recorded positions (T+1, n, d))."""
+        return self.trajectory
 
 
 def particle_flow(energy: Callable, x0, *, p=math.inf, weights=None, step: float,
@@ -59,7 +70,8 @@ def particle_flow(energy: Callable, x0, *, p=math.inf, weights=None, step: float
     the force is g(x_i) = dE/dX_i / w_i and X <- X + step * particle_lmo(g, w, p). p = 1 is the
     Wasserstein-2 gradient flow, p = inf the mean-field Muon flow (Sec. 5). ``max_displacement``
     caps ||Delta X||_F per step (the paper's experiments use such a cap; None = no cap).
-    Returns a :class:`ParticleFlowResult` (always ``converged=True``: a fixed-horizon integrator).
+    Integrated by :class:`measureflow.ot.integrate.ParticleFlow`. Returns a
+    :class:`ParticleFlowResult` (always ``converged=True``: a fixed-horizon integrator).
     """
     ctx = ArrayContext(x0, weights)
     X = ctx.tensor(x0, "x0").detach().clone()
@@ -68,6 +80,8 @@ def particle_flow(energy: Callable, x0, *, p=math.inf, weights=None, step: float
                       "weights", like=X)
     if bool((w <= 0).any()):
         raise InputError("weights: must be > 0 (forces are gradients divided by w)")
+    if not callable(energy):
+        raise InputError("energy: must be a callable energy(X) -> scalar tensor")
     p = check_p(p)
     step = check_positive(step, "step")
     n_steps = check_int(n_steps, "n_steps", min_value=0)
@@ -75,43 +89,32 @@ def particle_flow(energy: Callable, x0, *, p=math.inf, weights=None, step: float
     cap = None if max_displacement is None else check_positive(max_displacement,
                                                                "max_displacement")
     q = dual_exponent(p)
-    pos, times, ens, duals = [], [], [], []
 
-    def force(X):
-        Xr = X.detach().requires_grad_(True)
-        with torch.enable_grad():
-            E = energy(Xr)
-            if not isinstance(E, torch.Tensor) or E.numel() != 1:
-                raise InputError("energy: must return a scalar torch tensor")
-            (gr,) = torch.autograd.grad(E, Xr)
-        return float(E.detach()), gr / w[:, None]
-
-    for k in range(n_steps + 1):
-        E, g = force(X)
-        if not math.isfinite(E):
-            raise FloatingPointError(f"particle_flow: energy became non-finite at step {k}")
-        if k % record_every == 0 or k == n_steps:
-            s = torch.linalg.svdvals(w.sqrt()[:, None] * g)
-            nq = float(s.max()) if math.isinf(q) else float((s ** q).sum() ** (1 / q))
-            pos.append(X.clone())
-            times.append(k * step)
-            ens.append(E)
-            duals.append(nq ** 2)
-        if k == n_steps:
-            break
-        V = particle_lmo(g, w, p)
-        dX = step * V
+    def velocity(Z, wz):
+        E, g = autograd_force(energy, Z, wz)
+        if not math.isfinite(float(E)):
+            raise FloatingPointError("particle_flow: the energy became non-finite; reduce the "
+                                     "step or cap the displacement")
+        V = _particle_lmo(g, wz, p)
         if cap is not None:
-            nrm = float(torch.linalg.matrix_norm(dX))
+            nrm = step * float(torch.linalg.matrix_norm(V))
             if nrm > cap:
-                dX = dX * (cap / nrm)
-        X = X + dX
+                V = V * (cap / nrm)
+        return V, (E, g)
+
+    res = ParticleFlow(velocity, X, w, method="euler", has_aux=True).steps(
+        n_steps, step, record_every=record_every)
+    duals = []
+    for _, g in res.aux:
+        sv = torch.linalg.svdvals(w.sqrt()[:, None] * g)
+        nq = float(sv.max()) if math.isinf(q) else float((sv ** q).sum() ** (1 / q))
+        duals.append(nq ** 2)
     kw = dict(dtype=X.dtype, device=X.device)
-    res = ParticleFlowResult(positions=torch.stack(pos), times=torch.tensor(times, **kw),
-                             energies=torch.tensor(ens, **kw),
+    out = ParticleFlowResult(final=res.final, trajectory=res.trajectory, times=res.times,
+                             energies=torch.tensor([float(E) for E, _ in res.aux], **kw),
                              dual_norms=torch.tensor(duals, **kw), converged=True,
-                             n_iter=n_steps, errors=[])
-    return ctx.wrap(res)
+                             n_iter=res.n_iter, errors=[])
+    return ctx.wrap(out)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,14 +139,6 @@ def affine_covariance_rhs(H, Sigma, p):
     B = schatten_lmo(H @ R, p)
     M = B @ R
     return ctx.wrap(M + M.transpose(-1, -2))
-
-
-def _pinv_power(F: torch.Tensor, t: float, rtol: float) -> torch.Tensor:
-    ev, V = torch.linalg.eigh(0.5 * (F + F.T))
-    ev = ev.clamp_min(0.0)
-    keep = ev > rtol * ev.max().clamp_min(torch.finfo(F.dtype).tiny)
-    evt = torch.where(keep, ev.clamp_min(torch.finfo(F.dtype).tiny) ** t, torch.zeros_like(ev))
-    return (V * evt) @ V.T
 
 
 def _gaussian_args(ctx, m, S, m_bar, S_bar):
@@ -191,6 +186,34 @@ def gaussian_kl_rhs(m, S, m_bar, S_bar, p, *, rtol: float = 1e-12):
     return ctx.wrap(_gaussian_kl_rhs(*args, p, rtol=rtol))
 
 
+def _force_preconditioner(F: torch.Tensor, p: float, rtol: float) -> torch.Tensor:
+    """P = N^{2-q} F^{(q-2)/2}, N^q = tr F^{q/2}, for a PSD F (d, d) and q = (2p)'.
+
+    Computed on F / lambda_max(F) (scale-free: P is 0-homogeneous in F), so no power overflows
+    for q large (p near 1/2); at p = 1/2 (q = inf) the limit is the projector on the top
+    eigenspace divided by its dimension (ties within max(rtol, 1e-12), as in ``schatten_lmo``).
+    Eigenvalues <= rtol x lambda_max are cut (powers on the range of F). P = 0 when F = 0.
+    """
+    d = F.shape[-1]
+    ev, V = torch.linalg.eigh(F)
+    ev = ev.clamp_min(0.0)
+    lam = ev.max()
+    if not bool(lam > 0):
+        return torch.zeros(d, d, dtype=F.dtype, device=F.device)
+    t = ev / lam                                   # in [0, 1], max = 1
+    keep = t > rtol
+    if p == 0.5:
+        top = t >= 1.0 - max(rtol, 1e-12)
+        pw = torch.where(top, 1.0 / top.sum(), torch.zeros_like(t))
+    else:
+        q = dual_exponent(p)
+        tiny = torch.finfo(F.dtype).tiny
+        nt = (torch.where(keep, t, torch.zeros_like(t)) ** (q / 2)).sum() ** (1.0 / q)  # >= 1
+        r = torch.where(keep, t / nt ** 2, torch.ones_like(t))
+        pw = torch.where(keep, r.clamp_min(tiny) ** ((q - 2) / 2), torch.zeros_like(t))
+    return (V * pw) @ V.T
+
+
 def _gaussian_kl_rhs(m, S, m_bar, S_bar, p, *, rtol: float = 1e-12):
     d = S.shape[-1]
     I = torch.eye(d, dtype=S.dtype, device=S.device)
@@ -199,30 +222,38 @@ def _gaussian_kl_rhs(m, S, m_bar, S_bar, p, *, rtol: float = 1e-12):
     b = Sb_inv @ (m - m_bar)
     F = H @ S @ H + torch.outer(b, b)
     F = 0.5 * (F + F.T)
-    if p == 1:
-        P = I
-    else:
-        q = dual_exponent(p)
-        ev = torch.linalg.eigvalsh(F).clamp_min(0.0)
-        N = (ev ** (q / 2)).sum() ** (1.0 / q)
-        P = N ** (2 - q) * _pinv_power(F, (q - 2) / 2, rtol)
+    P = I if p == 1 else _force_preconditioner(F, p, rtol)
     dm = -P @ b
     dS = P @ (I - Sb_inv @ S) + (I - S @ Sb_inv) @ P
     return dm, 0.5 * (dS + dS.T)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class GaussianFlowResult(SolverResult):
-    """``means`` (T+1, d), ``covs`` (T+1, d, d), ``times``, ``kl`` (T+1,)."""
+class GaussianFlowResult(FlowResult):
+    """Result of :func:`gaussian_kl_flow`: ``final`` = (m, S) at time T, ``trajectory`` =
+    (means (T+1, d), covs (T+1, d, d)), ``times`` (T+1,), ``kl`` (T+1,).
+    ``means`` and ``covs`` are kept as aliases of the two trajectory components."""
 
-    means: Any = None
-    covs: Any = None
-    times: Any = None
     kl: Any = None
 
+    @property
+    def means(self):
+        """Alias of ``trajectory[0]`` (recorded means)."""
+        return self.trajectory[0]
 
-def gaussian_kl_flow(m0, S0, m_bar, S_bar, p, *, T: float, dt: float):
-    """RK4 integration of :func:`gaussian_kl_rhs` on [0, T] with step ``dt`` (App. H)."""
+    @property
+    def covs(self):
+        """Alias of ``trajectory[1]`` (recorded covariances)."""
+        return self.trajectory[1]
+
+
+def gaussian_kl_flow(m0, S0, m_bar, S_bar, p, *, T: float, dt: float, method: str = "rk4"):
+    """Integrate :func:`gaussian_kl_rhs` on [0, T] with n = round(T / dt) steps of T / n (App. H).
+
+    ``method``: ``"rk4"`` (classical Runge-Kutta, default) or ``"euler"``, by
+    :func:`measureflow.ot.integrate.integrate`. Records every step; ``kl`` is
+    KL(N(m, S) || N(m_bar, S_bar)) along the path (it decreases).
+    """
     ctx = ArrayContext(m0, S0, m_bar, S_bar)
     S0, Sb = ctx.tensor(S0, "S0"), ctx.tensor(S_bar, "S_bar")
     check_psd(S0, "S0", strict=True)
@@ -234,23 +265,14 @@ def gaussian_kl_flow(m0, S0, m_bar, S_bar, p, *, T: float, dt: float):
     check_shape(mb, "m_bar", (d,))
     p = check_p(p)
     T, dt = check_positive(T, "T"), check_positive(dt, "dt")
+    method = check_choice(method, "method", ("rk4", "euler"))
     n = max(1, int(round(T / dt)))
-    h = T / n
-    m, S = m0.clone(), S0.clone()
-    ms, Ss, kl = [m.clone()], [S.clone()], [_gaussian_kl(m, S, mb, Sb)]
-    for _ in range(n):
-        k1 = _gaussian_kl_rhs(m, S, mb, Sb, p)
-        k2 = _gaussian_kl_rhs(m + 0.5 * h * k1[0], S + 0.5 * h * k1[1], mb, Sb, p)
-        k3 = _gaussian_kl_rhs(m + 0.5 * h * k2[0], S + 0.5 * h * k2[1], mb, Sb, p)
-        k4 = _gaussian_kl_rhs(m + h * k3[0], S + h * k3[1], mb, Sb, p)
-        m = m + h / 6 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0])
-        S = S + h / 6 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1])
-        ms.append(m.clone())
-        Ss.append(S.clone())
-        kl.append(_gaussian_kl(m, S, mb, Sb))
-    times = torch.linspace(0, T, n + 1, dtype=S.dtype, device=S.device)
-    return ctx.wrap(GaussianFlowResult(means=torch.stack(ms), covs=torch.stack(Ss), times=times,
-                                       kl=torch.stack(kl), converged=True, n_iter=n, errors=[]))
+    res = integrate(lambda t, y: _gaussian_kl_rhs(y[0], y[1], mb, Sb, p), (m0, S0), T=T,
+                    n_steps=n, method=method, name="gaussian_kl_flow",
+                    observe=lambda t, y: {"kl": _gaussian_kl(y[0], y[1], mb, Sb)})
+    return ctx.wrap(GaussianFlowResult(final=res.final, trajectory=res.trajectory,
+                                       times=res.times, kl=res.observations["kl"],
+                                       converged=True, n_iter=res.n_iter, errors=[]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -283,26 +305,47 @@ def modal_invariant(a, b, p):
     return a ** eta + b ** eta
 
 
-def modal_rhs(a: np.ndarray, b: np.ndarray, beta: np.ndarray, p: float):
+def modal_rhs(a, b, beta, p):
     """(da/dt, db/dt) of the modal ODE (App. F), a = s + r, b = s - r, arrays over modes.
 
     N^q = sum_j |r_j - beta_j|^q (a_j^{q/2} + b_j^{q/2});
     da_i/dt = -2 N^{2-q} psi_q(r_i - beta_i) a_i^{q/2},  db_i/dt = +2 N^{2-q} psi_q(.) b_i^{q/2},
     psi_q(e) = e |e|^{q-2}. Energy 1/2 sum (r - beta)^2 decreases at rate N^2.
-    ``p`` in [1, inf]; a, b >= 0 (negative round-off is clipped). NumPy in/out.
+    ``a``, ``b``, ``beta`` broadcast to (..., modes) (the sum runs over the last axis);
+    ``p`` in [1, inf]; a, b >= 0 (negative round-off, down to -1e-12 x max(1, |a|), is clipped).
+    NumPy in/out.
     """
     p = check_p(p, low=1.0)
     a, b, beta = _modal_arrays(a=a, b=b, beta=beta)
+    a, b, beta = _broadcast_modes(a=a, b=b, beta=beta)
+    for nm, v in (("a", a), ("b", b)):
+        if np.any(v < -1e-12 * max(1.0, float(np.max(np.abs(v), initial=0.0)))):
+            raise InputError(f"{nm}: must be >= 0 (a = s + r and b = s - r)")
     return _modal_rhs(a, b, beta, p)
 
 
 def _modal_arrays(**arrays):
     out = []
     for nm, v in arrays.items():
-        v = np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, float)
+        try:
+            v = np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, float)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{nm}: expected a real array, got {type(v).__name__}") from exc
         if not np.all(np.isfinite(v)):
             raise InputError(f"{nm}: contains NaN or Inf")
         out.append(v)
+    return out
+
+
+def _broadcast_modes(**arrays):
+    try:
+        out = np.broadcast_arrays(*arrays.values())
+    except ValueError as exc:
+        shapes = ", ".join(f"{k} {np.shape(v)}" for k, v in arrays.items())
+        raise InputError(f"{next(iter(arrays))}: shapes do not broadcast ({shapes})") from exc
+    out = [np.atleast_1d(v) for v in out]
+    if out[0].shape[-1] == 0:
+        raise InputError(f"{next(iter(arrays))}: needs at least one mode")
     return out
 
 
@@ -319,59 +362,68 @@ def _modal_rhs(a: np.ndarray, b: np.ndarray, beta: np.ndarray, p: float):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ModalFlowResult(SolverResult):
-    """``r``, ``s`` (T+1, ..., modes), ``times``, ``energy`` (T+1, ...), ``extinction_r``
-    (r at the first step where a mode's a or b reached 0; NaN if never) and ``extinction_time``."""
+class ModalFlowResult(FlowResult):
+    """Result of :func:`modal_flow`: ``trajectory`` = (r, s) recorded (T+1, ..., modes),
+    ``final`` = (r, s) at time T, ``times``, ``energy`` (T+1, ...), ``extinction_r`` (r at the
+    first step where a mode's a or b reached 0; NaN if never) and ``extinction_time``.
+    ``r`` and ``s`` are kept as aliases of the two trajectory components."""
 
-    r: Any = None
-    s: Any = None
-    times: Any = None
     energy: Any = None
     extinction_r: Any = None
     extinction_time: Any = None
+
+    @property
+    def r(self):
+        """Alias of ``trajectory[0]`` (recorded r = (a - b)/2)."""
+        return self.trajectory[0]
+
+    @property
+    def s(self):
+        """Alias of ``trajectory[1]`` (recorded s = (a + b)/2)."""
+        return self.trajectory[1]
 
 
 def modal_flow(r0, s0, beta, p, *, T: float, dt: float, record_every: int = 1):
     """RK4 for the modal ODE with rank-loss handling (extinct eigenvalues projected to 0).
 
-    ``r0``, ``s0``, ``beta`` broadcast to (..., modes); requires s0 >= |r0|. NumPy in/out.
+    ``r0``, ``s0``, ``beta`` broadcast to (..., modes); requires s0 >= |r0|. n = round(T / dt)
+    steps of T / n by :func:`measureflow.ot.integrate.integrate` (RK4, then a, b <- max(a, b, 0):
+    :func:`~measureflow.ot.integrate.project_nonnegative`). NumPy in/out.
     """
     r0, s0, beta = _modal_arrays(r0=r0, s0=s0, beta=beta)
-    r0, s0, beta = (np.atleast_1d(v) for v in np.broadcast_arrays(r0, s0, beta))
+    r0, s0, beta = _broadcast_modes(r0=r0, s0=s0, beta=beta)
     if np.any(s0 < np.abs(r0)):
         raise InputError("s0: must satisfy s0 >= |r0| (a = s + r and b = s - r are >= 0)")
     p = check_p(p, low=1.0)
     T, dt = check_positive(T, "T"), check_positive(dt, "dt")
+    record_every = check_int(record_every, "record_every", min_value=1)
     n = max(1, int(round(T / dt)))
-    h = T / n
     a, b = s0 + r0, s0 - r0
-    rs, ss, ts, en = [], [], [], []
     ext_r = np.full(a.shape, np.nan)
     ext_t = np.full(a.shape, np.nan)
     dead = (a <= 0) | (b <= 0)
-    for k in range(n + 1):
-        if k % record_every == 0 or k == n:
-            r = 0.5 * (a - b)
-            rs.append(r)
-            ss.append(0.5 * (a + b))
-            ts.append(k * h)
-            en.append(0.5 * ((r - beta) ** 2).sum(-1))
-        if k == n:
-            break
-        k1 = _modal_rhs(a, b, beta, p)
-        k2 = _modal_rhs(a + 0.5 * h * k1[0], b + 0.5 * h * k1[1], beta, p)
-        k3 = _modal_rhs(a + 0.5 * h * k2[0], b + 0.5 * h * k2[1], beta, p)
-        k4 = _modal_rhs(a + h * k3[0], b + h * k3[1], beta, p)
-        a = np.clip(a + h / 6 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0]), 0, None)
-        b = np.clip(b + h / 6 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1]), 0, None)
-        now = ((a <= 0) | (b <= 0)) & ~dead
+
+    def extinction(info):
+        nonlocal dead
+        aa, bb = info.y
+        now = ((aa <= 0) | (bb <= 0)) & ~dead
         if now.any():
-            ext_r[now] = 0.5 * (a - b)[now]
-            ext_t[now] = (k + 1) * h
-            dead |= now
-    return ModalFlowResult(r=np.array(rs), s=np.array(ss), times=np.array(ts),
-                           energy=np.array(en), extinction_r=ext_r, extinction_time=ext_t,
-                           converged=True, n_iter=n, errors=[])
+            ext_r[now] = 0.5 * (aa - bb)[now]
+            ext_t[now] = info.t
+            dead = dead | now
+
+    def observe(t, y):
+        r = 0.5 * (y[0] - y[1])
+        return {"r": r, "s": 0.5 * (y[0] + y[1]), "energy": 0.5 * ((r - beta) ** 2).sum(-1)}
+
+    res = integrate(lambda t, y: _modal_rhs(y[0], y[1], beta, p), (a, b), T=T, n_steps=n,
+                    method="rk4", project=(project_nonnegative, project_nonnegative),
+                    record_every=record_every, observe=observe, callback=extinction,
+                    name="modal_flow")
+    ob = res.observations
+    return ModalFlowResult(final=(ob["r"][-1], ob["s"][-1]), trajectory=(ob["r"], ob["s"]),
+                           times=res.times, energy=ob["energy"], extinction_r=ext_r,
+                           extinction_time=ext_t, converged=True, n_iter=res.n_iter, errors=[])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -314,18 +314,25 @@ def particle_lmo(G, weights=None, p=math.inf, *, rtol: float | None = None,
     ctx = ArrayContext(G, weights)
     p = check_p(p)
     G, w = _particle_args(ctx, G, weights, from_gradient)
+    rtol = None if rtol is None else check_nonnegative_scalar(rtol, "rtol")
+    return ctx.wrap(_particle_lmo(G, w, p, rtol))
+
+
+def _particle_lmo(G: torch.Tensor, w: torch.Tensor, p: float,
+                  rtol: float | None = None) -> torch.Tensor:
+    """Tensor-only :func:`particle_lmo` (forces G (n, d), weights w (n,), p checked)."""
     if p == 1:
-        return ctx.wrap(-G)
+        return -G
     B = w.sqrt()[:, None] * G
     _, s, Wh = torch.linalg.svd(B, full_matrices=False)
-    rtol = _default_rtol(B) if rtol is None else check_nonnegative_scalar(rtol, "rtol")
+    rtol = _default_rtol(B) if rtol is None else rtol
     phi = _singular_response(s, p, rtol)  # J(B) = -U phi W^T ; v = -W (phi / s) W^T g
     keep = phi > 0
     safe = torch.where(keep, s, torch.ones_like(s))
     ratio = torch.where(keep, phi / safe, torch.zeros_like(s))
     Wt = Wh.transpose(-1, -2)
     M = (Wt * ratio) @ Wh
-    return ctx.wrap(-G @ M)
+    return -G @ M
 
 
 def velocity_norm(V, weights=None, p=math.inf):

@@ -24,9 +24,9 @@ import torch
 
 from ..core.arrays import ArrayContext
 from ..core.errors import InputError
-from ..core.results import SolverResult
 from ..core.validation import check_int, check_ndim, check_positive, check_weights
-from .schatten import check_p, particle_lmo
+from ..ot.integrate import FlowResult, autograd_force, integrate
+from .schatten import _particle_lmo, check_p
 
 __all__ = ["lift_to_sphere", "sphere_velocity", "sphere_flow", "SphereFlowResult", "lift_check"]
 
@@ -62,24 +62,29 @@ def sphere_velocity(x, v):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class SphereFlowResult(SolverResult):
-    """``omegas`` (T+1, n, d), ``masses`` (T+1, n), ``energies`` (T+1,), ``times``."""
+class SphereFlowResult(FlowResult):
+    """Result of :func:`sphere_flow`: ``trajectory`` = (omegas (T+1, n, d), masses (T+1, n)),
+    ``final`` = (omega, mass) at the end, ``energies`` (T+1,), ``times``. ``omegas`` and
+    ``masses`` are kept as aliases of the trajectory components."""
 
-    omegas: Any = None
-    masses: Any = None
     energies: Any = None
-    times: Any = None
+
+    @property
+    def omegas(self):
+        """Alias of ``trajectory[0]`` (recorded unit directions)."""
+        return self.trajectory[0]
+
+    @property
+    def masses(self):
+        """Alias of ``trajectory[1]`` (recorded masses)."""
+        return self.trajectory[1]
 
 
-def _sphere_velocity(energy, Om, m, p):
-    Or = Om.detach().requires_grad_(True)
-    with torch.enable_grad():
-        E = energy(Or, m)
-        (gr,) = torch.autograd.grad(E, Or)
-    g = gr / m[:, None]  # 1-homogeneous force evaluated on the unit sphere
-    V = particle_lmo(g, m, p)
-    b = (Om * V).sum(1)
-    return float(E.detach()), b, V - b[:, None] * Om
+def _sphere_retraction(state):
+    """(omega, mass) -> (omega / |omega|, mass |omega|^2): the lift of a particle step."""
+    Om, m = state
+    rho2 = (Om * Om).sum(1)
+    return Om / rho2.sqrt()[:, None], m * rho2
 
 
 def sphere_flow(energy: Callable, omega0, mass0, *, p=math.inf, step: float, n_steps: int):
@@ -87,10 +92,12 @@ def sphere_flow(energy: Callable, omega0, mass0, *, p=math.inf, step: float, n_s
 
     ``energy(X, w)`` is Fcal(sum_i w_i delta_{X_i}), positively 2-homogeneous in each row of X;
     it is evaluated at unit points ``omega`` with masses. With tau, b from the normalized
-    velocity (:func:`particle_lmo` with weights = masses), one step is the exact image of the
-    particle Euler step x <- x + h v(x) written on the sphere:
+    velocity v = b omega + tau (:func:`particle_lmo` with weights = masses), one step is the
+    exact image of the particle Euler step x <- x + h v(x) written on the sphere:
     omega <- (omega (1 + h b) + h tau) / rho, mass <- mass rho^2, rho^2 = (1 + h b)^2 + h^2 |tau|^2
-    (to first order: d omega/dt = tau, d mass/dt = 2 b mass).
+    (to first order: d omega/dt = tau, d mass/dt = 2 b mass), i.e. an Euler step of
+    (omega, mass) with velocity (v, 0) followed by the retraction
+    (omega, mass) -> (omega / |omega|, mass |omega|^2) (:func:`measureflow.ot.integrate.integrate`).
     """
     ctx = ArrayContext(omega0, mass0)
     Om = ctx.tensor(omega0, "omega0").detach().clone()
@@ -98,27 +105,24 @@ def sphere_flow(energy: Callable, omega0, mass0, *, p=math.inf, step: float, n_s
     m = check_weights(ctx.tensor(mass0, "mass0"), Om.shape[0], "mass0", like=Om).clone()
     if bool((m <= 0).any()):
         raise InputError("mass0: masses must be > 0")
+    if not callable(energy):
+        raise InputError("energy: must be a callable energy(X, w) -> scalar tensor")
     nrm = Om.norm(dim=1)
     if float((nrm - 1).abs().max()) > 1e-8:
         raise InputError("omega0: rows must have unit norm")
     p = check_p(p)
     h = check_positive(step, "step")
     n_steps = check_int(n_steps, "n_steps", min_value=0)
-    oms, ms, ens = [], [], []
-    for k in range(n_steps + 1):
-        E, b, tau = _sphere_velocity(energy, Om, m, p)
-        oms.append(Om.clone())
-        ms.append(m.clone())
-        ens.append(E)
-        if k == n_steps:
-            break
-        rho2 = (1 + h * b) ** 2 + h ** 2 * (tau * tau).sum(1)
-        Om = (Om * (1 + h * b)[:, None] + h * tau) / rho2.sqrt()[:, None]
-        m = m * rho2
-    times = torch.arange(n_steps + 1, dtype=Om.dtype, device=Om.device) * h
-    return ctx.wrap(SphereFlowResult(omegas=torch.stack(oms), masses=torch.stack(ms),
-                                     energies=torch.tensor(ens, dtype=Om.dtype,
-                                                           device=Om.device), times=times,
+
+    def rhs(t, state):
+        O, mm = state
+        E, g = autograd_force(energy, O, mm, mm)  # 1-homogeneous force on the unit sphere
+        return (_particle_lmo(g, mm, p), torch.zeros_like(mm)), E
+
+    res = integrate(rhs, (Om, m), step=h, n_steps=n_steps, method="euler",
+                    project=_sphere_retraction, has_aux=True, name="sphere_flow")
+    return ctx.wrap(SphereFlowResult(final=res.final, trajectory=res.trajectory,
+                                     energies=torch.stack(res.aux), times=res.times,
                                      converged=True, n_iter=n_steps, errors=[]))
 
 
@@ -136,7 +140,7 @@ def lift_check(energy: Callable, x0, weights=None, *, p=math.inf, step: float, n
     part = particle_flow(lambda X: energy(X, w), x0, p=p, weights=w, step=step, n_steps=n_steps)
     om0, m0 = lift_to_sphere(x0, w)
     sph = sphere_flow(energy, om0, m0, p=p, step=step, n_steps=n_steps)
-    X = part.positions
+    X = part.trajectory
     r = X.norm(dim=2)
     dir_err = float((X / r[..., None] - sph.omegas).abs().max())
     mass_err = float(((w * r ** 2 - sph.masses).abs() / sph.masses).max())

@@ -1,0 +1,651 @@
+"""One ODE stepper and one particle-flow driver for every flow of the library.
+
+Every time integration in measureflow (Wasserstein particle flows, Schatten-normalized flows,
+the particle Transformer PDE, the Gaussian moment ODEs, the modal ODE of linear networks, the
+intrinsic dynamics of conservation laws) runs on the pieces of this module:
+
+* :func:`ode_step` -- one step of explicit Euler (order 1), classical Runge-Kutta ``"rk4"``
+  (order 4) or Dormand-Prince ``"dopri5"`` (order 5 with an embedded order-4 error estimate;
+  Dormand & Prince, J. Comput. Appl. Math. 6, 1980; Hairer, Norsett & Wanner, *Solving
+  Ordinary Differential Equations I*, Sec. II.5), for a right-hand side ``rhs(t, y)`` whose
+  state ``y`` is a tensor or a tuple of tensors (NumPy arrays work too: only ``+`` and ``*`` are
+  used). Tensor-only: no validation, meant for inner loops.
+* :func:`integrate` -- the driver: fixed steps or an adaptive step with error control, an
+  optional projection / retraction after each step (and optionally after each stage),
+  additive noise (Euler-Maruyama), recording every ``record_every`` steps, blow-up detection, a
+  stopping rule on the size of the right-hand side, and a callback. It returns an
+  :class:`ODEResult` named like every flow result of the library: ``final``, ``trajectory``,
+  ``times`` (plus ``converged``, ``n_iter``, ``errors`` from :class:`~measureflow.core.SolverResult`).
+* :class:`ParticleFlow` -- a particle system (positions (n, d) and weights (n,)) moved by a
+  velocity field ``velocity(x, w)``, with ``step`` / ``steps`` on top of :func:`integrate`;
+  :func:`autograd_force` turns an energy F(x, w) into the Wasserstein force grad_x F / w.
+* Projections: :func:`project_sphere`, :func:`project_layernorm`, :func:`symmetrize`,
+  :func:`project_psd`, :func:`project_nonnegative` (the rank-loss projection of the modal ODE),
+  and :func:`sphere_tangent` for velocities.
+
+Conventions: a time step is ``step`` (h); times are t0 + k h for fixed steps; the state recorded
+at index 0 is the initial state (after no projection: project it yourself if it must lie on
+the constraint set). Written by hand in torch (the Butcher tableaus are textbook facts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from ..core.errors import ConvergenceWarning, InputError
+from ..core.results import SolverResult
+from ..core.validation import (
+    check_choice,
+    check_int,
+    check_ndim,
+    check_nonnegative_scalar,
+    check_positive,
+)
+
+__all__ = ["METHODS", "ORDERS", "ode_step", "integrate", "ODEResult", "FlowResult", "StepInfo",
+           "ParticleFlow", "autograd_force", "project_sphere", "project_layernorm",
+           "symmetrize", "project_psd", "project_nonnegative", "sphere_tangent",
+           "resolve_projection", "PROJECTIONS"]
+
+METHODS = ("euler", "rk4", "dopri5")
+ORDERS = {"euler": 1, "rk4": 4, "dopri5": 5}
+
+
+# ----------------------------------------------------------------------------------------------
+# states: a tensor or a tuple of tensors
+# ----------------------------------------------------------------------------------------------
+
+
+def _is_tuple(y) -> bool:
+    return isinstance(y, (tuple, list))
+
+
+def _map(f, *ys):
+    if _is_tuple(ys[0]):
+        return tuple(f(*parts) for parts in zip(*ys))
+    return f(*ys)
+
+
+def _leaves(y):
+    return tuple(y) if _is_tuple(y) else (y,)
+
+
+def _axpy(y, a, k):
+    """y + a k (a a scalar) over tuples."""
+    return _map(lambda u, v: u + a * v, y, k)
+
+
+def _all_finite(y) -> bool:
+    for v in _leaves(y):
+        if isinstance(v, torch.Tensor):
+            if not bool(torch.isfinite(v).all()):
+                return False
+        elif not np.all(np.isfinite(v)):
+            return False
+    return True
+
+
+def _max_abs(y) -> float:
+    out = 0.0
+    for v in _leaves(y):
+        if isinstance(v, torch.Tensor):
+            if v.numel():
+                out = max(out, float(v.detach().abs().max()))
+        elif np.size(v):
+            out = max(out, float(np.max(np.abs(v))))
+    return out
+
+
+def _stack(items):
+    first = items[0]
+    if _is_tuple(first):
+        return tuple(_stack([it[i] for it in items]) for i in range(len(first)))
+    if isinstance(first, torch.Tensor):
+        return torch.stack(list(items))
+    if isinstance(first, np.ndarray):
+        return np.stack(items)
+    return items
+
+
+def _like(y):
+    """(dtype, device, is_torch) of the first leaf."""
+    v = _leaves(y)[0]
+    if isinstance(v, torch.Tensor):
+        return v.dtype, v.device, True
+    return None, None, False
+
+
+def _apply_projection(project, y):
+    if project is None:
+        return y
+    if _is_tuple(project):
+        return tuple(v if p is None else p(v) for p, v in zip(project, y))
+    return project(y)
+
+
+# ----------------------------------------------------------------------------------------------
+# projections / retractions
+# ----------------------------------------------------------------------------------------------
+
+
+def project_sphere(x: torch.Tensor) -> torch.Tensor:
+    """Rows of ``x`` (..., d) divided by their Euclidean norm (retraction onto the unit sphere)."""
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-300)
+
+
+def sphere_tangent(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """v - <v, x> x: the projection of velocities v onto the tangent space at unit rows x."""
+    return v - (v * x).sum(-1, keepdim=True) * x
+
+
+def project_layernorm(x: torch.Tensor) -> torch.Tensor:
+    """Layer norm without gain: (x - mean of its coordinates) / std of its coordinates, per row."""
+    xc = x - x.mean(-1, keepdim=True)
+    return xc / xc.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-300)
+
+
+def symmetrize(S: torch.Tensor) -> torch.Tensor:
+    """(S + S^T) / 2 over the last two dimensions."""
+    return 0.5 * (S + S.transpose(-1, -2))
+
+
+def project_psd(S: torch.Tensor, floor: float = 1e-14) -> torch.Tensor:
+    """Projection onto {S symmetric, eigenvalues >= floor}: eigenvalues of (S + S^T)/2 clamped."""
+    ev, U = torch.linalg.eigh(symmetrize(S))
+    return (U * ev.clamp_min(floor).unsqueeze(-2)) @ U.transpose(-1, -2)
+
+
+def project_nonnegative(a):
+    """max(a, 0) entrywise (tensor or NumPy array): extinct modes / masses stay at 0."""
+    if isinstance(a, torch.Tensor):
+        return a.clamp_min(0.0)
+    return np.clip(a, 0, None)
+
+
+PROJECTIONS = {"sphere": project_sphere, "layernorm": project_layernorm, "sym": symmetrize,
+               "psd": project_psd, "nonnegative": project_nonnegative}
+
+
+def resolve_projection(project, name: str = "project"):
+    """None, a name among :data:`PROJECTIONS`, a callable, or a tuple of those (per component)."""
+    if project is None or callable(project):
+        return project
+    if isinstance(project, str):
+        return PROJECTIONS[check_choice(project, name, tuple(PROJECTIONS))]
+    if _is_tuple(project):
+        return tuple(resolve_projection(p, name) for p in project)
+    raise InputError(f"{name}: expected None, a name in {sorted(PROJECTIONS)}, a callable or a "
+                     f"tuple of those, got {type(project).__name__}")
+
+
+# ----------------------------------------------------------------------------------------------
+# one step
+# ----------------------------------------------------------------------------------------------
+
+# Dormand-Prince 5(4) tableau (FSAL: the 7th stage is the next step's first).
+_DP_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
+_DP_A = (
+    (),
+    (1 / 5,),
+    (3 / 40, 9 / 40),
+    (44 / 45, -56 / 15, 32 / 9),
+    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
+    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
+    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
+)
+# b5 - b4: weights of the error estimate y5 - y4
+_DP_E = (71 / 57600, 0.0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525, -1 / 40)
+
+
+def _combine(y, h, coeffs, ks):
+    acc = None
+    for c, k in zip(coeffs, ks):
+        if c == 0.0:
+            continue
+        acc = _map(lambda u, c=c: c * u, k) if acc is None else _axpy(acc, c, k)
+    return y if acc is None else _axpy(y, h, acc)
+
+
+def _dopri5(rhs, t, y, h, k1, stage):
+    ks = [k1]
+    for i in range(1, 7):
+        yi = stage(_combine(y, h, _DP_A[i], ks))
+        ks.append(rhs(t + _DP_C[i] * h, yi))
+    y5 = stage(_combine(y, h, _DP_A[6], ks[:6]))  # == the 7th stage's argument
+    err = _combine(_map(lambda u: 0 * u, y), h, _DP_E, ks)
+    return y5, err, ks[6]
+
+
+def ode_step(rhs: Callable, t: float, y, h: float, method: str = "rk4", *, k1=None,
+             stage_project: Callable | None = None):
+    """One explicit step y(t) -> y(t + h) of dy/dt = rhs(t, y) (tensor-only, no validation).
+
+    ``method``: ``"euler"`` y + h k1; ``"rk4"`` the classical Runge-Kutta step
+    y + h/6 (k1 + 2 k2 + 2 k3 + k4) with k2 = rhs(t + h/2, y + h/2 k1), k3 = rhs(t + h/2,
+    y + h/2 k2), k4 = rhs(t + h, y + h k3); ``"dopri5"`` the order-5 Dormand-Prince solution
+    (its error estimate is used by :func:`integrate`). ``y`` is a tensor or a tuple of tensors
+    and ``rhs`` returns the same structure. ``k1`` = rhs(t, y) if already known.
+    ``stage_project`` is applied to every intermediate stage state (projected Runge-Kutta, e.g.
+    to keep particles on a sphere); the returned state is NOT projected.
+    """
+    if k1 is None:
+        k1 = rhs(t, y)
+    if method == "euler":
+        return _axpy(y, h, k1)
+    stage = (lambda z: z) if stage_project is None else stage_project
+    if method == "rk4":
+        k2 = rhs(t + 0.5 * h, stage(_axpy(y, 0.5 * h, k1)))
+        k3 = rhs(t + 0.5 * h, stage(_axpy(y, 0.5 * h, k2)))
+        k4 = rhs(t + h, stage(_axpy(y, h, k3)))
+        s = _map(lambda a, b, c, d: a + 2 * b + 2 * c + d, k1, k2, k3, k4)
+        return _axpy(y, h / 6, s)
+    if method == "dopri5":
+        return _dopri5(rhs, t, y, h, k1, stage)[0]
+    raise InputError(f"method: must be one of {METHODS}, got {method!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# results
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FlowResult(SolverResult):
+    """Base of every flow result: ``final`` state, recorded ``trajectory`` and ``times``.
+
+    ``trajectory`` stacks the recorded states along a new first axis (a tuple of stacked
+    components for tuple states); ``times`` (n_rec,) are their times; ``final`` is the last state
+    (recorded too). ``converged`` / ``n_iter`` / ``errors`` as in :class:`SolverResult`: for a
+    fixed horizon ``converged=True`` unless the integration stopped early (blow-up, ``max_iter``).
+    """
+
+    final: Any = None
+    trajectory: Any = None
+    times: Any = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ODEResult(FlowResult):
+    """Result of :func:`integrate`.
+
+    Attributes (besides ``final``, ``trajectory``, ``times``, ``converged``, ``n_iter``,
+    ``errors``): ``status`` -- ``"final_time"`` (horizon reached), ``"converged"`` (the stopping
+    rule |rhs| <= tol held), ``"stopped"`` (the callback asked to stop), ``"blow-up"`` (non-finite
+    state, or max |y| > blowup, with ``on_blowup="stop"``: ``final`` is the last finite state),
+    ``"max_iter"``; ``observations`` -- dict of the ``observe`` outputs at the recorded states,
+    stacked; ``aux`` -- list of the right-hand side's auxiliary outputs at the recorded states
+    (``has_aux=True``); ``n_eval`` -- number of right-hand side evaluations; ``steps`` -- accepted
+    step sizes (adaptive method only, else empty). ``errors``: the stopping residual per step
+    when ``tol`` is given; for ``"dopri5"`` the scaled local error estimate of each accepted step.
+    """
+
+    status: str = "final_time"
+    observations: dict = dataclasses.field(default_factory=dict)
+    aux: list = dataclasses.field(default_factory=list)
+    n_eval: int = 0
+    steps: list = dataclasses.field(default_factory=list)
+
+
+class StepInfo(NamedTuple):
+    """What a ``callback`` of :func:`integrate` receives after each accepted step."""
+
+    k: int          # steps done
+    t: float        # current time
+    y: Any          # current state (after projection)
+    h: float        # size of the step just taken
+
+
+# ----------------------------------------------------------------------------------------------
+# the driver
+# ----------------------------------------------------------------------------------------------
+
+
+def _default_residual(t, y, dy) -> float:
+    return _max_abs(dy)
+
+
+def _error_norm(err, y0, y1, rtol, atol) -> float:
+    tot, cnt = 0.0, 0
+    for e, a, b in zip(_leaves(err), _leaves(y0), _leaves(y1)):
+        if isinstance(e, torch.Tensor):
+            sc = atol + rtol * torch.maximum(a.detach().abs(), b.detach().abs())
+            tot += float(((e.detach() / sc) ** 2).sum())
+            cnt += e.numel()
+        else:
+            sc = atol + rtol * np.maximum(np.abs(a), np.abs(b))
+            tot += float(np.sum((np.asarray(e) / sc) ** 2))
+            cnt += np.size(e)
+    return math.sqrt(tot / max(cnt, 1))
+
+
+def integrate(rhs: Callable, y0, *, step: float | None = None, n_steps: int | None = None,
+              T: float | None = None, t0: float = 0.0, method: str = "rk4",
+              project=None, project_stages: bool = False, noise: Callable | None = None,
+              record_every: int = 1, observe: Callable | None = None, has_aux: bool = False,
+              callback: Callable | None = None, tol: float | None = None,
+              residual: Callable | None = None, max_iter: int | None = None,
+              rtol: float = 1e-6, atol: float = 1e-9, blowup: float | None = None,
+              on_blowup: str = "raise", name: str = "integrate") -> ODEResult:
+    """Integrate dy/dt = rhs(t, y) from y(t0) = y0 with one of :data:`METHODS`.
+
+    Fixed step (``"euler"``, ``"rk4"``): ``step`` h with ``n_steps`` steps, or ``T`` with ``step``
+    (then n = ceil(T / step) steps of size T / n), or ``n_steps`` and ``T`` (h = T / n), or
+    ``tol`` with ``max_iter`` (run until the stopping rule holds). Adaptive (``"dopri5"``): ``T``
+    required, ``step`` the first trial step (default T / 100), local error control
+    ||err / (atol + rtol max(|y_k|, |y_k+1|))||_RMS <= 1 with the usual controller
+    h <- h min(5, max(0.2, 0.9 err^{-1/5})); ``max_iter`` caps the number of steps.
+
+    After each step: ``noise(t, y, h)`` is added if given (Euler-Maruyama for additive noise:
+    return sqrt(2 h T) xi for temperature T), then ``project`` (None, a name of
+    :data:`PROJECTIONS`, a callable, or a tuple of those for a tuple state) is applied; with
+    ``project_stages`` it is applied to the Runge-Kutta stage states too. The state is then
+    checked: non-finite, or max |y| > ``blowup``, is a blow-up: FloatingPointError
+    (``on_blowup="raise"``) or a result with ``status="blow-up"``, ``converged=False`` and a
+    ConvergenceWarning (``"stop"``).
+
+    Recording: the initial state, every ``record_every``-th state and the last one.
+    ``observe(t, y) -> dict`` is evaluated at each recorded state; with ``has_aux=True``
+    ``rhs`` returns ``(dy, aux)`` and the ``aux`` of the recorded states is kept (no extra
+    evaluation except at the last state). Stopping rule: with ``tol``, the integration stops
+    (``status="converged"``) at the first state where ``residual(t, y, dy)`` (default
+    max |dy|) <= tol, checked before each step on the first stage. ``callback(StepInfo)``
+    returning True stops (``status="stopped"``). Reaching ``max_iter`` without a horizon
+    (``T``/``n_steps``) gives ``converged=False`` and a ConvergenceWarning.
+
+    Returns
+    -------
+    ODEResult
+        ``final``, ``trajectory``, ``times`` (a tensor, NumPy for NumPy states), ``status``,
+        ``observations``, ``aux``, ``n_iter`` (steps taken), ``n_eval``, ``converged``,
+        ``errors``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.ot.integrate import integrate
+    >>> res = integrate(lambda t, y: -y, torch.ones(1, dtype=torch.float64), step=0.1,
+    ...                 n_steps=10)
+    >>> abs(float(res.final[0]) - math.exp(-1.0)) < 1e-6
+    True
+    """
+    method = check_choice(method, "method", METHODS)
+    record_every = check_int(record_every, "record_every", min_value=1)
+    on_blowup = check_choice(on_blowup, "on_blowup", ("raise", "stop"))
+    project = resolve_projection(project)
+    stage_project = None
+    if project_stages and project is not None:
+        stage_project = lambda z: _apply_projection(project, z)  # noqa: E731
+    if tol is not None:
+        tol = check_nonnegative_scalar(tol, "tol")
+    if blowup is not None:
+        blowup = check_positive(blowup, "blowup", allow_inf=True)
+    if max_iter is not None:
+        max_iter = check_int(max_iter, "max_iter", min_value=0)
+    residual = _default_residual if residual is None else residual
+    t0 = float(t0)
+    adaptive = method == "dopri5"
+    if adaptive:
+        if T is None:
+            raise InputError("T: required by the adaptive method 'dopri5'")
+        T = check_positive(T, "T")
+        rtol = check_positive(rtol, "rtol")
+        atol = check_nonnegative_scalar(atol, "atol")
+        h = T / 100 if step is None else min(check_positive(step, "step"), T)
+        horizon = None
+        cap = 100_000 if max_iter is None else max_iter
+    else:
+        if T is not None:
+            T = check_positive(T, "T")
+            if n_steps is None:
+                if step is None:
+                    raise InputError("step: required with T (or give n_steps)")
+                n_steps = max(1, math.ceil(T / check_positive(step, "step") - 1e-12))
+            n_steps = check_int(n_steps, "n_steps", min_value=1)
+            h = T / n_steps
+        else:
+            if step is None:
+                raise InputError("step: required for a fixed-step method")
+            h = check_positive(step, "step")
+            if n_steps is not None:
+                n_steps = check_int(n_steps, "n_steps", min_value=0)
+            elif tol is None or max_iter is None:
+                raise InputError("n_steps: give n_steps, T, or tol with max_iter")
+        horizon = n_steps
+        cap = max_iter if horizon is None else (
+            horizon if max_iter is None else min(horizon, max_iter))
+
+    dtype, device, is_torch = _like(y0)
+    y, t = y0, t0
+    t_end = None if T is None else t0 + T
+    traj, times, aux_list, errors, steps_taken = [], [], [], [], []
+    obs: dict = {}
+    n_eval = 0
+    pending = None            # recorded state whose rhs auxiliary output is still missing
+    evaluated = (None, None)  # (state, aux) of the latest first-stage evaluation
+
+    def record(tt, yy):
+        nonlocal pending
+        traj.append(yy)
+        times.append(tt)
+        if observe is not None:
+            for key, val in observe(tt, yy).items():
+                obs.setdefault(key, []).append(val)
+        if has_aux:
+            if evaluated[0] is yy:
+                aux_list.append(evaluated[1])
+            else:
+                pending = yy
+
+    def first_stage(tt, yy):
+        nonlocal n_eval, pending, evaluated
+        n_eval += 1
+        out = rhs(tt, yy)
+        dy, aux = out if has_aux else (out, None)
+        evaluated = (yy, aux)
+        if pending is yy:
+            aux_list.append(aux)
+            pending = None
+        return dy
+
+    def rhs_plain(tt, yy):
+        nonlocal n_eval
+        n_eval += 1
+        out = rhs(tt, yy)
+        return out[0] if has_aux else out
+
+    def at_end(tt):
+        return t_end is not None and tt >= t_end - 1e-12 * max(1.0, abs(t_end))
+
+    record(t, y)
+    status = "final_time"
+    k = 0
+    k1 = None
+    while True:
+        if k >= cap if not adaptive else (at_end(t) or k >= cap):
+            break
+        if k1 is None:
+            k1 = first_stage(t, y)
+        if tol is not None:
+            res = float(residual(t, y, k1))
+            errors.append(res)
+            if res <= tol:
+                status = "converged"
+                break
+        k_last = None
+        if adaptive:
+            h = min(h, t_end - t)
+            while True:
+                y_new, err, k_last = _dopri5(rhs_plain, t, y, h, k1,
+                                             stage_project or (lambda z: z))
+                en = _error_norm(err, y, y_new, rtol, atol)
+                if en <= 1.0 or h <= 1e-14 * max(1.0, abs(t)):
+                    break
+                h = h * max(0.2, 0.9 * en ** -0.2)
+            h_taken = h
+            h = h * min(5.0, max(0.2, 0.9 * max(en, 1e-10) ** -0.2))
+            if tol is None:
+                errors.append(en)
+            steps_taken.append(h_taken)
+        else:
+            y_new = ode_step(rhs_plain, t, y, h, method, k1=k1, stage_project=stage_project)
+            h_taken = h
+        if noise is not None:
+            y_new = _map(lambda u, v: u + v, y_new, noise(t, y, h_taken))
+        y_new = _apply_projection(project, y_new)
+        t_new = t0 + (k + 1) * h_taken if not adaptive else t + h_taken
+        if not _all_finite(y_new):
+            if on_blowup == "raise":
+                raise FloatingPointError(f"{name}: non-finite state at step {k + 1} "
+                                         f"(t = {t_new:.6g}); the flow blows up: reduce the step "
+                                         "or the horizon")
+            status = "blow-up"        # keep the last finite state
+            break
+        k += 1
+        y, t = y_new, t_new
+        # FSAL: the last Dormand-Prince stage is rhs(t, y) unless y was modified after it
+        k1 = k_last if (k_last is not None and project is None and noise is None
+                        and not has_aux) else None
+        if blowup is not None and _max_abs(y) > blowup:
+            if on_blowup == "raise":
+                raise FloatingPointError(f"{name}: the state exceeds blowup={blowup:g} at step "
+                                         f"{k} (t = {t:.6g})")
+            status = "blow-up"
+            break
+        last = (horizon is not None and k == horizon) or (adaptive and at_end(t))
+        if k % record_every == 0 or last:
+            record(t, y)
+        if callback is not None and callback(StepInfo(k, t, y, h_taken)):
+            status = "stopped"
+            break
+    if traj[-1] is not y:     # stopped on a state not recorded yet
+        record(t, y)
+    if pending is not None:
+        if evaluated[0] is pending:
+            aux_list.append(evaluated[1])
+        else:
+            out = rhs(t, pending)
+            n_eval += 1
+            aux_list.append(out[1])
+    if status == "final_time" and not (at_end(t) if adaptive else
+                                       horizon is not None and k >= horizon):
+        status = "max_iter"
+    converged = status not in ("max_iter", "blow-up")
+    if not converged:
+        last_err = errors[-1] if errors else math.nan
+        warnings.warn(f"{name}: stopped with status {status!r} after {k} steps at t = {t:.6g} "
+                      f"(last error {last_err:.3e}); the result has converged=False",
+                      ConvergenceWarning, stacklevel=2)
+    if is_torch:
+        times_out = torch.tensor(times, dtype=dtype, device=device)
+    else:
+        times_out = np.asarray(times, dtype=float)
+    observations = {key: _stack_values(vals, dtype, device, is_torch) for key, vals in obs.items()}
+    return ODEResult(final=y, trajectory=_stack(traj), times=times_out, status=status,
+                     observations=observations, aux=aux_list, n_eval=n_eval, steps=steps_taken,
+                     converged=converged, n_iter=k, errors=errors)
+
+
+def _stack_values(vals, dtype, device, is_torch):
+    if isinstance(vals[0], (torch.Tensor, np.ndarray, tuple, list)):
+        return _stack(vals)
+    if is_torch:
+        return torch.tensor(vals, dtype=dtype, device=device)
+    return np.asarray(vals, dtype=float)
+
+
+# ----------------------------------------------------------------------------------------------
+# particles
+# ----------------------------------------------------------------------------------------------
+
+
+def autograd_force(energy: Callable, x: torch.Tensor, weights: torch.Tensor | None = None,
+                   *args) -> tuple[torch.Tensor, torch.Tensor]:
+    """(F, g) with F = energy(x, *args) (detached scalar) and g_i = (dF/dx_i) / w_i.
+
+    For an empirical measure mu = sum_i w_i delta_{x_i} and F(x) = Fcal(mu_x), g(x_i) is the
+    Wasserstein force grad_x (dFcal/dmu)(x_i) (course notes arXiv 2505.06589, Sec. "Wasserstein
+    gradient flows"); ``weights=None`` returns the plain gradient. Raises InputError when
+    ``energy`` does not return a scalar tensor.
+    """
+    with torch.enable_grad():
+        z = x.detach().requires_grad_(True)
+        val = energy(z, *args)
+        if not isinstance(val, torch.Tensor) or val.numel() != 1:
+            raise InputError("energy: must return a scalar torch tensor")
+        (g,) = torch.autograd.grad(val, z)
+    if weights is not None:
+        g = g / weights[:, None]
+    return val.detach().reshape(()), g
+
+
+class ParticleFlow:
+    """A weighted particle system moved by a velocity field, on top of :func:`integrate`.
+
+    ``velocity(x, w) -> (n, d)`` (or ``(v, aux)`` with ``has_aux=True``) is evaluated on the
+    current positions x (n, d) and weights w (n,) (tensors, no validation: this is the inner
+    loop). ``method``: Euler, RK4 (``"dopri5"`` through :meth:`steps` with ``T``). ``project``:
+    None, ``"sphere"``, ``"layernorm"`` or a callable, applied after each step (and to the RK4
+    stages with ``project_stages``). ``noise(t, x, h)``: additive noise increment per step.
+
+    Examples
+    --------
+    >>> import torch
+    >>> flow = ParticleFlow(lambda x, w: -x, torch.ones(3, 2, dtype=torch.float64))
+    >>> res = flow.steps(10, 0.1)
+    >>> res.final.shape, float(flow.t)
+    (torch.Size([3, 2]), 1.0)
+    """
+
+    def __init__(self, velocity: Callable, positions: torch.Tensor,
+                 weights: torch.Tensor | None = None, *, method: str = "euler", project=None,
+                 project_stages: bool = False, noise: Callable | None = None,
+                 has_aux: bool = False, name: str = "particle_flow"):
+        if not callable(velocity):
+            raise InputError("velocity: must be a callable velocity(x, w)")
+        if not isinstance(positions, torch.Tensor):
+            raise InputError("positions: must be a torch tensor (n, d)")
+        check_ndim(positions, "positions", 2)
+        if weights is None:
+            weights = positions.new_full((positions.shape[0],), 1.0 / positions.shape[0])
+        self.velocity = velocity
+        self.positions = positions
+        self.weights = weights
+        self.method = check_choice(method, "method", METHODS)
+        self.project = resolve_projection(project)
+        self.project_stages = bool(project_stages)
+        self.noise = noise
+        self.has_aux = bool(has_aux)
+        self.name = name
+        self.t = 0.0
+        self.n_steps = 0
+
+    def _rhs(self, t, x):
+        return self.velocity(x, self.weights)
+
+    def step(self, h: float) -> torch.Tensor:
+        """Advance by one step of size h (Euler or RK4); returns the new positions."""
+        return self.steps(1, h).final
+
+    def steps(self, n: int, h: float | None = None, *, T: float | None = None,
+              record_every: int = 1, observe: Callable | None = None, **kw) -> ODEResult:
+        """Advance by ``n`` steps of size ``h`` (or over ``T``); returns the :class:`ODEResult`.
+
+        Extra keywords go to :func:`integrate` (``blowup``, ``on_blowup``, ``callback``, ...).
+        The flow's time and positions are updated to the result's final state.
+        """
+        method = kw.pop("method", self.method)
+        res = integrate(self._rhs, self.positions, step=h, n_steps=n, T=T, t0=self.t,
+                        method=method, project=self.project, project_stages=self.project_stages,
+                        noise=self.noise, record_every=record_every, observe=observe,
+                        has_aux=self.has_aux, name=self.name, **kw)
+        self.positions = res.final
+        self.t = float(res.times[-1])
+        self.n_steps += res.n_iter
+        return res
