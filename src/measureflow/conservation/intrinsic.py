@@ -40,7 +40,7 @@ from ..core import (
     make_generator,
 )
 from ..core.linalg import sqrtm_psd
-from ..ot.integrate import FlowResult, integrate
+from ..ot.integrate import FlowResult, odeint
 from ._paths import DAG, dag_laws, mlp_dag, path_lifting
 from .lie import GradientFields, lie_closure, number_of_laws
 
@@ -471,7 +471,8 @@ def neural_ode_flow(A0: torch.Tensor, target: torch.Tensor, mu: float, *, t_max:
     Loss f(Z) = 1/2 |Z - target|_F^2. Parameter flow: A_i' = -L grad_{A_i} f(neural_ode_product(A))
     (the L^2 gradient of the piecewise-constant path; autograd through ``matrix_exp``).
     Intrinsic flow: z' = -K(z)[grad f(z)] with K = :func:`metric_neural_ode` (mu constant). Both by
-    classical RK4 with ``n_t`` steps on [0, t_max] (:func:`measureflow.ot.integrate.integrate`). The difference is the discretisation error of
+    classical RK4 with ``n_t`` steps on [0, t_max] (:func:`measureflow.ot.integrate.odeint`).
+    The difference is the discretisation error of
     the L-layer approximation (O(1/L)) plus the RK4 error.
     """
     if A0.ndim != 3:
@@ -503,7 +504,7 @@ def neural_ode_flow(A0: torch.Tensor, target: torch.Tensor, mu: float, *, t_max:
         drift = 0.0 if S0 is None else float((neural_ode_law(Ak) - S0).abs().max())
         return {"Z": neural_ode_product(Ak).detach(), "drift": drift}
 
-    res = integrate(lambda t, state: (fA(state[0]), fz(state[1])), (A, z), T=t_max,
+    res = odeint(lambda t, state: (fA(state[0]), fz(state[1])), (A, z), T=t_max,
                     n_steps=n_t, method="rk4", observe=observe, name="neural_ode_flow")
     Zp, Zi = res.observations["Z"], res.trajectory[1]
     drift = float(res.observations["drift"].max())

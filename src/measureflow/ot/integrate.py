@@ -10,14 +10,14 @@ intrinsic dynamics of conservation laws) runs on the pieces of this module:
   Ordinary Differential Equations I*, Sec. II.5), for a right-hand side ``rhs(t, y)`` whose
   state ``y`` is a tensor or a tuple of tensors (NumPy arrays work too: only ``+`` and ``*`` are
   used). Tensor-only: no validation, meant for inner loops.
-* :func:`integrate` -- the driver: fixed steps or an adaptive step with error control, an
+* :func:`odeint` -- the driver: fixed steps or an adaptive step with error control, an
   optional projection / retraction after each step (and optionally after each stage),
   additive noise (Euler-Maruyama), recording every ``record_every`` steps, blow-up detection, a
   stopping rule on the size of the right-hand side, and a callback. It returns an
   :class:`ODEResult` named like every flow result of the library: ``final``, ``trajectory``,
   ``times`` (plus ``converged``, ``n_iter``, ``errors`` from :class:`~measureflow.core.SolverResult`).
 * :class:`ParticleFlow` -- a particle system (positions (n, d) and weights (n,)) moved by a
-  velocity field ``velocity(x, w)``, with ``step`` / ``steps`` on top of :func:`integrate`;
+  velocity field ``velocity(x, w)``, with ``step`` / ``steps`` on top of :func:`odeint`;
   :func:`autograd_force` turns an energy F(x, w) into the Wasserstein force grad_x F / w.
 * Projections: :func:`project_sphere`, :func:`project_layernorm`, :func:`symmetrize`,
   :func:`project_psd`, :func:`project_nonnegative` (the rank-loss projection of the modal ODE),
@@ -49,7 +49,7 @@ from ..core.validation import (
     check_positive,
 )
 
-__all__ = ["METHODS", "ORDERS", "ode_step", "integrate", "ODEResult", "FlowResult", "StepInfo",
+__all__ = ["METHODS", "ORDERS", "ode_step", "odeint", "ODEResult", "FlowResult", "StepInfo",
            "ParticleFlow", "autograd_force", "project_sphere", "project_layernorm",
            "symmetrize", "project_psd", "project_nonnegative", "sphere_tangent",
            "resolve_projection", "PROJECTIONS"]
@@ -230,7 +230,7 @@ def ode_step(rhs: Callable, t: float, y, h: float, method: str = "rk4", *, k1=No
     ``method``: ``"euler"`` y + h k1; ``"rk4"`` the classical Runge-Kutta step
     y + h/6 (k1 + 2 k2 + 2 k3 + k4) with k2 = rhs(t + h/2, y + h/2 k1), k3 = rhs(t + h/2,
     y + h/2 k2), k4 = rhs(t + h, y + h k3); ``"dopri5"`` the order-5 Dormand-Prince solution
-    (its error estimate is used by :func:`integrate`). ``y`` is a tensor or a tuple of tensors
+    (its error estimate is used by :func:`odeint`). ``y`` is a tensor or a tuple of tensors
     and ``rhs`` returns the same structure. ``k1`` = rhs(t, y) if already known.
     ``stage_project`` is applied to every intermediate stage state (projected Runge-Kutta, e.g.
     to keep particles on a sphere); the returned state is NOT projected.
@@ -273,7 +273,7 @@ class FlowResult(SolverResult):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ODEResult(FlowResult):
-    """Result of :func:`integrate`.
+    """Result of :func:`odeint`.
 
     Attributes (besides ``final``, ``trajectory``, ``times``, ``converged``, ``n_iter``,
     ``errors``): ``status`` -- ``"final_time"`` (horizon reached), ``"converged"`` (the stopping
@@ -294,7 +294,7 @@ class ODEResult(FlowResult):
 
 
 class StepInfo(NamedTuple):
-    """What a ``callback`` of :func:`integrate` receives after each accepted step."""
+    """What a ``callback`` of :func:`odeint` receives after each accepted step."""
 
     k: int          # steps done
     t: float        # current time
@@ -325,14 +325,14 @@ def _error_norm(err, y0, y1, rtol, atol) -> float:
     return math.sqrt(tot / max(cnt, 1))
 
 
-def integrate(rhs: Callable, y0, *, step: float | None = None, n_steps: int | None = None,
+def odeint(rhs: Callable, y0, *, step: float | None = None, n_steps: int | None = None,
               T: float | None = None, t0: float = 0.0, method: str = "rk4",
               project=None, project_stages: bool = False, noise: Callable | None = None,
               record_every: int = 1, observe: Callable | None = None, has_aux: bool = False,
               callback: Callable | None = None, tol: float | None = None,
               residual: Callable | None = None, max_iter: int | None = None,
               rtol: float = 1e-6, atol: float = 1e-9, blowup: float | None = None,
-              on_blowup: str = "raise", name: str = "integrate") -> ODEResult:
+              on_blowup: str = "raise", name: str = "odeint") -> ODEResult:
     """Integrate dy/dt = rhs(t, y) from y(t0) = y0 with one of :data:`METHODS`.
 
     Fixed step (``"euler"``, ``"rk4"``): ``step`` h with ``n_steps`` steps, or ``T`` with ``step``
@@ -369,8 +369,8 @@ def integrate(rhs: Callable, y0, *, step: float | None = None, n_steps: int | No
     Examples
     --------
     >>> import torch
-    >>> from measureflow.ot.integrate import integrate
-    >>> res = integrate(lambda t, y: -y, torch.ones(1, dtype=torch.float64), step=0.1,
+    >>> from measureflow.ot.integrate import odeint
+    >>> res = odeint(lambda t, y: -y, torch.ones(1, dtype=torch.float64), step=0.1,
     ...                 n_steps=10)
     >>> abs(float(res.final[0]) - math.exp(-1.0)) < 1e-6
     True
@@ -586,7 +586,7 @@ def autograd_force(energy: Callable, x: torch.Tensor, weights: torch.Tensor | No
 
 
 class ParticleFlow:
-    """A weighted particle system moved by a velocity field, on top of :func:`integrate`.
+    """A weighted particle system moved by a velocity field, on top of :func:`odeint`.
 
     ``velocity(x, w) -> (n, d)`` (or ``(v, aux)`` with ``has_aux=True``) is evaluated on the
     current positions x (n, d) and weights w (n,) (tensors, no validation: this is the inner
@@ -637,11 +637,11 @@ class ParticleFlow:
               record_every: int = 1, observe: Callable | None = None, **kw) -> ODEResult:
         """Advance by ``n`` steps of size ``h`` (or over ``T``); returns the :class:`ODEResult`.
 
-        Extra keywords go to :func:`integrate` (``blowup``, ``on_blowup``, ``callback``, ...).
+        Extra keywords go to :func:`odeint` (``blowup``, ``on_blowup``, ``callback``, ...).
         The flow's time and positions are updated to the result's final state.
         """
         method = kw.pop("method", self.method)
-        res = integrate(self._rhs, self.positions, step=h, n_steps=n, T=T, t0=self.t,
+        res = odeint(self._rhs, self.positions, step=h, n_steps=n, T=T, t0=self.t,
                         method=method, project=self.project, project_stages=self.project_stages,
                         noise=self.noise, record_every=record_every, observe=observe,
                         has_aux=self.has_aux, name=self.name, **kw)

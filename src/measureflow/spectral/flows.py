@@ -36,7 +36,7 @@ from ..ot.integrate import (
     FlowResult,
     ParticleFlow,
     autograd_force,
-    integrate,
+    odeint,
     project_nonnegative,
 )
 from .schatten import _particle_lmo, check_p, dual_exponent, schatten_lmo
@@ -251,7 +251,7 @@ def gaussian_kl_flow(m0, S0, m_bar, S_bar, p, *, T: float, dt: float, method: st
     """Integrate :func:`gaussian_kl_rhs` on [0, T] with n = round(T / dt) steps of T / n (App. H).
 
     ``method``: ``"rk4"`` (classical Runge-Kutta, default) or ``"euler"``, by
-    :func:`measureflow.ot.integrate.integrate`. Records every step; ``kl`` is
+    :func:`measureflow.ot.integrate.odeint`. Records every step; ``kl`` is
     KL(N(m, S) || N(m_bar, S_bar)) along the path (it decreases).
     """
     ctx = ArrayContext(m0, S0, m_bar, S_bar)
@@ -267,7 +267,7 @@ def gaussian_kl_flow(m0, S0, m_bar, S_bar, p, *, T: float, dt: float, method: st
     T, dt = check_positive(T, "T"), check_positive(dt, "dt")
     method = check_choice(method, "method", ("rk4", "euler"))
     n = max(1, int(round(T / dt)))
-    res = integrate(lambda t, y: _gaussian_kl_rhs(y[0], y[1], mb, Sb, p), (m0, S0), T=T,
+    res = odeint(lambda t, y: _gaussian_kl_rhs(y[0], y[1], mb, Sb, p), (m0, S0), T=T,
                     n_steps=n, method=method, name="gaussian_kl_flow",
                     observe=lambda t, y: {"kl": _gaussian_kl(y[0], y[1], mb, Sb)})
     return ctx.wrap(GaussianFlowResult(final=res.final, trajectory=res.trajectory,
@@ -387,7 +387,7 @@ def modal_flow(r0, s0, beta, p, *, T: float, dt: float, record_every: int = 1):
     """RK4 for the modal ODE with rank-loss handling (extinct eigenvalues projected to 0).
 
     ``r0``, ``s0``, ``beta`` broadcast to (..., modes); requires s0 >= |r0|. n = round(T / dt)
-    steps of T / n by :func:`measureflow.ot.integrate.integrate` (RK4, then a, b <- max(a, b, 0):
+    steps of T / n by :func:`measureflow.ot.integrate.odeint` (RK4, then a, b <- max(a, b, 0):
     :func:`~measureflow.ot.integrate.project_nonnegative`). NumPy in/out.
     """
     r0, s0, beta = _modal_arrays(r0=r0, s0=s0, beta=beta)
@@ -416,7 +416,7 @@ def modal_flow(r0, s0, beta, p, *, T: float, dt: float, record_every: int = 1):
         r = 0.5 * (y[0] - y[1])
         return {"r": r, "s": 0.5 * (y[0] + y[1]), "energy": 0.5 * ((r - beta) ** 2).sum(-1)}
 
-    res = integrate(lambda t, y: _modal_rhs(y[0], y[1], beta, p), (a, b), T=T, n_steps=n,
+    res = odeint(lambda t, y: _modal_rhs(y[0], y[1], beta, p), (a, b), T=T, n_steps=n,
                     method="rk4", project=(project_nonnegative, project_nonnegative),
                     record_every=record_every, observe=observe, callback=extinction,
                     name="modal_flow")

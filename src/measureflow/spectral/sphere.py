@@ -25,7 +25,7 @@ import torch
 from ..core.arrays import ArrayContext
 from ..core.errors import InputError
 from ..core.validation import check_int, check_ndim, check_positive, check_weights
-from ..ot.integrate import FlowResult, autograd_force, integrate
+from ..ot.integrate import FlowResult, autograd_force, odeint
 from .schatten import _particle_lmo, check_p
 
 __all__ = ["lift_to_sphere", "sphere_velocity", "sphere_flow", "SphereFlowResult", "lift_check"]
@@ -97,7 +97,7 @@ def sphere_flow(energy: Callable, omega0, mass0, *, p=math.inf, step: float, n_s
     omega <- (omega (1 + h b) + h tau) / rho, mass <- mass rho^2, rho^2 = (1 + h b)^2 + h^2 |tau|^2
     (to first order: d omega/dt = tau, d mass/dt = 2 b mass), i.e. an Euler step of
     (omega, mass) with velocity (v, 0) followed by the retraction
-    (omega, mass) -> (omega / |omega|, mass |omega|^2) (:func:`measureflow.ot.integrate.integrate`).
+    (omega, mass) -> (omega / |omega|, mass |omega|^2) (:func:`measureflow.ot.integrate.odeint`).
     """
     ctx = ArrayContext(omega0, mass0)
     Om = ctx.tensor(omega0, "omega0").detach().clone()
@@ -119,7 +119,7 @@ def sphere_flow(energy: Callable, omega0, mass0, *, p=math.inf, step: float, n_s
         E, g = autograd_force(energy, O, mm, mm)  # 1-homogeneous force on the unit sphere
         return (_particle_lmo(g, mm, p), torch.zeros_like(mm)), E
 
-    res = integrate(rhs, (Om, m), step=h, n_steps=n_steps, method="euler",
+    res = odeint(rhs, (Om, m), step=h, n_steps=n_steps, method="euler",
                     project=_sphere_retraction, has_aux=True, name="sphere_flow")
     return ctx.wrap(SphereFlowResult(final=res.final, trajectory=res.trajectory,
                                      energies=torch.stack(res.aux), times=res.times,
