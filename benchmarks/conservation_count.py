@@ -175,8 +175,8 @@ def main() -> None:
         c2 = number_of_laws_model(mlp.g, th, X)
     print(f"MLP {dims} (+bias) D={mlp.n_params}, {X.shape[0]} inputs: certified count "
           f"{c.n_laws} (known {mlp.n_known}, certified={c.certified}) in {t1}; "
-          f"full closure without known laws: {c2.n_laws} laws, ranks {c2.ranks_by_depth} "
-          f"in {t2}")
+          f"full closure without known laws: {c2.n_laws} laws ({c2.status}: no phi, no "
+          f"n_known), ranks {c2.ranks_by_depth} in {t2}")
     dim, d = (16, 4) if args.quick else (24, 5)
     att = A.attention(dim, d, 2)
     tha = att.sample_params(0)

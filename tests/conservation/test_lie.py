@@ -98,7 +98,12 @@ def test_model_count_certified_and_uncertified():
     assert c.certified and c.n_laws == 3
     ex = A.scalar_resnet_example()
     c2 = number_of_laws_model(ex.g, ex.sample_params(0), ex.sample_inputs(20, 0), n_known=2)
-    assert not c2.certified and c2.n_laws == 3 and c2.exact
+    # 3 laws found, but nothing proves that 20 inputs span W_theta: only an upper bound
+    assert not c2.certified and c2.n_laws == 3 and not c2.exact
+    assert c2.status == "upper bound"
+    c2p = number_of_laws_model(ex.g, ex.sample_params(0), ex.sample_inputs(20, 0), n_known=2,
+                               phi=ex.phi)
+    assert not c2p.certified and c2p.n_laws == 3 and c2p.exact and c2p.status == "exact"
     c3 = number_of_laws_model(ex.g, ex.sample_params(0), ex.sample_inputs(20, 0),
                               brackets=False)
     assert c3.n_laws == 3 and not c3.exact
@@ -173,8 +178,10 @@ def test_too_large_n_known_is_not_certified():
     th = a.sample_params(0)
     c = number_of_laws(a.phi, th, n_known=5)
     assert not c.certified and c.exact and c.n_laws == 3
-    cm = number_of_laws_model(a.g, th, a.sample_inputs(12, 0), n_known=5)
+    cm = number_of_laws_model(a.g, th, a.sample_inputs(12, 0), n_known=5, phi=a.phi)
     assert not cm.certified and cm.exact and cm.n_laws == 3
+    cm = number_of_laws_model(a.g, th, a.sample_inputs(12, 0), n_known=5)
+    assert not cm.certified and not cm.exact and cm.n_laws == 3
     assert number_of_laws(a.phi, th, n_known=3).certified
 
 
@@ -186,3 +193,35 @@ def test_rtol_is_a_relative_singular_value_threshold():
     assert lie_rank([X1, X2], [0.3, 0.4], rtol=1e-3) == 1
     rep = lie_rank_report([X1, X2], np.array([[0.3, 0.4], [1.0, 2.0]]), rtol=1e-3)
     assert rep.ranks == (1, 1)
+
+
+def test_model_count_is_an_upper_bound_unless_proven():
+    # issue 16: too few inputs made the sampled family smaller than W_theta and the closure
+    # over-counted while claiming exact=True. relu_deep([9, 7, 2]) has 7 laws (hidden neurons).
+    a = A.relu_deep([9, 7, 2])
+    th = a.sample_params(0)
+    for n in (4, 8, 16):
+        c = number_of_laws_model(a.g, th, a.sample_inputs(n, 1))
+        assert c.n_laws >= 7 and not c.exact and c.status == "upper bound"
+        cp = number_of_laws_model(a.g, th, a.sample_inputs(n, 1), phi=a.phi)
+        assert cp.n_laws > 7 and not cp.exact  # rank R < rank dphi: inputs proven too few
+    c = number_of_laws_model(a.g, th, a.sample_inputs(200, 1), phi=a.phi)
+    assert c.exact and c.n_laws == 7 and c.rank_dphi == number_of_laws(a.phi, th).rank_dphi
+    # enough inputs but no proof (no phi, no n_known): still only a bound, even if it is right
+    c = number_of_laws_model(a.g, th, a.sample_inputs(200, 1))
+    assert c.n_laws == 7 and not c.exact
+    assert number_of_laws_model(a.g, th, a.sample_inputs(200, 1), n_known=7).certified
+
+
+def test_model_count_dead_neuron_is_detected_by_phi():
+    # a hidden neuron inactive on every input: its weights look conserved on the data (more
+    # "laws"), and rank R < rank dphi exposes it
+    a = A.relu_deep([3, 4, 2], bias=True)
+    th = a.sample_params(0).clone()
+    p = a.unflatten(th)  # views into th
+    p["W1"][0] = 0.0
+    p["b1"][0] = -1.0  # neuron 0 of layer 1 is dead for every input
+    c = number_of_laws_model(a.g, th, a.sample_inputs(300, 1), phi=a.phi)
+    assert c.n_laws > 4 and not c.exact
+    with pytest.raises(InputError, match="^phi"):
+        number_of_laws_model(a.g, th, a.sample_inputs(30, 1), phi=lambda t: t[:1] * 0)

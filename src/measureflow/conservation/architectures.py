@@ -413,8 +413,8 @@ def residual(arch: Architecture) -> Architecture:
             raise InputError("arch: a residual block needs output shape == input shape")
         return X + out
 
-    return dataclasses.replace(arch, name=f"residual({arch.name})", g=g, phi=None,
-                               to_module=None)
+    # d_theta (x + g) = d_theta g: the block's factorization phi also factors the residual map
+    return dataclasses.replace(arch, name=f"residual({arch.name})", g=g, to_module=None)
 
 
 def relu_resnet(m: int, hidden: Sequence[int], *, bias: bool = False) -> Architecture:
@@ -465,7 +465,9 @@ def scalar_resnet_example() -> Architecture:
 
     On the region sgn t = sgn v = sgn u (the sampler draws positive parameters; inputs are
     positive) W_theta is spanned by one x-independent field, so there are 4 - 1 = 3 laws, while
-    the block laws u^2 - v^2, s^2 - t^2 give only 2.
+    the block laws u^2 - v^2, s^2 - t^2 give only 2. There, for x > 0, g = x (1 + uv)(1 + st)
+    [derived], so ``phi(theta) = (1 + uv)(1 + st)`` is a factorization valid on that region
+    (it lets :func:`~measureflow.conservation.number_of_laws_model` prove its count).
     """
     shapes = {"u": (1,), "v": (1,), "s": (1,), "t": (1,)}
 
@@ -477,6 +479,9 @@ def scalar_resnet_example() -> Architecture:
     def laws(th):
         return torch.stack([th[1] ** 2 - th[0] ** 2, th[3] ** 2 - th[2] ** 2])
 
+    def phi(th):
+        return ((1 + th[0] * th[1]) * (1 + th[2] * th[3])).reshape(1)
+
     def sample(seed=0, dtype=_F64):
         gen = make_generator(seed)
         return (0.5 + torch.rand(4, generator=gen, dtype=_F64)).to(dtype)
@@ -485,8 +490,9 @@ def scalar_resnet_example() -> Architecture:
         gen = make_generator(seed)
         return (0.1 + torch.rand(n, 1, generator=gen, dtype=_F64)).to(dtype)
 
-    return Architecture("resnet-scalar-ex4.8", shapes, g, laws, 2, 3, sample, inputs,
-                        note="3 laws (D - 1) although only 2 block laws")
+    return Architecture("resnet-scalar-ex4.8", shapes, g, laws, 2, 3, sample, inputs, phi,
+                        note="3 laws (D - 1) although only 2 block laws; phi valid on the "
+                             "positive region only")
 
 
 # ----------------------------------------------------------------------------- softmax

@@ -413,7 +413,11 @@ class LawCount:
         This assumes the n_known laws are genuine and independent (the search stops at rank
         D - n_known). A rank seen above D - n_known contradicts n_known: it is never certified,
         the bound is dropped and the closure computed in full.
-    exact: the count is a closure (filtration stopped) or certified.
+    exact: the count is proven (up to the numerical rank and the probability-one randomised
+        closure): for :func:`number_of_laws`, the filtration of the fields grad phi_i stopped;
+        for :func:`number_of_laws_model`, the count is certified by ``n_known`` or the sampled
+        inputs are proven to span W_theta (``phi`` given and rank R = rank dphi). Otherwise
+        ``n_laws`` is only an **upper bound** (see :attr:`status`).
     """
 
     n_params: int
@@ -425,6 +429,13 @@ class LawCount:
     n_known: int | None = None
     certified: bool = False
     exact: bool = True
+
+    @property
+    def status(self) -> str:
+        """``"certified"`` (known laws complete), ``"exact"`` or ``"upper bound"``."""
+        if self.certified:
+            return "certified"
+        return "exact" if self.exact else "upper bound"
 
 
 def number_of_laws(phi: Callable, theta, *, n_known: int | None = None,
@@ -450,28 +461,59 @@ def number_of_laws(phi: Callable, theta, *, n_known: int | None = None,
 
 
 def number_of_laws_model(g: Callable, theta, inputs, *, n_known: int | None = None,
-                         brackets: bool = True, rtol: float | None = None,
-                         max_depth: int | None = None, chunk_size: int | None = 256,
-                         per_input: bool = True, seed=0) -> LawCount:
+                         phi: Callable | None = None, brackets: bool = True,
+                         rtol: float | None = None, max_depth: int | None = None,
+                         chunk_size: int | None = 256, per_input: bool = True,
+                         seed=0) -> LawCount:
     """Count the laws of a model ``g(theta, inputs)`` by the sampled-rank test.
 
     The per-input Jacobians d_theta g(theta, x_j) (rows: every output coordinate of every
-    input) are stacked into R; rank R = dim W_theta for V_l = R^n (arXiv 2506.06194 Sec. 4.4).
-    Since W_theta is contained in Lie(W)(theta) and every law is orthogonal to Lie(W)(theta),
-    rank R = D - n_known proves that the known laws are all the laws (``certified``), with no
-    bracket at all. Otherwise, with ``brackets=True``, the Lie closure of the fields
-    grad_theta g_k(theta, x_j) is computed; with ``brackets=False`` the result is the bound
-    n_laws <= D - rank R (``exact=False``).
+    input) are stacked into R; its row space is the part W_theta^S of W_theta spanned by the
+    sampled inputs (V_l = R^n; arXiv 2506.06194 Sec. 4.4). Since W^S is contained in W, every
+    law of the model is a law of the sampled family, so D - dim Lie(W^S)(theta) is always an
+    **upper bound** on the number of laws. It is proven equal to it in two cases only:
 
-    ``g`` takes the flat parameters and the whole batch ``inputs`` and returns the batch of
-    outputs (any shape); it must be ``torch.func``-transformable. With ``per_input=True``
-    (default) the outputs of input j must depend on x_j only (the batch dimension is the first
-    one): the Jacobian is then formed input by input (``vmap`` of ``jacrev`` over the batch,
-    cost ~ N n_out D instead of N^2 n_out D); ``per_input=False`` differentiates the whole
-    batch at once (``jacrev`` with ``chunk_size``).
+    * ``n_known`` independent laws are known and rank R = D - n_known: the known laws are then
+      complete (``certified``), since W^S is contained in Lie(W)(theta), which is orthogonal to
+      every law; no bracket is needed.
+    * ``phi`` is a factorization of ``g`` (``g(theta, x) = f(phi(theta), x)`` near theta, so
+      W_theta is contained in range dphi(theta)^T) and rank R = rank dphi(theta): the sampled
+      inputs then span W_theta = range dphi^T near theta (ranks are lower semicontinuous and
+      rank dphi is locally constant at a generic theta), and the Lie closure of the sampled
+      fields is the closure of W (``exact``).
+
+    Otherwise -- too few inputs, inputs on which some ReLU neuron is inactive, no ``phi`` -- the
+    result has ``exact=False`` and ``status == "upper bound"``, whatever the closure gives
+    (e.g. ``relu_deep([9, 7, 2])`` with 8 inputs: 42 "laws" for 7 true ones). With
+    ``brackets=False`` the closure is skipped and n_laws = D - rank R (an upper bound unless
+    certified).
+
+    Parameters
+    ----------
+    g:
+        ``g(theta, inputs)`` -> batch of outputs (any shape), ``torch.func``-transformable. With
+        ``per_input=True`` (default) the outputs of input j must depend on x_j only (batch
+        dimension first): the Jacobian is then formed input by input (``vmap`` of ``jacrev``,
+        cost ~ N n_out D); ``per_input=False`` differentiates the whole batch at once
+        (``jacrev`` with ``chunk_size``).
+    theta, inputs:
+        The point (flat vector of length D) and the sampled inputs (batch first).
+    n_known:
+        Number of independent laws known to hold (optional).
+    phi:
+        Optional factorization (callable on the flat parameters) used to prove that the inputs
+        are enough; raises InputError if rank R > rank dphi (then phi does not factor g).
+    brackets, rtol, max_depth, seed:
+        As in :func:`lie_closure`.
+
+    Returns
+    -------
+    :class:`LawCount` (``rank_dphi`` is the sampled rank of W_theta).
     """
     if not callable(g):
         raise InputError("g: expected a callable g(theta, inputs)")
+    if phi is not None and not callable(phi):
+        raise InputError("phi: expected a callable on a flat parameter vector")
     ctx, th = _flat_theta(theta)
     if isinstance(inputs, torch.Tensor):
         X = inputs.detach().to(th.device)
@@ -479,6 +521,8 @@ def number_of_laws_model(g: Callable, theta, inputs, *, n_known: int | None = No
             raise InputError("inputs: contains NaN or Inf")
     else:
         X = ctx.tensor(inputs, "inputs")
+    if X.ndim == 0 or X.shape[0] == 0:
+        raise InputError("inputs: expected a non-empty batch (first dimension)")
     if X.is_floating_point():
         X = X.to(th.dtype)
     D = th.numel()
@@ -491,28 +535,45 @@ def number_of_laws_model(g: Callable, theta, inputs, *, n_known: int | None = No
         max_depth = check_int(max_depth, "max_depth", min_value=0)
     if chunk_size is not None:
         chunk_size = check_int(chunk_size, "chunk_size", min_value=1)
-    phi = lambda t: g(t, X).reshape(-1)
+    phi_g = lambda t: g(t, X).reshape(-1)
     if per_input:
         one = lambda t, x: g(t, x.unsqueeze(0)).reshape(-1)
         J = vmap(jacrev(one), in_dims=(None, 0))(th, X).detach().reshape(-1, D)
     else:
-        J = jacrev(phi, chunk_size=chunk_size)(th).detach().reshape(-1, D)
+        J = jacrev(phi_g, chunk_size=chunk_size)(th).detach().reshape(-1, D)
     if not bool(torch.isfinite(J).all()):
         raise InputError("g: Jacobian contains NaN or Inf at theta")
-    sv = torch.linalg.svdvals(J) if J.numel() else torch.zeros(1, dtype=th.dtype)
-    r = int((sv > rtol_ * sv[0]).sum()) if float(sv[0]) > 0 else 0
+    r = _svd_rank(J, rtol_)
     if n_known is not None and r == D - n_known:
         return LawCount(n_params=D, rank_dphi=r, dim_lie=r, n_laws=D - r, ranks_by_depth=(r,),
                         frobenius=True, n_known=n_known, certified=True, exact=True)
+    spans_W = False
+    if phi is not None:
+        Jp = jacrev(lambda t: phi(t).reshape(-1))(th).detach().reshape(-1, D)
+        if not bool(torch.isfinite(Jp).all()):
+            raise InputError("phi: Jacobian contains NaN or Inf at theta")
+        r_phi = _svd_rank(Jp, rtol_)
+        if r > r_phi:
+            raise InputError(f"phi: rank dphi = {r_phi} < sampled rank of d_theta g = {r}; "
+                             "phi is not a factorization of g near theta")
+        spans_W = r == r_phi
     if not brackets:
         return LawCount(n_params=D, rank_dphi=r, dim_lie=r, n_laws=D - r, ranks_by_depth=(r,),
                         frobenius=False, n_known=n_known, certified=False, exact=False)
     # r > D - n_known means the "known" laws are not all laws: compute the closure unbounded
     bound = n_known if n_known is not None and r < D - n_known else None
-    res = lie_closure(GradientFields(phi), th, max_depth=max_depth, rtol=rtol, n_known=bound,
+    res = lie_closure(GradientFields(phi_g), th, max_depth=max_depth, rtol=rtol, n_known=bound,
                       seed=seed, level0=J)
+    exact = res.certified or (spans_W and res.complete)
     return LawCount(n_params=D, rank_dphi=r, dim_lie=res.rank, n_laws=D - res.rank,
                     ranks_by_depth=res.ranks_by_depth,
-                    frobenius=bool((res.complete or res.certified) and res.rank == r),
-                    n_known=n_known,
-                    certified=res.certified, exact=res.complete or res.certified)
+                    frobenius=bool(exact and res.rank == r),
+                    n_known=n_known, certified=res.certified, exact=bool(exact))
+
+
+def _svd_rank(J: torch.Tensor, rtol: float) -> int:
+    """Numerical rank: singular values above rtol * sigma_max (0 for a zero matrix)."""
+    if J.numel() == 0:
+        return 0
+    sv = torch.linalg.svdvals(J)
+    return int((sv > rtol * sv[0]).sum()) if float(sv[0]) > 0 else 0
