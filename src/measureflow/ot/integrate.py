@@ -157,9 +157,12 @@ def symmetrize(S: torch.Tensor) -> torch.Tensor:
 
 
 def project_psd(S: torch.Tensor, floor: float = 1e-14) -> torch.Tensor:
-    """Projection onto {S symmetric, eigenvalues >= floor}: eigenvalues of (S + S^T)/2 clamped."""
+    """Projection onto {S symmetric, eigenvalues >= floor}: eigenvalues of (S + S^T)/2 clamped.
+
+    (For floor = 0 this is the nearest PSD matrix in Frobenius norm; the result is exactly
+    symmetric.)"""
     ev, U = torch.linalg.eigh(symmetrize(S))
-    return (U * ev.clamp_min(floor).unsqueeze(-2)) @ U.transpose(-1, -2)
+    return symmetrize((U * ev.clamp_min(floor).unsqueeze(-2)) @ U.transpose(-1, -2))
 
 
 def project_nonnegative(a):
