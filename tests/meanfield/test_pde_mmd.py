@@ -7,7 +7,7 @@ import pytest
 import scipy.stats
 import torch
 
-from measureflow import InputError
+from measureflow import ConvergenceWarning, InputError
 from measureflow import meanfield as mf
 
 
@@ -111,17 +111,34 @@ def test_mmd_matches_scipy_energy_distance():
     assert mf.mmd(np.array([[0.0]]), np.array([[1.0]])) == pytest.approx(math.sqrt(2))
 
 
+def _mmd_rel_tol(x, y, c=8.0):
+    """Relative round-off bound for MMD: MMD^2 sums (n + m)^2 exact-to-ulp distances, so its
+    absolute error is <= c (n + m) eps S, S = sum of the three terms' magnitudes; the relative
+    error of MMD = sqrt(MMD^2) is half that of MMD^2."""
+    eps = torch.finfo(x.dtype).eps
+    dxy = torch.linalg.vector_norm(x[:, None] - y[None], dim=-1).mean()
+    dxx = torch.linalg.vector_norm(x[:, None] - x[None], dim=-1).mean()
+    dyy = torch.linalg.vector_norm(y[:, None] - y[None], dim=-1).mean()
+    sq = float(2 * dxy - dxx - dyy)
+    S = float(2 * dxy + dxx + dyy)
+    return 0.5 * c * (x.shape[0] + y.shape[0]) * eps * S / sq
+
+
 def test_mmd_properties():
     g = torch.Generator().manual_seed(1)
     x = torch.randn(40, 2, dtype=torch.float64, generator=g)
     y = torch.randn(30, 2, dtype=torch.float64, generator=g) + 1
     z = torch.randn(25, 2, dtype=torch.float64, generator=g) - 1
-    assert float(mf.mmd(x, x)) < 1e-6
-    assert float(mf.mmd(x, y)) == pytest.approx(float(mf.mmd(y, x)), rel=1e-12)
+    tol = _mmd_rel_tol(x, y)
+    assert tol < 1e-11  # the bound is meaningful here (well-separated measures)
+    # MMD(x, x)^2 = 0 up to round-off: |sq| <= 8 (2n) eps S with S ~ 4 mean|x_i - x_j|
+    assert float(mf.mmd(x, x)) ** 2 <= 8 * 80 * 2.2e-16 * 4 * 2.0
+    assert float(mf.mmd(x, y)) == pytest.approx(float(mf.mmd(y, x)), rel=tol)
     assert float(mf.mmd(x, z)) <= float(mf.mmd(x, y)) + float(mf.mmd(y, z)) + 1e-12
-    # translation invariance; chunking does not change the value
+    # translation invariance; chunking (summation order only) does not change the value
     assert float(mf.mmd(x + 3, y + 3)) == pytest.approx(float(mf.mmd(x, y)), rel=1e-9)
-    assert float(mf.mmd(x, y, chunk=7)) == pytest.approx(float(mf.mmd(x, y)), rel=1e-12)
+    for chunk in (1, 7, 40):
+        assert float(mf.mmd(x, y, chunk=chunk)) == pytest.approx(float(mf.mmd(x, y)), rel=tol)
     # periodic: invariant under shifting one cloud by a period
     v = float(mf.mmd(x, y, period=4.0))
     assert float(mf.mmd(x + 4.0, y, period=4.0)) == pytest.approx(v, rel=1e-9)
@@ -147,3 +164,80 @@ def test_teacher_sampler_matches_density():
     assert cdf[-1] == pytest.approx(1.0, abs=1e-6)
     ks = scipy.stats.kstest(om, lambda t: np.interp(t, grid, cdf))
     assert ks.pvalue > 1e-3
+
+
+def test_mmd_exact_on_nearby_far_measures():
+    """Nearby measures far from the origin: |u|^2 + |v|^2 - 2<u, v> (torch.cdist's fast path
+    above 25 points) loses ~eps |u|^2 / |u - v|^2; the exact differences do not. Reference: SciPy's
+    1-D energy distance (sorted CDFs, an independent algorithm)."""
+    rng = np.random.default_rng(3)
+    x = 1e3 + rng.normal(size=60)
+    y = x + 1e-3 + 1e-4 * rng.normal(size=60)
+    ref = scipy.stats.energy_distance(x, y)
+    ours = mf.mmd(x[:, None], y[:, None])
+    # SciPy's CDF integral: relative error ~ n eps |x| / |x - y|
+    assert ours == pytest.approx(ref, rel=1e-6)
+    xt, yt = torch.as_tensor(x)[:, None], torch.as_tensor(y)[:, None]
+    assert float(mf.mmd(xt, yt, chunk=5)) == pytest.approx(ours, rel=1e-6)
+
+
+def test_mmd_mixed_dtypes_promote():
+    g = torch.Generator().manual_seed(0)
+    x32 = torch.randn(12, 2, generator=g)
+    y64 = torch.randn(9, 2, generator=g, dtype=torch.float64)
+    w64 = torch.full((9,), 1 / 9, dtype=torch.float64)
+    ref = float(mf.mmd(x32.double(), y64))
+    for args in [(x32, y64), (y64, x32, w64, None), (x32, y64, None, w64),
+                 (x32, y64.float(), None, w64)]:
+        out = mf.mmd(*args)
+        assert out.dtype == torch.float64
+        assert float(out) == pytest.approx(ref, rel=1e-6)  # float32 inputs: eps32 ~ 1e-7
+    out = mf.mmd(x32, y64.float())
+    assert out.dtype == torch.float32 and float(out) == pytest.approx(ref, rel=1e-5)
+    with pytest.raises(InputError, match="^chunk"):
+        mf.mmd(x32, y64, chunk=0)
+
+
+def test_periodic_helpers_validate_and_keep_array_kind():
+    g = mf.periodic_grid(4, 2.0)
+    np.testing.assert_allclose(g, [-0.75, -0.25, 0.25, 0.75])
+    for n in (0, -1, 2.5, "3", True):
+        with pytest.raises(InputError, match="^n"):
+            mf.periodic_grid(n)
+    for L in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="^length"):
+            mf.periodic_grid(4, L)
+    z = np.array([[2.5, -2.0, 1.999]])
+    w = mf.wrap_torus(z, 4.0)
+    assert isinstance(w, np.ndarray)
+    np.testing.assert_allclose(w, [[-1.5, -2.0, 1.999]])
+    zt = torch.tensor([[2.5, -7.0]], requires_grad=True)
+    wt = mf.wrap_torus(zt, 4.0)
+    assert isinstance(wt, torch.Tensor) and wt.dtype == torch.float32 and wt.requires_grad
+    e = mf.torus_embedding(np.array([[0.0, 1.0]]), 4.0)
+    np.testing.assert_allclose(e, np.array([[4, 0, 0, 4]]) / (2 * math.pi), atol=1e-15)
+    for f in (mf.wrap_torus, mf.torus_embedding):
+        for P in (0.0, -4.0, float("nan"), float("inf"), "x"):
+            with pytest.raises(InputError, match="^period"):
+                f(z, P)
+        with pytest.raises(InputError, match="^z"):
+            f(np.array([np.nan]), 4.0)
+        with pytest.raises(InputError, match="^z"):
+            f(None, 4.0)
+
+
+def test_ultrafast_diffusion_stops_honestly_when_newton_cannot_converge():
+    # max_newton=1: a step is only accepted when the residual is already below tol, i.e. for
+    # dt ~ tol / |L rho|; t would crawl forever without the max_steps cap (issue 16)
+    g, h, mus = _circle(n=32)
+    mu0 = np.full(32, 1 / (2 * math.pi))
+    with pytest.warns(ConvergenceWarning, match="max_steps"):
+        r = mf.ultrafast_diffusion(mu0, mus, 1.0, max_newton=1, times=[0.5, 1.0])
+    assert not r.converged
+    np.testing.assert_allclose(r.mass, 1.0, rtol=1e-10)
+    with pytest.warns(ConvergenceWarning, match="max_steps"):
+        r = mf.ultrafast_diffusion(mu0, mus, 1.0, max_steps=3)
+    assert not r.converged and r.n_iter <= 3
+    with pytest.raises(InputError, match="^max_steps"):
+        mf.ultrafast_diffusion(mu0, mus, 1.0, max_steps=0)
+    assert mf.ultrafast_diffusion(mu0, mus, 1.0).converged

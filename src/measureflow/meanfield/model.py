@@ -21,13 +21,32 @@ from __future__ import annotations
 
 import torch
 
-from ..core import InputError, as_tensor, check_choice, check_ndim, check_positive, is_tensor
+from ..core import (
+    ArrayContext,
+    InputError,
+    as_tensor,
+    check_choice,
+    check_ndim,
+    check_positive,
+    is_tensor,
+)
 
 __all__ = ["TwoLayer", "wrap_torus"]
 
 
-def wrap_torus(z: torch.Tensor, period: float) -> torch.Tensor:
-    """Minimum-image representative of ``z`` in [-period/2, period/2) (componentwise)."""
+def wrap_torus(z, period: float):
+    """Minimum-image representative of ``z`` in [-period/2, period/2) (componentwise).
+
+    ``z``: array of any shape; ``period`` > 0 and finite. NumPy in, NumPy out; tensor in,
+    tensor out (autograd kept).
+    """
+    ctx = ArrayContext(z)
+    zt = ctx.tensor(z, "z")
+    period = check_positive(period, "period")
+    return ctx.wrap(_wrap(zt, period))
+
+
+def _wrap(z: torch.Tensor, period: float) -> torch.Tensor:
     return torch.remainder(z + 0.5 * period, period) - 0.5 * period
 
 
@@ -100,14 +119,14 @@ class TwoLayer(torch.nn.Module):
         """Projection of a feature array on the domain (out of place)."""
         if self.domain == "sphere":
             return W / W.norm(dim=-1, keepdim=True)
-        return wrap_torus(W, self.period)
+        return _wrap(W, self.period)
 
     def feature_matrix(self, x: torch.Tensor, W: torch.Tensor | None = None) -> torch.Tensor:
         """Phi_nj = phi(w_j, x_n) for x (N, d) (a tensor); ``W`` defaults to the features."""
         W = self.features if W is None else W
         if self.activation == "relu":
             return torch.relu(x @ W.T)
-        diff = wrap_torus(x[:, None, :] - W[None, :, :], self.period)
+        diff = _wrap(x[:, None, :] - W[None, :, :], self.period)
         r = torch.linalg.vector_norm(diff, dim=-1)
         b = self.bandwidth
         return (2.0 / b**2) * torch.exp(-r / b)

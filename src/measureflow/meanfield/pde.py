@@ -60,8 +60,9 @@ class DiffusionResult(SolverResult):
     chi2: (K,) chi^2(mu* | mu(t)) = int (mu*/mu - 1)^2 dmu at the output times.
     mass: (K,) total mass at the output times.
     errors: Newton residual (max-norm, relative) of each accepted step.
-    converged: False if the adaptive step fell below ``min_dt`` (integration stopped early; the
-        densities after that time are then the last accepted state).
+    converged: False if the adaptive step fell below ``min_dt`` or ``max_steps`` attempts were
+        used (integration stopped early; the densities after that time are then the last
+        accepted state).
     n_iter: number of accepted time steps.
     """
 
@@ -74,7 +75,12 @@ class DiffusionResult(SolverResult):
 
 
 def periodic_grid(n: int, length: float = 2.0 * math.pi) -> np.ndarray:
-    """Cell centres -L/2 + (i + 1/2) h, i = 0..n-1, of the uniform grid of [-L/2, L/2), h = L/n."""
+    """Cell centres -L/2 + (i + 1/2) h, i = 0..n-1, of the uniform grid of [-L/2, L/2), h = L/n.
+
+    ``n`` >= 1 an integer, ``length`` > 0 finite; returns a float64 NumPy array (n,).
+    """
+    n = check_int(n, "n", min_value=1)
+    length = check_positive(length, "length")
     h = length / n
     return -0.5 * length + (np.arange(n) + 0.5) * h
 
@@ -129,7 +135,8 @@ def _chi2(rho, s, vol):
 
 def ultrafast_diffusion(mu0, mu_star, T: float, *, times=None, length: float = 2.0 * math.pi,
                         dt0: float | None = None, max_dt: float | None = None,
-                        tol: float = 1e-10, min_dt: float = 1e-14, max_newton: int = 30) -> DiffusionResult:
+                        tol: float = 1e-10, min_dt: float = 1e-14, max_newton: int = 30,
+                        max_steps: int | None = None) -> DiffusionResult:
     """Solve d_t mu = -1/2 div(mu grad((mu*/mu)^2)) on the circle or the 2-D torus.
 
     Parameters
@@ -149,8 +156,15 @@ def ultrafast_diffusion(mu0, mu_star, T: float, *, times=None, length: float = 2
         First step (default 1e-4 min(T, 1)), largest step (default T / 200; backward Euler is
         first-order accurate in time, so this bounds the time-discretisation error), Newton
         tolerance on the relative max-norm residual, smallest step allowed before giving up
-        (``converged=False`` + ``ConvergenceWarning``), Newton iteration cap. The step is adapted:
-        x1.5 after a Newton solve in <= 4 iterations, /2 on failure or loss of positivity.
+        (``converged=False`` + ``ConvergenceWarning``), Newton iteration cap per step. The step
+        is adapted: x1.5 after a Newton solve in <= 4 iterations, /2 on failure or loss of
+        positivity.
+    max_steps:
+        Cap on the number of attempted time steps, accepted or rejected (default
+        20 ceil(T / max_dt) + 200, about 20 times what a run at the largest step needs). When it
+        is reached the integration stops with ``converged=False`` and a ``ConvergenceWarning``
+        (e.g. ``max_newton=1``: Newton can then only accept steps so small that the residual is
+        already below ``tol``, and t would crawl).
 
     Returns a :class:`DiffusionResult` (NumPy in, NumPy out; tensor in, tensors out on the same
     dtype/device, but *detached*: the Newton solves run in float64 SciPy, so there is no
@@ -176,6 +190,8 @@ def ultrafast_diffusion(mu0, mu_star, T: float, *, times=None, length: float = 2
     tol = check_positive(tol, "tol")
     min_dt = check_positive(min_dt, "min_dt")
     max_newton = check_int(max_newton, "max_newton", min_value=1)
+    if max_steps is not None:
+        max_steps = check_int(max_steps, "max_steps", min_value=1)
     h = length / m0.shape[0]
     vol = h ** m0.ndim
     check_masses_match(m0 * vol, ms * vol, ("mu0", "mu_star"))
@@ -194,19 +210,26 @@ def ultrafast_diffusion(mu0, mu_star, T: float, *, times=None, length: float = 2
     dt = check_positive(dt, "dt0")
     max_dt = check_positive(max_dt if max_dt is not None else T / 200.0, "max_dt")
     dt = min(dt, max_dt)
+    if max_steps is None:
+        max_steps = 20 * math.ceil(T / max_dt) + 200
 
     t = 0.0
     out, errs = [], []
     ok = True
-    n_acc = 0
+    why = ""
+    n_acc = n_try = 0
     for t_out in out_times:
         while t < t_out - 1e-14 * max(1.0, T) and ok:
+            if n_try >= max_steps:
+                ok, why = False, f"max_steps={max_steps} attempted steps reached"
+                break
+            n_try += 1
             step = min(dt, t_out - t)
             new, res = _newton(rho, step, op, eye, tol, max_newton)
             if new is None:
                 dt = 0.5 * step
                 if dt < min_dt:
-                    ok = False
+                    ok, why = False, f"time step fell below min_dt={min_dt:g}"
                 continue
             rho, t = new, t + step
             n_acc += 1
@@ -215,8 +238,9 @@ def ultrafast_diffusion(mu0, mu_star, T: float, *, times=None, length: float = 2
                 dt = min(1.5 * dt, max_dt)
         out.append(rho.copy())
     if not ok:
-        warnings.warn(f"ultrafast_diffusion: time step fell below min_dt={min_dt:g} at t={t:.4g};"
-                      " the result has converged=False", ConvergenceWarning, stacklevel=2)
+        warnings.warn(f"ultrafast_diffusion: {why} at t={t:.4g} < T={T:g} (outputs after t are "
+                      "the last accepted state); the result has converged=False",
+                      ConvergenceWarning, stacklevel=2)
     dens = np.stack(out).reshape((len(out_times),) + tuple(m0.shape))
     grid1 = periodic_grid(m0.shape[0], length)
     grid = grid1 if m0.ndim == 1 else (grid1, grid1.copy())
