@@ -112,3 +112,90 @@ def test_bad_input():
         Schatten(prm, lr=0.1, momentum=1.5)
     with pytest.raises(InputError, match="^scale"):
         Muon(prm, scale="bad")
+
+
+def test_group_options_are_validated_at_construction():
+    w = torch.nn.Parameter(torch.zeros(3, 3))
+    b = torch.nn.Parameter(torch.zeros(3))
+    with pytest.raises(InputError, match="^polar"):
+        Schatten([{"params": [w]}, {"params": [b], "polar": "bad"}], lr=0.1)
+    with pytest.raises(InputError, match="^polar"):  # p = 2 with the p = inf polar solver
+        Schatten([{"params": [w], "p": 2, "polar": "newton_schulz"}], lr=0.1)
+    with pytest.raises(InputError, match="^p"):
+        Schatten([{"params": [w], "p": 0.1}], lr=0.1)
+    with pytest.raises(InputError, match="^lr"):
+        Muon([{"params": [w], "lr": float("nan")}])
+    with pytest.raises(InputError, match="^momentum"):
+        Muon([{"params": [w], "momentum": 1.0}])
+    with pytest.raises(InputError, match="^ns_steps"):
+        Muon([{"params": [w], "ns_steps": -1}])
+    with pytest.raises(InputError, match="^ns_coefficients"):
+        Muon([{"params": [w], "ns_coefficients": (1.0, 2.0)}])
+    with pytest.raises(InputError, match="^eps"):
+        Muon([w], eps=float("inf"))
+    with pytest.raises(InputError, match="^scale"):
+        Schatten([{"params": [w], "scale": "big"}], lr=0.1)
+    with pytest.raises(InputError, match="^polr"):
+        Schatten([{"params": [w], "polr": "svd"}], lr=0.1)
+    opt = Schatten([w], lr=0.1)
+    with pytest.raises(InputError, match="^adjust_lr_fn"):
+        opt.add_param_group({"params": [b], "adjust_lr_fn": "sqrt"})
+    assert len(opt.param_groups) == 1
+    opt.add_param_group({"params": [b], "p": "inf", "momentum": 0.5})
+    assert opt.param_groups[1]["p"] == math.inf and opt.param_groups[1]["momentum"] == 0.5
+
+
+@pytest.mark.parametrize("polar", ["newton_schulz", "fast", "svd"])
+@pytest.mark.parametrize("shape", [(7,), (1, 9), (9, 1), (5, 1, 1)])
+def test_rank_one_shaped_parameters_step_by_exactly_g_over_norm(polar, shape):
+    g = torch.Generator().manual_seed(3)
+    prm = torch.nn.Parameter(torch.randn(*shape, generator=g))
+    x0 = prm.detach().clone()
+    G = torch.randn(*shape, generator=g)
+    opt = Muon([prm], lr=0.1, weight_decay=0.0, momentum=0.0, polar=polar,
+               adjust_lr_fn="none")
+    prm.grad = G.clone()
+    opt.step()
+    # the unit-ball LMO of a matrix with one singular value is g / |g| (not ~0.69 g / |g|)
+    assert torch.allclose(prm.detach(), x0 - 0.1 * G / G.norm(), rtol=0, atol=1e-6)
+    q = torch.nn.Parameter(x0.clone())
+    opt = Schatten([q], lr=0.1, p=3.0, momentum=0.0, scale="schatten",
+                   polar="svd" if polar == "newton_schulz" else polar)
+    q.grad = G.clone()
+    opt.step()
+    assert torch.allclose(q.detach(), x0 - 0.1 * G, rtol=0, atol=1e-6)   # -J_p(g) = g
+
+
+def test_muon_reproduces_torch_with_groups_and_several_matrices():
+    g = torch.Generator().manual_seed(4)
+    shapes = [(16, 8), (8, 24), (12, 12)]
+    W = [torch.randn(*s, generator=g) for s in shapes]
+    pa = [torch.nn.Parameter(w.clone()) for w in W]
+    pb = [torch.nn.Parameter(w.clone()) for w in W]
+    groups = lambda ps: [{"params": ps[:2], "lr": 0.03}, {"params": ps[2:], "momentum": 0.8}]
+    ta, ob = torch.optim.Muon(groups(pa), lr=0.02), Muon(groups(pb), lr=0.02)
+    for _ in range(3):
+        G = [torch.randn(*s, generator=g) for s in shapes]
+        for a, b, gg in zip(pa, pb, G):
+            a.grad, b.grad = gg.clone(), gg.clone()
+        ta.step()
+        ob.step()
+        assert all(torch.equal(a, b) for a, b in zip(pa, pb))
+
+
+def test_newton_schulz_quintic_validates():
+    from measureflow.optim import newton_schulz_quintic
+    G = torch.randn(4, 3)
+    X = newton_schulz_quintic(G)
+    assert X.dtype == torch.bfloat16 and X.shape == (4, 3)
+    for kw, name in ((dict(eps=math.inf), "eps"), (dict(eps=0.0), "eps"),
+                     (dict(steps=-1), "ns_steps"), (dict(steps=2.5), "ns_steps"),
+                     (dict(coefficients=(1, 2, math.nan)), "ns_coefficients")):
+        with pytest.raises(InputError, match=f"^{name}"):
+            newton_schulz_quintic(G, **kw)
+    with pytest.raises(InputError, match="^G"):
+        newton_schulz_quintic(torch.randn(3))
+    with pytest.raises(InputError, match="^G"):
+        newton_schulz_quintic(G.numpy())
+    with pytest.raises(InputError, match="^G"):
+        newton_schulz_quintic(torch.full((2, 2), math.nan))

@@ -9,8 +9,10 @@ Conventions (all documented in docs/spectral.md, "Optimizers"):
 
 * **Matrices.** A parameter with ndim >= 2 is viewed as the matrix (shape[0], prod(shape[1:]))
   (conv kernels flattened per output channel). A parameter with ndim <= 1 (bias, gain, scalar)
-  is the 1 x n matrix; it has one singular value, so every Schatten step on it is the gradient
-  step (``scale="schatten"``) or the normalized gradient g / |g| (``scale="unit"``).
+  is the 1 x n matrix. A matrix with a side of length 1 has one singular value, so every
+  Schatten step on it is exactly the gradient step (``scale="schatten"``) or the normalized
+  gradient g / |g| (``scale="unit"``), whatever ``polar`` (no iteration is run: the quintic
+  Newton-Schulz would return about 0.69 g / |g|).
 * **Momentum** (same as ``torch.optim.Muon``): B <- momentum B + (1 - momentum) g (an EMA), the
   step direction is A = (1 - momentum) g + momentum B with ``nesterov=True``, else A = B.
 * **Scale.** ``scale="unit"``: the unit-ball LMO of ||.||_{S_2p}, U diag(s^{q-1}) W^T / ||s||_q^{q-1}
@@ -31,7 +33,13 @@ Reproducing ``torch.optim.Muon``: ``Muon(params, lr=..., weight_decay=..., momen
 nesterov=..., ns_coefficients=..., eps=..., ns_steps=..., adjust_lr_fn=...)`` with the default
 ``polar="newton_schulz"`` performs the same floating-point operations as
 ``torch.optim.Muon`` with the same arguments (defaults included: lr=1e-3, weight_decay=0.1),
-so its updates agree to the last bit on CPU for 2-D parameters.
+so its updates agree to the last bit on CPU for 2-D parameters with both sides >= 2 (for a
+1 x n or n x 1 matrix measureflow takes the exact g / |g|, see above).
+
+Options are validated per parameter group when the group is added (at construction for the
+groups given to the constructor): a bad option raises :class:`InputError` naming it. The step
+calls the tensor-only kernels (``_newton_schulz_quintic``, ``spectral.schatten._schatten_lmo``),
+not the validating public faces.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ from torch.optim import Optimizer
 
 from ..core.errors import InputError
 from ..core.validation import check_in_range, check_nonnegative_scalar, check_positive
-from ..spectral.schatten import check_p, schatten_lmo
+from ..spectral.schatten import _schatten_lmo, check_p
 
 __all__ = ["Schatten", "Muon", "newton_schulz_quintic"]
 
@@ -58,8 +66,56 @@ def newton_schulz_quintic(G: torch.Tensor, coefficients=_NS_COEFFS, steps: int =
     X <- a X + (b A + c A^2) X with A = X X^T. The coefficients maximise the slope at 0 and the
     iteration does not converge to U W^T (singular values end roughly in [0.5, 1.5]); this is the
     update of ``torch.optim.Muon`` and of the Muon reference, reproduced operation by operation.
-    Returns a bfloat16 tensor.
+
+    Parameters
+    ----------
+    G : torch.Tensor
+        A real matrix (m, n) (any float dtype; computed in bfloat16).
+    coefficients : three finite numbers (a, b, c).
+    steps : int
+        Number of iterations, >= 0.
+    eps : float
+        Floor of the Frobenius norm, finite and > 0.
+
+    Returns
+    -------
+    torch.Tensor
+        The bfloat16 (m, n) matrix.
     """
+    if not isinstance(G, torch.Tensor):
+        raise InputError(f"G: expected a torch tensor, got {type(G).__name__}")
+    if G.ndim != 2:
+        raise InputError(f"G: expected a matrix (m, n), got shape {tuple(G.shape)}")
+    if not (G.is_floating_point() or G.dtype == torch.bfloat16):
+        raise InputError(f"G: expected a real floating tensor, got {G.dtype}")
+    if G.device.type != "meta" and not bool(torch.isfinite(G).all()):
+        raise InputError("G: contains NaN or Inf")
+    coefficients = _check_coefficients(coefficients)
+    steps = _check_steps(steps)
+    eps = check_positive(eps, "eps")
+    return _newton_schulz_quintic(G, coefficients, steps, eps)
+
+
+def _check_coefficients(coefficients) -> tuple:
+    try:
+        coefficients = tuple(coefficients)
+    except TypeError:
+        raise InputError("ns_coefficients: expected three finite numbers (a, b, c)") from None
+    if len(coefficients) != 3 or not all(
+            isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c)
+            for c in coefficients):
+        raise InputError("ns_coefficients: expected three finite numbers (a, b, c)")
+    return coefficients
+
+
+def _check_steps(steps) -> int:
+    if not (isinstance(steps, int) and not isinstance(steps, bool) and 0 <= steps < 100):
+        raise InputError(f"ns_steps: must be an integer in [0, 100), got {steps!r}")
+    return steps
+
+
+def _newton_schulz_quintic(G: torch.Tensor, coefficients, steps: int, eps: float):
+    """Tensor-only :func:`newton_schulz_quintic` (the optimizer's inner loop)."""
     a, b, c = coefficients
     X = G.bfloat16()
     tall = G.size(0) > G.size(1)
@@ -73,6 +129,40 @@ def newton_schulz_quintic(G: torch.Tensor, coefficients=_NS_COEFFS, steps: int =
     if tall:
         X = X.T
     return X
+
+
+def _check_group(g: dict) -> dict:
+    """Validate the options of one parameter group (the defaults or a group given by the user)."""
+    g = dict(g)
+    lr = g["lr"]
+    if isinstance(lr, torch.Tensor):
+        if lr.numel() != 1:
+            raise InputError("lr: a tensor learning rate must have one element")
+        if not (math.isfinite(float(lr)) and float(lr) >= 0):
+            raise InputError(f"lr: must be finite and >= 0, got {float(lr)!r}")
+    elif not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr)
+              and lr >= 0):
+        raise InputError(f"lr: must be a finite number >= 0, got {lr!r}")
+    g["p"] = check_p(g["p"])
+    g["momentum"] = check_in_range(g["momentum"], "momentum", 0.0, 1.0, high_open=True)
+    g["weight_decay"] = check_nonnegative_scalar(g["weight_decay"], "weight_decay")
+    if not math.isfinite(g["weight_decay"]):
+        raise InputError(f"weight_decay: must be finite, got {g['weight_decay']}")
+    g["eps"] = check_positive(g["eps"], "eps")
+    if not isinstance(g["nesterov"], bool):
+        raise InputError(f"nesterov: must be a bool, got {g['nesterov']!r}")
+    if g["scale"] not in ("unit", "schatten"):
+        raise InputError(f"scale: must be 'unit' or 'schatten', got {g['scale']!r}")
+    if g["polar"] not in ("svd", "fast", "newton_schulz"):
+        raise InputError(f"polar: must be 'svd', 'fast' or 'newton_schulz', got {g['polar']!r}")
+    if g["polar"] == "newton_schulz" and not math.isinf(g["p"]):
+        raise InputError("polar: 'newton_schulz' computes the p = inf (polar) step only")
+    if g["adjust_lr_fn"] not in (None, "none", "original", "match_rms_adamw"):
+        raise InputError("adjust_lr_fn: must be None, 'none', 'original' or "
+                         f"'match_rms_adamw', got {g['adjust_lr_fn']!r}")
+    g["ns_coefficients"] = _check_coefficients(g["ns_coefficients"])
+    g["ns_steps"] = _check_steps(g["ns_steps"])
+    return g
 
 
 def _lr_ratio(adjust_lr_fn: str | None, shape) -> float:
@@ -120,48 +210,49 @@ class Schatten(Optimizer):
                  nesterov: bool = True, weight_decay: float = 0.0, *, scale: str = "unit",
                  polar: str = "svd", ns_coefficients=_NS_COEFFS, ns_steps: int = 5,
                  eps: float = 1e-7, adjust_lr_fn: str | None = "none"):
-        if isinstance(lr, torch.Tensor):
-            if lr.numel() != 1:
-                raise InputError("lr: a tensor learning rate must have one element")
-        elif not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
-            raise InputError(f"lr: must be a finite number >= 0, got {lr!r}")
-        p = check_p(p)
-        momentum = check_in_range(momentum, "momentum", 0.0, 1.0, high_open=True)
-        weight_decay = check_nonnegative_scalar(weight_decay, "weight_decay")
-        eps = check_positive(eps, "eps")
-        if not isinstance(nesterov, bool):
-            raise InputError(f"nesterov: must be a bool, got {nesterov!r}")
-        if scale not in ("unit", "schatten"):
-            raise InputError(f"scale: must be 'unit' or 'schatten', got {scale!r}")
-        if polar not in ("svd", "fast", "newton_schulz"):
-            raise InputError(f"polar: must be 'svd', 'fast' or 'newton_schulz', got {polar!r}")
-        if polar == "newton_schulz" and not math.isinf(p):
-            raise InputError("polar: 'newton_schulz' computes the p = inf (polar) step only")
-        if adjust_lr_fn not in (None, "none", "original", "match_rms_adamw"):
-            raise InputError("adjust_lr_fn: must be None, 'none', 'original' or "
-                             f"'match_rms_adamw', got {adjust_lr_fn!r}")
-        ns_coefficients = tuple(ns_coefficients)
-        if len(ns_coefficients) != 3 or not all(
-                isinstance(c, (int, float)) and math.isfinite(c) for c in ns_coefficients):
-            raise InputError("ns_coefficients: expected three finite numbers (a, b, c)")
-        if not (isinstance(ns_steps, int) and 0 <= ns_steps < 100):
-            raise InputError(f"ns_steps: must be an integer in [0, 100), got {ns_steps!r}")
-        defaults = dict(lr=lr, p=p, momentum=momentum, nesterov=nesterov,
-                        weight_decay=weight_decay, scale=scale, polar=polar,
-                        ns_coefficients=tuple(ns_coefficients), ns_steps=ns_steps, eps=eps,
-                        adjust_lr_fn=adjust_lr_fn)
+        defaults = _check_group(dict(lr=lr, p=p, momentum=momentum, nesterov=nesterov,
+                                     weight_decay=weight_decay, scale=scale, polar=polar,
+                                     ns_coefficients=ns_coefficients, ns_steps=ns_steps,
+                                     eps=eps, adjust_lr_fn=adjust_lr_fn))
         super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a parameter group; its options (merged with the defaults) are validated here,
+        so a bad per-group option raises InputError naming it at construction, not at step()."""
+        if not isinstance(param_group, dict):
+            raise InputError(f"params: a parameter group must be a dict, got "
+                             f"{type(param_group).__name__}")
+        unknown = set(param_group) - set(self.defaults) - {"params", "name"}
+        if unknown:
+            raise InputError(f"{sorted(unknown)[0]}: unknown option of a parameter group "
+                             f"(known: {', '.join(sorted(self.defaults))})")
+        merged = {**self.defaults, **{k: v for k, v in param_group.items()
+                                      if k in self.defaults}}
+        checked = _check_group(merged)
+        param_group = dict(param_group)
+        for k in self.defaults:
+            if k in param_group:
+                param_group[k] = checked[k]
+        super().add_param_group(param_group)
 
     def _direction(self, A: torch.Tensor, group) -> torch.Tensor:
         """Update direction D (the parameter moves by -lr * D) for the 2-D momentum matrix A."""
         p, scale, polar = group["p"], group["scale"], group["polar"]
+        if min(A.shape) == 1:
+            # one singular value: U W^T = A / |A| exactly (for every p), and the trace-scaled
+            # step -J_p(A) = A; no iteration (Newton-Schulz would return ~0.69 A / |A|)
+            if scale == "schatten":
+                return A
+            nrm = torch.linalg.vector_norm(A)
+            return torch.where(nrm > 0, A / torch.where(nrm > 0, nrm, torch.ones_like(nrm)),
+                               torch.zeros_like(A))
         if polar == "newton_schulz":
-            D = newton_schulz_quintic(A, group["ns_coefficients"], group["ns_steps"],
-                                      group["eps"])
+            D = _newton_schulz_quintic(A, group["ns_coefficients"], group["ns_steps"],
+                                       group["eps"])
             if scale == "schatten":  # trace-scaled: ||A||_* ~ <D, A>
                 D = D.to(A.dtype) * (D.to(A.dtype) * A).sum()
             return D
-        J = schatten_lmo(A, p, method=polar)
+        J, _ = _schatten_lmo(A, p, polar)
         if scale == "schatten":
             return -J
         nq = (-(A * J).sum()).clamp_min(0).sqrt()  # ||A||_{S_q} = N(J)
@@ -219,7 +310,9 @@ class Muon(Schatten):
     momentum=0.95, nesterov=True, quintic coefficients, 5 steps, eps=1e-7,
     adjust_lr_fn=None = "original"). ``polar="fast"`` / ``"svd"`` use the exact polar factor;
     ``scale="schatten"`` gives the paper's trace-scaled step -J_inf = ||A||_* U W^T.
-    Unlike torch's, non-2-D parameters are accepted (1 x n rule of :class:`Schatten`).
+    Unlike torch's, non-2-D parameters are accepted (1 x n rule of :class:`Schatten`), and a
+    matrix with a side of length 1 moves by the exact g / |g| (torch's quintic iteration gives
+    about 0.69 g / |g| there): the one case where the two differ.
     """
 
     def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1,

@@ -65,7 +65,7 @@ def dual_exponent(p: float) -> float:
         return 1.0
     if p == 0.5:
         return math.inf
-    return 2.0 * p / (2.0 * p - 1.0)
+    return 1.0 + 1.0 / (2.0 * p - 1.0)  # = 2p / (2p - 1), finite for p up to the float max
 
 
 def _default_rtol(G: torch.Tensor) -> float:
@@ -243,42 +243,52 @@ def schatten_lmo(G, p, *, method: str = "svd", rtol: float | None = None,
     p = check_p(p)
     if method not in ("svd", "fast"):
         raise InputError(f"method: must be 'svd' or 'fast', got {method!r}")
-    rtol = _default_rtol(G) if rtol is None else check_nonnegative_scalar(rtol, "rtol")
+    rtol = None if rtol is None else check_nonnegative_scalar(rtol, "rtol")
     max_iter = check_int(max_iter, "max_iter", min_value=0)
-    tol_ = None if tol is None else check_positive(tol, "tol")
-    if G.numel() == 0 or not bool((G.detach() != 0).any()):
-        J, info = torch.zeros_like(G), (0.0, True, 0, [])  # J_p(0) = 0
-    elif p == 1:
-        J, info = -G, (0.0, True, 0, [])
-    elif method == "svd":
-        U, s, Wh = torch.linalg.svd(G, full_matrices=False)
-        phi = _singular_response(s, p, rtol)
-        J = -(U * phi.unsqueeze(-2)) @ Wh
-        info = (0.0, True, 0, [])
-    else:
-        tol_ = _default_polar_tol(G) if tol_ is None else tol_
-        Z, err, n_iter, trace = _polar_ns(G, tol=tol_, max_iter=max_iter, lower=1e-3)
-        converged = trace[-1] <= tol_
-        report_convergence(converged, "schatten_lmo(method='fast')", n_iter, trace[-1], tol_)
-        if math.isinf(p):
-            nuc = (Z * G).sum((-2, -1))
-            J = -nuc[..., None, None] * Z
-        else:
-            tall = G.shape[-2] >= G.shape[-1]
-            H = Z.transpose(-1, -2) @ G if tall else G @ Z.transpose(-1, -2)
-            H = 0.5 * (H + H.transpose(-1, -2))
-            ev, V = torch.linalg.eigh(H)
-            s = ev.flip(-1).clamp_min(0.0)
-            V = V.flip(-1)
-            phi = _singular_response(s, p, rtol)
-            F = (V * phi.unsqueeze(-2)) @ V.transpose(-1, -2)
-            J = -(Z @ F if tall else F @ Z)
-        info = (err, converged, n_iter, trace)
+    tol = None if tol is None else check_positive(tol, "tol")
+    J, info = _schatten_lmo(G, p, method, rtol=rtol, tol=tol, max_iter=max_iter)
     if return_info:
         err, converged, n_iter, trace = info
         return ctx.wrap(LMOResult(direction=J, orth_error=err, method=method,
                                   converged=converged, n_iter=n_iter, errors=trace))
     return ctx.wrap(J)
+
+
+def _schatten_lmo(G: torch.Tensor, p: float, method: str = "svd", *, rtol: float | None = None,
+                  tol: float | None = None, max_iter: int = 60):
+    """Tensor-only :func:`schatten_lmo`: returns (J, (orth_error, converged, n_iter, trace)).
+
+    Arguments already validated (``p`` checked, ``method`` in svd/fast); inner loops (the
+    optimizers) call this directly.
+    """
+    rtol = _default_rtol(G) if rtol is None else rtol
+    if G.numel() == 0 or not bool((G.detach() != 0).any()):
+        return torch.zeros_like(G), (0.0, True, 0, [])  # J_p(0) = 0
+    if p == 1:
+        return -G, (0.0, True, 0, [])
+    if method == "svd":
+        U, s, Wh = torch.linalg.svd(G, full_matrices=False)
+        phi = _singular_response(s, p, rtol)
+        return -(U * phi.unsqueeze(-2)) @ Wh, (0.0, True, 0, [])
+    tol = _default_polar_tol(G) if tol is None else tol
+    Z, err, n_iter, trace = _polar_ns(G, tol=tol, max_iter=max_iter, lower=1e-3)
+    converged = trace[-1] <= tol
+    report_convergence(converged, "schatten_lmo(method='fast')", n_iter, trace[-1], tol,
+                       stacklevel=4)
+    if math.isinf(p):
+        nuc = (Z * G).sum((-2, -1))
+        J = -nuc[..., None, None] * Z
+    else:
+        tall = G.shape[-2] >= G.shape[-1]
+        H = Z.transpose(-1, -2) @ G if tall else G @ Z.transpose(-1, -2)
+        H = 0.5 * (H + H.transpose(-1, -2))
+        ev, V = torch.linalg.eigh(H)
+        s = ev.flip(-1).clamp_min(0.0)
+        V = V.flip(-1)
+        phi = _singular_response(s, p, rtol)
+        F = (V * phi.unsqueeze(-2)) @ V.transpose(-1, -2)
+        J = -(Z @ F if tall else F @ Z)
+    return J, (err, converged, n_iter, trace)
 
 
 def _particle_args(ctx, G, weights, from_gradient):
