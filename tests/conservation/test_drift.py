@@ -109,3 +109,26 @@ def test_bad_input():
     a = A.linear_two_layer(2, 2, 1)
     with pytest.raises(InputError, match="grad"):
         one_step_change(a.laws, a.sample_params(0), torch.zeros(3, dtype=torch.float64), 0.1)
+
+
+def test_lr_schedule_matches_manual_decaying_steps():
+    # tau_k = tau_0 / (k + 1) (arXiv 2506.06194 Prop. 5.1): same iterates as hand-written steps
+    a = A.relu_two_layer(3, 2, 4)
+    th = a.sample_params(5)
+    X, Y = a.sample_inputs(8, 6), torch.randn(8, 3, dtype=torch.float64)
+    net = a.to_module(th)
+    loss = lambda m, b: 0.5 * ((m(b[0]) - b[1]) ** 2).mean()
+    res = track_laws(net, lambda m: torch.zeros(1, dtype=torch.float64), loss, [(X, Y)],
+                     optimizer="sgd", lr=0.2, n_steps=5, lr_schedule=lambda k: 1.0 / (k + 1))
+    t = th.clone()
+    for k in range(5):
+        t = t - 0.2 / (k + 1) * _minibatch_grad(a, t, X, Y)
+    ref = a.to_module(t)
+    for p, q in zip(net.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-13)
+    assert res.grad_sq_norms.shape == (5,)
+    with pytest.raises(InputError, match="^lr_schedule"):
+        track_laws(a.to_module(th), lambda m: torch.zeros(1), loss, [(X, Y)], lr_schedule=3)
+    with pytest.raises(InputError, match="^lr_schedule"):
+        track_laws(a.to_module(th), lambda m: torch.zeros(1), loss, [(X, Y)],
+                   lr_schedule=lambda k: -1.0)

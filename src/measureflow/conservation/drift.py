@@ -65,7 +65,8 @@ def track_laws(model: nn.Module, laws: Callable[[nn.Module], torch.Tensor],
                loss_fn: Callable[[nn.Module, Any], torch.Tensor], batches, *,
                optimizer: str | torch.optim.Optimizer = "sgd", lr: float = 1e-2,
                n_steps: int | None = None, momentum: float = 0.9,
-               betas: tuple = (0.9, 0.999), weight_decay: float = 0.0) -> DriftResult:
+               betas: tuple = (0.9, 0.999), weight_decay: float = 0.0,
+               lr_schedule: Callable[[int], float] | None = None) -> DriftResult:
     """Train ``model`` in place and record ``laws(model)`` after every step.
 
     Parameters
@@ -79,6 +80,9 @@ def track_laws(model: nn.Module, laws: Callable[[nn.Module], torch.Tensor],
     optimizer: ``"gd"``/``"sgd"`` (plain steps), ``"momentum"`` (heavy ball, ``momentum``),
         ``"adam"`` (``betas``), or any ``torch.optim.Optimizer`` instance already built on the
         model's parameters (then ``lr``/``momentum``/``betas``/``weight_decay`` are ignored).
+    lr_schedule: optional callable k -> factor; step k uses the learning rate
+        factor * (the optimizer's initial lr), e.g. ``lambda k: 1 / (k + 1)`` for the decaying
+        steps tau_k = tau_0 / (k + 1) of arXiv 2506.06194 Prop. 5.1.
     """
     if not isinstance(model, nn.Module):
         raise InputError("model: expected a torch.nn.Module")
@@ -112,6 +116,9 @@ def track_laws(model: nn.Module, laws: Callable[[nn.Module], torch.Tensor],
             raise InputError("batches: empty")
         get = lambda k: seq[k % len(seq)]
     n_steps = check_int(n_steps, "n_steps", min_value=0)
+    if lr_schedule is not None and not callable(lr_schedule):
+        raise InputError("lr_schedule: expected a callable k -> learning-rate factor")
+    base_lrs = [grp["lr"] for grp in opt.param_groups]
 
     def snap():
         with torch.no_grad():
@@ -127,6 +134,10 @@ def track_laws(model: nn.Module, laws: Callable[[nn.Module], torch.Tensor],
         loss.backward()
         gsq.append(sum(float((p.grad.detach() ** 2).sum()) for p in model.parameters()
                        if p.grad is not None))
+        if lr_schedule is not None:
+            f = check_positive(lr_schedule(k), "lr_schedule")
+            for grp, lr0 in zip(opt.param_groups, base_lrs):
+                grp["lr"] = lr0 * f
         opt.step()
         losses.append(float(loss.detach()))
         vals.append(snap())
