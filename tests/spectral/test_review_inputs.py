@@ -119,3 +119,67 @@ def test_spectral_bures_general_gradient_matches_finite_differences(p):
     fd_m = (f(S0, m1 + h * e) - f(S0, m1 - h * e)) / (2 * h)
     assert float((S0r.grad * E).sum()) == pytest.approx(fd_S, rel=1e-3)
     assert float(m1r.grad[0]) == pytest.approx(fd_m, rel=1e-3)
+
+
+# ---- issue 16: hardening of the spectral flows and distances ---------------------------------
+
+
+def test_gaussian_kl_rhs_at_p_one_half_is_the_finite_limit():
+    m, S = np.array([0.5, -0.2]), np.array([[1.5, 0.3], [0.3, 0.6]])
+    mb, Sb = np.zeros(2), np.array([[1.0, -0.2], [-0.2, 0.8]])
+    dm, dS = gaussian_kl_rhs(m, S, mb, Sb, 0.5)
+    assert np.all(np.isfinite(dm)) and np.all(np.isfinite(dS))
+    # continuity in p: the p -> 1/2 limit (projector on the top force eigenspace)
+    dm2, dS2 = gaussian_kl_rhs(m, S, mb, Sb, 0.5 + 1e-9)
+    assert np.allclose(dm, dm2, atol=1e-6) and np.allclose(dS, dS2, atol=1e-6)
+    # KL decreases along the p = 1/2 flow
+    from measureflow.spectral.flows import gaussian_kl_flow
+    r = gaussian_kl_flow(m, S, mb, Sb, 0.5, T=0.5, dt=0.05)
+    assert np.all(np.diff(r.kl) < 0)
+
+
+def test_huge_p_is_the_p_inf_limit():
+    assert dual_exponent(1e308) == 1.0
+    J = schatten_lmo(G, 1e308)
+    assert np.all(np.isfinite(J)) and np.allclose(J, schatten_lmo(G, math.inf), atol=1e-12)
+    assert modal_invariant(0.3, 0.7, 1e308) == pytest.approx(modal_invariant(0.3, 0.7, math.inf))
+
+
+def test_displacement_moment_rejects_a_negative_plan():
+    from measureflow.spectral import displacement_moment
+    x, y = np.zeros((2, 2)), np.ones((3, 2))
+    P = np.full((2, 3), 1 / 6)
+    assert np.allclose(displacement_moment(x, y, P), np.ones((2, 2)))
+    P[0, 0] = -0.1
+    with pytest.raises(InputError, match="^plan"):
+        displacement_moment(x, y, P)
+
+
+def test_spectral_bures_primal_honours_max_iter():
+    from measureflow.core import ConvergenceWarning
+    from measureflow.spectral import spectral_bures
+    S0 = np.array([[2.0, 0.3], [0.3, 1.0]])
+    S1 = np.array([[1.0, -0.4], [-0.4, 0.7]])
+    with pytest.warns(ConvergenceWarning):
+        r = spectral_bures(S0, S1, math.inf, np.zeros(2), np.ones(2), method="primal",
+                           max_iter=2, full_output=True)
+    assert not r.converged and r.n_iter == 2 and len(r.errors) == 2
+
+
+def test_modal_functions_validate():
+    with pytest.raises(InputError, match="^a"):
+        modal_rhs(np.ones(3), np.ones(2), np.ones(3), 2.0)
+    with pytest.raises(InputError, match="^b"):
+        modal_rhs(np.ones(3), -np.ones(3), np.ones(3), 2.0)
+    with pytest.raises(InputError, match="^beta"):
+        modal_rhs(np.ones(3), np.ones(3), [NAN, 0, 0], 2.0)
+    with pytest.raises(InputError, match="^a"):
+        modal_rhs(np.ones((2, 0)), np.ones((2, 0)), np.ones((2, 0)), 2.0)
+    with pytest.raises(InputError, match="^record_every"):
+        modal_flow(0.0, 1.0, 1.0, 2.0, T=1.0, dt=0.1, record_every=0)
+    with pytest.raises(InputError, match="^r0"):
+        modal_flow(np.zeros(2), np.ones(3), 1.0, 2.0, T=1.0, dt=0.1)
+    with pytest.raises(InputError, match="^b"):
+        modal_invariant(np.ones(2), np.ones(3), 2.0)
+    with pytest.raises(InputError, match="^a"):
+        modal_rhs("abc", 1.0, 1.0, 2.0)

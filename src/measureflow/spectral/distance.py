@@ -29,6 +29,7 @@ from ..core.validation import (
     check_int,
     check_masses_match,
     check_ndim,
+    check_nonnegative,
     check_positive,
     check_psd,
     check_same_dim,
@@ -112,7 +113,10 @@ def _moment(x, y, a, b, P):
 
 
 def displacement_moment(x, y, plan):
-    """Sigma_pi = sum_ij plan_ij (y_j - x_i)(y_j - x_i)^T (uncentered), shape (d, d)."""
+    """Sigma_pi = sum_ij plan_ij (y_j - x_i)(y_j - x_i)^T (uncentered), shape (d, d).
+
+    ``plan`` (n, m) must be nonnegative (a coupling, any total mass): InputError otherwise.
+    """
     ctx = ArrayContext(x, y, plan)
     x, y, P = ctx.tensor(x, "x"), ctx.tensor(y, "y"), ctx.tensor(plan, "plan")
     check_ndim(x, "x", 2)
@@ -120,6 +124,7 @@ def displacement_moment(x, y, plan):
     check_same_dim(x, y, ("x", "y"))
     if P.shape != (x.shape[0], y.shape[0]):
         raise InputError(f"plan: expected shape {(x.shape[0], y.shape[0])}, got {tuple(P.shape)}")
+    check_nonnegative(P, "plan")
     return ctx.wrap(_moment(x, y, P.sum(1), P.sum(0), P))
 
 
@@ -246,7 +251,7 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 def spectral_bures(S0, S1, p, m0=None, m1=None, *, method: str = "auto", tol: float = 1e-8,
-                   max_iter: int = 300, full_output: bool = False):
+                   max_iter: int | None = None, full_output: bool = False):
     """Spectral Wasserstein distance between N(m0, S0) and N(m1, S1) (the distance).
 
         W^2 = min_K gamma_p(dm dm^T + S0 + S1 - K - K^T)  s.t.  [[S0, K], [K^T, S1]] >= 0,
@@ -264,8 +269,14 @@ def spectral_bures(S0, S1, p, m0=None, m1=None, *, method: str = "auto", tol: fl
         ``"primal"``: an independent check, projected (accelerated) gradient on the contraction
         R of K = S0^{1/2} R S1^{1/2} (projection = clipping the singular values of R at 1;
         p = inf through the smoothing (1/beta) log tr exp(beta M), beta = 50 d / (tol^{1/2}
-        scale)); it gives a feasible K, hence an upper bound, without a certificate;
+        scale)); it gives a feasible K, hence an upper bound, without a certificate: it stops
+        when the objective changes by less than 0.01 ``tol`` (relative) in an iteration, after
+        at least 10 iterations (a stall test, not a gap);
         ``"auto"``: closed form when it applies, else maxmin.
+    max_iter:
+        Iteration cap, honoured exactly: cutting-plane iterations (maxmin, default 300) or
+        accelerated-gradient iterations (primal, default 6000). Hitting it gives
+        ``converged=False`` and a ConvergenceWarning.
     full_output:
         Return a :class:`SpectralBuresResult` instead of the distance.
 
@@ -290,6 +301,8 @@ def spectral_bures(S0, S1, p, m0=None, m1=None, *, method: str = "auto", tol: fl
         raise InputError("method: must be 'auto', 'closed_form', 'maxmin' or 'primal', "
                          f"got {method!r}")
     tol = check_positive(tol, "tol")
+    if max_iter is None:
+        max_iter = 6000 if method == "primal" else 300
     max_iter = check_int(max_iter, "max_iter", min_value=1)
     dm = m1 - m0
     scale = max(float(S0.detach().abs().max()), float(S1.detach().abs().max()), 1e-300)
@@ -399,7 +412,7 @@ def _bures_primal(S0, S1, dm, p, *, tol, max_iter, full_output):
     Y, t, L = X.clone(), 1.0, 1.0
     f_prev = float("inf")
     errors, converged, it = [], False, 0
-    for it in range(1, max_iter * 20 + 1):
+    for it in range(1, max_iter + 1):
         fy, gy = obj_grad(Y)
         while True:
             Xn = project(Y - gy / L)

@@ -295,13 +295,17 @@ def modal_invariant(a, b, p):
     """Conserved quantity of one mode while a, b > 0: a b (p = 1), a^eta + b^eta with
     eta = (p - 1)/(2p - 1) (p > 1; eta = 1/2 at p = inf)."""
     p = check_p(p, low=1.0)
-    a, b = np.asarray(a, float), np.asarray(b, float)
+    a, b = _modal_arrays(a=a, b=b)
     for nm, v in (("a", a), ("b", b)):
-        if not np.all(np.isfinite(v)) or np.any(v < 0):
+        if np.any(v < 0):
             raise InputError(f"{nm}: must be finite and >= 0")
+    try:
+        a, b = np.broadcast_arrays(a, b)
+    except ValueError:
+        raise InputError(f"b: shape {b.shape} does not broadcast with a's {a.shape}") from None
     if p == 1:
         return a * b
-    eta = 0.5 if math.isinf(p) else (p - 1.0) / (2.0 * p - 1.0)
+    eta = 0.5 if math.isinf(p) else 0.5 - 0.5 / (2.0 * p - 1.0)  # (p - 1)/(2p - 1)
     return a ** eta + b ** eta
 
 
