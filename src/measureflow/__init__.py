@@ -16,14 +16,11 @@ Pillars (subpackages, imported lazily on first attribute access)::
 from __future__ import annotations
 
 import importlib
-from importlib import metadata as _metadata
 
 from .core.errors import ConvergenceWarning, ExperimentSkipped, InputError
 
-try:
-    __version__ = _metadata.version("measureflow")
-except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+#: The package version: the one place it is written (pyproject.toml reads it from here).
+__version__ = "0.1.0"
 
 _SUBPACKAGES = ("core", "ot", "bregman", "spectral", "optim", "conservation", "attention",
                 "inverse", "meanfield", "sampling", "experiments")

@@ -17,7 +17,7 @@ from .registry import Claim, Config, Experiment, Outcome, experiment, get, regis
 __all__ = ["Claim", "Config", "Experiment", "Outcome", "experiment", "get", "registry", "select",
            "load_all", "import_errors"]
 
-_INTERNAL = {"registry", "runner", "plotting"}
+_INTERNAL = {"registry", "runner", "plotting", "executors", "timings"}
 _loaded = False
 _IMPORT_ERRORS: dict[str, str] = {}
 

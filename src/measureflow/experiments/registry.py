@@ -22,11 +22,29 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
 __all__ = ["Claim", "Outcome", "Config", "Experiment", "experiment", "registry", "get",
-           "select", "task_seed", "run_task", "serial_map"]
+           "select", "task_seed", "run_task", "serial_map", "check_name", "NAME_PATTERN"]
+
+#: Experiment names: ``pillar.short-name``, lower case ASCII letters, digits and ``-`` (the name
+#: is also a folder name under ``--out``, so no path characters, no ``..``, no spaces).
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*\.[a-z0-9][a-z0-9-]*")
+
+
+def check_name(name: Any) -> str:
+    """Return ``name`` if it is a valid experiment name, else raise ``ValueError`` naming it.
+
+    Experiment names become folder names under the output folder: a name such as
+    ``"ot/../../x"`` or ``"ot.a/b"`` would make the runner write outside it, so they are
+    rejected at registration (and again by the runner, for experiments built by hand).
+    """
+    if not isinstance(name, str) or len(name) > 100 or not NAME_PATTERN.fullmatch(name):
+        raise ValueError(f"experiment name must look like 'pillar.short-name' (lower case "
+                         f"letters, digits and '-', at most 100 characters), got {name!r}")
+    return name
 
 
 def _num(x: Any) -> Any:
@@ -218,9 +236,8 @@ _REGISTRY: dict[str, Experiment] = {}
 
 def experiment(name: str, *, paper: str, section: str, title: str = "", quick: dict,
                full: dict | None = None) -> Callable:
-    """Register ``fn`` as the experiment ``name`` ("pillar.short-name")."""
-    if "." not in name or name != name.strip() or " " in name:
-        raise ValueError(f"experiment name must look like 'pillar.short-name', got {name!r}")
+    """Register ``fn`` as the experiment ``name`` ("pillar.short-name", see :func:`check_name`)."""
+    check_name(name)
 
     def deco(fn: Callable) -> Callable:
         if name in _REGISTRY and _REGISTRY[name].func.__qualname__ != fn.__qualname__:

@@ -1,0 +1,464 @@
+"""Where experiments and their tasks run: in this process, or on a Dask cluster.
+
+An experiment is a *body* (the registered function) whose independent inner runs go through
+``cfg.map(fn, items)`` as *tasks* (:class:`~measureflow.experiments.registry.Config`). Two
+executors run them under one contract:
+
+:class:`SerialExecutor`
+    Everything in this process, experiments one after the other, tasks in order (the default;
+    also what ``--workers 1`` and an install without ``dask.distributed`` use).
+:class:`DaskExecutor`
+    A ``dask.distributed`` cluster: a ``LocalCluster`` of single-threaded worker processes bound
+    to 127.0.0.1 (``--workers N``), or an existing scheduler (``--scheduler ADDRESS`` or a
+    scheduler file). Experiments are cluster tasks, several at once; inside each, ``cfg.map``
+    submits the sub-tasks to the same cluster from the worker (``worker_client``: the body
+    secedes from the worker's thread pool while it waits, so the slot it frees runs tasks).
+
+Why experiment bodies run on workers, not on the client: experiments that have not been
+ported to ``cfg.map`` (or whose work between maps is heavy) still run in parallel, one per
+worker; and every body gets its own process, hence its own matplotlib ``pyplot`` state (not
+thread-safe) and its own process-wide torch thread setting. Each worker holds one
+``measureflow-experiment`` resource and every body needs it, so a seceded body keeps its worker
+from starting a second body (two bodies never share a process) while its slot still runs
+tasks. Tasks get a higher priority than bodies, so a freed slot runs queued tasks first.
+
+Single writer: workers *return* a :class:`Payload` (claims, JSON-ready metrics, PNG bytes of the
+figures, timings); only the client writes ``OUT`` (``runner.py``). A task that ran twice (a
+lost worker's tasks are rerun by the scheduler; ``retries`` covers exceptions) is written once,
+by the client, after it returned.
+
+Determinism: every task runs ``fn(item)`` with the global generators seeded by
+:func:`~measureflow.experiments.registry.task_seed` and torch/BLAS pinned to ``threads``
+(default 1) threads, in this process or on any worker; the body runs with the same thread
+count. Results are therefore identical, bit for bit, serially, on one worker or on N.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import os
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from ..core.errors import ExperimentSkipped
+from ..core.io import to_jsonable
+from .registry import Claim, Experiment, Outcome, run_task
+
+__all__ = ["Payload", "Job", "SerialExecutor", "DaskExecutor", "ExecutorLost",
+           "execute_experiment", "pinned_threads", "timed_task", "dask_available",
+           "RESOURCE", "EVENT_TOPIC"]
+
+#: Worker resource held by a running experiment body (one per worker).
+RESOURCE = "measureflow-experiment"
+#: Dask event topic of task progress messages (worker -> client).
+EVENT_TOPIC = "measureflow-tasks"
+#: Priorities: queued tasks run before queued experiment bodies.
+_TASK_PRIORITY, _BODY_PRIORITY = 10, 0
+
+
+class ExecutorLost(RuntimeError):
+    """The cluster went away (scheduler lost or unreachable): finished results are kept."""
+
+
+def dask_available() -> bool:
+    """Whether ``dask.distributed`` (the ``measureflow[distributed]`` extra) can be imported."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------- threads
+@contextlib.contextmanager
+def pinned_threads(threads: int) -> Iterator[None]:
+    """Run a block with torch intra-op and BLAS/OpenMP pools limited to ``threads`` threads.
+
+    The thread count changes the order of floating-point reductions (hence the last bits of
+    results) and, on a loaded machine, oversubscribes the cores: tasks and experiment bodies
+    run with an explicit count (``--threads``, default 1) instead of the process-wide default.
+    The previous settings are restored on exit.
+    """
+    import torch
+
+    threads = max(int(threads), 1)
+    before = torch.get_num_threads()
+    limiter: Any = contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+        limiter = threadpool_limits(limits=threads)
+    except Exception:  # noqa: BLE001 - threadpoolctl missing or a pool it cannot drive
+        pass
+    with limiter:
+        if before != threads:
+            torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+
+
+def _where() -> str:
+    try:
+        from distributed import get_worker
+        return get_worker().address
+    except (ImportError, ValueError):
+        return f"{socket.gethostname()}:pid{os.getpid()}"
+
+
+def timed_task(fn: Callable[[Any], Any], item: Any, seed: int, threads: int = 1) -> tuple:
+    """``(fn(item), timing)``: the task seeded by ``seed``, run with ``threads`` threads.
+
+    ``timing`` is ``{"seconds", "where"}`` (wall time and the process or Dask worker).
+    """
+    with pinned_threads(threads):
+        t0 = time.perf_counter()
+        result = run_task(fn, item, seed)
+        return result, {"seconds": time.perf_counter() - t0, "where": _where()}
+
+
+# ----------------------------------------------------------------------------- task mappers
+class _InProcessMapper:
+    """``cfg.map`` executor running tasks here, in order, recording timings."""
+
+    def __init__(self, name: str, threads: int, on_task: Callable | None):
+        self.name, self.threads, self.on_task = name, threads, on_task
+        self.timings: list[dict] = []
+
+    def __call__(self, fn, items, seeds) -> list:
+        if self.on_task:
+            self.on_task(self.name, len(items), 0, None)
+        out = []
+        for item, seed in zip(items, seeds, strict=True):
+            result, timing = timed_task(fn, item, seed, self.threads)
+            timing["index"] = len(self.timings)
+            self.timings.append(timing)
+            out.append(result)
+            if self.on_task:
+                self.on_task(self.name, 0, 1, timing["seconds"])
+        return out
+
+
+class _DaskMapper:
+    """``cfg.map`` executor used by a body running on a Dask worker: tasks go to the cluster.
+
+    The body secedes while it waits (``worker_client``), so its worker runs tasks meanwhile.
+    """
+
+    def __init__(self, name: str, threads: int, retries: int):
+        self.name, self.threads, self.retries = name, threads, retries
+        self.timings: list[dict] = []
+        self._tag = uuid.uuid4().hex[:8]
+
+    def _event(self, worker, msg: dict) -> None:
+        try:
+            worker.log_event(EVENT_TOPIC, msg)
+        except Exception:  # noqa: BLE001 - progress display only
+            pass
+
+    def __call__(self, fn, items, seeds) -> list:
+        from distributed import as_completed, get_worker, worker_client
+
+        worker = get_worker()
+        start = len(self.timings)
+        self.timings.extend({} for _ in items)
+        results: list = [None] * len(items)
+        with worker_client() as client:
+            futures = [client.submit(timed_task, fn, item, seed, self.threads,
+                                     key=f"mf-task-{self.name}-{start + i}-{self._tag}",
+                                     pure=False, retries=self.retries, priority=_TASK_PRIORITY)
+                       for i, (item, seed) in enumerate(zip(items, seeds, strict=True))]
+            self._event(worker, {"experiment": self.name, "submitted": len(futures)})
+            index = {f.key: i for i, f in enumerate(futures)}
+            try:
+                for fut in as_completed(futures):
+                    result, timing = fut.result()
+                    i = index[fut.key]
+                    results[i] = result
+                    timing["index"] = start + i
+                    self.timings[start + i] = timing
+                    self._event(worker, {"experiment": self.name, "done": 1,
+                                         "seconds": timing["seconds"]})
+            finally:
+                for fut in futures:
+                    fut.release()
+        return results
+
+
+# ----------------------------------------------------------------------------- one experiment
+@dataclasses.dataclass
+class Payload:
+    """What running an experiment body returns to the writer (picklable, no open figures).
+
+    ``status`` is ``passed`` / ``failed`` (a claim failed) / ``error`` (it raised) / ``skipped``
+    (optional dependency missing); ``metrics`` is JSON-ready; ``figures`` maps file names to PNG
+    bytes; ``tasks`` holds one ``{"index", "seconds", "where"}`` per ``cfg.map`` task.
+    """
+
+    name: str
+    status: str
+    claims: list
+    metrics: Any
+    figures: dict
+    error: str
+    seconds: float
+    tasks: list
+    where: str
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()
+
+
+def _close_all_figures() -> None:
+    try:
+        import matplotlib.pyplot as plt
+        plt.close("all")
+    except Exception:  # noqa: BLE001 - matplotlib missing or broken: nothing to close
+        pass
+
+
+def execute_experiment(exp: Experiment, mode: str, config_hash: str, *, threads: int = 1,
+                       backend: str = "serial", task_retries: int = 1,
+                       on_task: Callable | None = None) -> Payload:
+    """Run ``exp``'s body (seeded with ``cfg.seed``) and return its :class:`Payload`.
+
+    Writes nothing: the caller (the single writer) stores the payload. ``backend`` is
+    ``"serial"`` (tasks run here) or ``"dask"`` (called on a worker; tasks go to the cluster).
+    Errors raised by the experiment become ``status="error"`` with the traceback.
+    """
+    from ..core.random import seed_everything
+
+    if backend == "dask":
+        mapper: Any = _DaskMapper(exp.name, threads, task_retries)
+    else:
+        mapper = _InProcessMapper(exp.name, threads, on_task)
+    cfg = exp.config(mode).bind(exp.name, config_hash, mapper)
+    error, claims, figures, metrics = "", [], {}, {}
+    with pinned_threads(threads):
+        seed_everything(int(cfg.get("seed", 0)))
+        t0 = time.perf_counter()
+        try:
+            outcome = exp.func(cfg)
+            if not isinstance(outcome, Outcome):
+                raise TypeError(f"experiment {exp.name} returned {type(outcome).__name__}, "
+                                "expected Outcome")
+            for c in outcome.claims:
+                if not isinstance(c, Claim):
+                    raise TypeError(f"experiment {exp.name}: claims must be Claim objects")
+            claims = [c.as_dict() for c in outcome.claims]
+            metrics = to_jsonable(outcome.metrics)
+            for fname, fig in outcome.figures.items():
+                figures[f"{fname}.png"] = _png(fig)
+            status = "passed" if all(c["passed"] for c in claims) else "failed"
+        except ExperimentSkipped as exc:
+            status, error, claims, figures, metrics = "skipped", str(exc), [], {}, {}
+        except Exception:  # noqa: BLE001 - reported, the other experiments still run
+            status, error, claims, figures, metrics = "error", traceback.format_exc(), [], {}, {}
+        finally:
+            _close_all_figures()
+        seconds = time.perf_counter() - t0
+    return Payload(exp.name, status, claims, metrics, figures, error, seconds, mapper.timings,
+                   _where())
+
+
+# ----------------------------------------------------------------------------- executors
+@dataclasses.dataclass
+class Job:
+    """One experiment to run: the experiment, the mode and its configuration hash."""
+
+    exp: Experiment
+    mode: str
+    config_hash: str
+    estimate: float = 0.0  # expected seconds (longest first on a cluster)
+
+
+class SerialExecutor:
+    """Run experiments one after the other in this process, tasks in order."""
+
+    workers = 1
+
+    def __init__(self, threads: int = 1):
+        self.threads = max(int(threads), 1)
+
+    def describe(self) -> str:
+        return f"in-process ({self.threads} thread{'s' if self.threads > 1 else ''})"
+
+    def __enter__(self) -> SerialExecutor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def run(self, jobs: Iterable[Job], on_result: Callable[[Job, Payload], None], *,
+            on_start: Callable[[Job], None] | None = None,
+            on_task: Callable | None = None) -> None:
+        for job in jobs:
+            if on_start:
+                on_start(job)
+            payload = execute_experiment(job.exp, job.mode, job.config_hash,
+                                         threads=self.threads, backend="serial", on_task=on_task)
+            on_result(job, payload)
+
+
+class DaskExecutor:
+    """Run experiments (and their tasks) on a Dask cluster; the caller stays the only writer.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Start a ``LocalCluster`` of ``workers`` single-threaded worker processes bound to
+        127.0.0.1 (stopped on exit).
+    scheduler : str, optional
+        Use an existing cluster: a scheduler address (``tcp://host:port``) or the path of a
+        scheduler file (``dask scheduler --scheduler-file``). Exactly one of ``workers`` and
+        ``scheduler`` is given.
+    threads : int
+        torch/BLAS threads of every task and experiment body (default 1).
+    retries : int
+        Dask retries of a task that raised (a lost worker's tasks are rescheduled by the
+        scheduler anyway, up to ``distributed.scheduler.allowed-failures`` times).
+    """
+
+    def __init__(self, *, workers: int | None = None, scheduler: str | None = None,
+                 threads: int = 1, retries: int = 1, timeout: float = 30.0):
+        if (workers is None) == (scheduler is None):
+            raise ValueError("DaskExecutor: give exactly one of workers and scheduler")
+        self.n_workers, self.scheduler = workers, scheduler
+        self.threads, self.retries, self.timeout = max(int(threads), 1), int(retries), timeout
+        self.cluster: Any = None
+        self.client: Any = None
+        self._on_event: Callable | None = None
+
+    # -- lifecycle
+    def __enter__(self) -> DaskExecutor:
+        import logging
+
+        from distributed import Client, LocalCluster
+
+        if self.scheduler is None:
+            env = {k: str(self.threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                                  "OPENBLAS_NUM_THREADS")}
+            self.cluster = LocalCluster(
+                n_workers=int(self.n_workers), threads_per_worker=1, processes=True,
+                host="127.0.0.1", dashboard_address=None, resources={RESOURCE: 1},
+                silence_logs=logging.ERROR, env=env)
+            self.client = Client(self.cluster, set_as_default=False)
+        else:
+            try:
+                if os.path.isfile(self.scheduler):
+                    self.client = Client(scheduler_file=self.scheduler, timeout=self.timeout,
+                                         set_as_default=False)
+                else:
+                    self.client = Client(self.scheduler, timeout=self.timeout,
+                                         set_as_default=False)
+            except (OSError, TimeoutError) as exc:
+                raise ExecutorLost(f"cannot reach the Dask scheduler {self.scheduler} "
+                                   f"({type(exc).__name__}: {exc})") from None
+            self.client.register_plugin(_ExperimentSlot(), name="measureflow-experiment-slot")
+        self.client.subscribe_topic(EVENT_TOPIC, self._event)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for obj in (self.client, self.cluster):
+            if obj is not None:
+                with contextlib.suppress(Exception):
+                    obj.close()
+        self.client = self.cluster = None
+
+    @property
+    def workers(self) -> int:
+        try:
+            return max(len(self.client.scheduler_info()["workers"]), 1)
+        except Exception:  # noqa: BLE001
+            return int(self.n_workers or 1)
+
+    def describe(self) -> str:
+        where = (f"local cluster of {self.n_workers} worker processes" if self.scheduler is None
+                 else f"Dask scheduler {self.scheduler}")
+        return f"{where}, {self.threads} thread{'s' if self.threads > 1 else ''} per task"
+
+    def worker_pids(self) -> dict:
+        """``{worker address: pid}`` of the current workers (used by tests)."""
+        return self.client.run(os.getpid)
+
+    def _event(self, event) -> None:
+        if self._on_event is not None:
+            _, msg = event
+            self._on_event(msg)
+
+    # -- running
+    def run(self, jobs: Iterable[Job], on_result: Callable[[Job, Payload], None], *,
+            on_start: Callable[[Job], None] | None = None,
+            on_task: Callable | None = None) -> None:
+        from distributed import as_completed
+
+        if on_task is not None:
+            self._on_event = lambda m: on_task(m.get("experiment", ""), m.get("submitted", 0),
+                                               m.get("done", 0), m.get("seconds"))
+        jobs = sorted(jobs, key=lambda j: -j.estimate)  # longest first
+        futures = {}
+        try:
+            for job in jobs:
+                fut = self.client.submit(
+                    execute_experiment, job.exp, job.mode, job.config_hash, threads=self.threads,
+                    backend="dask", task_retries=self.retries,
+                    key=f"mf-experiment-{job.exp.name}-{uuid.uuid4().hex[:8]}", pure=False,
+                    resources={RESOURCE: 1}, priority=_BODY_PRIORITY, retries=self.retries)
+                futures[fut] = job
+                if on_start:
+                    on_start(job)
+            for fut in as_completed(list(futures), loop=self.client.loop):
+                job = futures.pop(fut)
+                try:
+                    payload = fut.result()
+                except Exception as exc:  # noqa: BLE001 - a cluster failure, not the experiment
+                    if not self._connected():
+                        raise ExecutorLost(f"lost the Dask scheduler ({type(exc).__name__})"
+                                           ) from None
+                    payload = Payload(job.exp.name, "error", [], {}, {},
+                                      f"the cluster could not run this experiment: "
+                                      f"{type(exc).__name__}: {exc}", 0.0, [], "")
+                on_result(job, payload)
+                fut.release()
+        finally:
+            for fut in futures:
+                with contextlib.suppress(Exception):
+                    fut.cancel()
+            self._on_event = None
+
+    def _connected(self) -> bool:
+        try:
+            return self.client.status == "running" and bool(
+                self.client.scheduler_info(n_workers=0) is not None)
+        except Exception:  # noqa: BLE001
+            return False
+
+
+try:  # a plugin class needs the base class at definition time; dask is an optional extra
+    from distributed import WorkerPlugin as _WorkerPluginBase
+except ImportError:  # pragma: no cover - without the extra the Dask executor is never used
+    _WorkerPluginBase = object
+
+
+class _ExperimentSlot(_WorkerPluginBase):  # type: ignore[misc, valid-type]
+    """Give every worker of an existing cluster one ``measureflow-experiment`` resource.
+
+    Workers started by ``dask worker`` do not declare it; without it experiment bodies could
+    not be scheduled. Registered by the client, it also reaches workers that join later.
+    """
+
+    name = "measureflow-experiment-slot"
+
+    async def setup(self, worker) -> None:
+        if worker.state.total_resources.get(RESOURCE, 0) < 1:
+            await worker.set_resources(**{**worker.state.total_resources, RESOURCE: 1})

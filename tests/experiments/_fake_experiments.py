@@ -1,0 +1,69 @@
+"""Small experiments for the runner, executor and fault tests.
+
+Module-level functions, so Dask workers and subprocesses can import them (the tests put this
+folder on ``sys.path``; spawned workers inherit it). Nothing is registered on import: the
+registry of the test process stays the real one. Subprocesses call :func:`register`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from measureflow.experiments.registry import Claim, Experiment, Outcome, experiment
+
+
+def noisy_square(item):
+    """One task: the mean of x_i^2 over n standard normals (torch) and one NumPy draw."""
+    n, pause = item
+    if pause:
+        time.sleep(pause)
+    x = torch.randn(n, dtype=torch.float64)
+    return float(x @ x / n), float(np.random.standard_normal())
+
+
+def sweep(cfg):
+    """A sweep of ``cfg.tasks`` tasks through ``cfg.map`` plus the body's own random draws."""
+    before = float(torch.rand((), dtype=torch.float64))
+    res = cfg.map(noisy_square, [(cfg.n, cfg.pause)] * cfg.tasks)
+    res2 = cfg.map(noisy_square, [(cfg.n // 2 + 1, 0.0)] * 2)  # a second map continues the index
+    after = float(torch.rand((), dtype=torch.float64))
+    values = [r[0] for r in res]
+    return Outcome(metrics={"values": values, "np": [r[1] for r in res + res2],
+                            "second": [r[0] for r in res2], "before": before, "after": after},
+                   claims=[Claim.close("E[x^2] = 1", 1.0, float(np.mean(values)), atol=cfg.atol)])
+
+
+def with_figure(cfg):
+    from measureflow.experiments.plotting import new_figure
+
+    fig, ax = new_figure()
+    ax.plot(np.arange(cfg.n), np.random.standard_normal(cfg.n))
+    return Outcome(metrics={"n": cfg.n, "junk": "x" * cfg.get("junk", 0)}, figures={"plot": fig},
+                   claims=[Claim.holds("a figure was drawn", True)])
+
+
+def slow(cfg):
+    time.sleep(cfg.pause)
+    return Outcome(metrics={"slept": cfg.pause}, claims=[Claim.holds("slept", True)])
+
+
+def make(name: str, func, **quick) -> Experiment:
+    quick.setdefault("seed", 0)
+    return Experiment(name, "arXiv:0000.00000", "Sec. 0", name, func, dict(quick), dict(quick))
+
+
+FAKES = {
+    "zzfake.sweep-a": (sweep, dict(n=64, tasks=6, pause=0.0, atol=0.5)),
+    "zzfake.sweep-b": (sweep, dict(n=32, tasks=5, pause=0.0, atol=0.5, seed=3)),
+    "zzfake.figure": (with_figure, dict(n=20)),
+}
+
+
+def register(**overrides) -> None:
+    """Register the fakes (and ``name=(func, cfg)`` overrides) in this process's registry."""
+    for name, (func, cfg) in {**FAKES, **overrides}.items():
+        experiment(name, paper="arXiv:0000.00000", section="Sec. 0", title=name,
+                   quick=cfg, full=cfg)(func)
