@@ -80,10 +80,14 @@ def interaction_energy(points, weights=None, *, Q, K, heads=1):
     if Qt.ndim != 2 or Qt.shape != Kt.shape or Qt.shape[1] != x.shape[1] or Qt.shape[0] % h:
         raise InputError(f"Q, K: expected equal shapes (k, {x.shape[1]}) with k divisible by "
                          f"heads, got {tuple(Qt.shape)} and {tuple(Kt.shape)}")
-    qp = (x @ Qt.T).reshape(x.shape[0], h, -1).transpose(0, 1)
-    kp = (x @ Kt.T).reshape(x.shape[0], h, -1).transpose(0, 1)
-    E = 0.5 * torch.einsum("i,hij,j->", a, torch.exp(qp @ kp.transpose(1, 2)), a)
-    return ctx.wrap(E)
+    return ctx.wrap(_interaction_energy(x, a, Qt, Kt, h))
+
+
+def _interaction_energy(x, a, Q, K, h):
+    """Tensor-only :func:`interaction_energy` (a normalised weights, Q/K (k, d), h heads)."""
+    qp = (x @ Q.T).reshape(x.shape[0], h, -1).transpose(0, 1)
+    kp = (x @ K.T).reshape(x.shape[0], h, -1).transpose(0, 1)
+    return 0.5 * torch.einsum("i,hij,j->", a, torch.exp(qp @ kp.transpose(1, 2)), a)
 
 
 def cluster_count(points, tol=None) -> int:
@@ -188,13 +192,11 @@ def particle_flow(tokens, weights=None, *, Q, K, V, kind="softmax", T=1.0, steps
     res = ParticleFlow(vel, x, w, method=method, project=normalize, project_stages=True).steps(
         steps, T=T, record_every=record_every)
     x = res.final
-    Qe, Ke = Qt, Kt
-    if Qt.ndim == 3:
-        Qe, Ke = Qt.reshape(-1, d), Kt.reshape(-1, d)
+    Qe, Ke = Qh.reshape(-1, d).detach(), Kh.reshape(-1, d).detach()
     trajectory = res.trajectory.detach()
-    stats = [_wcov(z, a.detach()) for z in trajectory]
-    energy = torch.stack([interaction_energy(z, a.detach(), Q=Qe.detach(), K=Ke.detach(),
-                                             heads=heads) for z in trajectory])
+    ad = a.detach()
+    stats = [_wcov(z, ad) for z in trajectory]
+    energy = torch.stack([_interaction_energy(z, ad, Qe, Ke, Qh.shape[0]) for z in trajectory])
     out = ParticleFlowResult(
         times=res.times, trajectory=trajectory, final=x,
         means=torch.stack([s[0] for s in stats]), covs=torch.stack([s[1] for s in stats]),
