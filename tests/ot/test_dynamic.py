@@ -6,7 +6,7 @@ import torch
 
 from measureflow import InputError
 from measureflow.ot import benamou_brenier
-from measureflow.ot.dynamic import _prox_kinetic
+from measureflow.ot.dynamic import prox_kinetic
 
 
 def _bumps(n):
@@ -72,7 +72,7 @@ def test_prox_kinetic_is_the_prox():
     f0 = torch.randn(400, dtype=torch.float64) * 2
     m0 = torch.randn(400, 2, dtype=torch.float64)
     gamma = 0.7
-    f, m = _prox_kinetic(f0, m0, gamma)
+    f, m = prox_kinetic(f0, m0, gamma)
 
     def obj(fv, mv):
         kin = torch.where(fv > 0, (mv ** 2).sum(-1) / (2 * fv.clamp_min(1e-300)),

@@ -44,7 +44,7 @@ from ..core.validation import (
 )
 from ._grid import check_extent
 
-__all__ = ["benamou_brenier", "BenamouBrenierResult"]
+__all__ = ["benamou_brenier", "BenamouBrenierResult", "prox_kinetic"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -126,8 +126,11 @@ def _cbrt(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * x.abs().pow(1.0 / 3.0)
 
 
-def _prox_kinetic(f0: torch.Tensor, m0: torch.Tensor, gamma: float):
+def prox_kinetic(f0: torch.Tensor, m0: torch.Tensor, gamma: float):
     """prox_{gamma J} for J(f, m) = |m|^2 / (2 f) (PPO 2014, Prop. 1), m0 of shape (..., d).
+
+    The proximal operator of the kinetic action used by :func:`benamou_brenier`, pointwise on
+    tensors f0 (...,) and m0 (..., d), gamma > 0 (tensor-only: no validation).
 
     f is the largest real root of (f - f0)(f + gamma)^2 = gamma |m0|^2 / 2, found by Cardano's
     formula in u = f + gamma (u^3 - A u^2 - c = 0, A = f0 + gamma) and polished by two safeguarded
@@ -272,7 +275,7 @@ def benamou_brenier(rho0, rho1, *, extent=None, n_time: int = 32, max_iter: int 
             return out, interp(out)
 
         def prox_J(V):
-            f, m = _prox_kinetic(V[0], torch.stack(V[1:], -1), gamma)
+            f, m = prox_kinetic(V[0], torch.stack(V[1:], -1), gamma)
             return [f] + [m[..., a] for a in range(d)]
 
         # start: linear interpolation of the densities, zero momentum
