@@ -1,49 +1,76 @@
 """Benchmark: exact W1 on graphs (ours vs OR-Tools, networkx, SciPy HiGHS) and flow-Sinkhorn.
 
-Run:  measureflow bench graph_w1 [--quick]     (or: python benchmarks/graph_w1.py --quick)
+Run:  measureflow bench graph_w1 [--quick] [--repeat K] [--no-explain] [--no-flow]
+      (or: python benchmarks/graph_w1.py ...)
 
-1. Exact transshipment on integer instances (so every anchor applies):
-   - 100 x 100 grid graph, integer lengths in [1, 100), 1000 supply and 1000 demand nodes with
-     integer masses;
-   - random geometric graph, 10^4 nodes in the unit square, radius 1.5 x connectivity radius,
-     lengths = round(1000 x Euclidean length), 1000 supply / 1000 demand nodes.
-   Timed (best of k after a warm-up, one process): ``graph_w1`` (default path: POT sparse
-   network simplex on the transportation lifting, incl. validation, potentials, certificate),
-   ``graph_w1(solver="highs")``, networkx ``network_simplex``, SciPy ``linprog`` (HiGHS dual
-   simplex on the sparse signed-flow LP, raw call), OR-Tools ``SimpleMinCostFlow`` (if
-   installed; integer data only, no potentials). All values must agree.
-2. flow-Sinkhorn: time to 1 % relative value error (best so far) on Delaunay graphs of growing
+One process, one thread (BLAS pools pinned by ``_common``, ``torch.set_num_threads(1)``),
+candidates interleaved round by round, best wall time of ``--repeat`` rounds after a warm-up
+call (so neither side pays its imports). Construction is included on both sides: ours is
+called on the NumPy ``(edges, lengths)`` arrays; OR-Tools' ``SimpleMinCostFlow`` is fed through
+its vectorised API (``add_arcs_with_capacity_and_unit_cost`` on NumPy arrays, both arc
+directions, capacities 10^9, ``set_nodes_supplies``), then ``solve``. OR-Tools returns a flow
+and the cost only; ours returns the flow, node potentials and a checked certificate.
+
+1. Exact transshipment on integer instances (so every anchor applies); all values must agree:
+   - ``grid-A`` (issue 17): 100 x 100 grid, integer lengths in [1, 100), 500 sources and 500
+     sinks (distinct random nodes) of mass 3;
+   - ``grid-B`` (this script's earlier instance): the same grid, 1000 supply and 1000 demand
+     nodes with integer masses in [1, 100) (total ~5 x 10^4);
+   - ``rgg`` (full run only): random geometric graph, 10^4 nodes, ~10^5 edges, lengths
+     round(1000 x Euclidean), 1000 supply / 1000 demand nodes (ours vs OR-Tools only).
+   Columns: ``graph_w1`` default (POT sparse network simplex on a transportation lifting),
+   ``graph_w1(solver="ortools")`` (OR-Tools flow + Bellman-Ford potentials),
+   ``graph_w1(solver="highs")``, raw OR-Tools, networkx ``network_simplex`` (graph
+   construction not timed) and raw SciPy ``linprog`` (HiGHS dual simplex, signed-flow LP).
+2. Where our time goes on each instance (cProfile of the default path: graph parsing and
+   checks, graph -> sparse transportation problem, POT's network simplex, plan/duals -> flow and
+   potentials, certificate, rest).
+3. Why the ratio differs between the instances (``--no-explain`` skips it): OR-Tools and POT
+   on grid-A's graph with the supply pattern varied one factor at a time (mass per node 3 vs
+   30 vs random in [1, 100), 500 vs 1000 supports, capacities 10^9 vs the total mass).
+4. flow-Sinkhorn: time to 1 % relative value error (best so far) on Delaunay graphs of growing
    size, vs the exact solver and vs dense Sinkhorn (the same update on the complete graph with
    the shortest-path cost), gamma chosen per method from a small grid (best time reported).
 """
 
 from __future__ import annotations
 
+import _common  # noqa: F401  (pins BLAS threads before numpy/torch load)
+
+# isort: split
+
 import argparse
+import cProfile
 import math
+import pstats
 import time
 import warnings
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 from scipy.sparse import csgraph
 
-
-def best_time(fn, *args, k=3, warmup=True, **kwargs):
-    if warmup:
-        fn(*args, **kwargs)
-    ts, out = [], None
-    for _ in range(k):
-        t0 = time.perf_counter()
-        out = fn(*args, **kwargs)
-        ts.append(time.perf_counter() - t0)
-    return min(ts), out
+# ----------------------------------------------------------------------------- instances
 
 
-def masses(n, n_support, rng):
+def grid_edges(N, rng):
+    idx = np.arange(N * N).reshape(N, N)
+    e = np.concatenate([np.stack([idx[:, :-1].ravel(), idx[:, 1:].ravel()], 1),
+                        np.stack([idx[:-1, :].ravel(), idx[1:, :].ravel()], 1)])
+    return N * N, e, rng.integers(1, 100, len(e)).astype(float)
+
+
+def supplies(n, n_support, rng, mass=None):
+    """n_support sources and n_support sinks on distinct random nodes; integer masses:
+    ``mass`` each, or random in [1, 100) (sinks rescaled to the same total)."""
     perm = rng.permutation(n)
     b1 = np.zeros(n)
     b2 = np.zeros(n)
+    if mass is not None:
+        b1[perm[:n_support]] = mass
+        b2[perm[n_support:2 * n_support]] = mass
+        return b1, b2
     b1[perm[:n_support]] = rng.integers(1, 100, n_support)
     d = rng.integers(1, 100, n_support).astype(float)
     d = np.floor(d / d.sum() * b1.sum())
@@ -52,13 +79,16 @@ def masses(n, n_support, rng):
     return b1, b2
 
 
-def grid_instance(N, n_support, seed=0):
+def grid_a(N=100, n_support=500, seed=0):
     rng = np.random.default_rng(seed)
-    idx = np.arange(N * N).reshape(N, N)
-    e = np.concatenate([np.stack([idx[:, :-1].ravel(), idx[:, 1:].ravel()], 1),
-                        np.stack([idx[:-1, :].ravel(), idx[1:, :].ravel()], 1)])
-    w = rng.integers(1, 100, len(e)).astype(float)
-    return (N * N, e, w, *masses(N * N, n_support, rng))
+    n, e, w = grid_edges(N, rng)
+    return (n, e, w, *supplies(n, n_support, rng, mass=3))
+
+
+def grid_b(N=100, n_support=1000, seed=0):
+    rng = np.random.default_rng(seed)
+    n, e, w = grid_edges(N, rng)
+    return (n, e, w, *supplies(n, n_support, rng))
 
 
 def rgg_instance(n, n_support, seed=0):
@@ -68,11 +98,27 @@ def rgg_instance(n, n_support, seed=0):
     while True:
         x = rng.random((n, 2))
         e = np.array(sorted(cKDTree(x).query_pairs(r)))
-        A = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+        A = sp.coo_array((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
         if csgraph.connected_components(A, directed=False)[0] == 1:
             break
     w = np.maximum(1.0, np.round(1000 * np.linalg.norm(x[e[:, 0]] - x[e[:, 1]], axis=1)))
-    return (n, e, w, *masses(n, n_support, rng))
+    return (n, e, w, *supplies(n, n_support, rng))
+
+
+# ----------------------------------------------------------------------------- anchors
+
+def run_ortools(n, e, w, b1, b2, cap=10**9):
+    from ortools.graph.python import min_cost_flow
+    m = min_cost_flow.SimpleMinCostFlow()
+    tails = np.concatenate([e[:, 0], e[:, 1]]).astype(np.int32)
+    heads = np.concatenate([e[:, 1], e[:, 0]]).astype(np.int32)
+    m.add_arcs_with_capacity_and_unit_cost(tails, heads, np.full(len(tails), cap, np.int64),
+                                           np.concatenate([w, w]).astype(np.int64))
+    m.set_nodes_supplies(np.arange(n, dtype=np.int32), (b1 - b2).astype(np.int64))
+    status = m.solve()
+    if status != m.OPTIMAL:
+        raise RuntimeError(f"OR-Tools status {status}")
+    return float(m.optimal_cost())
 
 
 def run_networkx(n, e, w, b1, b2):
@@ -99,52 +145,138 @@ def run_highs_raw(n, e, w, b1, b2):
     return float(res.fun)
 
 
-def run_ortools(n, e, w, b1, b2):
-    from ortools.graph.python import min_cost_flow
-    m = min_cost_flow.SimpleMinCostFlow()
-    tails = np.r_[e[:, 0], e[:, 1]].astype(np.int32)
-    heads = np.r_[e[:, 1], e[:, 0]].astype(np.int32)
-    cap = np.full(len(tails), int(b1.sum()), dtype=np.int64)
-    cost = np.r_[w, w].astype(np.int64)
-    m.add_arcs_with_capacity_and_unit_cost(tails, heads, cap, cost)
-    m.set_nodes_supplies(np.arange(n, dtype=np.int32), (b1 - b2).astype(np.int64))
-    status = m.solve()
-    if status != m.OPTIMAL:
-        raise RuntimeError(f"OR-Tools status {status}")
-    return float(m.optimal_cost())
-
-
-def exact_section(instances, k):
-    from measureflow.bregman import graph_w1
+def have_ortools() -> bool:
     try:
-        import ortools  # noqa: F401
-        have_ortools = True
+        from ortools.graph.python import min_cost_flow  # noqa: F401
     except ImportError:
-        have_ortools = False
-    print("\n== exact graph W1 (integer instances; seconds, best of", k, ")")
-    hdr = (f"{'instance':<26}{'ours(ns)':>10}{'ours(highs)':>12}{'OR-Tools':>10}{'networkx':>10}"
-           f"{'HiGHS raw':>10}{'ours/ORT':>9}{'ours/nx':>8}{'ours/HiGHS':>11}  values agree, cert")
-    print(hdr)
-    rows = []
+        return False
+    return True
+
+
+def interleaved(cands: dict, repeat: int) -> dict:
+    """Best wall time of each candidate (name -> zero-argument callable) over ``repeat``
+    rounds, candidates interleaved within a round, after one warm-up call each."""
+    out = {k: f() for k, f in cands.items()}  # warm-up (imports, first-call costs)
+    best = dict.fromkeys(cands, math.inf)
+    for _ in range(repeat):
+        for k, f in cands.items():
+            t0 = time.perf_counter()
+            out[k] = f()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return {k: (best[k], out[k]) for k in cands}
+
+
+# ----------------------------------------------------------------------------- 1. exact
+
+def exact_section(instances, repeat, slow_anchors):
+    from measureflow.bregman import graph_w1
+    ort = have_ortools()
+    print(f"\n== 1. exact graph W1, integer instances (wall s, best of {repeat}, interleaved)")
+    print(f"{'instance':<9}{'ours':>8}{'ours:ort':>9}{'ORT':>8}{'ours/ORT':>9}{'ours:ort/ORT':>13}"
+          f"{'ours:highs':>11}{'networkx':>9}{'HiGHS':>8}{'ours/nx':>8}{'ours/HiGHS':>11}"
+          "  agree cert  W1")
+    rows = {}
     for name, (n, e, w, b1, b2) in instances.items():
-        t_ours, r = best_time(graph_w1, (e, w), b1, b2, k=k)
-        t_oh, rh = best_time(graph_w1, (e, w), b1, b2, solver="highs", k=1, warmup=False)
-        t_hr, vh = best_time(run_highs_raw, n, e, w, b1, b2, k=1, warmup=False)
-        t_nx, vnx = run_networkx(n, e, w, b1, b2)
-        if have_ortools:
-            t_ort, vort = best_time(run_ortools, n, e, w, b1, b2, k=k)
-        else:
-            t_ort, vort = math.nan, float(r.value)
-        vals = [float(r.value), float(rh.value), vh, vnx, vort]
+        cands = {"ours": lambda e=e, w=w, b1=b1, b2=b2: graph_w1((e, w), b1, b2)}
+        if ort:
+            cands["ours_ort"] = lambda e=e, w=w, b1=b1, b2=b2: graph_w1((e, w), b1, b2,
+                                                                         solver="ortools")
+            cands["ort"] = lambda n=n, e=e, w=w, b1=b1, b2=b2: run_ortools(n, e, w, b1, b2)
+        res = interleaved(cands, repeat)
+        t = {k: v[0] for k, v in res.items()}
+        r = res["ours"][1]
+        vals = [float(r.value)]
+        if ort:
+            vals += [float(res["ours_ort"][1].value), res["ort"][1]]
+        nan = math.nan
+        t_oh = t_nx = t_hr = nan
+        if name in slow_anchors:  # single timed runs: seconds to minutes
+            t0 = time.perf_counter()
+            rh = graph_w1((e, w), b1, b2, solver="highs")
+            t_oh = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            vh = run_highs_raw(n, e, w, b1, b2)
+            t_hr = time.perf_counter() - t0
+            t_nx, vnx = run_networkx(n, e, w, b1, b2)
+            vals += [float(rh.value), vh, vnx]
         agree = max(abs(v - vals[0]) for v in vals) <= 1e-9 * abs(vals[0])
-        print(f"{name:<26}{t_ours:>10.3f}{t_oh:>12.3f}{t_ort:>10.3f}{t_nx:>10.3f}{t_hr:>10.3f}"
-              f"{t_ours / t_ort:>9.2f}{t_ours / t_nx:>8.3f}{t_ours / t_hr:>11.3f}  "
-              f"{agree}, {r.certificate} (W1={vals[0]:.0f})")
-        rows.append(dict(name=name, ours=t_ours, ortools=t_ort, networkx=t_nx, highs=t_hr))
-    if not have_ortools:
-        print("(OR-Tools not installed: pip install ortools for that column)")
+        cert = r.certificate and (not ort or res["ours_ort"][1].certificate)
+        t_ort, t_oo = t.get("ort", nan), t.get("ours_ort", nan)
+        print(f"{name:<9}{t['ours']:>8.3f}{t_oo:>9.3f}{t_ort:>8.3f}{t['ours'] / t_ort:>9.2f}"
+              f"{t_oo / t_ort:>13.2f}{t_oh:>11.3f}{t_nx:>9.3f}{t_hr:>8.3f}"
+              f"{t['ours'] / t_nx:>8.3f}{t['ours'] / t_hr:>11.3f}  {agree!s:<6}{cert!s:<5} "
+              f"{vals[0]:.0f}")
+        rows[name] = t
+    if not ort:
+        print("(OR-Tools not installed: pip install ortools for its columns)")
+    print("ours = graph_w1 default (POT sparse network simplex; flow, potentials, certificate); "
+          "ours:ort = graph_w1(solver='ortools') (OR-Tools flow + Bellman-Ford potentials); "
+          "ORT = raw OR-Tools (flow and cost only).")
     return rows
 
+
+# ----------------------------------------------------------------------------- 2. profile
+
+PHASES = [  # (label, function names whose cumulative times it adds, ... it subtracts)
+    ("parse + checks", ("graph_edges", "_check_connected", "check_masses_match",
+                        "check_nonnegative", "tensor"), ()),
+    ("graph -> transportation", ("_transport_lifting",), ()),
+    ("POT network simplex", ("_pot_network_simplex",), ()),
+    ("plan/duals -> flow, phi", ("_exact_network_simplex",),
+     ("_transport_lifting", "_pot_network_simplex")),
+    ("certificate", ("_certify",), ()),
+]
+
+
+def profile_section(instances, repeat):
+    from measureflow.bregman import graph_w1
+    print(f"\n== 2. where graph_w1 (default path) spends its time (cProfile, {repeat} calls; "
+          "fractions of the total)")
+    print(f"{'instance':<9}{'total(s)':>9}" + "".join(f"{lab:>25}" for lab, _, _ in PHASES)
+          + f"{'rest':>7}")
+    for name, (_n, e, w, b1, b2) in instances.items():
+        graph_w1((e, w), b1, b2)
+        pr = cProfile.Profile()
+        pr.enable()
+        for _ in range(repeat):
+            graph_w1((e, w), b1, b2)
+        pr.disable()
+        cum = {}
+        for (_f, _l, fn), v in pstats.Stats(pr).stats.items():
+            cum[fn] = cum.get(fn, 0.0) + v[3]  # cumulative time
+        total = cum["graph_w1"]
+        parts = [sum(cum.get(f, 0.0) for f in add) - sum(cum.get(f, 0.0) for f in sub)
+                 for _lab, add, sub in PHASES]
+        rest = total - sum(parts)
+        print(f"{name:<9}{total / repeat:>9.3f}"
+              + "".join(f"{p / total:>25.1%}" for p in parts) + f"{rest / total:>7.1%}")
+
+
+# ----------------------------------------------------------------------------- 3. explain
+
+def explain_section(repeat):
+    from measureflow.bregman import graph_w1
+    if not have_ortools():
+        return
+    print(f"\n== 3. sensitivity to the supply pattern (grid-A's graph; wall s, best of {repeat})")
+    print(f"{'supports':>9}{'mass/node':>11}{'capacity':>11}{'ORT':>8}{'ours':>8}{'ours/ORT':>9}")
+    rng = np.random.default_rng(0)
+    n, e, w = grid_edges(100, rng)
+    for ns, mass in ((500, 3), (500, 30), (500, None), (1000, 3), (1000, None)):
+        b1, b2 = supplies(n, ns, np.random.default_rng(1), mass=mass)
+        tot = int(b1.sum())
+        cands = {"ort": lambda b1=b1, b2=b2: run_ortools(n, e, w, b1, b2),
+                 "ort_cap": lambda b1=b1, b2=b2, tot=tot: run_ortools(n, e, w, b1, b2, cap=tot),
+                 "ours": lambda b1=b1, b2=b2: graph_w1((e, w), b1, b2)}
+        t = {k: v[0] for k, v in interleaved(cands, repeat).items()}
+        ml = "1..99" if mass is None else str(mass)
+        print(f"{ns:>9}{ml:>11}{'1e9':>11}{t['ort']:>8.3f}{t['ours']:>8.3f}"
+              f"{t['ours'] / t['ort']:>9.2f}")
+        print(f"{'':>9}{'':>11}{'mass=' + str(tot):>11}{t['ort_cap']:>8.3f}{'':>8}"
+              f"{t['ours'] / t['ort_cap']:>9.2f}")
+
+
+# ----------------------------------------------------------------------------- 4. flow-Sinkhorn
 
 def flow_sinkhorn_section(sizes, level, budget_flow, budget_dense):
     from measureflow.bregman import graph_w1
@@ -152,14 +284,15 @@ def flow_sinkhorn_section(sizes, level, budget_flow, budget_dense):
         compare_flow_vs_dense,
         delaunay_problem,
     )
-    print(f"\n== flow-Sinkhorn: time to {level:.0%} relative value error (Delaunay graphs)")
+    print(f"\n== 4. flow-Sinkhorn: time to {level:.0%} relative value error (Delaunay graphs)")
     print(f"{'n':>6}{'exact(s)':>10}{'flow(s)':>10}{'gamma':>8}{'dense(s)':>10}{'gamma':>8}"
           f"{'flow/exact':>11}{'flow/dense':>11}")
     gam = [0.01, 0.003, 0.001]
     for n in sizes:
         m = max(3, n // 20)
         e, w, b1, b2, _ = delaunay_problem(n, m, 0)
-        t_ex, _ = best_time(graph_w1, (e, w), b1, b2, k=3)
+        t_ex = interleaved({"ex": lambda e=e, w=w, b1=b1, b2=b2: graph_w1((e, w), b1, b2)},
+                           3)["ex"][0]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = compare_flow_vs_dense(e, w, b1, b2, gam, gam, budget_flow, budget_dense, 10)
@@ -183,17 +316,29 @@ def flow_sinkhorn_section(sizes, level, budget_flow, budget_dense):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes")
+    ap.add_argument("--repeat", type=int, default=None, help="timed rounds (best of)")
+    ap.add_argument("--no-explain", action="store_true", help="skip section 3")
+    ap.add_argument("--no-flow", action="store_true", help="skip section 4 (flow-Sinkhorn)")
     args = ap.parse_args(argv)
+    torch.set_num_threads(1)
     if args.quick:
-        inst = {"grid 30x30, 100 supply": grid_instance(30, 100),
-                "RGG n=1000, 100 supply": rgg_instance(1000, 100)}
-        exact_section(inst, 2)
-        flow_sinkhorn_section([60, 120], 0.01, 1500, 600)
+        repeat = args.repeat or 3
+        inst = {"grid-A": grid_a(30, 50), "grid-B": grid_b(30, 100)}
+        exact_section(inst, repeat, slow_anchors=set(inst))
+        profile_section(inst, repeat)
+        if not args.no_flow:
+            flow_sinkhorn_section([60, 120], 0.01, 1500, 600)
     else:
-        inst = {"grid 100x100, 1000 supply": grid_instance(100, 1000),
-                "RGG n=1e4, 1000 supply": rgg_instance(10_000, 1000)}
-        exact_section(inst, 3)
-        flow_sinkhorn_section([100, 200, 400], 0.01, 4000, 1500)
+        repeat = args.repeat or 7
+        inst = {"grid-A": grid_a(), "grid-B": grid_b()}
+        rows = exact_section(inst, repeat, slow_anchors=set(inst))
+        exact_section({"rgg": rgg_instance(10_000, 1000)}, max(1, repeat // 2), set())
+        profile_section(inst, repeat)
+        if not args.no_explain:
+            explain_section(repeat)
+        if not args.no_flow:
+            flow_sinkhorn_section([100, 200, 400], 0.01, 4000, 1500)
+        return rows
 
 
 if __name__ == "__main__":

@@ -263,3 +263,229 @@ def test_exact_large_grid_vs_networkx():
     r = br.graph_w1((e, w), b1, b2)
     assert r.certificate
     assert r.value == pytest.approx(_networkx_w1(n, e, w, b1, b2), rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- issue 16/17
+
+try:
+    from ortools.graph.python import min_cost_flow  # noqa: F401
+    HAVE_ORTOOLS = True
+except ImportError:  # pragma: no cover - optional (bench extra)
+    HAVE_ORTOOLS = False
+
+EXACT_SOLVERS = ["network_simplex", "highs"] + (["ortools"] if HAVE_ORTOOLS else [])
+
+
+def _assert_certificate(r, n, b1, b2, rtol=1e-9):
+    """Re-check the certificate from the returned arrays only: feasible flow, 1-Lipschitz
+    potential, <w, |F|> = <phi, b1 - b2> = value."""
+    e, w, F, phi = r.edges, r.lengths, r.flow, r.potential
+    scale = max(float(np.sum(b1)) * (float(w.max()) if len(w) else 1.0), 1e-300)
+    div = np.bincount(e[:, 0], F, n) - np.bincount(e[:, 1], F, n)
+    assert np.abs(div - (b1 - b2)).sum() <= rtol * scale / max(float(w.max()), 1e-300)
+    assert np.all(np.abs(phi[e[:, 0]] - phi[e[:, 1]]) <= w + rtol * scale / max(np.sum(b1), 1))
+    assert abs((w * np.abs(F)).sum() - phi @ (b1 - b2)) <= rtol * scale
+    assert abs(r.value - phi @ (b1 - b2)) <= rtol * scale
+    assert r.certificate and r.converged and r.lower <= r.value + rtol * scale <= r.upper + \
+        2 * rtol * scale
+
+
+def _random_connected(rng, n, extra, integer):
+    parent = np.array([rng.integers(0, i) for i in range(1, n)], dtype=np.int64)
+    e = np.stack([np.arange(1, n), parent], 1)
+    if extra:
+        e = np.concatenate([e, rng.integers(0, n, (extra, 2))])
+    if integer:
+        w = rng.integers(0, 20, len(e)).astype(float)
+        b1 = rng.integers(0, 6, n).astype(float)
+        b2 = rng.integers(0, 6, n).astype(float)
+        b1[0] += max(0.0, b2.sum() - b1.sum())
+        b2[-1] += max(0.0, b1.sum() - b2.sum())
+    else:
+        w = rng.random(len(e)) * (rng.random(len(e)) > 0.1)
+        b1, b2 = rng.random(n), rng.random(n)
+        b2 *= b1.sum() / b2.sum()
+    return e, w, b1, b2
+
+
+def _networkx_undirected_w1(n, e, w, b1, b2):
+    G = nx.DiGraph()
+    for i in range(n):
+        G.add_node(i, demand=int(round(b2[i] - b1[i])))
+    best = {}
+    for (u, v), c in zip(e.tolist(), w.tolist()):
+        if u != v:
+            k = (min(u, v), max(u, v))
+            best[k] = min(best.get(k, np.inf), c)
+    for (u, v), c in best.items():
+        G.add_edge(u, v, weight=int(c))
+        G.add_edge(v, u, weight=int(c))
+    return nx.network_simplex(G)[0]
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 16), extra=st.integers(0, 25))
+def test_exact_integer_random_graphs_all_solvers_equal_networkx(seed, n, extra):
+    rng = np.random.default_rng(seed)
+    e, w, b1, b2 = _random_connected(rng, n, extra, integer=True)
+    ref = _networkx_undirected_w1(n, e, w, b1, b2)
+    for solver in EXACT_SOLVERS:
+        r = br.graph_w1((e, w), b1, b2, solver=solver)
+        assert r.value == pytest.approx(ref, abs=1e-9), solver
+        _assert_certificate(r, n, b1, b2)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 14), extra=st.integers(0, 20))
+def test_exact_float_random_graphs_certificate_and_highs(seed, n, extra):
+    rng = np.random.default_rng(seed)
+    e, w, b1, b2 = _random_connected(rng, n, extra, integer=False)
+    r = br.graph_w1((e, w), b1, b2)
+    _assert_certificate(r, n, b1, b2)
+    rh = br.graph_w1((e, w), b1, b2, solver="highs")
+    _assert_certificate(rh, n, b1, b2, rtol=1e-8)
+    assert rh.value == pytest.approx(r.value, rel=1e-8, abs=1e-12)
+
+
+@pytest.mark.skipif(not HAVE_ORTOOLS, reason="ortools not installed (optional bench extra)")
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ortools_path_equals_pot_path(seed):
+    n, e, w, b1, b2 = _grid(12, seed=seed, n_support=15)
+    r_pot = br.graph_w1((e, w), b1, b2)
+    r_ort = br.graph_w1((e, w), b1, b2, solver="ortools")
+    assert r_ort.solver == "ortools" and r_pot.solver == "network_simplex"
+    assert r_ort.value == r_pot.value  # integer data: both exact
+    _assert_certificate(r_pot, n, b1, b2)
+    _assert_certificate(r_ort, n, b1, b2)
+    assert r_ort.value == pytest.approx(_networkx_w1(n, e, w, b1, b2), abs=1e-9)
+
+
+def test_ortools_needs_integer_data_and_the_package(monkeypatch):
+    n, e, w, b1, b2 = _grid(4, seed=3, integer=False)
+    if HAVE_ORTOOLS:
+        with pytest.raises(InputError, match="^solver: 'ortools' needs integer lengths"):
+            br.graph_w1((e, w), b1, b2, solver="ortools")
+        ni, ei, wi, b1i, b2i = _grid(4, seed=3)
+        with pytest.raises(InputError, match="^solver: 'ortools' needs integer masses"):
+            br.graph_w1((ei, wi), b1i + 0.5, b2i + 0.5, solver="ortools")
+    import sys
+    monkeypatch.setitem(sys.modules, "ortools.graph.python.min_cost_flow", None)
+    ni, ei, wi, b1i, b2i = _grid(4, seed=3)
+    with pytest.raises(InputError, match="^solver: 'ortools' needs the optional package"):
+        br.graph_w1((ei, wi), b1i, b2i, solver="ortools")
+    assert br.graph_w1((ei, wi), b1i, b2i).certificate  # the default path does not need it
+
+
+@pytest.mark.parametrize("solver", ["network_simplex", "highs"])
+@pytest.mark.parametrize("max_iter", [1, 2])
+def test_exact_honest_at_small_max_iter(solver, max_iter):
+    n, e, w, b1, b2 = _grid(8, seed=0, n_support=6)
+    exact = br.graph_w1((e, w), b1, b2).value
+    with pytest.warns(ConvergenceWarning):
+        r = br.graph_w1((e, w), b1, b2, solver=solver, max_iter=max_iter)
+    assert not r.converged and not r.certificate and np.isnan(r.value)
+    assert r.lower <= exact + 1e-9 and r.upper >= exact - 1e-9  # still valid bounds
+
+
+@pytest.mark.parametrize("max_iter", [1, 2])
+def test_flow_sinkhorn_honest_at_small_max_iter(max_iter):
+    n, e, w, b1, b2 = _grid(5, seed=0, integer=False)
+    with pytest.warns(ConvergenceWarning):
+        r = br.graph_w1((e, w), b1, b2, method="flow_sinkhorn", gamma=0.05, max_iter=max_iter,
+                        check_every=1)
+    assert not r.converged and r.n_iter == max_iter
+    exact = br.graph_w1((e, w), b1, b2).value
+    assert r.lower <= exact + 1e-9 <= r.upper + 2e-9
+
+
+def test_exact_scale_invariant_tiny_masses_huge_lengths():
+    n, e, w, b1, b2 = _grid(6, seed=4, integer=False)
+    ref = br.graph_w1((e, w), b1, b2).value
+    for sb, sw in ((1e-300, 1.0), (1.0, 1e290), (1e-200, 1e-100), (3e200, 7e-250)):
+        r = br.graph_w1((e, w * sw), b1 * sb, b2 * sb)
+        assert r.value == pytest.approx(ref * sb * sw, rel=1e-12)
+        assert r.certificate and r.converged
+
+
+def test_flow_sinkhorn_float32_converges_with_default_tol():
+    rng = np.random.default_rng(0)
+    n = 25
+    pts = rng.random((n, 2))
+    from scipy.spatial import Delaunay
+    tri = Delaunay(pts).simplices
+    e = np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [0, 2]]])
+    w = np.linalg.norm(pts[e[:, 0]] - pts[e[:, 1]], axis=1)
+    b1 = np.zeros(n)
+    b1[:4] = 0.25
+    b2 = np.zeros(n)
+    b2[-4:] = 0.25
+    r64 = br.graph_w1((e, w), b1, b2, method="flow_sinkhorn", gamma=0.05)
+    r32 = br.graph_w1((e, torch.tensor(w, dtype=torch.float32)), torch.tensor(b1).float(),
+                      torch.tensor(b2).float(), method="flow_sinkhorn", gamma=0.05)
+    assert r64.converged and r32.converged and r32.value.dtype == torch.float32
+    # float32 stops at its round-off floor (~10 eps diam / gamma): the value agrees to ~1e-4
+    assert float(r32.value) == pytest.approx(float(r64.value), rel=1e-3)
+
+
+def test_bad_input_issue16():
+    n, e, w, b1, b2 = _grid(4, seed=7, integer=False)
+    A = sp.coo_matrix((w, (e[:, 0], e[:, 1])), shape=(n, n))
+    for method, kw in (("exact", {}), ("flow_sinkhorn", {"gamma": 0.1})):
+        def run(*a, method=method, kw=kw, **k):
+            return br.graph_w1(*a, method=method, **kw, **k)
+
+        with pytest.raises(InputError, match="^lengths: complex"):
+            run((e, w + 1j), b1, b2)
+        with pytest.raises(InputError, match="^lengths: complex"):
+            run((e, torch.tensor(w + 0j)), b1, b2)
+        with pytest.raises(InputError, match="^graph: complex"):
+            run(A.astype(complex), b1, b2)
+        G = nx.path_graph(3)
+        G[0][1]["weight"] = 1 + 1j
+        with pytest.raises(InputError, match="^graph: edge attribute 'weight'"):
+            run(G, [1.0, 0, 0], [0, 0, 1.0])
+        G[0][1]["weight"] = "far"
+        with pytest.raises(InputError, match="^graph: edge attribute 'weight'"):
+            run(G, [1.0, 0, 0], [0, 0, 1.0])
+        with pytest.raises(InputError, match="^b1: complex"):
+            run((e, w), torch.tensor(b1 + 0j), torch.tensor(b2 + 0j))
+        with pytest.raises(InputError, match="^b1: tensors on the 'meta' device"):
+            run((e, w), torch.empty(n, device="meta"), torch.tensor(b2))
+        with pytest.raises(InputError, match="^lengths: tensors on the 'meta' device"):
+            run((e, torch.empty(len(w), device="meta")), b1, b2)
+        with pytest.raises(InputError, match="^lengths: given twice"):
+            run((e, w), b1, b2, lengths=w)
+        with pytest.raises(InputError, match="^lengths: a sparse matrix carries"):
+            run(A, b1, b2, lengths=w)
+        with pytest.raises(InputError, match="^weight"):
+            run(nx.path_graph(3), [1.0, 0, 0], [0, 0, 1.0], weight=3)
+        with pytest.raises(InputError, match="^graph: edge array must hold integer"):
+            run((e.astype(bool), w), b1, b2)
+        with pytest.raises(InputError, match="^graph: edge array must hold integer"):
+            run((e + 0.5, w), b1, b2)
+        with pytest.raises(InputError, match="^b1: expected a 1-D"):
+            run((e, w), b1[None], b2)
+        with pytest.raises(InputError, match="^graph: disconnected"):
+            run((np.array([[0, 1], [2, 3]]), np.ones(2)), [1.0, 0, 1, 0], [0, 1.0, 0, 1])
+    run = lambda **k: br.graph_w1((e, w), b1, b2, method="flow_sinkhorn", **k)  # noqa: E731
+    with pytest.raises(InputError, match="^omega"):
+        run(gamma=0.1, omega="fast")
+    with pytest.raises(InputError, match="^round"):
+        run(gamma=0.1, round="no")
+    with pytest.raises(InputError, match="^gamma: .* too small"):
+        run(gamma=1e-300)
+    with pytest.raises(InputError, match="^solver"):
+        br.graph_w1((e, w), b1, b2, solver="lemon")
+    with pytest.raises(InputError, match="^b1: tensors on the 'meta' device"):
+        br.line_graph_w1(torch.empty(3, device="meta"), [0, 0, 1.0])
+    with pytest.raises(InputError, match="^lengths: complex"):
+        br.graph_edges((e, w + 1j))
+
+
+def test_sparse_duplicates_are_summed_like_scipy():
+    # stored duplicates (0, 1) = 1 + 2 mean length 3 (SciPy's COO semantics)
+    A = sp.coo_matrix(([1.0, 2.0, 3.0, 1.0, 1.0], ([0, 0, 1, 1, 2], [1, 1, 0, 2, 1])),
+                      shape=(3, 3))
+    r = br.graph_w1(A, [1.0, 0, 0], [0, 0, 1.0])
+    assert r.value == pytest.approx(4.0)
+    np.testing.assert_array_equal(r.lengths, [3.0, 1.0])

@@ -191,3 +191,57 @@ def test_bad_input():
     with pytest.raises(InputError, match="^b: the divergence target must sum to 0"):
         br.kl_projections(np.ones((2, 4)), [br.GraphDivergence(np.r_[e, e[:, ::-1]],
                                                                [1.0, 0, 0]), br.Lifting()], 1.0)
+
+
+def test_bad_input_issue16():
+    """Complex, data-less (meta), empty and degenerate inputs raise InputError naming the
+    argument instead of dropping imaginary parts, crashing or returning NaN."""
+    a, b, C = _ot_problem()
+    blocks = lambda: [br.RowMarginal(a), br.ColMarginal(b)]  # noqa: E731
+    # a zero-mass hard marginal forces x = 0: rejected (it produced NaN duals/values before)
+    with pytest.raises(InputError, match="^a: total mass is 0"):
+        br.kl_projections(C, [br.RowMarginal(0 * a), br.ColMarginal(0 * b)], 0.1)
+    with pytest.raises(InputError, match="^a: total mass is 0"):
+        br.kl_projections(C, [br.RowMarginal(0 * a), br.JKOStep(np.zeros(len(b)), 1.0)], 0.1)
+    Cs = np.stack([C, C])
+    B = np.stack([b, 0 * b])
+    with pytest.raises(InputError, match="^b: total mass is 0"):
+        br.kl_projections(Cs, [br.ColMarginal(B), br.BarycenterCoupling()], 0.1)
+    # complex data anywhere
+    with pytest.raises(InputError, match="^a: complex"):
+        br.kl_projections(C, [br.RowMarginal(a + 1j), br.ColMarginal(b)], 0.1)
+    with pytest.raises(InputError, match="^a: complex"):
+        br.kl_projections(C, [br.RowMarginal(torch.tensor(a + 0j)), br.ColMarginal(b)], 0.1)
+    with pytest.raises(InputError, match="^C: complex"):
+        br.kl_projections(torch.tensor(C + 1j), blocks(), 0.1)
+    with pytest.raises(InputError, match="^V: complex"):
+        br.kl_projections(C, [br.RowMarginal(a), br.JKOStep(np.zeros(len(b)) + 1j, 1.0)], 0.1)
+    with pytest.raises(InputError, match="^b: complex"):
+        br.kl_projections(np.ones((2, 2)), [br.GraphDivergence([[0, 1], [1, 0]],
+                                                               np.r_[1.0, -1] + 1j)], 0.1)
+    # meta tensors hold no data
+    with pytest.raises(InputError, match="^C: tensors on the 'meta' device"):
+        br.kl_projections(torch.empty(C.shape, device="meta"), blocks(), 0.1)
+    with pytest.raises(InputError, match="^a: tensors on the 'meta' device"):
+        br.kl_projections(torch.tensor(C), [br.RowMarginal(torch.empty(len(a), device="meta"))],
+                          0.1)
+    with pytest.raises(InputError, match="^b1: tensors on the 'meta' device"):
+        br.graph_lifting_problem(([[0, 1]], [1.0]), torch.empty(2, device="meta"), [0, 1.0])
+    with pytest.raises(InputError, match="^C: empty"):
+        br.kl_projections(np.zeros((0, 3)), [br.ColMarginal(np.ones(3))], 0.1)
+    # arcs must be integers; every connected component must balance
+    with pytest.raises(InputError, match="^arcs: edge array must hold integer"):
+        br.kl_projections(np.ones((2, 2)), [br.GraphDivergence([[0, 1.5], [1, 0]], [1.0, -1])],
+                          0.1)
+    with pytest.raises(InputError, match="^b: the divergence target does not sum to 0 on"):
+        br.kl_projections(np.ones((2, 2)), [br.GraphDivergence([[0, 1], [1, 0]], [1.0, 0, -1]),
+                                            br.Lifting()], 0.1)
+
+
+@pytest.mark.parametrize("max_iter", [1, 2])
+def test_honest_at_small_max_iter(max_iter):
+    a, b, C = _ot_problem()
+    with pytest.warns(ConvergenceWarning):
+        r = br.kl_projections(C, [br.RowMarginal(a), br.ColMarginal(b)], 0.01,
+                              max_iter=max_iter, tol=1e-9)
+    assert not r.converged and r.n_iter == max_iter and r.errors[-1] > 1e-9

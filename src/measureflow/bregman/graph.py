@@ -20,6 +20,10 @@ sources), the value and a certificate. Two methods:
   and solved by POT's sparse network simplex (C++, LEMON-derived). Its duals give phi = u.
   ``solver="highs"``: the signed flow LP (F = F+ - F-) through SciPy's HiGHS (dual simplex),
   potentials = the equality-constraint marginals. Both take float lengths and masses.
+  ``solver="ortools"`` (optional package, integer data only): OR-Tools' cost-scaling
+  ``SimpleMinCostFlow`` for the flow, then the potential from shortest paths in the residual
+  graph (vectorised Bellman-Ford). Every exact path returns a checked certificate (feasible
+  flow, 1-Lipschitz potential, zero gap).
 * ``method="flow_sinkhorn"`` -- the single-potential log-domain update of Peyre (2026),
   arXiv 2602.01372, Sec. 5 (written here in torch with scatter operations, O(E) per sweep, runs
   on GPU unchanged), with a rounding step to a feasible flow.
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -41,6 +46,7 @@ from ..core.errors import InputError
 from ..core.results import SolverResult, report_convergence
 from ..core.validation import (
     check_choice,
+    check_in_range,
     check_int,
     check_masses_match,
     check_nonnegative,
@@ -102,23 +108,83 @@ class GraphW1Result(SolverResult):
     gamma: float | None = None
 
 
+# ----------------------------------------------------------------------------- input checks
+
+def _check_array_arg(x, name: str) -> None:
+    """Reject what ``ArrayContext`` would mangle or crash on: complex values (their imaginary
+    part would be dropped) and tensors without data (``meta`` device)."""
+    if isinstance(x, torch.Tensor):
+        if x.is_complex():
+            raise InputError(f"{name}: complex values are not supported")
+        if x.device.type == "meta":
+            raise InputError(f"{name}: tensors on the 'meta' device hold no data")
+    elif isinstance(x, np.ndarray) and np.iscomplexobj(x):
+        raise InputError(f"{name}: complex values are not supported")
+
+
+def _real_array(x, name: str) -> np.ndarray:
+    """``x`` as a float64 NumPy array; InputError (naming ``name``) for complex, non-numeric or
+    ragged input."""
+    if isinstance(x, torch.Tensor):
+        _check_array_arg(x, name)
+        x = x.detach().cpu().numpy()
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name}: cannot be converted to an array ({exc})") from None
+    if np.iscomplexobj(arr):
+        raise InputError(f"{name}: complex values are not supported")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputError(f"{name}: expected real numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
+def _edge_array(x, name: str = "graph") -> np.ndarray:
+    """An (E, 2) array of integer node indices."""
+    if isinstance(x, torch.Tensor):
+        _check_array_arg(x, name)
+        x = x.detach().cpu().numpy()
+    try:
+        e = np.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name}: cannot be converted to an edge array ({exc})") from None
+    if e.ndim != 2 or e.shape[1] != 2:
+        raise InputError(f"{name}: edge array must have shape (E, 2), got {e.shape}")
+    if e.size and not np.issubdtype(e.dtype, np.integer):
+        if (e.dtype == bool or not np.issubdtype(e.dtype, np.floating)
+                or not np.all(np.isfinite(e)) or not np.all(e == np.round(e))):
+            raise InputError(f"{name}: edge array must hold integer node indices "
+                             f"(got dtype {e.dtype})")
+    return e.astype(np.int64)
+
+
 # ----------------------------------------------------------------------------- graph input
 
 def graph_edges(graph, n: int | None = None, *, lengths=None, weight: str = "weight"):
     """Parse ``graph`` into ``(n, edges (E, 2) int64 with u < v, lengths (E,) float64 NumPy)``.
 
     Accepted forms: a SciPy sparse (n, n) matrix whose stored off-diagonal entries are edge
-    lengths (both triangles may be given; they must agree), an ``(E, 2)`` integer array of
-    edges together with ``lengths=`` (or a tuple ``(edges, lengths)``), or a networkx graph
-    (lengths from the edge attribute ``weight``, default 1; node order = ``list(G.nodes)``).
-    The graph is undirected: duplicate edges keep the smallest length, self-loops are dropped.
-    Raises :class:`InputError` on NaN/Inf or negative lengths and out-of-range node indices.
+    lengths (both triangles may be given; they must agree; duplicate stored entries are summed,
+    as SciPy does), an ``(E, 2)`` integer array of edges together with ``lengths=`` (or a tuple
+    ``(edges, lengths)``), or a networkx graph (lengths from the edge attribute ``weight``,
+    default 1; node order = ``list(G.nodes)``). The graph is undirected: duplicate edges keep
+    the smallest length, self-loops are dropped. The returned edges are sorted by
+    ``(u, v)``. Raises :class:`InputError` on NaN/Inf, negative or complex lengths, non-integer
+    or out-of-range node indices.
     """
+    if not isinstance(weight, str):
+        raise InputError(f"weight: expected the name (str) of an edge attribute, got {weight!r}")
+    if n is not None:
+        n = check_int(n, "n", min_value=0)
     try:
         import networkx as nx
     except ImportError:  # pragma: no cover - networkx is a dependency
         nx = None
+    symmetric_check = False
     if nx is not None and isinstance(graph, nx.Graph):
+        if lengths is not None:
+            raise InputError("lengths: a networkx graph carries its lengths (edge attribute "
+                             f"{weight!r}); do not pass lengths=")
         nodes = list(graph.nodes())
         index = {v: i for i, v in enumerate(nodes)}
         uv, ws = [], []
@@ -126,44 +192,36 @@ def graph_edges(graph, n: int | None = None, *, lengths=None, weight: str = "wei
             uv.append((index[u], index[v]))
             ws.append(d)
         e = np.asarray(uv, dtype=np.int64).reshape(-1, 2)
-        w = np.asarray(ws, dtype=np.float64)
+        try:
+            w = _real_array(np.asarray(ws) if ws else np.zeros(0), "graph")
+        except InputError as exc:
+            raise InputError(f"graph: edge attribute {weight!r} must hold real lengths "
+                             f"({str(exc).removeprefix('graph: ')})") from None
         nn = len(nodes)
     elif sp.issparse(graph):
+        if lengths is not None:
+            raise InputError("lengths: a sparse matrix carries its lengths; do not pass lengths=")
         if graph.ndim != 2 or graph.shape[0] != graph.shape[1]:
             raise InputError(f"graph: sparse matrix must be square, got shape {graph.shape}")
-        coo = sp.coo_matrix(graph)
+        coo = sp.coo_array(graph)
+        if not coo.has_canonical_format:
+            coo = coo.copy()
+            coo.sum_duplicates()
         nn = coo.shape[0]
         e = np.stack([coo.row, coo.col], 1).astype(np.int64)
-        w = np.asarray(coo.data, dtype=np.float64)
-        _check_lengths(w)
-        off = e[:, 0] != e[:, 1]
-        e, w = e[off], w[off]
-        # both triangles may be stored: they must agree
-        key = np.minimum(e[:, 0], e[:, 1]) * nn + np.maximum(e[:, 0], e[:, 1])
-        order = np.lexsort((w, key))
-        ks, ws_ = key[order], w[order]
-        same = ks[1:] == ks[:-1]
-        if same.any() and not np.allclose(ws_[1:][same], ws_[:-1][same], rtol=1e-12, atol=0):
-            raise InputError("graph: sparse matrix is not symmetric (an edge has two different "
-                             "lengths); W1 on graphs needs undirected lengths")
+        w = _real_array(coo.data, "graph")
+        symmetric_check = True
     else:
-        if isinstance(graph, tuple) and len(graph) == 2 and lengths is None:
+        if isinstance(graph, tuple) and len(graph) == 2:
+            if lengths is not None:
+                raise InputError("lengths: given twice (graph is already a tuple (edges, "
+                                 "lengths))")
             graph, lengths = graph
         if lengths is None:
             raise InputError("lengths: an (E, 2) edge array needs lengths=(E,) (or pass a "
                              "tuple (edges, lengths), a scipy sparse matrix or a networkx graph)")
-        if isinstance(graph, torch.Tensor):
-            graph = graph.detach().cpu().numpy()
-        e = np.asarray(graph)
-        if e.ndim != 2 or e.shape[1] != 2:
-            raise InputError(f"graph: edge array must have shape (E, 2), got {e.shape}")
-        if e.size and not np.issubdtype(e.dtype, np.integer):
-            if not np.all(np.isfinite(e)) or not np.all(e == np.round(e)):
-                raise InputError("graph: edge array must hold integer node indices")
-        e = e.astype(np.int64)
-        if isinstance(lengths, torch.Tensor):
-            lengths = lengths.detach().cpu().numpy()
-        w = np.asarray(lengths, dtype=np.float64)
+        e = _edge_array(graph)
+        w = _real_array(lengths, "lengths")
         if w.shape != (e.shape[0],):
             raise InputError(f"lengths: expected shape ({e.shape[0]},), got {w.shape}")
         nn = (int(e.max()) + 1 if e.size else 0) if n is None else n
@@ -174,15 +232,24 @@ def graph_edges(graph, n: int | None = None, *, lengths=None, weight: str = "wei
         raise InputError(f"graph: node indices must lie in [0, {nn}), got range "
                          f"[{e.min()}, {e.max()}]")
     off = e[:, 0] != e[:, 1]
-    e, w = e[off], w[off]
+    if not off.all():
+        e, w = e[off], w[off]
     lo, hi = np.minimum(e[:, 0], e[:, 1]), np.maximum(e[:, 0], e[:, 1])
     key = lo * nn + hi
-    order = np.lexsort((w, key))
+    order = np.argsort(key, kind="stable")
     key, lo, hi, w = key[order], lo[order], hi[order], w[order]
     first = np.ones(len(key), dtype=bool)
     first[1:] = key[1:] != key[:-1]
-    e = np.stack([lo[first], hi[first]], 1)
-    return nn, e, w[first]
+    if first.all():
+        return nn, np.stack([lo, hi], 1), w
+    starts = np.flatnonzero(first)
+    wmin = np.minimum.reduceat(w, starts)
+    if symmetric_check:  # both triangles of a sparse matrix must agree
+        wmax = np.maximum.reduceat(w, starts)
+        if np.any(wmax - wmin > 1e-12 * np.abs(wmax)):
+            raise InputError("graph: sparse matrix is not symmetric (an edge has two different "
+                             "lengths); W1 on graphs needs undirected lengths")
+    return nn, np.stack([lo[starts], hi[starts]], 1), wmin
 
 
 def _check_lengths(w: np.ndarray) -> None:
@@ -195,7 +262,7 @@ def _check_lengths(w: np.ndarray) -> None:
 def _check_connected(n: int, e: np.ndarray) -> None:
     if n <= 1:
         return
-    A = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+    A = sp.coo_array((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
     k, _ = csgraph.connected_components(A, directed=False)
     if k > 1:
         raise InputError(f"graph: disconnected ({k} connected components); W1 on a graph "
@@ -209,39 +276,73 @@ def _divergence_np(n: int, e: np.ndarray, F: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- exact solvers
+#
+# Each exact solver takes (n, e, w, b, max_iter) with e sorted by (u, v) (graph_edges) and
+# returns (F signed flow per edge, phi potential per node, ok). ``_solve_exact`` scales the
+# data by powers of two first (exact in floating point), so tiny or huge masses and lengths do
+# not meet the solvers' absolute tolerances.
 
-def _exact_network_simplex(n, e, w, b, max_iter):
+def _pot_has_sparse_emd() -> bool:
+    """POT >= 0.9.7 solves EMD with a scipy.sparse cost on its support only."""
+    try:
+        from ot.lp import emd_wrap
+    except ImportError:  # pragma: no cover - POT is a dependency
+        return False
+    return hasattr(emd_wrap, "emd_c_sparse")
+
+
+def _transport_lifting(n, e, w, b):
+    """Graph -> sparse transportation problem (arcs of the bipartite graph left -> right).
+
+    Left copy i has supply b+_i + B, right copy j demand b-_j + B; one arc i -> j of cost w per
+    directed edge and one arc i -> i of cost 0. B = 2 x mass exceeds any node's throughput, so
+    every copy arc carries flow >= B - mass > 0, is basic, and the duals obey u_i + v_i = 0.
+    """
+    bp, bm = np.maximum(b, 0.0), np.maximum(-b, 0.0)
+    mass = float(bp.sum())
+    sm = float(bm.sum())
+    if sm != mass and sm > 0:
+        bm = bm * (mass / sm)
+    B = 2.0 * mass
+    ar = np.arange(n)
+    rows = np.concatenate([e[:, 0], e[:, 1], ar])
+    cols = np.concatenate([e[:, 1], e[:, 0], ar])
+    cost = np.concatenate([w, w, np.zeros(n)])
+    return bp + B, bm + B, rows, cols, cost
+
+
+def _pot_network_simplex(n, a, bb, rows, cols, cost, max_iter):
+    """POT's sparse network simplex on the lifted problem: (plan as COO, u, v, ok)."""
     import ot as pot
 
-    bp, bm = np.maximum(b, 0.0), np.maximum(-b, 0.0)
-    mass = bp.sum()
-    if bm.sum() > 0:
-        bm = bm * (mass / bm.sum())
-    B = 2.0 * mass
-    E = len(e)
-    rows = np.concatenate([e[:, 0], e[:, 1], np.arange(n)])
-    cols = np.concatenate([e[:, 1], e[:, 0], np.arange(n)])
-    cost = np.concatenate([w, w, np.zeros(n)])
     M = sp.coo_array((cost, (rows, cols)), shape=(n, n))
+    with warnings.catch_warnings():  # an early stop is reported by graph_w1 itself
+        warnings.filterwarnings("ignore", message="numItermax reached", category=UserWarning)
+        G, log = pot.emd(a, bb, M, numItermax=int(max_iter), log=True, center_dual=False,
+                         check_marginals=False)
+    return sp.coo_array(G), np.asarray(log["u"], float), np.asarray(log["v"], float), \
+        log.get("result_code", 1) == 1
+
+
+def _edge_flow_from_plan(n, e, G):
+    """Signed edge flow F_e = x_uv - x_vu from the plan's off-diagonal (arc) entries."""
+    r, c = G.row.astype(np.int64), G.col.astype(np.int64)
+    val = np.asarray(G.data, dtype=np.float64)
+    arc = r != c
+    r, c, val = r[arc], c[arc], val[arc]
+    ekey = e[:, 0] * n + e[:, 1]
+    lo, hi = np.minimum(r, c), np.maximum(r, c)
+    idx = np.searchsorted(ekey, lo * n + hi)
+    return np.bincount(idx, weights=np.where(r < c, val, -val), minlength=len(e))
+
+
+def _exact_network_simplex(n, e, w, b, max_iter):
     if max_iter is None:
-        max_iter = max(100_000, 100 * (2 * E + n))
-    G, log = pot.emd(bp + B, bm + B, M, numItermax=int(max_iter), log=True, center_dual=False,
-                     check_marginals=False)
-    ok = log.get("result_code", 1) == 1
-    G = sp.coo_array(G)
-    key = G.row.astype(np.int64) * n + G.col.astype(np.int64)
-    order = np.argsort(key)
-    key, val = key[order], np.asarray(G.data, dtype=np.float64)[order]
-
-    def lookup(r, c):
-        q = r * n + c
-        pos = np.clip(np.searchsorted(key, q), 0, max(len(key) - 1, 0))
-        hit = (key[pos] == q) if len(key) else np.zeros(len(q), bool)
-        return np.where(hit, val[pos] if len(key) else 0.0, 0.0)
-
-    F = lookup(e[:, 0], e[:, 1]) - lookup(e[:, 1], e[:, 0])
-    u, v = np.asarray(log["u"], float), np.asarray(log["v"], float)
-    phi = u
+        max_iter = max(100_000, 100 * (2 * len(e) + n))
+    a, bb, rows, cols, cost = _transport_lifting(n, e, w, b)
+    G, u, v, ok = _pot_network_simplex(n, a, bb, rows, cols, cost, max_iter)
+    F = _edge_flow_from_plan(n, e, G)
+    phi = u  # u_i = -v_i (copy arcs basic); fall back to the symmetric form otherwise
     viol = _lip_violation(e, w, phi)
     if viol > 0:
         alt = 0.5 * (u - v)
@@ -264,11 +365,95 @@ def _exact_highs(n, e, w, b, max_iter):
         opts["maxiter"] = int(max_iter)
     res = linprog(np.concatenate([w, w]), A_eq=Aeq, b_eq=b, bounds=(0, None),
                   method="highs-ds", options=opts)
-    if res.x is None:
-        raise RuntimeError(f"graph_w1: HiGHS failed ({res.message})")
+    if res.x is None or res.eqlin is None:  # stopped without an iterate (e.g. iteration cap)
+        return np.full(E, np.nan), np.full(n, np.nan), False
     F = res.x[:E] - res.x[E:]
     phi = np.asarray(res.eqlin.marginals, dtype=float)
     return F, phi, bool(res.status == 0)
+
+
+def _import_min_cost_flow():
+    """OR-Tools' min-cost-flow module (optional dependency; ImportError if absent)."""
+    import importlib
+
+    return importlib.import_module("ortools.graph.python.min_cost_flow")
+
+
+def _ortools_min_cost_flow(n, e, w, b):
+    """OR-Tools SimpleMinCostFlow (cost scaling) on integer data: (F, ok)."""
+    min_cost_flow = _import_min_cost_flow()
+    E = len(e)
+    mcf = min_cost_flow.SimpleMinCostFlow()
+    tails = np.concatenate([e[:, 0], e[:, 1]]).astype(np.int32)
+    heads = np.concatenate([e[:, 1], e[:, 0]]).astype(np.int32)
+    mass = int(np.maximum(b, 0).sum())
+    cap = np.full(2 * E, max(mass, 1), dtype=np.int64)  # >= any arc's optimal flow
+    cost = np.concatenate([w, w]).astype(np.int64)
+    mcf.add_arcs_with_capacity_and_unit_cost(tails, heads, cap, cost)
+    mcf.set_nodes_supplies(np.arange(n, dtype=np.int32), b.astype(np.int64))
+    status = mcf.solve()
+    if status != mcf.OPTIMAL:
+        return np.full(E, np.nan), False
+    f = np.asarray(mcf.flows(np.arange(2 * E, dtype=np.int32)), dtype=np.float64)
+    return f[:E] - f[E:], True
+
+
+def _residual_potential(n, e, w, F):
+    """A potential certifying the flow F: phi = -d, d the shortest-path distances in the
+    residual graph from a virtual root joined to every node by a 0-cost arc.
+
+    Residual arcs: u -> v and v -> u of cost w for every edge, and cost -w against the flow
+    (v -> u when F_uv > 0). For an optimal F there is no negative cycle, d_v <= d_u + c_uv on
+    every residual arc, i.e. |phi_u - phi_v| <= w, with equality phi_u - phi_v = w along the
+    flow (complementary slackness): <phi, div F> = <w, |F|>. Bellman-Ford, vectorised (one
+    NumPy pass per round, stops when nothing changes). Returns (phi, ok); ok=False if the
+    rounds do not settle (F not optimal).
+    """
+    tails = np.concatenate([e[:, 0], e[:, 1]])
+    heads = np.concatenate([e[:, 1], e[:, 0]])
+    cost = np.concatenate([np.where(F < 0, -w, w), np.where(F > 0, -w, w)])
+    order = np.argsort(heads, kind="stable")
+    tails, heads, cost = tails[order], heads[order], cost[order]
+    d = np.zeros(n)
+    if len(heads) == 0:
+        return d, True
+    starts = np.flatnonzero(np.r_[True, heads[1:] != heads[:-1]])
+    hn = heads[starts]
+    for _ in range(n + 1):
+        m = np.minimum.reduceat(d[tails] + cost, starts)
+        upd = m < d[hn]
+        if not upd.any():
+            return -d, True
+        d[hn[upd]] = m[upd]
+    return -d, False
+
+
+def _is_integral(x: np.ndarray, bound: float) -> bool:
+    return bool(np.all(x == np.round(x)) and (x.size == 0 or np.abs(x).max() <= bound))
+
+
+def _exact_ortools(n, e, w, b, max_iter):
+    F, ok = _ortools_min_cost_flow(n, e, w, b)
+    if not ok:
+        return F, np.full(n, np.nan), False
+    phi, ok = _residual_potential(n, e, w, F)
+    return F, phi, ok
+
+
+_EXACT_SOLVERS = {"network_simplex": _exact_network_simplex, "highs": _exact_highs,
+                  "ortools": _exact_ortools}
+
+
+def _solve_exact(n, e, w, b, solver, max_iter):
+    """Run one exact solver on power-of-two rescaled data; returns (F, phi, ok)."""
+    if solver == "ortools":  # integer arithmetic: no rescaling
+        return _exact_ortools(n, e, w, b, max_iter)
+    mass = float(np.maximum(b, 0).sum())
+    wmax = float(w.max()) if len(w) else 0.0
+    kb = -math.frexp(mass)[1] if mass > 0 else 0
+    kw = -math.frexp(wmax)[1] if wmax > 0 else 0
+    F, phi, ok = _EXACT_SOLVERS[solver](n, e, np.ldexp(w, kw), np.ldexp(b, kb), max_iter)
+    return np.ldexp(F, -kb), np.ldexp(phi, -kw), ok
 
 
 def _lip_violation(e, w, phi) -> float:
@@ -279,8 +464,8 @@ def _lip_violation(e, w, phi) -> float:
 
 def _lipschitz_lower_bound(e, w, phi, b) -> tuple[float, np.ndarray]:
     """A valid lower bound <phi', b> with phi' = phi / L 1-Lipschitz on edges (L >= 1)."""
-    if len(e) == 0:
-        return 0.0, phi
+    if len(e) == 0 or not np.all(np.isfinite(phi)):
+        return 0.0, np.zeros_like(phi)
     d = np.abs(phi[e[:, 0]] - phi[e[:, 1]])
     pos = w > 0
     if np.any(~pos & (d > 0)):
@@ -288,6 +473,28 @@ def _lipschitz_lower_bound(e, w, phi, b) -> tuple[float, np.ndarray]:
     L = max(1.0, float((d[pos] / w[pos]).max()) if pos.any() else 1.0)
     phi2 = phi / L
     return max(0.0, float(phi2 @ b)), phi2
+
+
+def _certify(n, e, w, b, F, phi, tol):
+    """Certificate of an exact solve: (resid, primal, dual, viol, lower, upper, cert).
+
+    Feasible flow (||div F - b||_1), 1-Lipschitz potential (max violation) and zero gap
+    |<w, |F|> - <phi, b>|, each within ``tol`` (absolute, in units of mass x length).
+    ``lower`` and ``upper`` are valid bounds on W1 even when the certificate fails.
+    """
+    mass = float(np.maximum(b, 0).sum())
+    lscale = float(w.max()) if len(w) else 1.0
+    finite = bool(np.all(np.isfinite(F)) and np.all(np.isfinite(phi)))
+    resid = float(np.abs(_divergence_np(n, e, F) - b).sum()) if finite else math.inf
+    primal = float(w @ np.abs(F)) if finite else math.nan
+    dual = float(phi @ b) if finite else math.nan
+    viol = _lip_violation(e, w, phi) if finite else math.inf
+    m = max(mass, 1e-300)
+    lower = dual if viol <= tol / m else _lipschitz_lower_bound(e, w, phi, b)[0]
+    upper = primal if resid * lscale <= tol else math.inf
+    cert = bool(finite and resid * lscale <= tol and viol * mass <= tol
+                and abs(primal - dual) <= tol)
+    return resid, primal, dual, viol, lower, upper, cert
 
 
 # ----------------------------------------------------------------------------- flow-Sinkhorn
@@ -405,20 +612,23 @@ def graph_w1(graph, b1, b2, *, method: str = "exact", gamma=None, eps=None, leng
 
     Computes W1(b1, b2) = min { sum_e w_e |F_e| : div F = b1 - b2 } (Beckmann form; equal to
     OT with the shortest-path cost, i.e. a distance, not a square) and the dual potential phi
-    with W1 = <phi, b1 - b2>, |phi_u - phi_v| <= w_uv.
+    with W1 = <phi, b1 - b2>, |phi_u - phi_v| <= w_uv (Peyre 2026, arXiv 2602.01372, Sec. 5).
 
     Parameters
     ----------
     graph:
         SciPy sparse (n, n) matrix of lengths, an (E, 2) edge array (with ``lengths=``, or a
         tuple ``(edges, lengths)``), or a networkx graph (attribute ``weight``, default 1).
-        Must be connected; lengths finite and >= 0 (floats allowed).
+        Must be connected; lengths real, finite and >= 0 (floats allowed).
     b1, b2:
         Nonnegative masses on the n nodes with equal totals (relative 1e-6).
     method:
-        ``"exact"`` (min-cost flow; ``solver`` = ``"network_simplex"`` [default, POT's sparse
-        network simplex on the transportation lifting] or ``"highs"`` [SciPy HiGHS LP]) or
-        ``"flow_sinkhorn"`` (arXiv 2602.01372, Sec. 5).
+        ``"exact"`` (min-cost flow) or ``"flow_sinkhorn"`` (arXiv 2602.01372, Sec. 5).
+    solver:
+        ``exact`` only. ``"network_simplex"`` (default; POT's sparse network simplex on a
+        transportation lifting, float data), ``"highs"`` (SciPy HiGHS dual simplex on the
+        signed-flow LP, float data) or ``"ortools"`` (OR-Tools cost scaling, integer lengths
+        and masses only, optional package; potentials by Bellman-Ford on the residual graph).
     gamma, eps:
         flow-Sinkhorn only. ``gamma``: regularisation (units of length). If ``gamma`` is None,
         ``eps`` (an absolute accuracy on W1) sets it as in the paper's accuracy theorem,
@@ -429,10 +639,13 @@ def graph_w1(graph, b1, b2, *, method: str = "exact", gamma=None, eps=None, leng
         choice, KL bias <= gamma X0 log p); the reference code uses z = 1, whose bias grows
         like gamma x p.
     max_iter, tol, check_every:
-        flow-Sinkhorn stops when ||div f - (b1-b2)||_1 <= tol ||b1-b2||_1 (default 1e-6),
-        checked every ``check_every`` sweeps; ``max_iter`` default 10000. For ``exact``,
-        ``max_iter`` caps simplex iterations and ``tol`` (default 1e-9 x mass x max length) is
-        the certificate's tolerance.
+        flow-Sinkhorn stops when ||div f - (b1-b2)||_1 <= tol ||b1-b2||_1 (default
+        max(1e-6, 10 eps_dtype D / gamma), D >= the weighted diameter: the round-off floor of
+        the flows, so float32 converges by default), checked every ``check_every`` sweeps;
+        ``max_iter`` default 10000. For ``exact``,
+        ``max_iter`` caps the simplex iterations (``network_simplex``, ``highs``; OR-Tools has
+        no cap) and ``tol`` (default 1e-8 x mass x max length, absolute) is the certificate's
+        tolerance.
     omega:
         Relaxation of the potential update (0.5 = the exact alternating projections; the
         reference code's 0.8 is over-relaxation outside the theory).
@@ -448,10 +661,25 @@ def graph_w1(graph, b1, b2, *, method: str = "exact", gamma=None, eps=None, leng
         d/dw = |flow| for ``exact``; the regularised dual's gradients for flow-Sinkhorn).
         Gradients reach a ``lengths`` tensor only when its edge array is already deduplicated
         with ``u < v`` in sorted order (else the lengths are re-indexed and detached).
+        If an exact solver stops early (``max_iter``) the result has ``converged=False``
+        (with a ConvergenceWarning), ``value`` NaN, and ``lower``/``upper`` still valid bounds
+        (``upper`` is inf unless the returned flow is feasible).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> edges = np.array([[0, 1], [1, 2]])
+    >>> r = graph_w1((edges, np.array([1.0, 2.0])), [1.0, 0, 0], [0, 0, 1.0])
+    >>> float(r.value), bool(r.certificate)
+    (3.0, True)
     """
     method = check_choice(method, "method", ("exact", "flow_sinkhorn"))
-    if isinstance(graph, tuple) and len(graph) == 2 and lengths is None:
+    if isinstance(graph, tuple) and len(graph) == 2:
+        if lengths is not None:
+            raise InputError("lengths: given twice (graph is already a tuple (edges, lengths))")
         graph, lengths = graph
+    for arg, name in ((b1, "b1"), (b2, "b2"), (lengths, "lengths"), (graph, "graph")):
+        _check_array_arg(arg, name)
     ctx = ArrayContext(b1, b2, lengths)
     b1t = ctx.tensor(b1, "b1")
     b2t = ctx.tensor(b2, "b2")
@@ -471,45 +699,49 @@ def graph_w1(graph, b1, b2, *, method: str = "exact", gamma=None, eps=None, leng
     mass = float(np.maximum(b, 0).sum())
     lscale = float(w.max()) if E else 1.0
     if method == "exact":
-        solver = check_choice(solver, "solver", ("network_simplex", "highs"))
+        solver = check_choice(solver, "solver", ("network_simplex", "highs", "ortools"))
         if max_iter is not None:
             max_iter = check_int(max_iter, "max_iter", min_value=1)
+        tolc = (1e-8 * max(mass * lscale, 1e-300) if tol is None
+                else check_positive(tol, "tol"))
+        if solver == "ortools":
+            _check_ortools_data(n, w, b1t, b2t)
+        elif solver == "network_simplex" and not _pot_has_sparse_emd():  # pragma: no cover
+            solver = "highs"  # POT < 0.9.7 has no sparse EMD: the LP path is exact too
         if E == 0 or mass == 0:
             F, phi, ok = np.zeros(E), np.zeros(n), True
-        elif solver == "network_simplex":
-            F, phi, ok = _exact_network_simplex(n, e, w, b, max_iter)
         else:
-            F, phi, ok = _exact_highs(n, e, w, b, max_iter)
-        phi = phi - (phi.mean() if n else 0.0)
-        resid = float(np.abs(_divergence_np(n, e, F) - b).sum())
-        primal = float(w @ np.abs(F))
-        dual = float(phi @ b)
-        viol = _lip_violation(e, w, phi)
-        tolc = 1e-9 * max(mass * lscale, 1e-300) if tol is None else check_positive(tol, "tol")
-        lower = dual if viol <= tolc / max(mass, 1e-300) else _lipschitz_lower_bound(e, w, phi,
-                                                                                       b)[0]
-        cert = bool(resid * lscale <= tolc * 10 and viol * mass <= tolc * 10
-                    and abs(primal - dual) <= tolc * 10)
+            F, phi, ok = _solve_exact(n, e, w, b, solver, max_iter)
+        if n and np.all(np.isfinite(phi)):
+            phi = phi - phi.mean()
+        resid, primal, dual, viol, lower, upper, cert = _certify(n, e, w, b, F, phi, tolc)
         converged = bool(ok and cert)
-        report_convergence(converged, f"graph_w1(exact, {solver})", 1, resid, tolc)
+        n_it = 1 if ok or max_iter is None else max_iter
+        report_convergence(converged, f"graph_w1(exact, {solver})", n_it, resid, tolc)
         phit = torch.as_tensor(phi, dtype=ctx.dtype, device=ctx.device)
         Ft = torch.as_tensor(F, dtype=ctx.dtype, device=ctx.device)
-        value = (phit @ bt) + (wt @ Ft.abs()) - (wt @ Ft.abs()).detach()
+        if ok:  # the flow's cost (exact for integer data), gradients phi (b1) and |F| (w)
+            value = (wt @ Ft.abs()) + (phit @ bt) - (phit @ bt).detach()
+        else:  # the solver stopped early: no value, only the bounds
+            value = (bt * 0).sum() + math.nan
         res = GraphW1Result(
             value=value, flow=Ft, raw_flow=None, potential=phit,
             edges=torch.as_tensor(e, device=ctx.device), lengths=wt.detach(), residual=resid,
-            lower=lower, upper=primal, gap=primal - lower, lipschitz_violation=viol,
+            lower=lower, upper=upper, gap=upper - lower, lipschitz_violation=viol,
             certificate=cert, method="exact", solver=solver, gamma=None, converged=converged,
-            n_iter=1, errors=[resid / max(2 * mass, 1e-300)])
+            n_iter=n_it, errors=[resid / max(2 * mass, 1e-300)])
         return ctx.wrap(res)
 
     # ---------------- flow-Sinkhorn
     max_iter = 10_000 if max_iter is None else check_int(max_iter, "max_iter", min_value=1)
-    tol = 1e-6 if tol is None else check_positive(tol, "tol")
+    if tol is not None:
+        tol = check_positive(tol, "tol")
     check_every = check_int(check_every, "check_every", min_value=1)
-    omega = float(omega)
-    if not 0 < omega < 1:
-        raise InputError(f"omega: must lie in (0, 1), got {omega}")
+    omega = check_in_range(omega, "omega", 0.0, 1.0, low_open=True, high_open=True)
+    if not isinstance(round, (bool, np.bool_)):
+        raise InputError(f"round: expected True or False, got {round!r}")
+    if gamma is not None:
+        gamma = check_positive(gamma, "gamma")
     if E == 0 or mass == 0:
         zero = torch.zeros(E, dtype=ctx.dtype, device=ctx.device)
         res = GraphW1Result(value=(bt * 0).sum(), flow=zero, raw_flow=zero,
@@ -519,15 +751,22 @@ def graph_w1(graph, b1, b2, *, method: str = "exact", gamma=None, eps=None, leng
         return ctx.wrap(res)
     p = 2 * E
     wmin = float(w[w > 0].min()) if np.any(w > 0) else 1.0
-    X0 = mass * min(n - 1.0, max(1.0, _weighted_eccentricity_bound(n, e, w) / wmin))
+    ecc2 = _weighted_eccentricity_bound(n, e, w)  # >= the weighted diameter
+    X0 = mass * min(n - 1.0, max(1.0, ecc2 / wmin))
     if gamma is None:
         if eps is None:
             raise InputError("gamma, eps: flow_sinkhorn needs gamma or a target accuracy eps")
         eps = check_positive(eps, "eps")
         gamma = eps / (2.0 * X0 * math.log(max(p, 2)))
-    else:
-        gamma = check_positive(gamma, "gamma")
     zval = X0 / p if z is None else check_positive(z, "z")
+    # the flows exp((-w + h_u - h_v) / gamma) carry a relative round-off ~ eps x diam / gamma
+    floor = 10.0 * torch.finfo(ctx.dtype).eps * ecc2 / gamma
+    if floor > 1e-2:
+        raise InputError(f"gamma: {gamma:.3g} is too small for {ctx.dtype} and these lengths "
+                         f"(diameter <= {ecc2:.3g}): the flows would carry a relative round-off "
+                         f"of {floor:.1e}; increase gamma (or use float64)")
+    if tol is None:
+        tol = max(1e-6, floor)
     dev, dt = ctx.device, ctx.dtype
     et = torch.as_tensor(e, device=dev)
     head = torch.cat([et[:, 1], et[:, 0]])  # arc k: tail -> head
@@ -537,15 +776,16 @@ def graph_w1(graph, b1, b2, *, method: str = "exact", gamma=None, eps=None, leng
     v, it, errors, converged = flow_sinkhorn_iterations(
         head, tail, w_arc, b_det, gamma, z=zval, max_iter=max_iter, tol=tol,
         check_every=check_every, omega=omega)
-    report_convergence(converged, "graph_w1(flow_sinkhorn)", it,
-                       errors[-1] if errors else math.nan, tol)
-    if not torch.isfinite(v).all():
-        raise RuntimeError("graph_w1(flow_sinkhorn): the potential overflowed; increase gamma")
     # dual value D(h), h = v/2, with lengths/b kept in the autograd graph (envelope theorem)
     h = (v / 2.0).detach()
     w2 = torch.cat([wt, wt])
     f_arc = zval * torch.exp((-w2 + h[head] - h[tail]) / gamma)
     value = -(h * bt).sum() - gamma * f_arc.sum() + gamma * zval * p
+    if not (bool(torch.isfinite(v).all()) and bool(torch.isfinite(value.detach()))):
+        raise InputError(f"gamma: {gamma:.3g} is too small for these lengths (max "
+                         f"{lscale:.3g}): the potential or the flow overflowed; increase gamma")
+    report_convergence(converged, "graph_w1(flow_sinkhorn)", it,
+                       errors[-1] if errors else math.nan, tol)
     fa = f_arc.detach()
     raw = fa[:E] - fa[E:]  # arc e goes u -> v (tail = edges[e, 0]); arc E + e goes v -> u
     raw_np = raw.cpu().numpy().astype(np.float64)
@@ -566,6 +806,32 @@ def graph_w1(graph, b1, b2, *, method: str = "exact", gamma=None, eps=None, leng
         method="flow_sinkhorn", solver="flow_sinkhorn", gamma=gamma, converged=converged,
         n_iter=it, errors=errors)
     return ctx.wrap(res)
+
+
+def _check_ortools_data(n, w, b1t, b2t) -> None:
+    """solver='ortools' needs the package and integer data within its int64 arithmetic."""
+    try:
+        _import_min_cost_flow()
+    except ImportError:
+        raise InputError("solver: 'ortools' needs the optional package ortools (pip install "
+                         "ortools, or the measureflow[bench] extra); the default "
+                         "'network_simplex' needs only POT") from None
+    b1 = b1t.detach().cpu().numpy()
+    b2 = b2t.detach().cpu().numpy()
+    if n >= 2**31 - 1:
+        raise InputError(f"graph: {n} nodes exceed OR-Tools' int32 node indices")
+    # OR-Tools' cost scaling multiplies costs by (n + 1); keep every product within 2^62
+    cbound = 2.0**62 / (n + 2)
+    mbound = 2.0**53
+    if not _is_integral(w, cbound):
+        raise InputError("solver: 'ortools' needs integer lengths (at most 2^62 / (n + 2)); "
+                         "use solver='network_simplex' for float data")
+    if not (_is_integral(b1, mbound) and _is_integral(b2, mbound)):
+        raise InputError("solver: 'ortools' needs integer masses b1, b2 (at most 2^53); use "
+                         "solver='network_simplex' for float data")
+    if float(b1.sum()) * float(w.max() if len(w) else 0.0) * 2 >= 2.0**62:
+        raise InputError("solver: 'ortools' would overflow int64 (mass x max length too "
+                         "large); use solver='network_simplex'")
 
 
 def _lengths_tensor(ctx, graph, lengths, e, w, n):
@@ -591,6 +857,8 @@ def line_graph_w1(b1, b2, lengths=None) -> float:
     square. NumPy/lists in; returns a float. Bad input (NaN, shapes, negative entries, unequal
     masses) raises :class:`InputError`.
     """
+    for arg, name in ((b1, "b1"), (b2, "b2"), (lengths, "lengths")):
+        _check_array_arg(arg, name)
     ctx = ArrayContext()
     b1t = check_nonnegative(ctx.tensor(b1, "b1"), "b1")
     if b1t.ndim != 1 or b1t.shape[0] < 1:

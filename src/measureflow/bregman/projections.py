@@ -42,6 +42,7 @@ from ..core.arrays import ArrayContext
 from ..core.errors import InputError
 from ..core.results import SolverResult, report_convergence
 from ..core.validation import check_int, check_nonnegative, check_positive
+from .graph import _check_array_arg, _check_connected, _edge_array, _real_array, graph_edges
 
 __all__ = ["Block", "RowMarginal", "ColMarginal", "KLRowMarginal", "KLColMarginal",
            "BarycenterCoupling", "JKOStep", "GraphDivergence", "Lifting",
@@ -51,15 +52,12 @@ _NEG_INF = -math.inf
 
 
 def _as_tensor(x, name, like: torch.Tensor) -> torch.Tensor:
+    """A block's data as a real tensor like ``like``; InputError (naming ``name``) for
+    complex, non-numeric or data-less (meta) input."""
     if isinstance(x, torch.Tensor):
-        t = x.to(dtype=like.dtype, device=like.device)
-    else:
-        try:
-            t = torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=like.dtype,
-                                device=like.device)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{name}: cannot be converted to an array ({exc})") from None
-    return t
+        _check_array_arg(x, name)
+        return x.to(dtype=like.dtype, device=like.device)
+    return torch.as_tensor(_real_array(x, name), dtype=like.dtype, device=like.device)
 
 
 def _variation(u: torch.Tensor) -> float:
@@ -128,6 +126,12 @@ class _Marginal(Block):
         except RuntimeError:
             raise InputError(f"{self.name}: shape {tuple(t.shape)} does not broadcast to the "
                              f"marginal shape {tuple(red)}") from None
+        if type(self) in (RowMarginal, ColMarginal) and t.numel():
+            tot = t.sum(-1) if t.ndim else t
+            if bool((tot <= 0).any()):
+                raise InputError(f"{self.name}: total mass is 0 (for at least one plan): the "
+                                 "constraint forces x = 0 there; drop that plan or give a "
+                                 "positive mass")
         self.target = t
         self.logt = torch.where(t > 0, torch.log(t.clamp_min(1e-300)),
                                 torch.full_like(t, _NEG_INF))
@@ -314,11 +318,8 @@ class GraphDivergence(Block):
         self.b_in = b
 
     def init(self, shape, gam):
-        a = self.arcs_in
-        a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-        arcs = torch.as_tensor(a.astype(np.int64), device=gam.device)
-        if arcs.ndim != 2 or arcs.shape[1] != 2:
-            raise InputError(f"arcs: expected shape (p, 2), got {tuple(arcs.shape)}")
+        a = _edge_array(self.arcs_in, "arcs")
+        arcs = torch.as_tensor(a, device=gam.device)
         if len(shape) != 2 or shape[0] != 2 or shape[1] != arcs.shape[0]:
             raise InputError(f"divergence: the variable must have shape (2, {arcs.shape[0]}), "
                              f"got {tuple(shape)}")
@@ -334,6 +335,7 @@ class GraphDivergence(Block):
         self.n = self.b.shape[0]
         if arcs.numel() and (int(arcs.min()) < 0 or int(arcs.max()) >= self.n):
             raise InputError(f"arcs: node indices must lie in [0, {self.n})")
+        _check_components_balanced(self.n, a, self.b.detach().cpu().numpy())
         self.tail, self.head = arcs[:, 0], arcs[:, 1]
         g0 = gam.reshape(-1)[0]
         if not bool((gam == g0).all()):
@@ -360,6 +362,25 @@ class GraphDivergence(Block):
         z = torch.zeros(self.n, dtype=x.dtype, device=x.device)
         div = -z.index_add(0, self.head, x[0]) + z.index_add(0, self.tail, x[1])
         return float((div - self.b).abs().sum())
+
+
+def _check_components_balanced(n: int, arcs: np.ndarray, b: np.ndarray) -> None:
+    """div f = b is feasible iff b sums to 0 on every (weakly) connected component."""
+    import scipy.sparse as sp
+    from scipy.sparse import csgraph
+
+    A = sp.coo_array((np.ones(len(arcs)), (arcs[:, 0], arcs[:, 1])), shape=(n, n))
+    k, lab = csgraph.connected_components(A, directed=False)
+    if k <= 1:
+        return
+    tot = np.bincount(lab, weights=b, minlength=k)
+    scale = max(float(np.abs(b).sum()), 1e-300)
+    bad = np.flatnonzero(np.abs(tot) > 1e-6 * scale)
+    if bad.size:
+        node = int(np.flatnonzero(lab == bad[0])[0])
+        raise InputError(f"b: the divergence target does not sum to 0 on the connected "
+                         f"component of node {node} (sum {tot[bad[0]]:.6g}): div f = b is "
+                         "infeasible on these arcs")
 
 
 class Lifting(Block):
@@ -448,8 +469,12 @@ def kl_projections(C, blocks: Sequence[Block], gamma, z=None, *, max_iter: int =
     for k, blk in enumerate(blocks):
         if not isinstance(blk, Block):
             raise InputError(f"blocks: entry {k} is not a Block ({type(blk).__name__})")
+    for arg, name in ((C, "C"), (z, "z"), (gamma, "gamma")):
+        _check_array_arg(arg, name)
     ctx = ArrayContext(C, z, gamma if isinstance(gamma, torch.Tensor) else None)
     C = ctx.tensor(C, "C")
+    if C.numel() == 0:
+        raise InputError(f"C: empty cost (shape {tuple(C.shape)})")
     if isinstance(gamma, (int, float)) and not isinstance(gamma, bool):
         check_positive(gamma, "gamma")
         gam = torch.full_like(C, float(gamma))
@@ -524,7 +549,8 @@ def graph_lifting_problem(graph, b1, b2, *, lengths=None):
     div f = b1 - b2; the lifted dual value is twice the flow-Sinkhorn dual value.
     """
     from ..core.validation import check_masses_match, check_ndim, check_shape
-    from .graph import _check_connected, graph_edges
+    for arg, name in ((b1, "b1"), (b2, "b2"), (lengths, "lengths")):
+        _check_array_arg(arg, name)
     b1t = check_nonnegative(ArrayContext().tensor(b1, "b1"), "b1")
     check_ndim(b1t, "b1", 1)
     b2t = check_nonnegative(check_shape(ArrayContext().tensor(b2, "b2"), "b2", (b1t.shape[0],)),
