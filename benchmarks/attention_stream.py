@@ -25,15 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from measureflow.attention import attend
-
-
-def _inputs(n, d, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, d, generator=g)
-    Wq = torch.randn(d, d, generator=g) / d ** 0.75
-    Wk = torch.randn(d, d, generator=g) / d ** 0.75
-    Wv = torch.randn(d, d, generator=g) / d ** 0.5
-    return X, Wq, Wk, Wv
+from measureflow.datasets import attention_tokens
 
 
 def ours(X, Wq, Wk, Wv, chunk=None):
@@ -66,7 +58,7 @@ def _status_kib(field):
 
 def _peak_child(which, n, d, chunk, threads, q):
     torch.set_num_threads(threads)
-    X, Wq, Wk, Wv = _inputs(n, d)
+    X, Wq, Wk, Wv = attention_tokens(n, d)
     fn = ours if which == "ours" else anchor
     fn(X[:64], Wq, Wk, Wv)                       # load kernels outside the measurement
     try:                                        # reset the peak RSS (Linux >= 4.0)
@@ -105,7 +97,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     n = args.n or (4000 if args.quick else 20000)
     d = args.d
-    X, Wq, Wk, Wv = _inputs(n, d)
+    X, Wq, Wk, Wv = attention_tokens(n, d)
     t_ours, o_ours = _best_of(ours, (X, Wq, Wk, Wv), args.repeats)
     t_anchor, o_anchor = _best_of(anchor, (X, Wq, Wk, Wv), args.repeats)
     # float64 reference on 256 queries

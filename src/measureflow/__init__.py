@@ -23,7 +23,7 @@ from .core.errors import ConvergenceWarning, ExperimentSkipped, InputError
 __version__ = "0.1.0"
 
 _SUBPACKAGES = ("core", "ot", "bregman", "spectral", "optim", "conservation", "attention",
-                "inverse", "meanfield", "sampling", "experiments")
+                "inverse", "meanfield", "sampling", "experiments", "datasets")
 
 __all__ = ["InputError", "ConvergenceWarning", "ExperimentSkipped", "__version__", *_SUBPACKAGES]
 

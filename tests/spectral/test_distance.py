@@ -8,15 +8,13 @@ from scipy.optimize import linprog
 import measureflow.ot as mot
 import ot as pot
 from measureflow import InputError
+from measureflow.datasets import point_clouds, random_spd
 from measureflow.spectral import displacement_moment, spectral_bures, spectral_wasserstein
 from measureflow.spectral.flows import displacement_interpolation, interpolation_action
 
 
 def _clouds(n, m, d, seed):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, d))
-    y = rng.normal(size=(m, d)) * np.linspace(0.5, 2, d) + 1.0
-    return x, y
+    return point_clouds(n, m, d, seed, shift=1.0, scale=np.linspace(0.5, 2, d))
 
 
 def test_p1_is_w2():
@@ -161,8 +159,7 @@ def test_bad_input():
 
 
 def _spd(rng, d):
-    A = rng.normal(size=(d, d))
-    return A @ A.T + 0.2 * np.eye(d)
+    return random_spd(d, rng, jitter=0.2)
 
 
 def test_bures_p1_equals_bures_w2():

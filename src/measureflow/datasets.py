@@ -1,0 +1,132 @@
+"""Problem generators shared by the benchmarks, experiments and tests (seeded, documented).
+
+Every generator takes ``seed``: an int, ``None`` (fresh entropy) or a generator to draw from
+(``numpy.random.Generator`` for the NumPy generators, ``torch.Generator`` for
+:func:`attention_tokens`); passing a generator lets several calls share one stream. The draws
+are listed in each docstring in the order they are made, so a problem can be rebuilt exactly
+elsewhere. NumPy generators return float64 arrays (``torch.as_tensor`` them for tensors).
+
+Layer: uses only :mod:`measureflow.core` (see ``docs/architecture.md``); any pillar, experiment,
+benchmark or test may import it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .core.errors import InputError
+from .core.random import make_generator, numpy_rng
+from .core.validation import check_int, check_nonnegative_scalar, check_positive
+
+__all__ = ["random_spd", "point_clouds", "random_weights", "gaussian_sample",
+           "attention_tokens"]
+
+
+def random_spd(d: int, seed=None, *, jitter: float = 0.2, normalize: bool = False) -> np.ndarray:
+    """A random symmetric positive-definite (d, d) matrix S = A A^T (/ d) + jitter I.
+
+    Draws: A (d, d) i.i.d. N(0, 1). ``normalize=True`` divides A A^T by d (eigenvalues O(1)
+    whatever d). The smallest eigenvalue is >= ``jitter`` (> 0 required).
+
+    Examples
+    --------
+    >>> S = random_spd(3, seed=0)
+    >>> bool(np.linalg.eigvalsh(S).min() >= 0.2)
+    True
+    """
+    d = check_int(d, "d", min_value=1)
+    jitter = check_positive(jitter, "jitter")
+    rng = numpy_rng(seed)
+    A = rng.normal(size=(d, d))
+    S = A @ A.T
+    if normalize:
+        S = S / d
+    return S + jitter * np.eye(d)
+
+
+def point_clouds(n: int, m: int, d: int = 2, seed=None, *, shift=0.5,
+                 scale=1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Two Gaussian point clouds x (n, d) ~ N(0, I) and y (m, d) ~ N(shift, diag(scale)^2).
+
+    Draws: x = N(0, 1)^(n, d), then y = N(0, 1)^(m, d) * scale + shift (``scale`` and ``shift``
+    scalars or (d,) arrays). The standard test problem of transport between two clouds
+    (cost |x - y|^2).
+
+    Examples
+    --------
+    >>> x, y = point_clouds(5, 4, 3, seed=0)
+    >>> x.shape, y.shape
+    ((5, 3), (4, 3))
+    """
+    n = check_int(n, "n", min_value=0)
+    m = check_int(m, "m", min_value=0)
+    d = check_int(d, "d", min_value=1)
+    shift, scale = np.asarray(shift, float), np.asarray(scale, float)
+    for name, v in (("shift", shift), ("scale", scale)):
+        if v.ndim > 1 or (v.ndim == 1 and v.shape != (d,)) or not np.all(np.isfinite(v)):
+            raise InputError(f"{name}: expected a finite scalar or a ({d},) array")
+    rng = numpy_rng(seed)
+    x = rng.normal(size=(n, d))
+    y = rng.normal(size=(m, d)) * scale + shift
+    return x, y
+
+
+def random_weights(n: int, seed=None, *, low: float = 0.5, high: float = 1.5) -> np.ndarray:
+    """Positive weights (n,) summing to 1: U(low, high) draws divided by their sum.
+
+    Draws: n i.i.d. uniform values on [low, high) (0 <= low < high).
+    """
+    n = check_int(n, "n", min_value=1)
+    low = check_nonnegative_scalar(low, "low")
+    high = check_positive(high, "high")
+    if not high > low:
+        raise InputError(f"high: must exceed low = {low}, got {high}")
+    w = numpy_rng(seed).uniform(low, high, n)
+    return w / w.sum()
+
+
+def gaussian_sample(n: int, mean, cov, seed=None, *, exact_moments: bool = False) -> np.ndarray:
+    """n points of N(mean, cov) in dimension d: mean + z L^T with L = cholesky(cov).
+
+    Draws: z = N(0, 1)^(n, d). With ``exact_moments=True`` z is first centred and whitened
+    (z <- (z - mean(z)) C^{-T/2}, C = z^T z / n, Cholesky factor), so the sample's empirical
+    mean and (population) covariance are exactly ``mean`` and ``cov`` (needs n > d): the
+    sampling error of the first two moments is removed from a comparison.
+    """
+    n = check_int(n, "n", min_value=1)
+    mean = np.asarray(mean, float)
+    cov = np.asarray(cov, float)
+    d = mean.shape[0] if mean.ndim == 1 else -1
+    if mean.ndim != 1 or cov.shape != (d, d):
+        raise InputError(f"cov: expected shape ({d}, {d}) for a mean of shape {mean.shape}, "
+                         f"got {cov.shape}")
+    try:
+        L = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        raise InputError("cov: not positive definite") from None
+    z = numpy_rng(seed).normal(size=(n, d))
+    if exact_moments:
+        if n <= d:
+            raise InputError(f"n: exact_moments needs n > d = {d}, got {n}")
+        z = z - z.mean(0)
+        Lz = np.linalg.cholesky(z.T @ z / n)
+        z = np.linalg.solve(Lz, z.T).T
+    return mean + z @ L.T
+
+
+def attention_tokens(n: int, d: int, seed=0, *, dtype=torch.float32):
+    """Tokens and projections of a self-attention benchmark: (X, Wq, Wk, Wv) as torch tensors.
+
+    Draws (torch, in this order): X (n, d) ~ N(0, 1), Wq and Wk (d, d) ~ N(0, 1) / d^{3/4}
+    (so scores <Wq x, Wk y> are O(1)), Wv (d, d) ~ N(0, 1) / d^{1/2}. ``seed`` an int or a
+    ``torch.Generator``.
+    """
+    n = check_int(n, "n", min_value=1)
+    d = check_int(d, "d", min_value=1)
+    g = make_generator(seed)
+    X = torch.randn(n, d, generator=g, dtype=dtype)
+    Wq = torch.randn(d, d, generator=g, dtype=dtype) / d ** 0.75
+    Wk = torch.randn(d, d, generator=g, dtype=dtype) / d ** 0.75
+    Wv = torch.randn(d, d, generator=g, dtype=dtype) / d ** 0.5
+    return X, Wq, Wk, Wv
