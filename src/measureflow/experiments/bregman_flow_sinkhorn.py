@@ -238,7 +238,7 @@ def line_graph_impl(cfg):
                     0.0, max(abs(r["W1"] - r["closed_form"]) / r["closed_form"] for r in rows),
                     atol=1e-9),
         Claim.holds("Rounded flow-Sinkhorn brackets W1: lower <= W1 <= upper",
-                    fs.lower <= W1 + 1e-9 <= fs.upper + 1e-9,
+                    fs.lower <= W1 + 1e-9 and W1 - 1e-9 <= fs.upper,
                     detail=[fs.lower, W1, fs.upper]),
         Claim.holds(f"Paper (Sec. 5): flow-Sinkhorn reaches {cfg.level:.0%} value error faster "
                     "than dense Sinkhorn on the shortest-path matrix (every size)",
