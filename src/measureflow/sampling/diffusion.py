@@ -191,6 +191,17 @@ def _propagate(maps, C, eye):
     return C
 
 
+def _output_covariance_batch(S: torch.Tensor, grid: _Grid, process: str, scheme: str,
+                             denoise: bool) -> torch.Tensor:
+    """Exact output covariance of the closed-form-score sampler for a batch of second moments
+    S (R, d, d): the pipeline's levels, maps and recursion, batched over datasets."""
+    eye = torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
+    A = [torch.linalg.inv(grid.alpha[k] ** 2 * S + grid.s[k] ** 2 * eye)
+         for k in range(grid.n_steps + 1)]
+    return sym(_propagate(_step_maps(A, grid, process, scheme, eye, denoise),
+                          eye.expand(S.shape).clone(), eye))
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class DiffusionResult(SolverResult):
     """Output of :func:`diffusion_pipeline`.

@@ -61,6 +61,8 @@ class DiffusionErrorTerms:
     spectrum); generalization_kernel: K_N with generalization = lambda^T K_N lambda.
     per_direction: bias split by eigen-direction.
     output_variance: g(lambda), the output variances at N = infinity.
+    continuous_variance: output variances of the continuous backward process with the exact
+        score started at N(0, I) (the h -> 0 limit of every scheme).
     exact / asymptotic: names of the exact terms and of the leading-order expansions.
     """
 
@@ -75,6 +77,7 @@ class DiffusionErrorTerms:
     generalization_kernel: Any
     per_direction: Any
     output_variance: Any
+    continuous_variance: Any
     exact: tuple
     asymptotic: tuple
 
@@ -214,7 +217,8 @@ def diffusion_w2_error(spectrum, *, sigma_min: float, n_steps: int, n_samples: i
 
     aT, sT = grid.alpha[-1], grid.s[-1]
     e_noise = err(_continuous_output(lam, grid, process, denoise, aT**2 * lam + sT**2))
-    e_cont = err(_continuous_output(lam, grid, process, denoise, torch.ones_like(lam)))
+    v_cont = _continuous_output(lam, grid, process, denoise, torch.ones_like(lam))
+    e_cont = err(v_cont)
     e_disc = err(_spectral_output(lam, grid, process, scheme, denoise, "closed_form", None,
                                   None))
     zero = torch.zeros((), dtype=lam.dtype, device=lam.device)
@@ -233,7 +237,8 @@ def diffusion_w2_error(spectrum, *, sigma_min: float, n_steps: int, n_samples: i
         total=total, bias=bias, min_noise=e_noise, initialization=e_cont - e_noise,
         discretization=e_disc - e_cont, optimization=optimization,
         generalization=generalization, kernel=kernel, generalization_kernel=K_N,
-        per_direction=per_dir, output_variance=gv, exact=exact, asymptotic=asym)
+        per_direction=per_dir, output_variance=gv, continuous_variance=v_cont, exact=exact,
+        asymptotic=asym)
     if ctx.is_torch:
         conv = lambda t: t.to(dtype=ctx.dtype, device=ctx.device) if isinstance(  # noqa: E731
             t, torch.Tensor) else t

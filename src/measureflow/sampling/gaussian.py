@@ -353,6 +353,35 @@ def _read_data(data, covariance, seed):
     return ctx, X, Sigma, gen
 
 
+def _second_moments(lam: torch.Tensor, n_samples: int, reps: int, generator,
+                    max_elements: int = 2**22) -> torch.Tensor:
+    """(reps, d, d) second moments X^T X / N of ``reps`` datasets of N samples of
+    N(0, diag(lam)), drawn in chunks of at most ``max_elements`` random numbers (the batched
+    form of the data step of :func:`pipeline` and :func:`diffusion_pipeline`)."""
+    d = lam.numel()
+    per = max(1, max_elements // (n_samples * d))
+    out = []
+    for start in range(0, reps, per):
+        m = min(per, reps - start)
+        X = torch.randn(m, n_samples, d, generator=generator, dtype=lam.dtype).to(lam.device)
+        X = X * lam.sqrt()
+        out.append(X.mT @ X / n_samples)
+    return torch.cat(out)
+
+
+def _stationary_covariance_batch(S: torch.Tensor, sigma: float, gamma: float,
+                                 denoise: bool) -> torch.Tensor:
+    """Stationary ULA law of the closed-form pipeline for a batch of second moments S:
+    A = (S + sigma^2)^{-1}, C = (A - gamma A^2 / 2)^{-1} (A symmetric), then Tweedie."""
+    eye = torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
+    A = torch.linalg.inv(S + sigma**2 * eye)
+    C = torch.linalg.inv(A - 0.5 * gamma * A @ A)
+    if denoise:
+        D = eye - sigma**2 * A
+        C = D @ C @ D.mT
+    return sym(C)
+
+
 def _check_bool(x, name: str) -> bool:
     if not isinstance(x, bool):
         raise InputError(f"{name}: expected True or False, got {x!r}")
