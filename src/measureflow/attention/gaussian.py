@@ -39,7 +39,7 @@ from ..core import (
     report_convergence,
 )
 from ..core.linalg import sqrtm_psd, sym
-from ..ot.integrate import FlowResult, ode_step, project_psd, symmetrize
+from ..ot.integrate import FlowResult, ode_step, project_psd, result_alias, symmetrize
 from ._heads import split_heads
 
 __all__ = ["GAUSSIAN_KINDS", "gaussian_affine_map", "gaussian_velocity", "integrate_gaussian",
@@ -142,26 +142,10 @@ class GaussianFlowResult(FlowResult):
 
     status: object = None
     stop_iter: object = None
-
-    @property
-    def means(self):
-        """Alias of ``trajectory[0]``."""
-        return self.trajectory[0]
-
-    @property
-    def covs(self):
-        """Alias of ``trajectory[1]``."""
-        return self.trajectory[1]
-
-    @property
-    def final_mean(self):
-        """Alias of ``final[0]``."""
-        return self.final[0]
-
-    @property
-    def final_cov(self):
-        """Alias of ``final[1]``."""
-        return self.final[1]
+    means = result_alias("trajectory", 0)
+    covs = result_alias("trajectory", 1)
+    final_mean = result_alias("final", 0)
+    final_cov = result_alias("final", 1)
 
 
 def integrate_gaussian(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0, *, step=0.01,

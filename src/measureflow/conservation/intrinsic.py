@@ -40,7 +40,7 @@ from ..core import (
     make_generator,
 )
 from ..core.linalg import sqrtm_psd
-from ..ot.integrate import FlowResult, odeint
+from ..ot.integrate import FlowResult, odeint, result_alias
 from ._paths import DAG, dag_laws, mlp_dag, path_lifting
 from .lie import GradientFields, lie_closure, number_of_laws
 
@@ -452,16 +452,8 @@ class NeuralODEFlow(FlowResult):
 
     max_rel_error: float = math.nan
     law_drift: float = math.nan
-
-    @property
-    def Z_param(self):
-        """Alias of ``trajectory[0]`` (resolvent of the parameter flow)."""
-        return self.trajectory[0]
-
-    @property
-    def Z_intrinsic(self):
-        """Alias of ``trajectory[1]`` (solution of the intrinsic flow)."""
-        return self.trajectory[1]
+    Z_param = result_alias("trajectory", 0, "resolvent of the parameter flow")
+    Z_intrinsic = result_alias("trajectory", 1, "solution of the intrinsic flow")
 
 
 def neural_ode_flow(A0: torch.Tensor, target: torch.Tensor, mu: float, *, t_max: float = 0.5,

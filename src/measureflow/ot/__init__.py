@@ -27,8 +27,8 @@ __all__ += ["sinkhorn_divergence", "wasserstein_1d", "barycenter", "BarycenterRe
 
 # part B (semi-discrete, dynamic, JKO, particle flows)
 from .dynamic import BenamouBrenierResult, benamou_brenier  # noqa: E402
-from .jko import JKOResult, jko  # noqa: E402
 from .integrate import FlowResult, ODEResult, ParticleFlow, ode_step, odeint  # noqa: E402
+from .jko import JKOResult, jko  # noqa: E402
 from .particles import ParticleFlowResult, mmd2, particle_flow  # noqa: E402
 
 __all__ += ["odeint", "ode_step", "ODEResult", "FlowResult", "ParticleFlow"]

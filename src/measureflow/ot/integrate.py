@@ -52,7 +52,7 @@ from ..core.validation import (
 __all__ = ["METHODS", "ORDERS", "ode_step", "odeint", "ODEResult", "FlowResult", "StepInfo",
            "ParticleFlow", "autograd_force", "project_sphere", "project_layernorm",
            "symmetrize", "project_psd", "project_nonnegative", "sphere_tangent",
-           "resolve_projection", "PROJECTIONS"]
+           "resolve_projection", "PROJECTIONS", "result_alias"]
 
 METHODS = ("euler", "rk4", "dopri5")
 ORDERS = {"euler": 1, "rk4": 4, "dopri5": 5}
@@ -257,6 +257,21 @@ def ode_step(rhs: Callable, t: float, y, h: float, method: str = "rk4", *, k1=No
 # ----------------------------------------------------------------------------------------------
 # results
 # ----------------------------------------------------------------------------------------------
+
+
+def result_alias(field: str, index: int | None = None, doc: str = "") -> property:
+    """A read-only property ``getattr(self, field)[index]``: old names of result fields.
+
+    Used to keep the names results had before they were unified on ``final`` / ``trajectory``
+    / ``times`` (e.g. ``means = result_alias("trajectory", 0)``).
+    """
+    def get(self):
+        value = getattr(self, field)
+        return value if index is None else value[index]
+
+    where = field if index is None else f"{field}[{index}]"
+    get.__doc__ = f"Alias of ``{where}``" + (f" ({doc})." if doc else ".")
+    return property(get)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -45,7 +45,7 @@ from ..core.validation import (
     check_positive,
     check_weights,
 )
-from .integrate import FlowResult, ParticleFlow, autograd_force
+from .integrate import FlowResult, ParticleFlow, autograd_force, result_alias
 
 __all__ = ["particle_flow", "ParticleFlowResult", "mmd2"]
 
@@ -69,11 +69,7 @@ class ParticleFlowResult(FlowResult):
     """
 
     energies: Any = None
-
-    @property
-    def positions(self):
-        """Alias of ``final`` (the final particles; the name used before measureflow 0.2)."""
-        return self.final
+    positions = result_alias("final", doc="the final particles; its name before 0.2")
 
 
 def _kernel(x: torch.Tensor, y: torch.Tensor, kernel: str, bandwidth: float) -> torch.Tensor:

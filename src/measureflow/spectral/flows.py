@@ -38,6 +38,7 @@ from ..ot.integrate import (
     autograd_force,
     odeint,
     project_nonnegative,
+    result_alias,
 )
 from .schatten import _particle_lmo, check_p, dual_exponent, schatten_lmo
 
@@ -55,11 +56,7 @@ class ParticleFlowResult(FlowResult):
 
     energies: Any = None
     dual_norms: Any = None
-
-    @property
-    def positions(self):
-        """Alias of ``trajectory`` (recorded positions (T+1, n, d))."""
-        return self.trajectory
+    positions = result_alias("trajectory", doc="recorded positions (T+1, n, d)")
 
 
 def particle_flow(energy: Callable, x0, *, p=math.inf, weights=None, step: float,
@@ -235,16 +232,8 @@ class GaussianFlowResult(FlowResult):
     ``means`` and ``covs`` are kept as aliases of the two trajectory components."""
 
     kl: Any = None
-
-    @property
-    def means(self):
-        """Alias of ``trajectory[0]`` (recorded means)."""
-        return self.trajectory[0]
-
-    @property
-    def covs(self):
-        """Alias of ``trajectory[1]`` (recorded covariances)."""
-        return self.trajectory[1]
+    means = result_alias("trajectory", 0, "recorded means")
+    covs = result_alias("trajectory", 1, "recorded covariances")
 
 
 def gaussian_kl_flow(m0, S0, m_bar, S_bar, p, *, T: float, dt: float, method: str = "rk4"):
@@ -375,16 +364,8 @@ class ModalFlowResult(FlowResult):
     energy: Any = None
     extinction_r: Any = None
     extinction_time: Any = None
-
-    @property
-    def r(self):
-        """Alias of ``trajectory[0]`` (recorded r = (a - b)/2)."""
-        return self.trajectory[0]
-
-    @property
-    def s(self):
-        """Alias of ``trajectory[1]`` (recorded s = (a + b)/2)."""
-        return self.trajectory[1]
+    r = result_alias("trajectory", 0, "recorded r = (a - b)/2")
+    s = result_alias("trajectory", 1, "recorded s = (a + b)/2")
 
 
 def modal_flow(r0, s0, beta, p, *, T: float, dt: float, record_every: int = 1):

@@ -25,7 +25,7 @@ import torch
 from ..core.arrays import ArrayContext
 from ..core.errors import InputError
 from ..core.validation import check_int, check_ndim, check_positive, check_weights
-from ..ot.integrate import FlowResult, autograd_force, odeint
+from ..ot.integrate import FlowResult, autograd_force, odeint, result_alias
 from .schatten import _particle_lmo, check_p
 
 __all__ = ["lift_to_sphere", "sphere_velocity", "sphere_flow", "SphereFlowResult", "lift_check"]
@@ -68,16 +68,8 @@ class SphereFlowResult(FlowResult):
     ``masses`` are kept as aliases of the trajectory components."""
 
     energies: Any = None
-
-    @property
-    def omegas(self):
-        """Alias of ``trajectory[0]`` (recorded unit directions)."""
-        return self.trajectory[0]
-
-    @property
-    def masses(self):
-        """Alias of ``trajectory[1]`` (recorded masses)."""
-        return self.trajectory[1]
+    omegas = result_alias("trajectory", 0, "recorded unit directions")
+    masses = result_alias("trajectory", 1, "recorded masses")
 
 
 def _sphere_retraction(state):
