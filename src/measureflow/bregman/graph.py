@@ -88,7 +88,7 @@ class GraphW1Result(SolverResult):
         max_e (|phi_u - phi_v| - w_e)_+ of ``potential``.
     certificate:
         ``exact`` only: True iff residual, Lipschitz violation and gap are all below
-        tolerance (relative 1e-9 of mass x max length).
+        ``tol`` (default 1e-8 x mass x max length).
     """
 
     value: Any = None
@@ -122,9 +122,9 @@ def _check_array_arg(x, name: str) -> None:
         raise InputError(f"{name}: complex values are not supported")
 
 
-def _real_array(x, name: str) -> np.ndarray:
-    """``x`` as a float64 NumPy array; InputError (naming ``name``) for complex, non-numeric or
-    ragged input."""
+def _numpy_input(x, name: str) -> np.ndarray:
+    """``x`` (tensor, array, list) as a NumPy array; InputError naming ``name`` for complex,
+    meta or ragged input."""
     if isinstance(x, torch.Tensor):
         _check_array_arg(x, name)
         x = x.detach().cpu().numpy()
@@ -134,6 +134,12 @@ def _real_array(x, name: str) -> np.ndarray:
         raise InputError(f"{name}: cannot be converted to an array ({exc})") from None
     if np.iscomplexobj(arr):
         raise InputError(f"{name}: complex values are not supported")
+    return arr
+
+
+def _real_array(x, name: str) -> np.ndarray:
+    """``x`` as a float64 NumPy array (real numbers only)."""
+    arr = _numpy_input(x, name)
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise InputError(f"{name}: expected real numbers, got dtype {arr.dtype}")
     return arr.astype(np.float64)
@@ -141,13 +147,7 @@ def _real_array(x, name: str) -> np.ndarray:
 
 def _edge_array(x, name: str = "graph") -> np.ndarray:
     """An (E, 2) array of integer node indices."""
-    if isinstance(x, torch.Tensor):
-        _check_array_arg(x, name)
-        x = x.detach().cpu().numpy()
-    try:
-        e = np.asarray(x)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{name}: cannot be converted to an edge array ({exc})") from None
+    e = _numpy_input(x, name)
     if e.ndim != 2 or e.shape[1] != 2:
         raise InputError(f"{name}: edge array must have shape (E, 2), got {e.shape}")
     if e.size and not np.issubdtype(e.dtype, np.integer):
