@@ -24,11 +24,24 @@ import math
 import numpy as np
 import torch
 
-from ..core import ArrayContext, InputError, check_choice, check_int, check_positive, make_generator
+from ..core import (
+    ArrayContext,
+    InputError,
+    check_choice,
+    check_finite,
+    check_int,
+    check_positive,
+    check_psd,
+    make_generator,
+)
 from ..core.linalg import sqrtm_psd
 from ..core.stats import loglog_fit
-from .attend import attend, output_moments
+from ._heads import split_heads
+from .attend import _attend, _chunks, attend
 from .gaussian import gaussian_affine_map
+
+#: attention kinds of :func:`token_sample_sweep` (the causal kind needs token positions)
+_SWEEP_KINDS = ("softmax", "multihead", "l2", "sigmoid", "sinkhorn")
 
 __all__ = ["horizon", "beta_theory", "gaussian_reference", "sphere_reference",
            "bessel_ratio", "fit_rate", "token_sample_sweep", "TokenSweepResult",
@@ -40,13 +53,17 @@ def horizon(cov, Q, K, heads=1, per_head=False):
 
     ``per_head=True`` returns the vector of H_h = ||Sigma^{1/2} K_h^T Q_h Sigma^{1/2}||_2.
     arXiv:2512.10656 (horizon of the token distribution; same singular values as
-    L^T A L with L = chol(Sigma)).
+    L^T A L with L = chol(Sigma)). ``cov`` must be symmetric positive semi-definite (up to
+    round-off of its dtype) and Q, K finite; otherwise :class:`~measureflow.InputError`.
     """
     ctx = ArrayContext(cov, Q, K)
     S = ctx.tensor(cov, "cov")
     Qt, Kt = ctx.tensor(Q, "Q"), ctx.tensor(K, "K")
     if S.ndim != 2 or S.shape[0] != S.shape[1]:
         raise InputError(f"cov: expected a square matrix, got shape {tuple(S.shape)}")
+    check_psd(S, "cov", rtol=max(1e-8, 64 * torch.finfo(S.dtype).eps))
+    check_finite(Qt, "Q")
+    check_finite(Kt, "K")
     d = S.shape[0]
     if Qt.ndim != 2 or Qt.shape != Kt.shape or Qt.shape[1] != d:
         raise InputError(f"Q, K: expected equal shapes (k, {d}), got {tuple(Qt.shape)} and "
@@ -96,6 +113,8 @@ def bessel_ratio(d: int, r):
     from scipy.special import ive
     r = np.asarray(r, float)
     d = check_int(d, "d", min_value=2)
+    if not np.all(np.isfinite(r)) or np.any(r < 0):
+        raise InputError("r: must be finite and >= 0")
     with np.errstate(invalid="ignore", divide="ignore"):
         out = ive(d / 2.0, r) / ive(d / 2.0 - 1.0, r)
     small = r < 1e-8
@@ -207,21 +226,89 @@ class TokenSweepResult:
         return -self.fit_cov["slope"]
 
 
+def _split_factor(n: int) -> float:
+    """a(n) = h n / (h n - 1), h = (1/n1 + 1/n2) / 2 for the halves n1 = n // 2, n2 = n - n1."""
+    n1 = n // 2
+    h = 0.5 * (1.0 / n1 + 1.0 / (n - n1))
+    return h * n / (h * n - 1.0)
+
+
+def _moments(x, heads_qkv, kind, eps, chunk, bias_correction):
+    """Finite-n output moments (m_n, C_n) of the tokens x (tensor-only, validated inputs).
+
+    m_n and C_n are the mean and population covariance of the self-attention outputs
+    Gamma_{mu_n}(x_i) (as :func:`~measureflow.attention.output_moments`). ``heads_qkv = (Qh, Kh, Ch, V)`` from
+    ``split_heads``. ``bias_correction="split"`` (delete-half jackknife): with m_h1, m_h2
+    (C_h1, C_h2) the moments recomputed on the halves x[:n1], x[n1:] (self-attention within
+    each half), returns a m_n - (a - 1)(m_h1 + m_h2) / 2 with a = :func:`_split_factor`. If the
+    bias of a statistic over m i.i.d. tokens is B / m + O(m^-2), the combination has bias
+    O(n^-2) (a = 2 for even n): it removes the 1/n bias of the population covariance and of
+    the self-normalised attention outputs, whatever its constant B (derived here; tested
+    exactly on a two-atom measure).
+    """
+    Qh, Kh, Ch, Vt = heads_qkv
+
+    def mom(z):
+        n = z.shape[0]
+        mc, nc = _chunks(chunk, n, n, Qh.shape[0])
+        w = z.new_full((n,), 1.0 / n)
+        out = _attend(z, z, w, Qh, Kh, Ch, Vt, kind=kind, eps=eps, bias=0.0, mc=mc, nc=nc)
+        m = out.mean(0)
+        c = out - m
+        C = c.T @ c / n
+        return m, 0.5 * (C + C.T)
+
+    m, C = mom(x)
+    if bias_correction is None:
+        return m, C
+    n1 = x.shape[0] // 2
+    m1, C1 = mom(x[:n1])
+    m2, C2 = mom(x[n1:])
+    a = _split_factor(x.shape[0])
+    return a * m - (a - 1.0) * 0.5 * (m1 + m2), a * C - (a - 1.0) * 0.5 * (C1 + C2)
+
+
+def _sweep_heads(Q, K, V, heads, d, dtype):
+    """Validate Q, K, V once for a sweep and split them per head (tensors of ``dtype``)."""
+    Qt, Kt, Vt = (torch.as_tensor(np.asarray(M) if not isinstance(M, torch.Tensor) else M)
+                  .detach().to(dtype) for M in (Q, K, V))
+    for M, nm in ((Qt, "Q"), (Kt, "K"), (Vt, "V")):
+        check_finite(M, nm)
+    Qh, Kh, Ch = split_heads(Qt, Kt, Vt, heads, d)
+    return Qh, Kh, Ch, Vt
+
+
 def token_sample_sweep(sampler, n_grid, k, *, Q, K, V, reference, kind="softmax", heads=1,
-                       eps=1.0, seed=0, chunk=None, cov_norm="fro") -> TokenSweepResult:
+                       eps=1.0, seed=0, chunk=None, cov_norm="fro",
+                       bias_correction=None) -> TokenSweepResult:
     """Sweep over n: draw k fresh samples of n tokens, measure the output-moment errors.
 
     ``sampler(n, generator) -> (n, d)`` tensor of i.i.d. tokens; ``reference = (m, C)``:
     infinite-token moments (:func:`gaussian_reference`, :func:`sphere_reference`, or
-    :func:`output_moments` of a large sample). Errors are fitted on log-log axes with
-    :func:`fit_rate` (weights from the k repetitions). arXiv:2512.10656 (moment convergence).
+    :func:`~measureflow.attention.output_moments` of a large sample). Errors are fitted on
+    log-log axes with :func:`fit_rate` (weights from the k repetitions). ``kind`` in softmax,
+    multihead, l2, sigmoid, sinkhorn (Q, K, V and ``chunk`` are validated once, then every
+    sample goes through the tensor core of :func:`attend`). ``bias_correction``: None (the plain
+    estimator: mean and population covariance of the n outputs, as in the paper) or
+    ``"split"``: a delete-half jackknife that removes the O(1/n) bias of the finite-n moments
+    (see :func:`_moments`; needs n >= 4), so that a slope is not steepened by a 1/n bias term
+    at small n. arXiv:2512.10656 (moment convergence).
     """
+    if not callable(sampler):
+        raise InputError("sampler: expected a callable sampler(n, generator) -> (n, d) tokens")
     gen = make_generator(seed)
+    kind = check_choice(kind, "kind", _SWEEP_KINDS)
+    eps = check_positive(eps, "eps")
+    if chunk is not None:
+        _chunks(chunk, 1, 1, 1)                        # validates the chunk argument
     cov_norm = check_choice(cov_norm, "cov_norm", ("fro", "spectral"))
+    bias_correction = check_choice(bias_correction, "bias_correction", (None, "split"))
     k = check_int(k, "k", min_value=1)
     grid = np.asarray(sorted({int(v) for v in np.asarray(n_grid).reshape(-1)}))
     if grid.size < 2 or grid[0] < 1:
         raise InputError("n_grid: needs at least two distinct positive sizes")
+    if bias_correction is not None and grid[0] < 4:
+        raise InputError("n_grid: the split bias correction needs n >= 4")
     if not isinstance(reference, (tuple, list)) or len(reference) != 2:
         raise InputError("reference: expected a pair (mean, cov) of infinite-token moments")
     m_ref, C_ref = reference
@@ -235,15 +322,17 @@ def token_sample_sweep(sampler, n_grid, k, *, Q, K, V, reference, kind="softmax"
     m_ref, C_ref = m_ref.detach(), C_ref.detach()
     em = np.zeros((grid.size, k))
     ec = np.zeros((grid.size, k))
+    heads_qkv = None
     for i, n in enumerate(grid):
         for r in range(k):
             x = sampler(int(n), gen)
             if not isinstance(x, torch.Tensor):
                 x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
-            m, C = output_moments(x, Q=torch.as_tensor(Q, dtype=x.dtype),
-                                  K=torch.as_tensor(K, dtype=x.dtype),
-                                  V=torch.as_tensor(V, dtype=x.dtype), kind=kind, heads=heads,
-                                  eps=eps, chunk=chunk)
+            if x.ndim != 2 or x.shape[0] != n:
+                raise InputError(f"sampler: returned shape {tuple(x.shape)}, expected ({n}, d)")
+            if heads_qkv is None:
+                heads_qkv = _sweep_heads(Q, K, V, heads, x.shape[1], x.dtype)
+            m, C = _moments(x, heads_qkv, kind, eps, chunk, bias_correction)
             em[i, r] = float(torch.linalg.vector_norm(m - m_ref.to(m)).detach())
             D = C - C_ref.to(C)
             ec[i, r] = float(torch.linalg.matrix_norm(D, ord=2 if cov_norm == "spectral"
@@ -263,8 +352,12 @@ def uniform_error(tokens, weights=None, *, Q, K, V, reference_map, radius, n_pro
     arXiv:2512.10656 (uniform convergence of the attention map, rate n^{-1/2}, constant
     exponential in R). Returns a float (lower estimate of the supremum).
     """
+    if not callable(reference_map):
+        raise InputError("reference_map: expected a callable mapping (m, d) points to outputs")
     ctx = ArrayContext(tokens, weights, Q, K, V)
     y = ctx.tensor(tokens, "tokens")
+    if y.ndim != 2:
+        raise InputError(f"tokens: expected an (n, d) array, got shape {tuple(y.shape)}")
     R = check_positive(radius, "radius")
     n_probe = check_int(n_probe, "n_probe", min_value=1)
     gen = make_generator(seed)

@@ -40,55 +40,105 @@ def _sphere_sampler(d):
     return sample
 
 
+def _task_seed() -> int:
+    """A generator seed drawn from the global torch generator (seeded per task by the runner)."""
+    return int(torch.randint(0, 2**62, (1,)).item())
+
+
+def _gauss_beta_task(item):
+    """One Gaussian sweep of attention.token-beta: tokens N(0, rho I), analytic reference."""
+    d, rho = item["d"], item["rho"]
+    Q, K, V = (torch.tensor(item[k], dtype=D64) for k in ("Q", "K", "V"))
+    cov = rho * torch.eye(d, dtype=D64)
+    ref = gaussian_reference(torch.zeros(d, dtype=D64), cov, Q, K, V)
+    res = token_sample_sweep(_gauss_sampler(d, math.sqrt(rho)), item["n_grid"], item["k"], Q=Q,
+                             K=K, V=V, reference=ref, seed=_task_seed())
+    return dict(H=float(horizon(cov, Q, K)), beta_mean=res.beta_mean,
+                se_mean=res.fit_mean["slope_se"], beta_cov=res.beta_cov,
+                se_cov=res.fit_cov["slope_se"])
+
+
+def _sphere_beta_task(item):
+    """One sphere sweep of attention.token-beta: uniform S^{d-1}, Bessel reference."""
+    ds, sc = item["d"], item["scale"]
+    g = torch.Generator().manual_seed(_task_seed())
+    if item["random_weights"]:      # the paper's sphere runs: W ~ N(0, 1) * scale
+        Qs = sc * torch.randn(ds, ds, generator=g, dtype=D64) / math.sqrt(ds)  # 1/sqrt(d) of
+        Ks = sc * torch.randn(ds, ds, generator=g, dtype=D64)                  # the scores
+        Vs = torch.randn(ds, ds, generator=g, dtype=D64)
+    else:
+        Qs = sc * torch.eye(ds, dtype=D64)
+        Ks = Vs = torch.eye(ds, dtype=D64)
+    ref = sphere_reference(Qs, Ks, Vs, n_mc=item["n_mc"], seed=_task_seed())
+    res = token_sample_sweep(_sphere_sampler(ds), item["n_grid"], item["k"], Q=Qs, K=Ks, V=Vs,
+                             reference=ref, seed=g, cov_norm=item["cov_norm"])
+    covs = torch.eye(ds, dtype=D64) / ds
+    return dict(scale=sc, H=float(horizon(covs, Qs, Ks)), beta_mean=res.beta_mean,
+                se_mean=res.fit_mean["slope_se"], beta_cov=res.beta_cov,
+                se_cov=res.fit_cov["slope_se"])
+
+
+def _trend(H, beta, se):
+    """Weighted least squares |beta| = c0 + c1 log H (weights 1/se^2, known variances): the
+    t-statistic -c1 / se(c1) of a decrease, and the largest z-score of an increase between
+    consecutive H."""
+    x, y, w = np.log(np.asarray(H)), np.abs(np.asarray(beta)), 1.0 / np.asarray(se) ** 2
+    xb = float((w * x).sum() / w.sum())
+    sxx = float((w * (x - xb) ** 2).sum())
+    c1 = float((w * (x - xb) * y).sum()) / sxx
+    t = -c1 / math.sqrt(1.0 / sxx)
+    o = np.argsort(x)
+    y, s = y[o], np.asarray(se)[o]
+    z = (y[1:] - y[:-1]) / np.sqrt(s[1:] ** 2 + s[:-1] ** 2)
+    return t, float(z.max()), c1
+
+
 @experiment("attention.token-beta", paper="arXiv:2512.10656",
-            section="Moment convergence: |beta| vs horizon H (Gaussian and sphere experiments)",
+            section="Abstract + Sec. experiments (|beta| vs horizon H, Gaussian and sphere)",
             title="Token-sample rate |beta| of the output mean/covariance vs H, with "
                   "beta_th = 1/(2(1+H^2))",
-            quick=dict(seed=0, d=4, H=[0.2, 0.7, 1.2, 2.0], sphere_scales=[0.5, 4.0, 16.0],
-                       n_grid=[100, 170, 300, 520, 900], k=12),
-            full=dict(seed=0, d=10, H=[0.1, 0.2, 0.4, 0.7, 1.0, 1.4, 2.0, 3.0],
-                      sphere_scales=[0.5, 2.0, 8.0, 32.0, 128.0],
-                      n_grid=[250, 500, 1000, 2000, 4000, 8000], k=40))
+            quick=dict(seed=0, d=4, rho=0.5, H=[0.2, 0.7, 1.2, 2.0], n_grid=[100, 170, 300, 520, 900],
+                       k=24, sphere_d=3, sphere_scales=[0.5, 4.0, 16.0], sphere_random=False,
+                       sphere_n_grid=[100, 170, 300, 520, 900], sphere_k=12,
+                       sphere_norm="fro", n_mc=1 << 12),
+            full=dict(seed=42, d=50, rho=0.1, scales=np.geomspace(0.05, 50, 12).tolist(),
+                      n_grid=np.geomspace(1000, 30000, 12).astype(int).tolist(), k=200,
+                      sphere_d=50, sphere_scales=np.geomspace(1e1, 1e5, 12).tolist(),
+                      sphere_random=True,
+                      sphere_n_grid=np.geomspace(1e4, 1e5, 12).astype(int).tolist(),
+                      sphere_k=200, sphere_norm="spectral", n_mc=1 << 20))
 def token_beta(cfg):
     g = torch.Generator().manual_seed(cfg.seed)
-    d = cfg.d
-    rho = 0.5
+    d, rho = cfg.d, cfg.rho
     cov = rho * torch.eye(d, dtype=D64)
-    Q0 = torch.randn(d, d, generator=g, dtype=D64) / math.sqrt(d)
-    K0 = torch.randn(d, d, generator=g, dtype=D64) / math.sqrt(d)
+    # the paper's generator: W ~ N(0, 1/d); W_q, W_k scaled by sqrt(s); scores carry 1/sqrt(d)
+    Wq = torch.randn(d, d, generator=g, dtype=D64) / math.sqrt(d)
+    Wk = torch.randn(d, d, generator=g, dtype=D64) / math.sqrt(d)
     V = torch.randn(d, d, generator=g, dtype=D64) / math.sqrt(d)
-    H0 = float(horizon(cov, Q0, K0))
-    rows = []
-    for H in cfg.H:
-        Q = Q0 * (H / H0)              # exact bilinear form of the scores: H is the true horizon
-        ref = gaussian_reference(torch.zeros(d, dtype=D64), cov, Q, K0, V)
-        res = token_sample_sweep(_gauss_sampler(d, math.sqrt(rho)), cfg.n_grid, cfg.k, Q=Q,
-                                 K=K0, V=V, reference=ref, seed=g)
-        rows.append(dict(H=H, beta_mean=res.beta_mean, se_mean=res.fit_mean["slope_se"],
-                         beta_cov=res.beta_cov, se_cov=res.fit_cov["slope_se"]))
-    # uniform sphere S^{d-1}, analytic (Bessel) reference; A = s * I / d-normalised
-    srows = []
-    ds = 3
-    covs = torch.eye(ds, dtype=D64) / ds
-    for s in cfg.sphere_scales:
-        Qs = s * torch.eye(ds, dtype=D64)
-        Ks = torch.eye(ds, dtype=D64)
-        Vs = torch.eye(ds, dtype=D64)
-        ref = sphere_reference(Qs, Ks, Vs, n_mc=1 << 12)
-        res = token_sample_sweep(_sphere_sampler(ds), cfg.n_grid, cfg.k, Q=Qs, K=Ks, V=Vs,
-                                 reference=ref, seed=g)
-        srows.append(dict(scale=s, H=float(horizon(covs, Qs, Ks)), beta_mean=res.beta_mean,
-                          se_mean=res.fit_mean["slope_se"], beta_cov=res.beta_cov,
-                          se_cov=res.fit_cov["slope_se"]))
+    if "scales" in cfg:             # the paper's 12 scales; H computed from the draw
+        Qs = [math.sqrt(s) * Wq / math.sqrt(d) for s in cfg.scales]
+        Ks = [math.sqrt(s) * Wk for s in cfg.scales]
+    else:                           # quick: target horizons, Q rescaled so that H is exact
+        H0 = float(horizon(cov, Wq, Wk))
+        Qs = [Wq * (H / H0) for H in cfg.H]
+        Ks = [Wk for _ in cfg.H]
+    items = [dict(d=d, rho=rho, Q=Q.tolist(), K=K.tolist(), V=V.tolist(), n_grid=cfg.n_grid,
+                  k=cfg.k) for Q, K in zip(Qs, Ks)]
+    rows = cfg.map(_gauss_beta_task, items)
+    srows = cfg.map(_sphere_beta_task, [
+        dict(d=cfg.sphere_d, scale=s, random_weights=cfg.sphere_random, n_mc=cfg.n_mc,
+             n_grid=cfg.sphere_n_grid, k=cfg.sphere_k, cov_norm=cfg.sphere_norm)
+        for s in cfg.sphere_scales])
 
     fig, axes = new_figure(2, 1, size=(4.6, 3.6))
     Hs = np.array([r["H"] for r in rows])
     hh = np.geomspace(min(Hs.min(), 0.05), max(Hs.max(), 5.0), 100)
     for ax, key, lab in ((axes[0], "mean", "mean"), (axes[1], "cov", "covariance")):
         ax.errorbar(Hs, [abs(r[f"beta_{key}"]) for r in rows], [2 * r[f"se_{key}"] for r in rows],
-                    fmt="o", label="Gaussian N(0, 0.5 I)")
+                    fmt="o", label=f"Gaussian N(0, {rho:g} I), d = {d}")
         ax.errorbar([r["H"] for r in srows], [abs(r[f"beta_{key}"]) for r in srows],
-                    [2 * r[f"se_{key}"] for r in srows], fmt="s", label="uniform sphere S^2")
+                    [2 * r[f"se_{key}"] for r in srows], fmt="s",
+                    label=f"uniform sphere S^{cfg.sphere_d - 1}")
         ax.plot(hh, beta_theory(hh), "k-", label="1/(2(1+H^2))")
         ax.axhline(0.5, color="k", ls="--", lw=0.8)
         ax.set_xscale("log")
@@ -96,25 +146,50 @@ def token_beta(cfg):
         ax.set_xlabel("horizon H = |Sigma^1/2 A Sigma^1/2|_2")
         ax.set_ylabel(f"|beta| ({lab})")
         ax.legend(fontsize=7)
-    claims = []
+    claims, metrics = [], {"gaussian": rows, "sphere": srows}
+    sd = math.sqrt(d)
+    sizes = (f"k = {cfg.k} repetitions per n, n in [{cfg.n_grid[0]}, {cfg.n_grid[-1]}], "
+             "analytic reference")
     for key in ("mean", "cov"):
+        b = [abs(r[f"beta_{key}"]) for r in rows]
+        se = [r[f"se_{key}"] for r in rows]
         excess = max(abs(r[f"beta_{key}"]) - 0.5 - 2 * r[f"se_{key}"] for r in rows + srows)
         claims.append(Claim.at_most(
-            f"|beta_{key}| <= 1/2 for every H (Gaussian and sphere; max of |beta| - 1/2 - 2 SE)",
-            0.0, excess))
-        below = max(beta_theory(r["H"]) - abs(r[f"beta_{key}"]) - 2 * r[f"se_{key}"]
-                    for r in rows)
+            f"Abstract: the moments converge at n^-beta with beta < 1/2: |beta_{key}| <= 1/2 "
+            "for every H, Gaussian and sphere (max of |beta| - 1/2 - 2 SE)", 0.0, excess,
+            note=sizes))
+        below = [beta_theory(r["H"]) - abs(r[f"beta_{key}"]) - 2 * r[f"se_{key}"] for r in rows]
+        wrong = [beta_theory(r["H"] / sd) - abs(r[f"beta_{key}"]) - 2 * r[f"se_{key}"]
+                 for r in rows]
+        metrics[f"{key}_margin_bound"] = below
+        metrics[f"{key}_margin_bound_H_over_sqrt_d"] = wrong
         claims.append(Claim.at_most(
-            f"Gaussian: |beta_{key}| on or above beta_th(H) = 1/(2(1+H^2)) (max of "
-            "beta_th - |beta| - 2 SE over H)", 0.0, below,
-            note=f"k = {cfg.k} repetitions, n in [{cfg.n_grid[0]}, {cfg.n_grid[-1]}], "
-                 "analytic reference"))
-        claims.append(Claim.holds(
-            f"Gaussian: |beta_{key}| decreases with H (smallest H vs largest H)",
-            abs(rows[0][f"beta_{key}"]) > abs(rows[-1][f"beta_{key}"]),
-            detail=[round(abs(r[f"beta_{key}"]), 3) for r in rows]))
-    return Outcome(metrics={"gaussian": rows, "sphere": srows}, figures={"beta_vs_H": fig},
-                   claims=claims)
+            f"Gaussian, {key}: |beta| on or above the paper's rate beta_th(H) = 1/(2(1+H^2)) "
+            "(max over H of beta_th - |beta| - 2 SE)", 0.0, max(below),
+            note=f"{sizes}. Power against a wrong horizon: with H / sqrt(d) (the softmax "
+                 f"temperature counted twice) the same max would be {max(wrong):.3f}; a horizon "
+                 "too large (the reference code's convention) only loosens a lower bound, "
+                 "which no lower-bound check can detect"))
+        t, zinc, c1 = _trend(Hs, b, se)
+        metrics[f"{key}_trend"] = {"slope_vs_logH": c1, "t_decrease": t,
+                                   "max_z_increase": zinc}
+        claims.append(Claim.at_least(
+            f"Gaussian, {key}: |beta| decreases with H (weighted fit |beta| = c0 + c1 log H "
+            "over all H: t-statistic of c1 < 0)", 2.0, t,
+            note=f"|beta| by H: {[round(v, 3) for v in b]} +- {[round(v, 3) for v in se]}; "
+                 "weights 1/SE^2 (known variances); t >= 2 is a one-sided 2.3 % test. Old "
+                 "claim: smallest-H vs largest-H endpoint comparison"))
+        claims.append(Claim.at_most(
+            f"Gaussian, {key}: no significant increase of |beta| between consecutive H (max "
+            "z-score of |beta(H_i+1)| - |beta(H_i)|)", 2.0, zinc))
+    wrong_cov = max(metrics["cov_margin_bound_H_over_sqrt_d"])
+    claims.append(Claim.at_least(
+        "The lower-bound check resolves the horizon: with H / sqrt(d) in beta_th the covariance "
+        "data would violate it (max over H of beta_th(H/sqrt d) - |beta_cov| - 2 SE)", 0.0,
+        wrong_cov,
+        note="a check of this experiment's power, not a statement of the paper: the horizon "
+             "must include the exact bilinear form of the scores (pitfall E.5.1 of the notes)"))
+    return Outcome(metrics=metrics, figures={"beta_vs_H": fig}, claims=claims)
 
 
 @experiment("attention.uniform-rate", paper="arXiv:2512.10656",
@@ -168,62 +243,109 @@ def uniform_rate(cfg):
                    figures={"uniform_rate": fig}, claims=claims)
 
 
+def _hardmax_task(item):
+    """k output covariances C_n of n i.i.d. N(0, 1) tokens, scores lam * x y (d = 1, V = 1)."""
+    lam, n, k = item["lam"], item["n"], item["k"]
+    one = torch.ones(1, 1, dtype=D64)
+    out = []
+    for _ in range(k):
+        y = torch.randn(n, 1, dtype=D64)
+        _, C = output_moments(y, Q=lam * one, K=one, V=one)
+        out.append(float(C))
+    return out
+
+
+def _wls(x, y, w):
+    """Weighted least squares y = c0 + c1 x; returns (c1, c0)."""
+    A = np.stack([x, np.ones_like(x)], 1)
+    sw = np.sqrt(w)
+    coef, *_ = np.linalg.lstsq(A * sw[:, None], y * sw, rcond=None)
+    return coef
+
+
+def _rate_models(n, err, se):
+    """Fit the logarithmic model err = a + b log n and the power law err = c n^(-beta) by
+    weighted least squares (weights 1/se^2; the power law in log space with the delta-method
+    variance (se/err)^2) and return both fits with their chi^2 on the error scale."""
+    ln = np.log(n)
+    w = 1.0 / se ** 2
+    b, a = _wls(ln, err, w)
+    slope, logc = _wls(ln, np.log(err), (err / se) ** 2)
+    pred_log = a + b * ln
+    pred_pow = np.exp(logc + slope * ln)
+    return dict(log=(float(a), float(b)), power=(float(np.exp(logc)), float(-slope)),
+                chi2_log=float((w * (err - pred_log) ** 2).sum()),
+                chi2_power=float((w * (err - pred_pow) ** 2).sum()))
+
+
 @experiment("attention.hardmax", paper="arXiv:2512.10656",
-            section="Hardmax regime: logarithmic rate as the score scale grows",
-            title="Large score scale: covariance error decays only logarithmically in n",
+            section="Abstract + hardmax section: logarithmic rate as the attention parameter grows",
+            title="Large score scale (near hardmax): logarithmic vs power-law rate in n",
             quick=dict(seed=0, lam=8.0, n_grid=[100, 200, 400, 800, 1600, 3200], k=8),
             full=dict(seed=0, lam=8.0, n_grid=[100, 300, 1000, 3000, 10000, 30000], k=30))
 def hardmax(cfg):
-    g = torch.Generator().manual_seed(cfg.seed)
     lam = float(cfg.lam)
-    one = torch.ones(1, 1, dtype=D64)
     C_true = lam**2                         # mu = N(0, 1), Gamma_mu(x) = lam x
-    Cn = np.zeros((len(cfg.n_grid), cfg.k))
-    for i, n in enumerate(cfg.n_grid):
-        for r in range(cfg.k):
-            y = torch.randn(n, 1, generator=g, dtype=D64)
-            _, C = output_moments(y, Q=lam * one, K=one, V=one)
-            Cn[i, r] = float(C)
+    Cn = np.asarray(cfg.map(_hardmax_task, [dict(lam=lam, n=n, k=cfg.k) for n in cfg.n_grid]))
     n = np.asarray(cfg.n_grid, float)
     rel = np.abs(Cn - C_true) / C_true
-    fit = fit_rate(n, rel.mean(1), rel.std(1), cfg.k)
-    # C_n against log n: the max of n Gaussians squared ~ 2 log n (extreme values)
-    X = np.stack([np.log(n), np.ones_like(n)], 1)
-    coef, res, *_ = np.linalg.lstsq(X, Cn.mean(1), rcond=None)
-    r2 = 1 - float(((Cn.mean(1) - X @ coef) ** 2).sum()) / float(
-        ((Cn.mean(1) - Cn.mean(1).mean()) ** 2).sum())
-    # relative error against log n: slope and its t-statistic (all k x L points)
-    ln = np.repeat(np.log(n), cfg.k)
-    Xr = np.stack([ln, np.ones_like(ln)], 1)
-    rel_coef, *_ = np.linalg.lstsq(Xr, rel.reshape(-1), rcond=None)
-    resid = rel.reshape(-1) - Xr @ rel_coef
-    s2 = float(resid @ resid) / max(len(ln) - 2, 1)
-    se = math.sqrt(s2 / float(((ln - ln.mean()) ** 2).sum()))
-    t_stat = -rel_coef[0] / se
+    err, se = rel.mean(1), rel.std(1, ddof=1) / math.sqrt(cfg.k)
+    fit = fit_rate(n, err, rel.std(1), cfg.k)
+    models = _rate_models(n, err, se)
+    d_aic = models["chi2_power"] - models["chi2_log"]   # equal parameter counts
+    h = len(n) - 2                                      # held out: the two largest n
+    held = _rate_models(n[:h], err[:h], se[:h])
+    a, b = held["log"]
+    c, beta = held["power"]
+    z_log = (err[h:] - (a + b * np.log(n[h:]))) / se[h:]
+    z_pow = (err[h:] - c * n[h:] ** -beta) / se[h:]
     fig, axes = new_figure(2, 1)
     axes[0].errorbar(n, Cn.mean(1), Cn.std(1), marker="o", label="C_n (measured)")
-    axes[0].plot(n, X @ coef, "k--", label=f"{coef[1]:.2f} + {coef[0]:.2f} log n")
+    axes[0].axhline(C_true, color="k", ls=":", lw=1, label="C = lam^2")
     axes[0].set_xscale("log")
     axes[0].set_xlabel("n")
     axes[0].set_ylabel("output covariance C_n")
     axes[0].legend(fontsize=7)
-    axes[1].loglog(n, rel.mean(1), "o-", label=f"relative error, slope {fit['slope']:.3f}")
+    nn = np.geomspace(n[0], n[-1] * 100, 100)
+    A_, B_ = models["log"]
+    c_, b_ = models["power"]
+    axes[1].errorbar(n, err, 2 * se, fmt="o", label="relative error")
+    axes[1].plot(nn, A_ + B_ * np.log(nn), "C1-", label=f"{A_:.3f} {B_:+.4f} log n")
+    axes[1].plot(nn, c_ * nn ** -b_, "C2--", label=f"{c_:.3f} n^-{b_:.4f}")
+    axes[1].set_xscale("log")
     axes[1].set_xlabel("n")
     axes[1].legend(fontsize=7)
+    note = (f"k = {cfg.k} samples per n, n in [{int(n[0])}, {int(n[-1])}]; relative error "
+            f"|C_n - lam^2| / lam^2 from {err[0]:.3f} to {err[-1]:.3f}; chi2 (dof "
+            f"{len(n) - 2}): log model {models['chi2_log']:.2f}, power law "
+            f"{models['chi2_power']:.2f}; extrapolated to n = 100 n_max they give "
+            f"{A_ + B_ * np.log(100 * n[-1]):.3f} vs {c_ * (100 * n[-1]) ** -b_:.3f}")
     claims = [
-        Claim.at_most(f"hardmax regime (lambda = {lam:g}, H = {lam:g}): power-law rate |beta| is "
-                      "far below 1/2 (fitted |slope| of the relative covariance error)", 0.1,
-                      abs(fit["slope"]),
-                      note=f"beta_th(H) = {beta_theory(lam):.4f}; relative error still "
-                           f"{rel.mean(1)[-1]:.2f} at n = {int(n[-1])}"),
-        Claim.at_least("the error still decreases with n, linearly in log n (t-statistic of "
-                       "the negative slope of the relative error against log n)", 3.0, t_stat,
-                       note=f"relative error = {rel_coef[1]:.3f} + ({rel_coef[0]:.4f}) log n"),
+        Claim.at_least(
+            f"Abstract (hardmax regime, lambda = {lam:g}): the convergence in n is logarithmic: "
+            "a + b log n fits the error better than c n^(-beta) (AIC difference "
+            "chi2_power - chi2_log, both 2 parameters; >= 2 is positive evidence)", 2.0, d_aic,
+            note=note),
+        Claim.at_most(
+            "the logarithmic model extrapolates: fitted on all but the two largest n, it "
+            "predicts them (max |z|, z = (measured - predicted) / SE)", 3.0,
+            float(np.abs(z_log).max()),
+            note=f"held-out z of the log model {np.round(z_log, 2).tolist()}, of the power law "
+                 f"{np.round(z_pow, 2).tolist()}"),
+        Claim.at_least(
+            f"the moment bound still holds: fitted power-law |beta| >= beta_th(H = {lam:g}) "
+            "- 2 SE", beta_theory(lam), abs(fit["slope"]) + 2 * fit["slope_se"],
+            note=f"|beta| = {abs(fit['slope']):.4f} +- {fit['slope_se']:.4f}; beta_th = "
+                 f"{beta_theory(lam):.4f}. Old claims: |beta| <= 0.1 and a t-test of the slope "
+                 "of the error against log n (t >= 3), which a small power law also passes"),
     ]
     return Outcome(metrics={"n_grid": cfg.n_grid, "C_n": Cn.mean(1).tolist(),
-                            "rel_error": rel.mean(1).tolist(), "slope": fit["slope"],
-                            "logn_fit": coef.tolist(), "r2": r2,
-                            "rel_vs_logn": rel_coef.tolist(), "t_stat": t_stat},
+                            "rel_error": err.tolist(), "rel_error_se": se.tolist(),
+                            "slope": fit["slope"], "slope_se": fit["slope_se"],
+                            "log_model": models["log"], "power_model": models["power"],
+                            "chi2_log": models["chi2_log"], "chi2_power": models["chi2_power"],
+                            "delta_aic": d_aic, "heldout_z_log": z_log.tolist(),
+                            "heldout_z_power": z_pow.tolist()},
                    figures={"hardmax": fig}, claims=claims)
 
 
@@ -246,6 +368,36 @@ def _docstring_text(max_chars=200_000):
                 parts.append(" ".join(doc.split()))
     text = " ".join(dict.fromkeys(parts))
     return text[:max_chars]
+
+
+def _minilm_layer_task(item):
+    """Rates |beta_mean|, |beta_cov| of one MiniLM layer (tokens resampled from its inputs)."""
+    X, nh = item["X"], item["heads"]
+    dh = X.shape[1] // nh
+    # exact affine attention through an appended constant coordinate: <Q~x~, K~y~>
+    Q = torch.cat([item["qW"], item["qb"][:, None]], 1) / math.sqrt(dh)
+    K = torch.cat([item["kW"], item["kb"][:, None]], 1)
+    V = torch.cat([item["vW"], item["vb"][:, None]], 1)
+    Xa = torch.cat([X, torch.ones(X.shape[0], 1, dtype=D64)], 1)
+    ref = output_moments(Xa, Q=Q, K=K, V=V, heads=nh)
+    Sig = torch.cov(X.T, correction=0)
+    Hh = horizon(Sig, item["qW"] / math.sqrt(dh), item["kW"], heads=nh, per_head=True)
+
+    def sampler(n, gen):
+        idx = torch.randint(0, Xa.shape[0], (n,), generator=gen)
+        return Xa[idx]
+
+    # attention sink: the largest mean attention weight a single key receives (per head)
+    qp = (Xa @ Q.T).reshape(Xa.shape[0], nh, -1).transpose(0, 1)
+    kp = (Xa @ K.T).reshape(Xa.shape[0], nh, -1).transpose(0, 1)
+    recv = torch.softmax(qp @ kp.transpose(1, 2), -1).mean(1)          # (heads, keys)
+    sink = float(recv.max())
+    res = token_sample_sweep(sampler, item["n_grid"], item["k"], Q=Q, K=K, V=V, reference=ref,
+                             heads=nh, seed=_task_seed(), bias_correction=item["bias_correction"])
+    return dict(layer=item["layer"], H_max_head=float(Hh.max()), H_mean_head=float(Hh.mean()),
+                beta_mean=res.beta_mean, se_mean=res.fit_mean["slope_se"],
+                beta_cov=res.beta_cov, se_cov=res.fit_cov["slope_se"], sink_weight=sink,
+                tokens=int(Xa.shape[0]))
 
 
 def _load_minilm():
@@ -276,8 +428,10 @@ def _load_minilm():
 @experiment("attention.minilm", paper="arXiv:2512.10656",
             section="BERT experiment (per-layer |beta| vs H), on all-MiniLM-L6-v2",
             title="Real pretrained encoder (all-MiniLM-L6-v2): per-layer |beta| vs horizon H",
-            quick=dict(seed=0, seq_len=256, n_grid=[32, 54, 90, 150], k=12),
-            full=dict(seed=0, seq_len=512, n_grid=[64, 90, 128, 180, 256, 384], k=300))
+            quick=dict(seed=0, seq_len=256, layers=None, n_grid=[32, 64, 128], k=4,
+                       bias_correction=None),
+            full=dict(seed=0, seq_len=256, layers=None, n_grid=[1024, 1448, 2048, 2896, 4096],
+                      k=30, bias_correction=None))
 def minilm(cfg):
     tok, model = _load_minilm()
     text = _docstring_text()
@@ -294,35 +448,21 @@ def minilm(cfg):
         model(**enc)
     for h in hooks:
         h.remove()
-    g = torch.Generator().manual_seed(cfg.seed)
-    rows = []
+    items = []
     for li, layer in enumerate(layers):
+        if cfg.layers is not None and li not in cfg.layers:
+            continue
         att = layer.attention.self
-        X = inputs[li]                      # (L, 384) token inputs of this layer
         n_heads = att.num_attention_heads if hasattr(att, "num_attention_heads") else \
             model.config.num_attention_heads
-        dh = X.shape[1] // n_heads
-        Wq, bq = att.query.weight.detach().double(), att.query.bias.detach().double()
-        Wk, bk = att.key.weight.detach().double(), att.key.bias.detach().double()
-        Wv, bv = att.value.weight.detach().double(), att.value.bias.detach().double()
-        # exact affine attention through an appended constant coordinate: <Q~x~, K~y~>
-        Q = torch.cat([Wq, bq[:, None]], 1) / math.sqrt(dh)
-        K = torch.cat([Wk, bk[:, None]], 1)
-        V = torch.cat([Wv, bv[:, None]], 1)
-        Xa = torch.cat([X, torch.ones(X.shape[0], 1, dtype=D64)], 1)
-        ref = output_moments(Xa, Q=Q, K=K, V=V, heads=n_heads)
-        Sig = torch.cov(X.T, correction=0)
-        Hh = horizon(Sig, Wq / math.sqrt(dh), Wk, heads=n_heads, per_head=True)
-
-        def sampler(n, gen, Xa=Xa):
-            idx = torch.randint(0, Xa.shape[0], (n,), generator=gen)
-            return Xa[idx]
-
-        res = token_sample_sweep(sampler, cfg.n_grid, cfg.k, Q=Q, K=K, V=V, reference=ref,
-                                 heads=n_heads, seed=g)
-        rows.append(dict(layer=li, H_max_head=float(Hh.max()), H_mean_head=float(Hh.mean()),
-                         beta_mean=res.beta_mean, se_mean=res.fit_mean["slope_se"],
-                         beta_cov=res.beta_cov, se_cov=res.fit_cov["slope_se"]))
+        lin = {"q": att.query, "k": att.key, "v": att.value}
+        item = dict(layer=li, X=inputs[li], heads=n_heads, n_grid=cfg.n_grid, k=cfg.k,
+                    bias_correction=cfg.bias_correction)
+        for w, mod in lin.items():
+            item[f"{w}W"] = mod.weight.detach().double()
+            item[f"{w}b"] = mod.bias.detach().double()
+        items.append(item)
+    rows = cfg.map(_minilm_layer_task, items)
     fig, ax = new_figure()
     H = np.array([r["H_mean_head"] for r in rows])
     ax.errorbar(H, [abs(r["beta_cov"]) for r in rows], [2 * r["se_cov"] for r in rows], fmt="o",
@@ -338,15 +478,27 @@ def minilm(cfg):
     ax.set_xlabel("mean per-head horizon H_h")
     ax.set_ylabel("|beta|")
     ax.legend(fontsize=7)
-    note = (f"finite population of {Xa.shape[0]} tokens from stdlib docstrings, resampled "
-            "with replacement (the paper's BERT protocol); population covariance, so C_n has an "
-            "O(1/n) bias that can steepen the apparent slope at n <= "
-            f"{cfg.n_grid[-1]}")
+    ntok = rows[0]["tokens"]
+    sinks = {r["layer"]: round(r["sink_weight"], 2) for r in rows}
+    miss = (1.0 - 1.0 / ntok) ** cfg.n_grid[0]
+    note = (f"finite population of {ntok} tokens from stdlib docstrings, resampled with "
+            f"replacement (the paper's BERT protocol); k = {cfg.k} samples per n, n in "
+            f"[{cfg.n_grid[0]}, {cfg.n_grid[-1]}]; layers {[r['layer'] for r in rows]}. "
+            f"Attention sink: the largest mean weight one key ([CLS]) receives in a head, by "
+            f"layer: {sinks}; a sample of n draws misses it with probability (1 - 1/{ntok})^n "
+            f"({miss:.2f} at n = {cfg.n_grid[0]}). Below a few times the population size the "
+            "error is dominated by whether the sink is in the sample, which decays faster than "
+            "n^(-1/2): the quick sizes (n <= 128 of 256 tokens; old result (n <= 150) |beta_cov| = 0.72 on "
+            "layers 1-2) measure that, not the asymptotic exponent; the full configuration uses "
+            "n in [4N, 16N]. The 1/n covariance-bias explanation was tested and rejected: the "
+            "split-sample bias correction (derived and tested, bias O(1/n) -> O(1/n^2)) left "
+            "the slope unchanged (0.78 vs 0.77 on layer 2 at n <= 128); with n in [256, 2048] "
+            "layer 2 gave 0.52 +- 0.05")
     claims = []
     for key in ("mean", "cov"):
         excess = max(abs(r[f"beta_{key}"]) - 0.5 - 2 * r[f"se_{key}"] for r in rows)
         claims.append(Claim.at_most(
-            f"MiniLM: per-layer |beta_{key}| <= 1/2 (max over layers of |beta| - 1/2 - 2 SE)",
-            0.0, excess, note=note))
-    return Outcome(metrics={"layers": rows, "tokens": int(Xa.shape[0])},
+            f"Abstract / BERT experiment: per-layer rate |beta_{key}| <= 1/2 (max over layers "
+            "of |beta| - 1/2 - 2 SE)", 0.0, excess, note=note))
+    return Outcome(metrics={"layers": rows, "tokens": ntok},
                    figures={"minilm_beta": fig}, claims=claims)
