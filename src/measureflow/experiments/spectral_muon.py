@@ -20,39 +20,121 @@ PAPER = "arXiv:2604.04891"
 
 
 # ----------------------------------------------------------------------------------------------
-@experiment("spectral.bounds", paper=PAPER, section="Sec. 3, Prop. bounds",
-            title="d^{1/p-1} W2^2 <= W_gamma_p^2 <= W2^2 on random clouds; isotropic equality",
-            quick=dict(seed=0, n=20, n_pairs=3, dims=(2, 3)),
-            full=dict(seed=0, n=80, n_pairs=20, dims=(2, 3, 5)))
-def bounds(cfg):
-    from ..spectral import spectral_bures, spectral_wasserstein
+def _schatten_np(ev: np.ndarray, p: float) -> float:
+    """||lambda||_p of nonnegative eigenvalues (p = inf: the max)."""
+    ev = np.clip(ev, 0.0, None)
+    return float(ev.max()) if math.isinf(p) else float((ev ** p).sum() ** (1.0 / p))
 
-    rng = np.random.default_rng(cfg.seed)
-    ratios, gaps, rows = [], [], []
-    lo_ok = hi_ok = True
-    for d in cfg.dims:
-        for _ in range(cfg.n_pairs):
-            x = rng.normal(size=(cfg.n, d)) * rng.uniform(0.3, 2.0, size=d)
-            y = rng.normal(size=(cfg.n, d)) * rng.uniform(0.3, 2.0, size=d) + rng.normal(size=d)
-            w2 = spectral_wasserstein(x, y, p=1).value ** 2
-            for p in (2.0, math.inf):
-                r = spectral_wasserstein(x, y, p=p)
-                v = r.value ** 2
-                lo = d ** (1 / p - 1) * w2
-                lo_ok &= v >= lo * (1 - 1e-9)
-                hi_ok &= v <= w2 * (1 + 1e-9)
-                ratios.append((v - lo) / max(w2 - lo, 1e-300))
-                gaps.append(r.gap / v)
-                rows.append((d, p, v / w2))
-    # equality case: N(0, a I) vs N(0, b I), W^2 = d^{1/p} (sqrt a - sqrt b)^2
+
+def _certificate(x, y, res, p):
+    """Recompute the solver's certificate independently: (lower, upper, plan feasibility).
+
+    lower = W2^2(Q^{1/2} # mu, Q^{1/2} # nu) by POT's network simplex, valid for any Q in K_p
+    (max-min theorem, weak direction; Q checked PSD with ||Q||_{S_p'} <= 1); upper =
+    gamma_p(Sigma_plan) from the returned plan (marginals and signs checked), valid for any
+    coupling. Both bounds hold whatever the solver did inside.
+    """
+    import ot as pot
+
+    n, m = len(x), len(y)
+    a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
+    P = np.asarray(res.plan, float)
+    feas = (P.min() >= -1e-15 and np.abs(P.sum(1) - a).max() <= 1e-9
+            and np.abs(P.sum(0) - b).max() <= 1e-9)
+    D = y[None, :, :] - x[:, None, :]
+    S = np.einsum("ij,ijk,ijl->kl", P, D, D)
+    upper = _schatten_np(np.linalg.eigvalsh(S), p)
+    Q = np.asarray(res.Q, float)
+    evq, U = np.linalg.eigh(0.5 * (Q + Q.T))
+    pc = 1.0 if math.isinf(p) else p / (p - 1.0)           # conjugate exponent p'
+    in_K = evq.min() >= -1e-12 and _schatten_np(evq, pc) <= 1.0 + 1e-9
+    Qh = (U * np.sqrt(np.clip(evq, 0.0, None))) @ U.T
+    lower = float(pot.emd2(a, b, pot.dist(x @ Qh, y @ Qh)))
+    return lower, upper, bool(feas and in_K)
+
+
+def _lp_gauge_solver(x, y, p, n_dir):
+    """Independent solver for d = 2 (HiGHS LP over all n x m plan entries).
+
+    gamma_p(S) = max_{Q in K_p} <Q, S> is replaced by a max over a fixed grid of Q in K_p:
+    p = inf, Q = u u^T for n_dir directions u in [0, pi); p = 2, Q = unit-Frobenius PSD
+    matrices (a, b, sqrt2 c) on a Fibonacci grid of the sphere. The LP min_P max_k <Q_k, S(P)>
+    gives a lower bound L of W^2 (fewer constraints) and its plan an upper bound
+    U = gamma_p(S(P_LP)); returns (L, U).
+    """
+    from scipy.optimize import linprog
+
+    n, m = len(x), len(y)
+    D = (y[None, :, :] - x[:, None, :]).reshape(n * m, 2)
+    if math.isinf(p):
+        th = np.arange(n_dir) * np.pi / n_dir
+        Qs = np.stack([np.outer(u, u) for u in np.c_[np.cos(th), np.sin(th)]])
+    else:
+        k = np.arange(8 * n_dir) + 0.5
+        z, ph = 1 - 2 * k / (8 * n_dir), np.pi * (1 + 5 ** 0.5) * k
+        v = np.c_[np.sqrt(1 - z * z) * np.cos(ph), np.sqrt(1 - z * z) * np.sin(ph), z]
+        qa, qb, qc = v[:, 0], v[:, 1], v[:, 2] / math.sqrt(2)
+        keep = (qa >= 0) & (qb >= 0) & (qa * qb >= qc * qc)
+        Qs = np.stack([[[u, w], [w, t]] for u, t, w in zip(qa[keep], qb[keep], qc[keep])])
+    G = np.einsum("ek,qkl,el->qe", D, Qs, D)                 # <Q_q, D_e D_e^T>
+    nv = n * m
+    c = np.r_[np.zeros(nv), 1.0]
+    A_ub = np.c_[G, -np.ones(len(Qs))]
+    A_eq = np.zeros((n + m, nv + 1))
+    for i in range(n):
+        A_eq[i, i * m:(i + 1) * m] = 1.0
+    for j in range(m):
+        A_eq[n + j, j:nv:m] = 1.0
+    b_eq = np.r_[np.full(n, 1.0 / n), np.full(m, 1.0 / m)]
+    sol = linprog(c, A_ub=A_ub, b_ub=np.zeros(len(Qs)), A_eq=A_eq, b_eq=b_eq,
+                  bounds=[(0, None)] * nv + [(None, None)], method="highs")
+    P = np.clip(sol.x[:nv], 0.0, None).reshape(n, m)
+    S = np.einsum("e,ek,el->kl", P.reshape(-1), D, D)
+    return float(sol.fun), _schatten_np(np.linalg.eigvalsh(S), p)
+
+
+def _bounds_task(item):
+    """One random pair of clouds: our solver, its recomputed certificate and (d = 2) the LP."""
+    from ..spectral import spectral_wasserstein
+
+    n, d = item["n"], item["d"]
+    rng = np.random.default_rng(item["seed"])
+    x = rng.normal(size=(n, d)) * rng.uniform(0.3, 2.0, size=d)
+    y = rng.normal(size=(n, d)) * rng.uniform(0.3, 2.0, size=d) + rng.normal(size=d)
+    w2 = spectral_wasserstein(x, y, p=1).value ** 2
+    out = []
+    for p in (2.0, math.inf):
+        r = spectral_wasserstein(x, y, p=p)
+        lo, up, ok = _certificate(x, y, r, p)
+        row = dict(d=d, p=p, w2=w2, value=r.value ** 2, lower=lo, upper=up, valid=ok,
+                   comparison_low=d ** ((0.0 if math.isinf(p) else 1.0 / p) - 1.0) * w2)
+        if d == 2 and item["lp_dirs"]:
+            row["lp_lower"], row["lp_upper"] = _lp_gauge_solver(x, y, p, item["lp_dirs"])
+        out.append(row)
+    return out
+
+
+@experiment("spectral.bounds", paper=PAPER, section="Sec. 3, Prop. bounds",
+            title="d^{1/p-1} W2^2 <= W_gamma_p^2 <= W2^2 with a certified optimum; isotropic "
+                  "Gaussians attain the lower bound",
+            quick=dict(seed=0, n=16, n_pairs=2, dims=(2, 3), lp_dirs=360),
+            full=dict(seed=0, n=40, n_pairs=10, dims=(2, 3, 5), lp_dirs=720))
+def bounds(cfg):
+    from ..spectral import spectral_bures
+
+    seeds = np.random.default_rng(cfg.seed).integers(0, 2**31, size=len(cfg.dims) * cfg.n_pairs)
+    items = [dict(n=cfg.n, d=d, seed=int(seeds[i * cfg.n_pairs + j]), lp_dirs=cfg.lp_dirs)
+             for i, d in enumerate(cfg.dims) for j in range(cfg.n_pairs)]
+    rows = [r for out in cfg.map(_bounds_task, items) for r in out]
+    # the paper's equality case, by the general max-min solver (not the commuting closed form)
     d, a, b = 3, 4.0, 1.0
-    iso = [spectral_bures(a * np.eye(d), b * np.eye(d), p) ** 2
+    iso = [spectral_bures(a * np.eye(d), b * np.eye(d), p, method="maxmin") ** 2
            / (d ** (0 if math.isinf(p) else 1 / p) * (math.sqrt(a) - math.sqrt(b)) ** 2)
-           for p in (1, 2, 4, math.inf)]
+           for p in (2, 4, math.inf)]
     fig, ax = new_figure()
     for p, mk in ((2.0, "o"), (math.inf, "s")):
-        ds = [r[0] for r in rows if r[1] == p]
-        vs = [r[2] for r in rows if r[1] == p]
+        ds = [r["d"] for r in rows if r["p"] == p]
+        vs = [r["value"] / r["w2"] for r in rows if r["p"] == p]
         ax.scatter(np.array(ds) + (0.1 if mk == "s" else -0.1), vs, marker=mk, label=f"p={p}")
     dd = np.array(cfg.dims, float)
     ax.plot(dd, dd ** (1 / 2 - 1), "C0--", label="d^{1/2-1}")
@@ -61,17 +143,50 @@ def bounds(cfg):
     ax.set_xlabel("dimension d")
     ax.set_ylabel("W_gamma^2 / W2^2")
     ax.legend()
+    gap = max((r["upper"] - r["lower"]) / r["upper"] for r in rows)
+    valid = all(r["valid"] for r in rows)
+    # sandwich on the certified interval [lower, upper] (relative to W2^2)
+    slack = min(min(r["lower"] - r["comparison_low"], r["w2"] - r["upper"]) / r["w2"]
+                for r in rows)
+    lp = [r for r in rows if "lp_lower" in r]
+    # our certified interval must meet the LP's: distance between the two intervals
+    lp_dist = max(max(r["lp_lower"] - r["upper"], r["lower"] - r["lp_upper"], 0.0) / r["upper"]
+                  for r in lp) if lp else float("nan")
+    lp_width = max((r["lp_upper"] - r["lp_lower"]) / r["lp_upper"] for r in lp) if lp else 0.0
+    n_inst = len(rows) // 2
     return Outcome(
-        metrics={"ratio_to_W2": [r[2] for r in rows], "relative_gaps": gaps,
-                 "isotropic_ratio": iso},
+        metrics={"ratio_to_W2": [r["value"] / r["w2"] for r in rows],
+                 "certified_relative_gap": gap, "sandwich_slack": slack,
+                 "lp_interval_relative_width": lp_width, "isotropic_ratio": iso},
         figures={"bounds": fig},
         claims=[
-            Claim.holds("Prop. bounds: W_gamma_p^2 >= d^{1/p-1} W2^2 on every instance", lo_ok),
-            Claim.holds("Prop. bounds: W_gamma_p^2 <= W2^2 on every instance", hi_ok),
-            Claim.at_most("Certified duality gap of the max-min solver (relative)", 1e-6,
-                          max(gaps)),
-            Claim.close("Lower bound attained by N(0, aI) vs N(0, bI) (ratio, worst p)", 1.0,
-                        max(abs(v - 1) for v in iso) + 1.0, atol=1e-8),
+            Claim.at_least(
+                "Prop. bounds (Sec. 3): d^{1/p-1} W2^2 <= W_gamma_p^2 <= W2^2, checked on the "
+                "certified interval [lower, upper] of W^2 (min over instances and p = 2, inf "
+                "of the relative slack of both inequalities)", -1e-9 if valid else math.inf,
+                slack,
+                note=f"{n_inst} random pairs of {cfg.n}-point clouds in d = {list(cfg.dims)}; "
+                     "lower recomputed by POT (W2^2 of the Q^{1/2}-pushed clouds, Q checked in "
+                     "K_p), upper = gamma_p of the returned plan (checked a coupling): the "
+                     "interval contains W^2 whatever the solver did, so a suboptimal plan or "
+                     "dual fails one side. Old claim: the solver's own value against the lower "
+                     "bound, which every feasible plan satisfies"),
+            Claim.at_most("The certified interval is tight: (upper - lower) / upper, max over "
+                          "instances (solver tolerance 1e-6)", 1e-6, gap),
+            Claim.at_most(
+                "Independent solver (d = 2): the HiGHS LP over all plan entries with the gauge "
+                "on a direction grid gives an interval [L, U] of W^2 that meets ours "
+                "(relative distance between the intervals)", 1e-9, lp_dist,
+                note=f"{len(lp)} LP solves; LP interval width up to {lp_width:.1e} (grid of "
+                     f"{cfg.lp_dirs} directions for p = inf, ~{2 * cfg.lp_dirs} PSD unit "
+                     "matrices for p = 2)"),
+            Claim.close("Prop. bounds: the lower bound is attained by N(0, aI) vs N(0, bI), "
+                        "W^2 = d^{1/p}(sqrt a - sqrt b)^2 (general max-min solver, d = 3, "
+                        "p = 2, 4, inf; worst ratio)", 1.0,
+                        max(abs(v - 1) for v in iso) + 1.0, atol=1e-6,
+                        note="tolerance: the solver's certified relative gap 1e-8 on W^2 plus "
+                             "round-off; old claim used the default method (the commuting "
+                             "closed form, exact by construction)"),
         ])
 
 
@@ -177,41 +292,65 @@ def _mmd_energy(y):
     return energy
 
 
-@experiment("spectral.mmd-flow", paper=PAPER, section="Sec. 5, Fig. mmd",
+def _ede_defect(run) -> tuple[float, float]:
+    """Energy-dissipation defect of an Euler run recorded at every step: (E_0 - E_K) minus the
+    left Riemann sum of N*^2 (the dissipation rate of Thm formalGF), and the energy drop."""
+    E = np.asarray(run.energies, float)
+    N2 = np.asarray(run.dual_norms, float)
+    t = np.asarray(run.times, float)
+    drop = E[0] - E[-1]
+    return float(drop - (np.diff(t) * N2[:-1]).sum()), float(drop)
+
+
+def _mmd_task(item):
+    """One MMD flow (p, horizon, steps) recorded at every step (for the dissipation check)."""
+    from ..spectral.flows import particle_flow
+
+    x, y = _mmd_setup(item["n"], item["seed"])
+    run = particle_flow(_mmd_energy(y), x, p=item["p"], step=item["T"] / item["steps"],
+                        n_steps=item["steps"], record_every=1)
+    keep = np.unique(np.r_[np.arange(0, item["steps"] + 1, max(1, item["steps"] // 100)),
+                           item["steps"]])
+    k = max(1, item["steps"] // 20)
+    c0 = run.positions[0].mean(0)
+    outward = float(((run.positions[k] - c0).norm(dim=1) - (run.positions[0] - c0).norm(dim=1))
+                    .mean())
+    defect, drop = _ede_defect(run)
+    return dict(p=item["p"], steps=item["steps"], positions=run.positions[keep].numpy(),
+                times=run.times[keep].numpy(), energies=run.energies[keep].numpy(),
+                defect=defect, drop=drop, outward=outward)
+
+
+@experiment("spectral.mmd-flow", paper=PAPER, section="Sec. 5, Fig. mmd; Sec. 2 Thm formalGF",
             title="Energy-distance (MMD) flow to a 3-Gaussian mixture, p = 1 vs p = inf",
             quick=dict(seed=1234, n=80, steps=250, horizon_1=60.0, horizon_inf=40.0),
             full=dict(seed=1234, n=200, steps=6000, horizon_1=150.0, horizon_inf=96.0))
 def mmd_flow(cfg):
     from ..spectral import particle_lmo
-    from ..spectral.flows import particle_flow
 
     x, y = _mmd_setup(cfg.n, cfg.seed)
     E = _mmd_energy(y)
-    runs = {}
-    for p, T in ((1, cfg.horizon_1), (math.inf, cfg.horizon_inf)):
-        runs[p] = particle_flow(E, x, p=p, step=T / cfg.steps, n_steps=cfg.steps,
-                                record_every=max(1, cfg.steps // 100))
-    # whitening (Rmk. muon-insight): covariance of the p = inf velocity is tr(S^{1/2})^2 I
+    # each flow at the paper's step and at half of it (same horizon): the Euler defect of the
+    # energy-dissipation equality dF/dt = -N*^2 must vanish linearly in the step
+    items = [dict(n=cfg.n, seed=cfg.seed, p=p, T=T, steps=m * cfg.steps)
+             for p, T in ((1, cfg.horizon_1), (math.inf, cfg.horizon_inf)) for m in (1, 2)]
+    outs = cfg.map(_mmd_task, items)
+    runs = {o["p"]: o for o in outs if o["steps"] == cfg.steps}
+    half = {o["p"]: o for o in outs if o["steps"] == 2 * cfg.steps}
+    ede = {p: (runs[p]["defect"] / runs[p]["drop"], half[p]["defect"] / half[p]["drop"])
+           for p in runs}
+    # whitening (Rmk. muon-insight) is an identity of the p = inf selector: a metric, no claim
     X0 = x.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(E(X0), X0)
     w = torch.full((cfg.n,), 1.0 / cfg.n, dtype=torch.float64)
     v = particle_lmo(g, w, math.inf, from_gradient=True)
-    cov = (v * w[:, None]).T @ v
-    ev = torch.linalg.eigvalsh(cov)
+    ev = torch.linalg.eigvalsh((v * w[:, None]).T @ v)
     cond = float(ev.max() / ev.min())
-    # early outward motion: mean radial displacement (from the source mean) over the first 5 %
-    k = max(1, len(runs[math.inf].times) // 20)
-    out = {}
-    for p, r in runs.items():
-        c0 = r.positions[0].mean(0)
-        rad0 = (r.positions[0] - c0).norm(dim=1)
-        radk = (r.positions[k] - c0).norm(dim=1)
-        out[p] = float((radk - rad0).mean())
-    e0 = float(runs[1].energies[0])
-    fin = {p: float(r.energies[-1]) / e0 for p, r in runs.items()}
+    out = {p: r["outward"] for p, r in runs.items()}
+    fin = {p: float(r["energies"][-1] / runs[1]["energies"][0]) for p, r in runs.items()}
     fig, axes = new_figure(3, 1, size=(4.2, 3.8))
     for ax, p in ((axes[0], 1), (axes[1], math.inf)):
-        P = runs[p].positions
+        P = runs[p]["positions"]
         for i in range(0, cfg.n, max(1, cfg.n // 60)):
             ax.plot(P[:, i, 0], P[:, i, 1], "-", lw=0.5, color="gray")
         ax.scatter(*y.T, s=3, c="C3")
@@ -219,26 +358,40 @@ def mmd_flow(cfg):
         ax.set_title(f"p = {p}")
     for p, c in ((1, "C0"), (math.inf, "C1")):
         r = runs[p]
-        axes[2].semilogy(r.times / r.times[-1], r.energies, c, label=f"p = {p}")
+        axes[2].semilogy(r["times"] / r["times"][-1], r["energies"], c, label=f"p = {p}")
     axes[2].set_xlabel("t / T (normalized horizon)")
     axes[2].set_ylabel("MMD^2")
     axes[2].legend()
+    claims = []
+    for p in (1, math.inf):
+        d1, d2 = ede[p]
+        claims.append(Claim.close(
+            f"Thm formalGF (Sec. 2): along the flow dF/dt = -N*_mu(g)^2 (p = {p}): the Euler "
+            "defect of the energy-dissipation equality halves with the step (defect(tau/2) / "
+            "defect(tau))", 0.5, d2 / d1 if d1 != 0 else float("nan"), atol=0.1,
+            note=f"relative defects (E_0 - E_T - sum tau N*^2) / (E_0 - E_T): {d1:.2e} at the "
+                 f"paper's step, {d2:.2e} at half of it. Explicit Euler has a defect "
+                 "-tau^2/2 sum v^T Hess v = O(tau), so the ratio is 1/2 + O(tau); a wrong "
+                 "velocity or clock gives an O(1) defect and a ratio near 1. Replaces the "
+                 "claim 'p = inf whitens the force covariance', an identity of the selector "
+                 f"(condition number {cond:.12f}, kept as a metric). Tolerance 0.1: the O(tau) "
+                 "correction to the ratio is of the order of the relative defect (a few %)"))
+    claims += [
+        Claim.at_most("Fig. mmd: both flows drive MMD^2 to the target (p = 1, final / initial)",
+                      0.1, fin[1]),
+        Claim.at_most("Fig. mmd: both flows drive MMD^2 to the target (p = inf, final / "
+                      "initial)", 0.1, fin[math.inf]),
+        Claim.at_least("Fig. mmd: p = inf shows an early outward motion larger than p = 1 "
+                       "(mean radial displacement over the first 5 % of the horizon, p = inf "
+                       "minus p = 1)", 0.0, out[math.inf] - out[1],
+                       note="qualitative statement of the paper turned into a sign test"),
+    ]
     return Outcome(
         metrics={"final_over_initial": {str(k_): v_ for k_, v_ in fin.items()},
                  "velocity_cov_condition_p_inf": cond,
+                 "ede_relative_defect": {str(k_): list(v_) for k_, v_ in ede.items()},
                  "early_radial_displacement": {str(k_): v_ for k_, v_ in out.items()}},
-        figures={"mmd_flow": fig},
-        claims=[
-            Claim.close("Rmk. muon-insight: p = inf whitens the force covariance "
-                        "(condition number of int v v^T)", 1.0, cond, atol=1e-8),
-            Claim.at_most("Both flows decrease MMD^2 (p = 1, final / initial)", 0.1, fin[1]),
-            Claim.at_most("Both flows decrease MMD^2 (p = inf, final / initial)", 0.1,
-                          fin[math.inf]),
-            Claim.at_least("Fig. mmd: p = inf shows an early outward motion larger than p = 1 "
-                           "(mean radial displacement, p = inf minus p = 1)", 0.0,
-                           out[math.inf] - out[1],
-                           note="qualitative statement of the paper turned into a sign test"),
-        ])
+        figures={"mmd_flow": fig}, claims=claims)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -251,12 +404,18 @@ def gaussian_modes(cfg):
     ps = (1.0, 2.0, 4.0, math.inf)
     betas = np.array([[-1.25, -0.65], [-0.35, 1.15], [0.75, -1.10], [1.30, 0.55]])
     s0 = np.array([0.1, 10.0])
-    ext, inv_dev, final_e, mono = {}, {}, {}, True
+    ext, inv_dev, final_e, mono, last_dr = {}, {}, {}, True, {}
     fig, axes = new_figure(2, 1, size=(4.6, 3.8))
     for p, c in zip(ps, ("C0", "C1", "C2", "C3")):
         res = modal_flow(np.zeros_like(betas), np.broadcast_to(s0, betas.shape), betas, p,
-                         T=cfg.T, dt=cfg.dt, record_every=10)
+                         T=cfg.T, dt=cfg.dt, record_every=1)
         ext[p] = res.extinction_r[:, 0]
+        # |r_k - r_{k-1}| over the step in which mode 1 went extinct: the crossing |r| = R_p
+        # lies inside that step, so it bounds the location error of the recorded r
+        kx = np.searchsorted(res.times, res.extinction_time[:, 0] - 1e-12 * cfg.T)
+        last_dr[p] = np.where(np.isnan(ext[p]), np.nan, np.abs(
+            res.r[np.clip(kx, 1, len(res.times) - 1), np.arange(len(betas)), 0]
+            - res.r[np.clip(kx - 1, 0, len(res.times) - 2), np.arange(len(betas)), 0]))
         a, b = res.s + res.r, res.s - res.r
         inv = modal_invariant(a, b, p)
         alive = (a > 1e-3 * s0) & (b > 1e-3 * s0)
@@ -265,7 +424,7 @@ def gaussian_modes(cfg):
         final_e[p] = float(res.energy[-1].max())
         mono &= bool(np.all(np.diff(res.energy, axis=0) <= 1e-10))
         for k in range(len(betas)):
-            axes[1].plot(res.r[:, k, 0], res.r[:, k, 1], c, lw=0.8,
+            axes[1].plot(res.r[::10, k, 0], res.r[::10, k, 1], c, lw=0.8,
                          label=f"p={p}" if k == 0 else None)
         # one mode, beta = 1, two starts
         r1 = modal_flow(np.array([[-1.5], [-0.5]]), np.array([[1.8], [2.0]]), 1.0, p,
@@ -284,11 +443,18 @@ def gaussian_modes(cfg):
     for p in ps[1:]:
         Rp = rank_loss_threshold(p, 0.1)
         above = np.abs(betas[:, 0]) > Rp
+        err = np.abs(np.abs(ext[p][above]) - Rp)
+        ratio = err / last_dr[p][above]
+        w = int(np.nanargmax(ratio)) if np.isfinite(ratio).any() else 0
         claims.append(Claim.close(
-            f"Prop. boundary: mode 1 with |beta1| > R_p loses rank at |r| = R_p, p = {p}",
-            Rp, float(np.max(np.abs(np.abs(ext[p][above]) - Rp))) + Rp, rtol=0.02,
-            note=f"worst of the {int(above.sum())} targets above R_p; measured at the first "
-                 "RK4 step with a or b = 0"))
+            f"App. F Prop. boundary: a balanced mode (a = b = alpha = 0.1) with |beta1| > R_p "
+            f"= alpha 2^(p/(p-1)) loses rank at |r| = R_p, p = {p} (target with the largest "
+            "error / step increment)", Rp, float(np.abs(ext[p][above][w])),
+            atol=float(last_dr[p][above][w]),
+            note=f"{int(above.sum())} targets above R_p; errors {np.round(err, 7).tolist()}, "
+                 f"tolerances {np.round(last_dr[p][above], 7).tolist()}: the increment of r "
+                 "over the RK4 step in which a or b reached 0 (the crossing lies inside that "
+                 f"step; dt = {cfg.dt}). Old tolerance: 2 % of R_p"))
         if (~above).any():
             claims.append(Claim.holds(
                 f"Prop. boundary: no rank loss when |beta1| < R_p (p = {p})",
@@ -418,58 +584,104 @@ def _attn_forward(X, seqs, dT, dH):
     return torch.einsum("hat,hnja->hnjt", O, out), A
 
 
-@experiment("spectral.attention", paper=PAPER, section="Sec. 5, Fig. attention",
-            title="Shallow multi-head attention teacher-student (dense / sparse teachers)",
-            quick=dict(seed=0, students=24, steps=50, T1=6.0, Tinf=6.0, N=10),
-            full=dict(seed=0, students=200, steps=960, T1=480.0, Tinf=432.0, N=32))
-def attention(cfg):
+_ATTN = dict(m=16, dT=4, dH=3, heads=5, qk={"dense": 0.08, "sparse": 1.45}, vo=0.65)
+
+
+def _attn_teacher(g, kind):
+    """A 5-head teacher (Q, K, V, O), q/k scale 0.08 (dense) or 1.45 (sparse), v/o scale 0.65."""
+    qk, vo, dH, dT = _ATTN["qk"][kind], _ATTN["vo"], _ATTN["dH"], _ATTN["dT"]
+    sc = torch.tensor([qk, qk, vo, vo], dtype=torch.float64)
+    return (torch.randn(_ATTN["heads"], 4, dH, dT, generator=g, dtype=torch.float64)
+            * sc[None, :, None, None]).reshape(_ATTN["heads"], -1)
+
+
+def _neff_task(item):
+    """Effective numbers of attended tokens N_eff = (sum_i w_i^2)^-1 of one trial's dense and
+    sparse teachers, averaged over query rows, heads and the N training sequences."""
+    g = torch.Generator().manual_seed(item["seed"])
+    seqs = torch.randn(item["N"], _ATTN["m"], _ATTN["dT"], generator=g, dtype=torch.float64)
+    out = {}
+    for kind in ("dense", "sparse"):
+        _, A = _attn_forward(_attn_teacher(g, kind), seqs, _ATTN["dT"], _ATTN["dH"])
+        out[kind] = float((1.0 / (A * A).sum(-1)).mean())
+    return out
+
+
+def _attn_train_task(item):
+    """One teacher-student flow (p, teacher kind) from the shared initialisation."""
     from ..spectral.flows import particle_flow
 
-    m, dT, dH = 16, 4, 3
+    seqs, target, X0 = (torch.as_tensor(item[k]) for k in ("seqs", "target", "X0"))
+
+    def energy(X):
+        y, _ = _attn_forward(X, seqs, _ATTN["dT"], _ATTN["dH"])
+        return 0.5 * ((y.mean(0) - target) ** 2).sum(-1).mean()
+
+    r = particle_flow(energy, X0, p=item["p"], step=item["T"] / item["steps"],
+                      n_steps=item["steps"], max_displacement=0.45,
+                      record_every=max(1, item["steps"] // 40))
+    return dict(kind=item["kind"], p=item["p"], times=r.times.numpy(),
+                energies=r.energies.numpy())
+
+
+@experiment("spectral.attention", paper=PAPER, section="Sec. 5, Fig. attention",
+            title="Shallow multi-head attention teacher-student (dense / sparse teachers)",
+            quick=dict(seed=0, students=24, steps=50, T1=6.0, Tinf=6.0, N=32, trials=5),
+            full=dict(seed=0, students=200, steps=960, T1=480.0, Tinf=432.0, N=32, trials=20))
+def attention(cfg):
+    m, dT = _ATTN["m"], _ATTN["dT"]
+    # teachers' effective token counts over independent trials (the paper: 5 paired trials)
+    seeds = np.random.default_rng(cfg.seed).integers(0, 2**31, size=cfg.trials)
+    neff = cfg.map(_neff_task, [dict(seed=int(sd), N=cfg.N) for sd in seeds])
+    eff = {k: np.array([t[k] for t in neff]) for k in ("dense", "sparse")}
+    # training runs: one draw of sequences, teachers and the shared student initialisation
     g = torch.Generator().manual_seed(cfg.seed)
     seqs = torch.randn(cfg.N, m, dT, generator=g, dtype=torch.float64)
-    res, eff = {}, {}
+    X0 = 0.16 * torch.randn(cfg.students, 4 * _ATTN["dH"] * dT, generator=g,
+                            dtype=torch.float64)
+    items = []
+    for kind in ("dense", "sparse"):
+        yT, _ = _attn_forward(_attn_teacher(g, kind), seqs, dT, _ATTN["dH"])
+        for p, T in ((1, cfg.T1), (math.inf, cfg.Tinf)):
+            items.append(dict(kind=kind, p=p, T=T, steps=cfg.steps, seqs=seqs.numpy(),
+                              target=yT.mean(0).numpy(), X0=X0.numpy()))
+    res = {}
     fig, axes = new_figure(2, 1, size=(4.2, 3.4))
-    for kind, qk in (("dense", 0.08), ("sparse", 1.45)):
-        sc = torch.tensor([qk, qk, 0.65, 0.65], dtype=torch.float64)
-        T = (torch.randn(5, 4, dH, dT, generator=g, dtype=torch.float64)
-             * sc[None, :, None, None]).reshape(5, -1)
-        yT, AT = _attn_forward(T, seqs, dT, dH)
-        target = yT.mean(0)
-        X0 = 0.16 * torch.randn(cfg.students, 4 * dH * dT, generator=g, dtype=torch.float64)
-
-        def energy(X, target=target):
-            y, _ = _attn_forward(X, seqs, dT, dH)
-            return 0.5 * ((y.mean(0) - target) ** 2).sum(-1).mean()
-
-        # effective number of attended tokens exp(entropy) of the teacher's attention rows
-        ent = -(AT * AT.clamp_min(1e-300).log()).sum(-1)
-        eff[kind] = float(ent.exp().mean())
-        for p, Tend, c in ((1, cfg.T1, "C0"), (math.inf, cfg.Tinf, "C1")):
-            r = particle_flow(energy, X0, p=p, step=Tend / cfg.steps, n_steps=cfg.steps,
-                              max_displacement=0.45, record_every=max(1, cfg.steps // 40))
-            res[kind, p] = float(r.energies[-1] / r.energies[0])
-            axes[0 if kind == "dense" else 1].semilogy(r.times / r.times[-1], r.energies, c,
-                                                       label=f"p = {p}")
-        axes[0 if kind == "dense" else 1].set_title(f"{kind} teacher")
-        axes[0 if kind == "dense" else 1].legend()
+    for o in cfg.map(_attn_train_task, items):
+        res[o["kind"], o["p"]] = float(o["energies"][-1] / o["energies"][0])
+        ax = axes[0 if o["kind"] == "dense" else 1]
+        ax.semilogy(o["times"] / o["times"][-1], o["energies"], "C0" if o["p"] == 1 else "C1",
+                    label=f"p = {o['p']}")
+        ax.set_title(f"{o['kind']} teacher")
+        ax.legend()
+    claims = []
+    for kind, paper, rnd in (("dense", 16.0, 0.5), ("sparse", 2.1, 0.05)):
+        v = eff[kind]
+        sd = float(v.std(ddof=1))
+        tol = rnd + 3.0 * sd * math.sqrt(1.0 / len(v) + 1.0 / 5.0)
+        claims.append(Claim.close(
+            f"Sec. 5 Fig. attention: the {kind} teacher (q/k scale {_ATTN['qk'][kind]}) attends "
+            f"to about {paper:g} tokens, N_eff = (sum_i w_i^2)^-1 of its attention rows "
+            "(mean over rows, heads, sequences and trials)", paper, float(v.mean()), atol=tol,
+            note=f"{len(v)} trials of {cfg.N} sequences; trial-to-trial sd {sd:.3f}. "
+                 f"Tolerance {rnd:g} (the paper's value is rounded) + 3 sd sqrt(1/{len(v)} + "
+                 "1/5): the difference of two independent trial means, ours and the paper's "
+                 "5 trials (assumed to have the same spread). Old claim: exp(entropy), only "
+                 "the ordering sparse < dense"))
+    claims += [
+        Claim.at_most("p = inf flow decreases the loss (dense teacher, final / initial)", 0.5,
+                      res["dense", math.inf],
+                      note="few steps; p = 1 (no claim: the paper states no rate) reached "
+                      f"{res['dense', 1]:.2f}"),
+        Claim.at_most("p = inf flow decreases the loss (sparse teacher, final / initial)",
+                      0.5, res["sparse", math.inf],
+                      note="few steps; p = 1 (no claim: the paper states no rate) reached "
+                      f"{res['sparse', 1]:.2f}"),
+    ]
     return Outcome(
         metrics={"final_over_initial": {f"{k}, p={p}": v for (k, p), v in res.items()},
-                 "teacher_effective_tokens": eff},
-        figures={"attention": fig},
-        claims=[
-            Claim.at_most("Sparse teacher (q/k scale 1.45) attends to fewer tokens than the dense "
-                          "one (0.08): effective tokens sparse / dense", 1.0,
-                          eff["sparse"] / eff["dense"]),
-            Claim.at_most("p = inf flow decreases the loss (dense teacher, final / initial)", 0.5,
-                          res["dense", math.inf],
-                          note="few steps; p = 1 (no claim: the paper states no rate) reached "
-                          f"{res['dense', 1]:.2f}"),
-            Claim.at_most("p = inf flow decreases the loss (sparse teacher, final / initial)",
-                          0.5, res["sparse", math.inf],
-                          note="few steps; p = 1 (no claim: the paper states no rate) reached "
-                          f"{res['sparse', 1]:.2f}"),
-        ])
+                 "teacher_effective_tokens": {k: v.tolist() for k, v in eff.items()}},
+        figures={"attention": fig}, claims=claims)
 
 
 # ----------------------------------------------------------------------------------------------
