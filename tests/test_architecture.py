@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import collections
+import functools
 import pathlib
 
 import pytest
@@ -75,6 +76,11 @@ def _modules() -> dict[str, tuple[pathlib.Path, bool]]:
 MODULES = _modules()
 
 
+@functools.cache
+def _tree(path: pathlib.Path) -> ast.Module:
+    return ast.parse(path.read_text())
+
+
 def _resolve(node: ast.ImportFrom, package: str) -> str:
     if not node.level:
         return node.module or ""
@@ -125,12 +131,12 @@ def _target(full: str, name: str | None) -> str | None:
     return full if full in MODULES else None
 
 
+@functools.cache
 def _unit_edges():
     edges = collections.defaultdict(set)
     where = {}
     for mod, (path, _) in MODULES.items():
-        tree = ast.parse(path.read_text())
-        for full, name in _imports(tree, _package(mod)):
+        for full, name in _imports(_tree(path), _package(mod)):
             tgt = _target(full, name)
             if tgt is None:
                 continue
@@ -191,8 +197,7 @@ def test_no_cycles_between_units():
 def test_no_import_time_cycles_between_modules():
     graph = collections.defaultdict(set)
     for mod, (path, _) in MODULES.items():
-        for full, name in _imports(ast.parse(path.read_text()), _package(mod),
-                                   top_level_only=True):
+        for full, name in _imports(_tree(path), _package(mod), top_level_only=True):
             tgt = _target(full, name)
             if tgt is not None and tgt != mod:
                 graph[mod].add(tgt)
@@ -207,9 +212,8 @@ def test_the_cycle_finder_finds_cycles():
 def _private_imports(path: pathlib.Path, package: str | None):
     """Private measureflow names imported by a file; inside the library, a unit's own private
     modules are its business (``experiments._rates`` used by the experiments)."""
-    tree = ast.parse(path.read_text())
     own = _unit(package) if package else None
-    for full, name in _imports(tree, package or ""):
+    for full, name in _imports(_tree(path), package or ""):
         if not (full == "measureflow" or full.startswith("measureflow.")):
             continue
         parts = full.split(".") + ([name] if name else [])
