@@ -194,3 +194,18 @@ def test_bad_inputs():
         mf.TwoLayer(np.zeros((3, 2)))
     with pytest.raises(InputError, match="outer"):
         mf.TwoLayer(np.ones((3, 2)), outer=np.ones(2))
+
+
+@pytest.mark.parametrize("N,M", [(60, 20), (15, 40)])
+@pytest.mark.parametrize("c", [0.0, 1.0])
+def test_ridge_multi_output_equals_columnwise(N, M, c):
+    # the digits experiment (Sec. 6.2) solves the ridge problem for 10 outputs at once
+    from measureflow.meanfield.train import _ridge
+    g = torch.Generator().manual_seed(3)
+    Phi = torch.rand(N, M, generator=g, dtype=torch.float64)
+    Y = torch.randn(N, 4, generator=g, dtype=torch.float64)
+    U = _ridge(Phi, Y, 0.02, c)
+    assert U.shape == (M, 4)
+    for j in range(4):
+        ref = _lstsq_reference(Phi.numpy(), Y[:, j].numpy(), 0.02, c)
+        np.testing.assert_allclose(U[:, j].numpy(), ref, rtol=1e-8, atol=1e-9)

@@ -95,19 +95,23 @@ def _ridge(Phi: torch.Tensor, y: torch.Tensor, lam: float, c: float) -> torch.Te
     Normal equations (K + lam I) u = Phi^T y / N + lam c with K = Phi^T Phi / (N M) when N > M;
     for N <= M the equivalent dual form
     u = c + Phi^T (Phi Phi^T/(N M) + lam I)^{-1} (y - Phi c/M) / N.
+    ``y`` is (N,) (u: (M,)) or (N, k) for k outputs sharing the features (u: (M, k)).
     """
     N, M = Phi.shape
+    vec = y.ndim == 1
+    Y = y[:, None] if vec else y
     eye = torch.eye(min(N, M), dtype=Phi.dtype, device=Phi.device)
     if N > M:
         K = Phi.T @ Phi / (N * M) + lam * eye
-        rhs = Phi.T @ y / N + lam * c
+        rhs = Phi.T @ Y / N + lam * c
         L = torch.linalg.cholesky(K)
-        return torch.cholesky_solve(rhs[:, None], L)[:, 0]
-    G = Phi @ Phi.T / (N * M) + lam * eye
-    yt = y - Phi.sum(1) * (c / M) if c else y
-    L = torch.linalg.cholesky(G)
-    alpha = torch.cholesky_solve(yt[:, None], L)[:, 0]
-    return c + Phi.T @ alpha / N
+        u = torch.cholesky_solve(rhs, L)
+    else:
+        G = Phi @ Phi.T / (N * M) + lam * eye
+        Yt = Y - Phi.sum(1, keepdim=True) * (c / M) if c else Y
+        L = torch.linalg.cholesky(G)
+        u = c + Phi.T @ torch.cholesky_solve(Yt, L) / N
+    return u[:, 0] if vec else u
 
 
 def _objective(Phi: torch.Tensor, u: torch.Tensor, y: torch.Tensor, lam: float,
