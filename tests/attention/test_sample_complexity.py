@@ -161,3 +161,79 @@ def test_sample_complexity_bad_input():
                            reference=(torch.zeros(3, dtype=D64), eye))
     with pytest.raises(InputError, match="^reference_map"):
         uniform_error(y, Q=eye, K=eye, V=eye, reference_map=lambda x: x[:, :1], radius=1.0)
+
+
+def test_horizon_and_helpers_reject_bad_input():
+    eye = torch.eye(2, dtype=D64)
+    with pytest.raises(InputError, match="^cov"):
+        horizon(torch.tensor([[1.0, 0.0], [0.0, -0.5]], dtype=D64), eye, eye)   # not PSD
+    with pytest.raises(InputError, match="^cov"):
+        horizon(torch.tensor([[1.0, 0.3], [0.0, 1.0]], dtype=D64), eye, eye)    # not symmetric
+    with pytest.raises(InputError, match="^Q"):
+        horizon(eye, torch.tensor([[1.0, float("nan")], [0.0, 1.0]], dtype=D64), eye)
+    # PSD up to float32 round-off is accepted
+    L = torch.randn(3, 2, generator=torch.Generator().manual_seed(0))
+    S = (L @ L.T).float()                                  # rank 2, eigenvalue ~ -1e-7
+    assert float(horizon(S, torch.eye(3), torch.eye(3))) > 0
+    with pytest.raises(InputError, match="^r"):
+        bessel_ratio(3, -1.0)
+
+    def sampler(n, gen):
+        return torch.randn(n, 2, generator=gen, dtype=D64)
+
+    ref = gaussian_reference(torch.zeros(2, dtype=D64), eye, eye, eye, eye)
+    with pytest.raises(InputError, match="^sampler"):
+        token_sample_sweep("not callable", [10, 20], 2, Q=eye, K=eye, V=eye, reference=ref)
+    with pytest.raises(InputError, match="^sampler"):
+        token_sample_sweep(lambda n, g: torch.zeros(n + 1, 2, dtype=D64), [10, 20], 2, Q=eye,
+                           K=eye, V=eye, reference=ref)
+    with pytest.raises(InputError, match="^kind"):
+        token_sample_sweep(sampler, [10, 20], 2, Q=eye, K=eye, V=eye, reference=ref,
+                           kind="causal")
+    with pytest.raises(InputError, match="^n_grid"):
+        token_sample_sweep(sampler, [2, 20], 2, Q=eye, K=eye, V=eye, reference=ref,
+                           bias_correction="split")
+    with pytest.raises(InputError, match="^bias_correction"):
+        token_sample_sweep(sampler, [10, 20], 2, Q=eye, K=eye, V=eye, reference=ref,
+                           bias_correction="jackknife")
+    with pytest.raises(InputError, match="^reference_map"):
+        uniform_error(sampler(20, None), Q=eye, K=eye, V=eye, reference_map=None, radius=1.0)
+
+
+def test_sweep_core_matches_output_moments():
+    from measureflow.attention.sample_complexity import _moments, _sweep_heads
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(30, 4, generator=g, dtype=D64)
+    Q, K, V = (torch.randn(4, 4, generator=g, dtype=D64) for _ in range(3))
+    m, C = _moments(x, _sweep_heads(Q, K, V, 2, 4, D64), "softmax", 1.0, None, None)
+    m_ref, C_ref = output_moments(x, Q=Q, K=K, V=V, heads=2)
+    assert torch.allclose(m, m_ref, atol=1e-13) and torch.allclose(C, C_ref, atol=1e-13)
+
+
+def test_split_bias_correction_removes_the_1_over_n_bias_exactly():
+    """Exact expectations over i.i.d. samples from a two-atom measure (enumerated by the
+    number of atoms of each kind in each half): the plain covariance is biased by ~B/n, the
+    split-corrected one by O(1/n^2)."""
+    from measureflow.attention.sample_complexity import _moments, _sweep_heads
+    y0, y1, p = -1.0, 2.0, 0.3
+    Q = torch.tensor([[0.7]], dtype=D64)
+    one = torch.eye(1, dtype=D64)
+    hq = _sweep_heads(Q, one, one, 1, 1, D64)
+    _, C_ref = output_moments(torch.tensor([[y0], [y1]], dtype=D64),
+                              torch.tensor([p, 1 - p], dtype=D64), Q=Q, K=one, V=one)
+    bias = {}
+    for n in (8, 16):
+        n1, n2 = n // 2, n - n // 2
+        e_raw = e_bc = 0.0
+        for j in range(n1 + 1):
+            for k in range(n2 + 1):
+                pr = math.comb(n1, j) * math.comb(n2, k) * p ** (j + k) * (1 - p) ** (n - j - k)
+                x = torch.tensor([y0] * j + [y1] * (n1 - j) + [y0] * k + [y1] * (n2 - k),
+                                 dtype=D64)[:, None]
+                e_raw += pr * float(_moments(x, hq, "softmax", 1.0, None, None)[1])
+                e_bc += pr * float(_moments(x, hq, "softmax", 1.0, None, "split")[1])
+        bias[n] = (e_raw - float(C_ref), e_bc - float(C_ref))
+    # plain: ~B/n (halves when n doubles); corrected: much smaller and shrinking faster
+    assert 1.6 < bias[8][0] / bias[16][0] < 2.4
+    assert abs(bias[16][1]) < 0.25 * abs(bias[16][0])
+    assert abs(bias[16][1]) < 0.5 * abs(bias[8][1])
