@@ -182,7 +182,11 @@ def fit_rate(n, err_mean, err_std=None, k=None) -> dict:
 
     Weights 1/Var(log err) with Var(log err) ~ (std / sqrt(k) / mean)^2 (delta method, as in
     the paper's reference code); ``err_std=None`` gives equal weights. Returns
-    :func:`measureflow.core.loglog_fit`'s dict (slope, intercept, slope_se, intercept_se).
+    :func:`measureflow.core.loglog_fit`'s dict (slope, intercept, slope_se, intercept_se;
+    slope_se from the residual variance) plus ``slope_se_sampling``: the slope's standard error
+    from the sampling variances alone, sqrt([(X^T W X)^-1]_11) (NaN without ``err_std``).
+    With few n the residual-based SE is itself noisy; ``max(slope_se, slope_se_sampling)`` is
+    a conservative standard error.
     """
     n = np.asarray(n, float)
     e = np.asarray(err_mean, float)
@@ -200,7 +204,12 @@ def fit_rate(n, err_mean, err_std=None, k=None) -> dict:
         kk = 1 if k is None else check_int(k, "k", min_value=1)
         var = (sd / math.sqrt(kk) / e) ** 2
         w = 1.0 / np.maximum(var, 1e-12 * float(np.max(var, initial=1.0)) + 1e-300)
-    return loglog_fit(n, e, w)
+    out = loglog_fit(n, e, w)
+    out["slope_se_sampling"] = math.nan
+    if w is not None:
+        X = np.stack([np.log(n), np.ones_like(n)], 1)
+        out["slope_se_sampling"] = float(math.sqrt(np.linalg.inv(X.T @ (w[:, None] * X))[0, 0]))
+    return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -310,7 +310,7 @@ def _mf_task(item):
             section="Sec. 3 (mean-field limit) + Sec. 4 (Gaussian ODE)",
             title="Particles vs Gaussian ODE as n grows: Bures distance of covariances ~ n^{-1/2}",
             quick=dict(seed=0, n_grid=[50, 100, 200, 400, 800], reps=8, steps=8),
-            full=dict(seed=0, n_grid=[100, 200, 400, 800, 1600, 3200, 6400], reps=40,
+            full=dict(seed=0, n_grid=[100, 200, 400, 800, 1600, 3200], reps=40,
                       steps=20))
 def mean_field(cfg):
     T = _MF["T"]
@@ -329,18 +329,19 @@ def mean_field(cfg):
         metrics[f"{kind}_w2_mean"] = errs.mean(1).tolist()
         metrics[f"{kind}_w2_initial_mean"] = e0.mean(1).tolist()
         metrics[f"{kind}_ratio_T_over_0"] = ratio.tolist()
+        se = float(np.nanmax([fit["slope_se"], fit["slope_se_sampling"]]))
         metrics[f"{kind}_slope"] = fit["slope"]
-        metrics[f"{kind}_slope_se"] = fit["slope_se"]
+        metrics[f"{kind}_slope_se"] = se
         ax.errorbar(n, errs.mean(1), errs.std(1), marker="o", label=f"{kind} "
-                    f"(slope {fit['slope']:.2f} +- {fit['slope_se']:.2f})")
-        se = fit["slope_se"]
+                    f"(slope {fit['slope']:.2f} +- {se:.2f})")
         claims.append(Claim.close(
             f"{kind}: Sec. 3 mean-field limit (Dobrushin stability W(mu^n_T, mu_T) <= e^(CT) "
             f"W(mu^n_0, mu_0)) carries the n^(-1/2) sampling error of mu^n_0 to T = {T}: "
             "fitted log-log slope of E W2(particle moments, Gaussian ODE) equals -1/2",
             -0.5, fit["slope"], atol=3.0 * se,
-            note=f"tolerance 3 x the fit's standard error ({se:.3f}; weighted fit, weights "
-                 f"from {cfg.reps} i.i.d. samples per n); W2 between the Gaussians of the "
+            note=f"tolerance 3 x the fit's standard error ({se:.3f}: the larger of the "
+                 "residual-based SE and the SE from the sampling variances; weighted fit, "
+                 f"weights from {cfg.reps} i.i.d. samples per n); W2 between the Gaussians of the "
                  f"particle and ODE moments; RK4, {cfg.steps} steps (particles) and 100 "
                  "(ODE); measured ratio err(T)/err(0) per n: "
                  f"{[round(float(v), 2) for v in ratio]} (Dobrushin: bounded in n). Old "
