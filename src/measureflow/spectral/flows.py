@@ -40,7 +40,7 @@ from ..ot.integrate import (
     project_nonnegative,
     result_alias,
 )
-from .schatten import _particle_lmo, check_p, dual_exponent, schatten_lmo
+from .schatten import _particle_lmo, _schatten_lmo, check_p, dual_exponent
 
 __all__ = ["ParticleFlowResult", "particle_flow", "affine_covariance_rhs", "gaussian_kl_rhs",
            "gaussian_kl", "gaussian_kl_flow", "GaussianFlowResult", "modal_rhs", "modal_flow",
@@ -133,7 +133,7 @@ def affine_covariance_rhs(H, Sigma, p):
     check_shape(H, "H", tuple(S.shape))
     p = check_p(p)
     R = sqrtm_psd(S)
-    B = schatten_lmo(H @ R, p)
+    B = _schatten_lmo(H @ R, p)[0]
     M = B @ R
     return ctx.wrap(M + M.transpose(-1, -2))
 
