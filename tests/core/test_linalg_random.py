@@ -44,6 +44,12 @@ def test_loglog_fit_recovers_known_rate():
     noisy = 3.0 * n**-0.5 * np.exp(np.array([0.1, -0.1, 0.05, -0.05, 0.0]))
     fit = loglog_fit(n, noisy)
     assert 0 < fit["slope_se"] < 0.2 and abs(fit["slope"] + 0.5) < 3 * fit["slope_se"] + 0.05
+    # known variances: slope SE = sqrt of the (0, 0) entry of (A^T W A)^{-1}, whatever the
+    # residuals (exact data with a stated 10% error per point still has a 10%-scale slope SE)
+    w = np.full(5, 100.0)
+    fit = loglog_fit(n, 3.0 * n**-0.5, weights=w, known_variance=True)
+    lx = np.log(n)
+    assert abs(fit["slope_se"] / (0.1 / np.sqrt(((lx - lx.mean()) ** 2).sum())) - 1) < 1e-10
 
 
 def test_bad_seed_is_input_error():
