@@ -231,8 +231,9 @@ def test_ultrafast_diffusion_stops_honestly_when_newton_cannot_converge():
     # dt ~ tol / |L rho|; t would crawl forever without the max_steps cap (issue 16)
     g, h, mus = _circle(n=32)
     mu0 = np.full(32, 1 / (2 * math.pi))
-    with pytest.warns(ConvergenceWarning, match="max_steps"):
-        r = mf.ultrafast_diffusion(mu0, mus, 1.0, max_newton=1, times=[0.5, 1.0])
+    # max_dt = T/10: the default cap is 20 * 10 + 200 = 400 attempted steps
+    with pytest.warns(ConvergenceWarning, match="max_steps=400"):
+        r = mf.ultrafast_diffusion(mu0, mus, 1.0, max_newton=1, times=[0.5, 1.0], max_dt=0.1)
     assert not r.converged
     np.testing.assert_allclose(r.mass, 1.0, rtol=1e-10)
     with pytest.warns(ConvergenceWarning, match="max_steps"):
@@ -240,4 +241,4 @@ def test_ultrafast_diffusion_stops_honestly_when_newton_cannot_converge():
     assert not r.converged and r.n_iter <= 3
     with pytest.raises(InputError, match="^max_steps"):
         mf.ultrafast_diffusion(mu0, mus, 1.0, max_steps=0)
-    assert mf.ultrafast_diffusion(mu0, mus, 1.0).converged
+    assert mf.ultrafast_diffusion(mu0, mus, 1.0, max_dt=0.1).converged
