@@ -172,3 +172,59 @@ def test_bad_inputs():
         smp.pipeline((LAM, 10), sigma=0.1, gamma=0.1, n_steps=1, score="gd", score_step=10.0)
     with pytest.raises(InputError, match="n_steps"):
         smp.pipeline((LAM, 10), sigma=0.1, gamma=0.1, n_steps=-1)
+
+
+def test_exported_helpers_validate_and_follow_the_io_convention():
+    """issue 16: score_function / dsm_score_matrix used to return inf for sigma = 0."""
+    with pytest.raises(InputError, match="^sigma"):
+        smp.score_function(np.array([1.0]), sigma=0)
+    with pytest.raises(InputError, match="^mu"):
+        smp.score_function(np.array([-1.0]), sigma=0.1)
+    with pytest.raises(InputError, match="^mu"):
+        smp.score_function(np.array([np.nan]), sigma=0.1)
+    with pytest.raises(InputError, match="^score_step"):
+        smp.score_function(np.array([1.0]), sigma=0.1, score="gd")
+    with pytest.raises(InputError, match="^score"):
+        smp.score_function(np.array([1.0]), sigma=0.1, score="sgd")
+    a = smp.score_function(np.array([1.0, 0.0]), sigma=0.5)
+    assert isinstance(a, np.ndarray) and np.allclose(a, [1 / 1.25, 4.0])
+    at = smp.score_function(torch.tensor([1.0], dtype=torch.float32), sigma=0.5)
+    assert isinstance(at, torch.Tensor) and at.dtype == torch.float32
+    for bad, name in [(dict(S=np.eye(2), sigma=0), "sigma"), (dict(S=-np.eye(2), sigma=0.1), "S"),
+                      (dict(S=np.ones((2, 3)), sigma=0.1), "S"),
+                      (dict(S=np.zeros((0, 0)), sigma=0.1), "S"),
+                      (dict(S=np.full((2, 2), np.nan), sigma=0.1), "S"),
+                      (dict(S=np.eye(2), sigma=0.1, score="sgd"), "samples"),
+                      (dict(S=np.eye(2), sigma=0.1, score="sgd", samples=np.ones((4, 3))),
+                       "samples"),
+                      (dict(S=np.eye(2), sigma=0.1, score="gd", score_step=5.0), "score_step"),
+                      (dict(S=np.eye(2), sigma=0.1, score="adam"), "score")]:
+        with pytest.raises(InputError, match=f"^{name}"):
+            smp.dsm_score_matrix(**bad)
+    A, n_iter, gap = smp.dsm_score_matrix(np.diag([1.0, 0.5]), sigma=0.5)
+    assert isinstance(A, np.ndarray) and n_iter == 0 and gap == 0.0
+    np.testing.assert_allclose(A, np.diag([1 / 1.25, 1 / 0.75]))
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    A, n_iter, gap = smp.dsm_score_matrix(X.T @ X / 50, sigma=0.5, score="sgd", samples=X,
+                                          score_iters=200, seed=1)
+    assert A.shape == (2, 2) and n_iter == 200 and 0 < gap < 1
+    with pytest.raises(InputError, match="^init_var"):
+        smp.ula_covariance(np.eye(2), gamma=0.1, init_var="a")
+    with pytest.raises(InputError, match="^A"):
+        smp.ula_covariance(np.zeros((0, 0)), gamma=0.1)
+    with pytest.raises(InputError, match="^denoise"):
+        smp.pipeline((LAM, 10), sigma=0.1, gamma=0.01, n_steps=1, denoise="no")
+    with pytest.raises(InputError, match="^denoise"):
+        smp.w2_error(LAM, sigma=0.1, gamma=0.01, n_samples=10, denoise="no")
+    with pytest.raises(InputError, match="^score_step"):
+        smp.pipeline((LAM, 10), sigma=0.1, gamma=0.01, n_steps=1, score="sgd", score_step=5.0)
+    with pytest.raises(InputError, match="^score_step"):
+        smp.w2_error(LAM, sigma=0.1, gamma=0.01, n_samples=10, score="sgd", score_step=5.0)
+
+
+def test_divergent_sgd_is_reported():
+    # tau below 1 / lambda_max(Q) (the mean converges) but SGD's second moment diverges
+    with pytest.warns(ConvergenceWarning, match="diverged"):
+        res = smp.pipeline((LAM, 50), sigma=0.3, gamma=0.01, n_steps=5, score="sgd",
+                           score_step=0.3, score_iters=10000, n_chains=0, seed=0)
+    assert not res.converged and math.isnan(res.w2) and res.errors == [math.inf]

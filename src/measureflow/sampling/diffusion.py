@@ -158,11 +158,17 @@ def _denoiser_coefficients(grid: _Grid):
     return 1.0 / grid.alpha[0], grid.s[0] ** 2 / grid.alpha[0]
 
 
+def _is_scalar(eye) -> bool:
+    """The per-eigenvalue computation: eye = 1.0 and every A_k a vector of eigenvalues."""
+    return not isinstance(eye, torch.Tensor) or eye.shape[-1] == 1
+
+
 def _step_maps(A, grid: _Grid, process: str, scheme: str, eye, denoise: bool):
     """The linear maps (M, q) of the sampler in the order they are applied.
 
-    ``A`` lists the score matrices A_0..A_K (each (..., m, m): full matrices, or batches of
-    1 x 1 matrices for the per-eigenvalue computation); ``eye`` the identity of that shape.
+    ``A`` lists the score matrices A_0..A_K (each (..., m, m) with ``eye`` the identity of that
+    shape), or, per eigenvalue, vectors of eigenvalues a_k(mu) with ``eye = 1.0`` (then every
+    product is elementwise, so that forward-mode jets can flow through).
     """
     maps = []
     for k in range(grid.n_steps, 0, -1):
@@ -170,7 +176,7 @@ def _step_maps(A, grid: _Grid, process: str, scheme: str, eye, denoise: bool):
             h = grid.t[k] - grid.t[k - 1]
             Fk = grid.beta[k] * (eye - A[k])
             Fm = grid.beta[k - 1] * (eye - A[k - 1])
-            FF = Fm @ Fk if eye.shape[-1] > 1 else Fm * Fk
+            FF = Fm * Fk if _is_scalar(eye) else Fm @ Fk
             maps.append((eye + 0.5 * h * (Fk + Fm + h * FF), 0.0))
         else:
             c0, c1, q = _affine_step(process, scheme, grid, k)
@@ -183,7 +189,7 @@ def _step_maps(A, grid: _Grid, process: str, scheme: str, eye, denoise: bool):
 
 def _propagate(maps, C, eye):
     """Exact covariance of the output: C <- M C M^T + q I over the maps (y_T ~ N(0, C))."""
-    scalar = eye.shape[-1] == 1          # batches of 1 x 1 matrices: elementwise is faster
+    scalar = _is_scalar(eye)
     for M, q in maps:
         C = M * C * M if scalar else M @ C @ M.mT
         if q:

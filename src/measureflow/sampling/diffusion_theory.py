@@ -28,6 +28,7 @@ simulation in ``tests/sampling/test_diffusion.py``. Summary, for a target N(0, d
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
@@ -86,13 +87,11 @@ class DiffusionErrorTerms:
 
 
 def _spectral_output(mu, grid: _Grid, process, scheme, denoise, score, tau, iters):
-    """Output variance of the sampler per eigenvalue mu of S (closed-form or gd score)."""
-    x = mu.reshape(-1, 1, 1)
-    A = [_score_eig(grid.alpha[k] ** 2 * x + grid.s[k] ** 2, score, tau, iters)
+    """Output variance of the sampler per eigenvalue mu of S (closed-form or gd score), from
+    y_T ~ N(0, 1); elementwise in mu (jets allowed: see theory._derivs)."""
+    A = [_score_eig(grid.alpha[k] ** 2 * mu + grid.s[k] ** 2, score, tau, iters)
          for k in range(grid.n_steps + 1)]
-    one = torch.ones((1, 1), dtype=mu.dtype, device=mu.device)
-    C = _propagate(_step_maps(A, grid, process, scheme, one, denoise), torch.ones_like(x), one)
-    return C.reshape(mu.shape)
+    return _propagate(_step_maps(A, grid, process, scheme, 1.0, denoise), 1.0, 1.0)
 
 
 def _continuous_output(lam, grid: _Grid, process, denoise, v_T):
@@ -205,7 +204,11 @@ def diffusion_w2_error(spectrum, *, sigma_min: float, n_steps: int, n_samples: i
         return _spectral_output(mu, grid, process, scheme, denoise, base, score_step,
                                 score_iters)
 
-    gv, K_N = _finite_sample_kernel(lam, g, N)
+    if math.isfinite(N):
+        gv, K_N = _finite_sample_kernel(lam, g, N)
+    else:
+        gv = g(lam)
+        K_N = torch.zeros(lam.numel(), lam.numel(), dtype=lam.dtype, device=lam.device)
     if not bool(torch.isfinite(gv).all()) or bool((gv <= 0).any()):
         raise InputError("n_steps: the scheme is unstable or collapses a direction at this "
                          "step size (non-positive or non-finite output variance)")

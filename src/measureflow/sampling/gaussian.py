@@ -241,7 +241,7 @@ def dsm_score_matrix(S, *, sigma: float, score: str = "closed_form",
     A, n_iter, gap = _dsm_score_matrix(St, sigma=sigma, score=score, score_step=score_step,
                                        score_iters=score_iters, samples=X,
                                        generator=make_generator(seed))
-    return ctx.wrap((A, n_iter, gap))
+    return ctx.wrap(A), n_iter, gap
 
 
 def _loss_gap(A: torch.Tensor, Q: torch.Tensor) -> float:

@@ -90,14 +90,75 @@ def _pipeline_map(score, sigma, gamma, score_step, score_iters, n_steps, init_va
     return g
 
 
+class _Jet:
+    """Second-order Taylor jet (v, v', v'') of an elementwise function: forward-mode
+    differentiation by hand for the arithmetic of the spectral maps (+, -, *, /, **)."""
+
+    __slots__ = ("v", "d1", "d2")
+
+    def __init__(self, v, d1, d2):
+        self.v, self.d1, self.d2 = v, d1, d2
+
+    def __add__(self, o):
+        if not isinstance(o, _Jet):                    # constant: derivatives unchanged
+            return _Jet(self.v + o, self.d1, self.d2)
+        return _Jet(self.v + o.v, self.d1 + o.d1, self.d2 + o.d2)
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return _Jet(-self.v, -self.d1, -self.d2)
+
+    def __sub__(self, o):
+        return self + (-o)
+
+    def __rsub__(self, o):
+        return (-self) + o
+
+    def __mul__(self, o):
+        if not isinstance(o, _Jet):                    # constant factor
+            return _Jet(self.v * o, self.d1 * o, self.d2 * o)
+        return _Jet(self.v * o.v, self.d1 * o.v + self.v * o.d1,
+                    self.d2 * o.v + 2 * self.d1 * o.d1 + self.v * o.d2)
+
+    __rmul__ = __mul__
+
+    def _inv(self):
+        r = 1.0 / self.v
+        r2 = r * r
+        return _Jet(r, -self.d1 * r2, (2 * self.d1 * self.d1 * r - self.d2) * r2)
+
+    def __truediv__(self, o):
+        if not isinstance(o, _Jet):
+            return self * (1.0 / o)
+        return self * o._inv()
+
+    def __rtruediv__(self, o):
+        return self._inv() * o
+
+    def __pow__(self, p):
+        if isinstance(p, _Jet):
+            raise TypeError("_Jet: only constant exponents")
+        if p == 0:
+            return _Jet(self.v**0, 0.0, 0.0)
+        vp1 = self.v ** (p - 1)
+        vp2 = self.v ** (p - 2) if p != 1 else 0.0
+        return _Jet(vp1 * self.v, p * vp1 * self.d1,
+                    p * vp1 * self.d2 + p * (p - 1) * vp2 * self.d1 * self.d1)
+
+
 def _derivs(g, x):
-    """g(x), g'(x), g''(x) elementwise by autograd (float64)."""
-    with torch.enable_grad():
-        t = x.detach().clone().requires_grad_(True)
-        v = g(t)
-        (d1,) = torch.autograd.grad(v.sum(), t, create_graph=True)
-        (d2,) = torch.autograd.grad(d1.sum(), t)
-    return v.detach(), d1.detach(), d2.detach()
+    """g(x), g'(x), g''(x) for an elementwise g written with + - * / ** (float64).
+
+    Forward mode through :class:`_Jet`: a few primal evaluations whatever the length of g's
+    computation (the diffusion map is a product over hundreds of steps).
+    """
+    x = x.detach()
+    out = g(_Jet(x, torch.ones_like(x), torch.zeros_like(x)))
+    if not isinstance(out, _Jet):        # g constant
+        out = _Jet(out, 0.0, 0.0)
+    z = torch.zeros_like(x)
+    return out.v + z, out.d1 + z, out.d2 + z
 
 
 _GL_X, _GL_W = None, None
@@ -123,16 +184,23 @@ def _divided_differences(g, lam):
     safe = torch.where(far, diff, torch.ones_like(diff))
     G1_far = (gv[None, :] - gv[:, None]) / safe
     G2_far = (G1_far - d1[:, None]) / safe
-    # near the diagonal: g[a, b] = int_0^1 g'(a + t (b - a)) dt,
+    # equal points: g[a, a] = g'(a), g[a, a, a] = g''(a) / 2
+    G1 = torch.where(far, G1_far, d1[:, None].expand_as(diff))
+    G2 = torch.where(far, G2_far, 0.5 * d2[:, None].expand_as(diff))
+    # near but distinct points: g[a, b] = int_0^1 g'(a + t (b - a)) dt,
     # g[a, a, b] = int_0^1 (1 - t) g''(a + t (b - a)) dt, Gauss-Legendre (g analytic there)
-    t, w = _gauss_legendre()
-    t, w = t.to(lam.device), w.to(lam.device)
-    pts = a[..., None] + t * diff[..., None]
-    _, p1, p2 = _derivs(g, pts.reshape(-1))
-    p1, p2 = p1.reshape(pts.shape), p2.reshape(pts.shape)
-    G1_near = (p1 * w).sum(-1)
-    G2_near = (p2 * (1 - t) * w).sum(-1)
-    return gv, torch.where(far, G1_far, G1_near), torch.where(far, G2_far, G2_near)
+    near = (~far) & (diff != 0)
+    if bool(near.any()):
+        t, w = _gauss_legendre()
+        t, w = t.to(lam.device), w.to(lam.device)
+        pts = a.expand_as(diff)[near][:, None] + t * diff[near][:, None]
+        _, p1, p2 = _derivs(g, pts.reshape(-1))
+        p1, p2 = p1.reshape(pts.shape), p2.reshape(pts.shape)
+        G1 = G1.clone()
+        G2 = G2.clone()
+        G1[near] = (p1 * w).sum(-1)
+        G2[near] = (p2 * (1 - t) * w).sum(-1)
+    return gv, G1, G2
 
 
 def _bures_commuting(lam, c):
@@ -169,12 +237,21 @@ def _finite_sample_kernel(lam, g, N):
     return gv, K
 
 
-def _chain_sampling_bias(lam, c, n):
-    """E W2^2(diag(lam), C_n) - W2^2(diag(lam), diag(c)), C_n the second moment of n samples
-    of N(0, diag(c)): first order in 1/n (the same Bures expansion with g = identity at c)."""
-    _, w2 = _bures_weights(lam, c)
+def _chain_sampling_stats(lam, c, n):
+    """(bias, sd) of W2^2(diag(lam), C_n) - W2^2(diag(lam), diag(c)), C_n the second moment of
+    n samples of N(0, diag(c)) (D = C_n - diag(c) Wishart: Var D_ii = 2 c_i^2 / n,
+    Var D_ij = c_i c_j / n), from the second-order Bures expansion with D's entries treated as
+    independent Gaussians: bias = E[quadratic part]; sd combines the linear part
+    sum_i w1_i D_ii and the chi-square spread of the quadratic part (which dominates when
+    c ~ lam, where w1 ~ 0). First order in 1/n (derived, docs/sampling.md)."""
+    w1, w2 = _bures_weights(lam, c)
     eye = torch.eye(lam.numel(), dtype=lam.dtype, device=lam.device)
-    return float(((1 + eye) * w2 * c[:, None] * c[None, :]).sum() / n)
+    v = (1 + eye) * c[:, None] * c[None, :] / n                # Var D_ij
+    bias = float((w2 * v).sum())
+    mult = torch.where(eye.bool(), torch.ones_like(v), 2 * torch.ones_like(v))  # i<j twice
+    quad = torch.triu(mult**2 * w2**2 * 2 * v**2).sum()
+    lin = (w1**2 * torch.diagonal(v)).sum()
+    return bias, float((lin + quad).sqrt())
 
 
 def _sgd_term(lam, sigma, gamma, tau):
