@@ -23,7 +23,7 @@ from ..sampling import diffusion_pipeline, diffusion_w2_error
 from ..sampling.diffusion import _output_covariance_batch, _propagate, _step_maps, _vp_grid
 from ..sampling.gaussian import _second_moments, sgd_dsm
 from ..sampling.theory import _chain_sampling_stats
-from .langevin import _argmin_interval, _spectrum
+from .langevin import _argmin_interval, _map_replicates, _mean_se, _spectrum
 from .plotting import loglog_fit, new_figure
 from .registry import Claim, Outcome, experiment
 
@@ -41,10 +41,6 @@ def _task_generator() -> torch.Generator:
     return torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
 
 
-def _chunks(total: int, size: int) -> list[int]:
-    return [min(size, total - i) for i in range(0, total, size)]
-
-
 def _dataset_errors(item: dict) -> np.ndarray:
     """W2^2(target, exact output law) over ``reps`` independent datasets of N samples
     (closed-form scores at every level; the batched pipeline route)."""
@@ -56,19 +52,9 @@ def _dataset_errors(item: dict) -> np.ndarray:
     return bures_wasserstein2(z, torch.diag(lam), z, C).numpy()
 
 
-def _mc_mean(cfg, items: list[dict], chunk: int = 100):
-    """Mean and standard error of W2^2 over datasets for each item (reps split into tasks)."""
-    tasks, owner = [], []
-    for i, it in enumerate(items):
-        for m in _chunks(it["reps"], chunk):
-            tasks.append(dict(it, reps=m))
-            owner.append(i)
-    vals = cfg.map(_dataset_errors, tasks)
-    out = []
-    for i in range(len(items)):
-        v = np.concatenate([x for x, o in zip(vals, owner, strict=True) if o == i])
-        out.append((float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v)))))
-    return np.array([m for m, _ in out]), np.array([s for _, s in out])
+def _mc_mean(cfg, items: list[dict]):
+    """Mean and standard error of W2^2 over datasets for each item."""
+    return _mean_se(_map_replicates(cfg, _dataset_errors, items))
 
 
 def _theory(lam, n, **kw):
@@ -404,22 +390,12 @@ def _sgd_task(item: dict) -> np.ndarray:
 def diffusion_score_optimization(cfg):
     base = dict(lam=list(cfg.spectrum), n=cfg.n, sigma_min=cfg.sigma_min, n_steps=cfg.n_steps,
                 T=cfg.T, process=cfg.process, scheme=cfg.scheme, denoise=cfg.denoise)
-    tasks, owner = [], []
-    for i, tau in enumerate(cfg.taus):
-        for r in _chunks(cfg.reps, 300):
-            tasks.append(dict(base, tau=tau, reps=r))
-            owner.append(i)
-    vals = cfg.map(_sgd_task, tasks)
-    mc, se, th = [], [], []
-    for i, tau in enumerate(cfg.taus):
-        v = np.concatenate([x for x, o in zip(vals, owner, strict=True) if o == i])
-        mc.append(float(v.mean()))
-        se.append(float(v.std(ddof=1) / math.sqrt(len(v))))
-        th.append(float(_theory(cfg.spectrum, math.inf, sigma_min=cfg.sigma_min,
-                                n_steps=cfg.n_steps, T=cfg.T, process=cfg.process,
-                                scheme=cfg.scheme, denoise=cfg.denoise, score="sgd",
-                                score_step=tau).optimization))
-    mc, se, th = np.array(mc), np.array(se), np.array(th)
+    mc, se = _mean_se(_map_replicates(
+        cfg, _sgd_task, [dict(base, tau=tau, reps=cfg.reps) for tau in cfg.taus], chunk=300))
+    th = np.array([float(_theory(cfg.spectrum, math.inf, sigma_min=cfg.sigma_min,
+                                 n_steps=cfg.n_steps, T=cfg.T, process=cfg.process,
+                                 scheme=cfg.scheme, denoise=cfg.denoise, score="sgd",
+                                 score_step=tau).optimization) for tau in cfg.taus])
     fit = loglog_fit(cfg.taus, np.maximum(mc, 1e-300), weights=(mc / se) ** 2,
                      known_variance=True)
     fig, ax = new_figure()

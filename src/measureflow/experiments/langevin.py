@@ -67,21 +67,32 @@ def _stationary_errors(item: dict) -> np.ndarray:
     return bures_wasserstein2(z, torch.diag(lam), z, C).numpy()
 
 
-def _mc(cfg, lam, settings, reps, denoise=False, chunk=100):
-    """Mean and standard error over datasets of the stationary W2^2 for each (sigma, gamma, N)
-    in ``settings`` (independent tasks through ``cfg.map``)."""
+def _map_replicates(cfg, fn, items: list[dict], chunk: int = 100) -> list[np.ndarray]:
+    """Run ``fn`` (item -> array of per-replicate values) over items whose ``reps`` are split
+    into independent tasks of at most ``chunk`` through ``cfg.map``; returns, per item, the
+    concatenated values."""
     tasks, owner = [], []
-    for i, (sigma, gamma, n) in enumerate(settings):
-        for start in range(0, reps, chunk):
-            tasks.append(dict(lam=list(map(float, lam)), sigma=sigma, gamma=gamma, n=n,
-                              reps=min(chunk, reps - start), denoise=denoise))
+    for i, it in enumerate(items):
+        for start in range(0, it["reps"], chunk):
+            tasks.append(dict(it, reps=min(chunk, it["reps"] - start)))
             owner.append(i)
-    vals = cfg.map(_stationary_errors, tasks)
-    out = []
-    for i in range(len(settings)):
-        v = np.concatenate([x for x, o in zip(vals, owner, strict=True) if o == i])
-        out.append((float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v)))))
-    return np.array([m for m, _ in out]), np.array([s for _, s in out])
+    vals = cfg.map(fn, tasks)
+    return [np.concatenate([v for v, o in zip(vals, owner, strict=True) if o == i])
+            for i in range(len(items))]
+
+
+def _mean_se(values: list[np.ndarray]):
+    """Monte Carlo means and standard errors of each array."""
+    return (np.array([float(v.mean()) for v in values]),
+            np.array([float(v.std(ddof=1) / math.sqrt(len(v))) for v in values]))
+
+
+def _mc(cfg, lam, settings, reps, denoise=False):
+    """Mean and standard error over datasets of the stationary W2^2 for each (sigma, gamma, N)
+    in ``settings``."""
+    items = [dict(lam=list(map(float, lam)), sigma=sigma, gamma=gamma, n=n, reps=reps,
+                  denoise=denoise) for sigma, gamma, n in settings]
+    return _mean_se(_map_replicates(cfg, _stationary_errors, items))
 
 
 def _chain_task(item: dict) -> dict:

@@ -46,13 +46,13 @@ from .diffusion import (
     _vp_grid,
 )
 from .gaussian import _check_bool, _score_eig
-from .theory import _bures_commuting, _bures_weights, _finite_sample_kernel
+from .theory import _bures_commuting, _bures_weights, _finite_sample_kernel, _Terms
 
 __all__ = ["DiffusionErrorTerms", "diffusion_w2_error"]
 
 
 @dataclasses.dataclass(frozen=True)
-class DiffusionErrorTerms:
+class DiffusionErrorTerms(_Terms):
     """Expected W2^2 (squared distance) error of :func:`~measureflow.sampling.diffusion_pipeline`.
 
     total = min_noise + initialization + discretization + optimization + generalization.
@@ -81,9 +81,6 @@ class DiffusionErrorTerms:
     continuous_variance: Any
     exact: tuple
     asymptotic: tuple
-
-    def as_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 def _spectral_output(mu, grid: _Grid, process, scheme, denoise, score, tau, iters):
@@ -242,8 +239,4 @@ def diffusion_w2_error(spectrum, *, sigma_min: float, n_steps: int, n_samples: i
         generalization=generalization, kernel=kernel, generalization_kernel=K_N,
         per_direction=per_dir, output_variance=gv, continuous_variance=v_cont, exact=exact,
         asymptotic=asym)
-    if ctx.is_torch:
-        conv = lambda t: t.to(dtype=ctx.dtype, device=ctx.device) if isinstance(  # noqa: E731
-            t, torch.Tensor) else t
-        return DiffusionErrorTerms(**{k: conv(v) for k, v in out.as_dict().items()})
-    return ctx.wrap(out)
+    return out._to_caller(ctx)

@@ -45,8 +45,23 @@ from .gaussian import _check_bool, _score_eig
 __all__ = ["W2ErrorTerms", "w2_error"]
 
 
+class _Terms:
+    """Shared behaviour of the error-term records (plain frozen dataclasses)."""
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def _to_caller(self, ctx):
+        """Tensors to the caller's dtype/device (torch call) or to NumPy (NumPy call)."""
+        if ctx.is_torch:
+            return dataclasses.replace(self, **{
+                k: v.to(dtype=ctx.dtype, device=ctx.device) for k, v in self.as_dict().items()
+                if isinstance(v, torch.Tensor)})
+        return ctx.wrap(self)
+
+
 @dataclasses.dataclass(frozen=True)
-class W2ErrorTerms:
+class W2ErrorTerms(_Terms):
     """Expected W2^2 (squared distance) error of :func:`~measureflow.sampling.pipeline`.
 
     total = bias + finite_samples + (optimization if score == "sgd").
@@ -67,9 +82,6 @@ class W2ErrorTerms:
     per_direction: Any
     exact: tuple
     asymptotic: tuple
-
-    def as_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 def _pipeline_map(score, sigma, gamma, score_step, score_iters, n_steps, init_var, denoise):
@@ -354,8 +366,4 @@ def w2_error(spectrum, *, sigma: float, gamma: float, n_samples: int | float,
     out = W2ErrorTerms(total=total, bias=bias, noise=noise, discretization=discretization,
                        optimization=optimization, finite_samples=finite, kernel=Kmat,
                        per_direction=per_dir, exact=exact, asymptotic=asym)
-    if ctx.is_torch:
-        conv = lambda t: t.to(dtype=ctx.dtype, device=ctx.device) if isinstance(
-            t, torch.Tensor) else t
-        return W2ErrorTerms(**{k: conv(v) for k, v in out.as_dict().items()})
-    return ctx.wrap(out)
+    return out._to_caller(ctx)
