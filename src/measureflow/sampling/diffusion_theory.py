@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from ..core import ArrayContext, InputError, check_choice, check_int, check_ndim, check_positive
+from ..core import ArrayContext, InputError, check_choice, check_int, check_positive
 from .diffusion import (
     PROCESSES,
     SCHEMES,
@@ -45,7 +45,7 @@ from .diffusion import (
     _step_maps,
     _vp_grid,
 )
-from .gaussian import _check_bool, _score_eig
+from .gaussian import _check_bool, _check_spectrum, _score_eig
 from .theory import _bures_commuting, _bures_weights, _finite_sample_kernel, _Terms
 
 __all__ = ["DiffusionErrorTerms", "diffusion_w2_error"]
@@ -167,11 +167,7 @@ def diffusion_w2_error(spectrum, *, sigma_min: float, n_steps: int, n_samples: i
     True
     """
     ctx = ArrayContext(spectrum)
-    lam = ctx.tensor(spectrum, "spectrum")
-    check_ndim(lam, "spectrum", 1)
-    if lam.numel() == 0 or bool((lam.detach() <= 0).any()):
-        raise InputError("spectrum: must be a non-empty vector of positive variances")
-    lam = lam.detach().to(torch.float64)
+    lam = _check_spectrum(ctx, spectrum).detach().to(torch.float64)
     check_choice(process, "process", PROCESSES)
     check_choice(scheme, "scheme", SCHEMES[process])
     check_choice(score, "score", ("closed_form", "gd", "sgd"))

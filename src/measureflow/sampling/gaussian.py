@@ -328,10 +328,7 @@ def _read_data(data, covariance, seed):
             raise InputError("data: expected samples (N, d) or a pair (spectrum, n_samples)")
         spectrum, n_samples = data
         ctx = ArrayContext(spectrum, covariance)
-        lam = ctx.tensor(spectrum, "spectrum")
-        check_ndim(lam, "spectrum", 1)
-        if lam.numel() == 0 or bool((lam.detach() <= 0).any()):
-            raise InputError("spectrum: must be a non-empty vector of positive variances")
+        lam = _check_spectrum(ctx, spectrum)
         if covariance is not None:
             raise InputError("covariance: not used with data=(spectrum, n_samples) (the "
                              "target is diag(spectrum))")
@@ -380,6 +377,15 @@ def _stationary_covariance_batch(S: torch.Tensor, sigma: float, gamma: float,
         D = eye - sigma**2 * A
         C = D @ C @ D.mT
     return sym(C)
+
+
+def _check_spectrum(ctx: ArrayContext, spectrum) -> torch.Tensor:
+    """A non-empty vector of positive variances, as a tensor of the call's kind."""
+    lam = ctx.tensor(spectrum, "spectrum")
+    check_ndim(lam, "spectrum", 1)
+    if lam.numel() == 0 or bool((lam.detach() <= 0).any()):
+        raise InputError("spectrum: must be a non-empty vector of positive variances")
+    return lam
 
 
 def _check_bool(x, name: str) -> bool:

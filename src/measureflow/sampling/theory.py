@@ -39,8 +39,8 @@ from typing import Any
 
 import torch
 
-from ..core import ArrayContext, InputError, check_choice, check_int, check_ndim, check_positive
-from .gaussian import _check_bool, _score_eig
+from ..core import ArrayContext, InputError, check_choice, check_int, check_positive
+from .gaussian import _check_bool, _check_spectrum, _score_eig
 
 __all__ = ["W2ErrorTerms", "w2_error"]
 
@@ -309,11 +309,7 @@ def w2_error(spectrum, *, sigma: float, gamma: float, n_samples: int | float,
     The sample average over datasets of W2^2 matches ``total`` up to O(N^-2) (+ O(tau^2)).
     """
     ctx = ArrayContext(spectrum)
-    lam = ctx.tensor(spectrum, "spectrum")
-    check_ndim(lam, "spectrum", 1)
-    if lam.numel() == 0 or bool((lam.detach() <= 0).any()):
-        raise InputError("spectrum: must be a non-empty vector of positive variances")
-    lam = lam.detach().to(torch.float64)
+    lam = _check_spectrum(ctx, spectrum).detach().to(torch.float64)
     sigma = check_positive(sigma, "sigma")
     gamma = check_positive(gamma, "gamma")
     N = check_positive(n_samples, "n_samples", allow_inf=True)
