@@ -90,7 +90,10 @@ def _random_arch(item):
         c = number_of_laws(arch.phi, th, n_known=known)
     else:
         n_out = arch.g(th, arch.sample_inputs(1, seed)).numel()
-        n_in = max(60, 4 * arch.n_params // max(1, n_out))
+        # inputs: first full run used max(60, 4 D / n_out); residual(relu[5,5,5,bias]) then had
+        # sampled rank 49 < rank dphi = 50 (a neuron active on too few of the 60 inputs), so
+        # its count was only an upper bound; raised to max(200, 8 D / n_out)
+        n_in = max(200, 8 * arch.n_params // max(1, n_out))
         X = arch.sample_inputs(n_in, seed + 1)
         if via == "model+n_known":
             c = number_of_laws_model(arch.g, th, X, n_known=known)
@@ -140,7 +143,10 @@ def random_architectures(cfg):
                  "checked, metrics 'independent_known'); conv: certified by the sampled rank of "
                  "W_theta; residual: counted through the residual model itself with the block's "
                  "phi proving that the sampled inputs span W_theta. A miss (count != expected "
-                 "or only an upper bound) fails the claim."))
+                 "or only an upper bound) fails the claim. Input count changed after the first "
+                 "full run (max(60, 4 D / n_out) -> max(200, 8 D / n_out)): residual "
+                 "9/10 there, residual(relu[5,5,5,bias]) only an upper bound (sampled rank 49 "
+                 "< rank dphi 50: too few inputs activated one neuron), not a wrong count."))
     polys = [r for r in rows if r["poly2"] is not None]
     claims.append(Claim.close(
         "A Sec. 2.4 / notebook Parts C-D: the degree-2 polynomial search recovers exactly the "
@@ -397,9 +403,10 @@ def sgd_drift(cfg):
         for a, b in zip(taus, taus[1:]):
             s_ab, se_ab = _slope_and_se([a, b], by_tau, seed=cfg.seed)
             local.append(dict(tau=[a, b], slope=s_ab, se=se_ab))
-        # reported tau^2 regime: err / tau^2 changes by < 7 % per doubling of tau (|local slope
-        # - 2| <= 0.1) or the local slope is within 3 bootstrap SE of 2
-        in_regime = [abs(d["slope"] - 2) <= max(3 * d["se"], 0.1) for d in local]
+        # reported tau^2 regime: err / tau^2 changes by < 7 % per doubling of tau, |local slope
+        # - 2| <= 0.1 (the first full run used max(0.1, 3 SE), which let the noisy large-tau
+        # slopes count as tau^2: conv 1.66 +- 0.14 at tau = 0.128..0.256)
+        in_regime = [abs(d["slope"] - 2) <= 0.1 for d in local]
         regime = [d["tau"] for d, ok in zip(local, in_regime) if ok]
         ok_upto = None
         for d, ok in zip(local, in_regime):
@@ -445,9 +452,10 @@ def sgd_drift(cfg):
             note="max over k of mean|h_k - h_0| / bound; same constants as the constant-step "
                  "claim"))
         regime_txt = (f"Regime: tau^2 holds (local slope between consecutive grid steps within "
-                      f"2 +- max(0.1, 3 SE)) from tau = {taus[0]:g} up to tau = {ok_upto:g}"
+                      f"2 +- 0.1, i.e. err/tau^2 changes by < 7 % per doubling) from tau = "
+                      f"{taus[0]:g} up to tau = {ok_upto:g}"
                       if ok_upto else "Regime: already the two smallest grid steps have a local "
-                      "slope outside 2 +- max(0.1, 3 SE)")
+                      "slope outside 2 +- 0.1")
         claims.append(Claim.within(
             f"{name}: Fig. {'1' if kind == 'conv' else '5'}: the relative error grows like "
             f"tau^2 on the paper's step range lr in [{lo:g}, {hi:g}] (log-log slope of the "
