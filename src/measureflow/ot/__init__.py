@@ -42,3 +42,8 @@ __all__ += ["semidiscrete", "SemiDiscreteResult", "laguerre_assign", "benamou_br
 from .lazy import lazy_plan_apply, plan_block, sinkhorn_points  # noqa: E402
 
 __all__ += ["sinkhorn_points", "plan_block", "lazy_plan_apply"]
+
+# transport maps (barycentric, entropic, Gaussian, Laguerre) under one interface
+from .maps import BarycentricMap, EntropicMap, GaussianMap, LaguerreMap, TransportMap  # noqa: E402
+
+__all__ += ["TransportMap", "BarycentricMap", "EntropicMap", "GaussianMap", "LaguerreMap"]
