@@ -193,9 +193,8 @@ def reproduce(
                    "them); rerun the same command to resume", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except OutputError as err:
-        typer.echo(f"error: {err}", err=True)
-        typer.echo(f"stopped: {len(_complete_names(exps, mode, out))} of {len(exps)} selected "
-                   f"experiments are complete in {out}; free space and rerun to resume",
+        typer.echo(f"error: {err}; stopped with {len(_complete_names(exps, mode, out))} of "
+                   f"{len(exps)} selected experiments complete in {out} (rerun to resume)",
                    err=True)
         raise typer.Exit(EXIT_OUTPUT) from None
     except ExecutorLost as err:
@@ -229,6 +228,37 @@ def _complete_names(exps, mode: str, out: Path) -> set[str]:
 
     return {e.name for e in exps
             if _load_cached(Path(out) / e.name, config_hash(e, mode)) is not None}
+
+
+@app.command("report")
+def report_cmd(out: Path = typer.Argument(..., help="Output folder of `measureflow reproduce` "
+                                                     "(holds one folder per experiment).")
+               ) -> None:
+    """Rebuild OUT/index.html from the experiment folders under OUT (nothing is rerun).
+
+    Exit codes: 0 the report was written; 2 OUT is not a folder or holds no experiment
+    results; 3 OUT/index.html could not be written.
+    """
+    from .report import build_report, read_run
+
+    if not out.is_dir():
+        _fail_usage(f"{out} is not a folder (give the --out folder of `measureflow reproduce`)")
+    try:
+        run = read_run(out)
+    except OSError as exc:
+        _fail_usage(f"{out} cannot be read ({exc.strerror or exc})")
+    if not run.experiments and not run.pending:
+        _fail_usage(f"{out} holds no experiment results (run `measureflow reproduce --out "
+                    f"{out}` first)")
+    try:
+        path = build_report(out, run)
+    except OSError as exc:
+        typer.echo(f"error: cannot write {out / 'index.html'}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(EXIT_OUTPUT) from None
+    counts = ", ".join(f"{run.count(s)} {s}" for s in ("passed", "failed", "error", "skipped",
+                                                         "unreadable") if run.count(s))
+    typer.echo(f"report: {path} ({len(run.experiments)} experiments: {counts or 'none'}; "
+               f"{run.n_claims - run.n_claims_failed}/{run.n_claims} claims passed)")
 
 
 # ----------------------------------------------------------------------------- bench

@@ -7,6 +7,7 @@ registry of the test process stays the real one. Subprocesses call :func:`regist
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -46,13 +47,19 @@ def with_figure(cfg):
 
 
 def slow(cfg):
+    """Sleeps ``cfg.pause`` seconds; appends "name pid" to $MF_FAKE_LOG when set."""
+    log = os.environ.get("MF_FAKE_LOG")
+    if log:
+        with open(log, "a") as fh:
+            fh.write(f"{cfg.name} {os.getpid()}\n")
     time.sleep(cfg.pause)
     return Outcome(metrics={"slept": cfg.pause}, claims=[Claim.holds("slept", True)])
 
 
-def make(name: str, func, **quick) -> Experiment:
+def make(exp_name: str, func, **quick) -> Experiment:
     quick.setdefault("seed", 0)
-    return Experiment(name, "arXiv:0000.00000", "Sec. 0", name, func, dict(quick), dict(quick))
+    return Experiment(exp_name, "arXiv:0000.00000", "Sec. 0", exp_name, func, dict(quick),
+                      dict(quick))
 
 
 FAKES = {
@@ -61,9 +68,12 @@ FAKES = {
     "zzfake.figure": (with_figure, dict(n=20)),
 }
 
+#: Experiments that take a while (interrupt and lock tests).
+SLOW = {f"zzfake.slow-{i}": (slow, dict(pause=1.0, name=f"zzfake.slow-{i}")) for i in range(1, 4)}
 
-def register(**overrides) -> None:
-    """Register the fakes (and ``name=(func, cfg)`` overrides) in this process's registry."""
-    for name, (func, cfg) in {**FAKES, **overrides}.items():
+
+def register(table: dict | None = None) -> None:
+    """Register the experiments of ``table`` (default: FAKES and SLOW) in this process."""
+    for name, (func, cfg) in (table if table is not None else {**FAKES, **SLOW}).items():
         experiment(name, paper="arXiv:0000.00000", section="Sec. 0", title=name,
                    quick=cfg, full=cfg)(func)

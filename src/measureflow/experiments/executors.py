@@ -43,6 +43,7 @@ import socket
 import time
 import traceback
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -345,13 +346,29 @@ class DaskExecutor:
 
         from distributed import Client, LocalCluster
 
+        # Cluster trouble (a lost worker, a lost scheduler) is reported by the runner in one
+        # line; distributed's own log tracebacks would bury it.
+        self._log_levels = {}
+        for name in ["distributed", *[n for n in logging.root.manager.loggerDict
+                                      if n.startswith("distributed.")]]:
+            lg = logging.getLogger(name)
+            self._log_levels[name] = lg.level
+            lg.setLevel(logging.CRITICAL)
         if self.scheduler is None:
             env = {k: str(self.threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                                   "OPENBLAS_NUM_THREADS")}
-            self.cluster = LocalCluster(
-                n_workers=int(self.n_workers), threads_per_worker=1, processes=True,
-                host="127.0.0.1", dashboard_address=None, resources={RESOURCE: 1},
-                silence_logs=logging.ERROR, env=env)
+            # POT (the exact LP) imports every array backend it finds; measureflow hands it
+            # NumPy/torch only, and importing JAX/TensorFlow/CuPy in each fresh worker costs
+            # seconds. The user's own settings win.
+            env.update({k: os.environ.get(k, "1") for k in (
+                "POT_BACKEND_DISABLE_JAX", "POT_BACKEND_DISABLE_TENSORFLOW",
+                "POT_BACKEND_DISABLE_CUPY")})
+            with warnings.catch_warnings():  # "port 8787 in use": another cluster's, fine
+                warnings.simplefilter("ignore", UserWarning)
+                self.cluster = LocalCluster(
+                    n_workers=int(self.n_workers), threads_per_worker=1, processes=True,
+                    host="127.0.0.1", dashboard_address=None, resources={RESOURCE: 1},
+                    silence_logs=logging.CRITICAL, env=env)
             self.client = Client(self.cluster, set_as_default=False)
         else:
             try:
@@ -369,11 +386,15 @@ class DaskExecutor:
         return self
 
     def __exit__(self, *exc) -> None:
+        import logging
+
         for obj in (self.client, self.cluster):
             if obj is not None:
                 with contextlib.suppress(Exception):
                     obj.close()
         self.client = self.cluster = None
+        for name, level in getattr(self, "_log_levels", {}).items():
+            logging.getLogger(name).setLevel(level)
 
     @property
     def workers(self) -> int:
@@ -405,19 +426,25 @@ class DaskExecutor:
         if on_task is not None:
             self._on_event = lambda m: on_task(m.get("experiment", ""), m.get("submitted", 0),
                                                m.get("done", 0), m.get("seconds"))
-        jobs = sorted(jobs, key=lambda j: -j.estimate)  # longest first
-        futures = {}
+        pending = sorted(jobs, key=lambda j: -j.estimate)  # longest first
+        futures: dict = {}
+        done = as_completed(loop=self.client.loop)
         try:
-            for job in jobs:
-                fut = self.client.submit(
-                    execute_experiment, job.exp, job.mode, job.config_hash, threads=self.threads,
-                    backend="dask", task_retries=self.retries,
-                    key=f"mf-experiment-{job.exp.name}-{uuid.uuid4().hex[:8]}", pure=False,
-                    resources={RESOURCE: 1}, priority=_BODY_PRIORITY, retries=self.retries)
-                futures[fut] = job
-                if on_start:
-                    on_start(job)
-            for fut in as_completed(list(futures), loop=self.client.loop):
+            while pending or futures:
+                # At most one body per experiment slot: a body waiting on a worker for the slot
+                # would count as work queued there and hold back the tasks of running bodies.
+                while pending and len(futures) < self._slots():
+                    job = pending.pop(0)
+                    fut = self.client.submit(
+                        execute_experiment, job.exp, job.mode, job.config_hash,
+                        threads=self.threads, backend="dask", task_retries=self.retries,
+                        key=f"mf-experiment-{job.exp.name}-{uuid.uuid4().hex[:8]}", pure=False,
+                        resources={RESOURCE: 1}, priority=_BODY_PRIORITY, retries=self.retries)
+                    futures[fut] = job
+                    done.add(fut)
+                    if on_start:
+                        on_start(job)
+                fut = next(done)
                 job = futures.pop(fut)
                 try:
                     payload = fut.result()
@@ -435,6 +462,15 @@ class DaskExecutor:
                 with contextlib.suppress(Exception):
                     fut.cancel()
             self._on_event = None
+
+    def _slots(self) -> int:
+        """Experiment slots of the cluster: workers holding the experiment resource."""
+        try:
+            workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
+        except Exception:  # noqa: BLE001
+            return 1
+        n = sum(int(w.get("resources", {}).get(RESOURCE, 0)) for w in workers)
+        return max(n, 1)
 
     def _connected(self) -> bool:
         try:

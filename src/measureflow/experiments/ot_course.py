@@ -1,23 +1,27 @@
 """Course-notes experiments on static OT (arXiv 2505.06589, "Optimal Transport for Machine
 Learners"): entropic bias, Sinkhorn's linear rate and eps-scaling, sample complexity of W2 vs
 the Sinkhorn divergence, McCann interpolation, barycenters.
+
+Locations ("Chap.", "Sec.", "Prop.", "Thm") refer to the version of the notes in the author's
+source repository (gpeyre/ot4ml, arxiv/). Independent inner runs (eps values, sizes x
+replicates) are tasks of ``cfg.map``.
 """
 
 from __future__ import annotations
 
 import math
-import time
 import warnings
 
 import numpy as np
 
 from .. import ot
 from ..core.errors import ConvergenceWarning
-from ..core.stats import loglog_fit
+from ._rates import Z_CLAIM, bootstrap_slope
 from .plotting import new_figure
 from .registry import Claim, Outcome, experiment
 
 PAPER = "arXiv:2505.06589"
+_CONV = "notes Chap. 'Entropic Regularization: Convergence'"
 
 
 def _cloud(rng, n, d=2, shift=0.0):
@@ -33,6 +37,16 @@ def _entropy(w):
     return float(-(w * np.log(w)).sum())
 
 
+def _entropic_row(item):
+    """Task: one entropic solve at ``eps``; gaps of its value and linear cost to OT_0."""
+    a, C, eps, exact = item
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        r = ot.solve(a, a, C, eps=eps, max_iter=20_000, tol=1e-9)
+    return dict(eps=eps, gap=r.value - exact, lin_gap=r.linear_cost - exact, n_iter=r.n_iter,
+                converged=r.converged)
+
+
 @experiment("ot.entropic-bias", paper=PAPER, section="Sec. 'Entropic regularization'",
             title="Entropic bias OT_eps - OT_0 and Sinkhorn iterations vs eps",
             quick=dict(seed=0, n=40, rels=[1.0, 0.3, 0.1, 0.03, 0.01]),
@@ -45,14 +59,7 @@ def entropic_bias(cfg):
     exact = ot.solve(a, a, C).value
     scale = float(C.max() - C.min())
     H = _entropy(a)
-    rows = []
-    for rel in cfg.rels:
-        eps = rel * scale
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            r = ot.solve(a, a, C, eps=eps, max_iter=20_000, tol=1e-9)
-        rows.append(dict(eps=eps, gap=r.value - exact, lin_gap=r.linear_cost - exact,
-                         n_iter=r.n_iter, converged=r.converged))
+    rows = cfg.map(_entropic_row, [(a, C, rel * scale, exact) for rel in cfg.rels])
     eps_arr = np.array([r["eps"] for r in rows])
     gap = np.array([r["gap"] for r in rows])
     lin = np.array([r["lin_gap"] for r in rows])
@@ -83,95 +90,199 @@ def entropic_bias(cfg):
         ])
 
 
-@experiment("ot.sinkhorn-rate", paper=PAPER, section="Sec. 'Sinkhorn's algorithm' (linear rate)",
-            title="Sinkhorn converges linearly; eps-scaling cuts iterations at small eps",
-            quick=dict(seed=0, n=60, rel=0.05, rel_small=0.003),
-            full=dict(seed=0, n=500, rel=0.05, rel_small=0.001))
+def birkhoff_factor(C, eps: float) -> float:
+    """lambda(K) = tanh(Delta / (4 eps)) for the Gibbs kernel K = exp(-C / eps).
+
+    Delta = log eta(K) = max_{i,j,k,l} (C_jk + C_il - C_ik - C_jl) is the projective diameter of
+    K (notes, Thm "Birkhoff contraction theorem"); one Sinkhorn iteration (both scalings)
+    contracts Hilbert's metric by lambda(K)^2. Exact, O(n^2 m) operations.
+    """
+    C = np.asarray(C, dtype=float)
+    # D[i, j] = max_k (C_ik - C_jk); Delta = max_{i,j} (D[i, j] + D[j, i])
+    D = np.stack([(C[i][None, :] - C).max(1) for i in range(C.shape[0])])
+    return math.tanh(float((D + D.T).max()) / (4.0 * eps))
+
+
+def _tail_rate(errors) -> tuple[float, float]:
+    """Geometric rate of a linearly converging error trace: exp(slope) of log(error) against
+    the iteration count over the last 2/3 of the trace, and the R^2 of that fit."""
+    err = np.asarray(errors, dtype=float)
+    err = err[err > 0]
+    k = np.arange(1, len(err) + 1)
+    tail = slice(min(len(err) // 3, max(len(err) - 3, 0)), len(err))
+    slope, icpt = np.polyfit(k[tail], np.log(err[tail]), 1)
+    resid = np.log(err[tail]) - (slope * k[tail] + icpt)
+    ss_tot = ((np.log(err[tail]) - np.log(err[tail]).mean()) ** 2).sum()
+    r2 = 1.0 - float((resid ** 2).sum()) / float(ss_tot) if ss_tot > 0 else 1.0
+    return math.exp(slope), r2
+
+
+def _sinkhorn_run(item):
+    """Task: one Sinkhorn solve; its marginal-violation trace, value and (optionally) the
+    Birkhoff bound lambda(K)^2 of its kernel."""
+    C, eps, tol, scaling, bound = item
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        r = ot.solve(None, None, C, eps=eps, eps_scaling=scaling, tol=tol, max_iter=50_000)
+    return dict(eps=eps, errors=list(r.errors), n_iter=r.n_iter, converged=r.converged,
+                value=float(r.value),
+                bound=birkhoff_factor(C, eps) ** 2 if bound else None)
+
+
+@experiment("ot.sinkhorn-rate", paper=PAPER,
+            section="Sec. 'Sinkhorn Convergence: Linear Hilbert Metric Rate' (Franklin-Lorenz "
+                    "linear rate, Birkhoff contraction) and eps-scaling",
+            title="Sinkhorn converges linearly, within the Birkhoff contraction bound; the rate "
+                  "degrades as eps -> 0; eps-scaling",
+            quick=dict(seed=0, n=60, rel=0.05, rels=[1.0, 0.5, 0.2, 0.1, 0.05], rel_small=0.003),
+            full=dict(seed=0, n=500, rel=0.05, rels=[1.0, 0.5, 0.2, 0.1, 0.05],
+                      rel_small=0.001))
 def sinkhorn_rate(cfg):
     rng = np.random.default_rng(cfg.seed)
     x, y = rng.random((cfg.n, 2)), rng.random((cfg.n, 2))
     C = _sq(x, y)
     scale = float(C.max() - C.min())
-    r = ot.solve(None, None, C, eps=cfg.rel * scale, eps_scaling=None, tol=1e-12,
-                 max_iter=50_000)
-    err = np.array(r.errors)
+    rels = sorted(set(cfg.rels) | {cfg.rel}, reverse=True)
+    items = [(C, rel * scale, 1e-12, None, True) for rel in rels]
+    items += [(C, cfg.rel_small * scale, 1e-6, sc, False) for sc in (None, 0.5)]
+    out = cfg.map(_sinkhorn_run, items)
+    sweep, (direct, scaled) = out[:len(rels)], out[len(rels):]
+    rates, r2s = zip(*(_tail_rate(r["errors"]) for r in sweep), strict=True)
+    bounds = [r["bound"] for r in sweep]
+    main = rels.index(cfg.rel)
+    rate, r2 = rates[main], r2s[main]
+    err = np.array(sweep[main]["errors"])
     k = np.arange(1, len(err) + 1)
-    tail = slice(len(err) // 3, len(err))
-    slope, icpt = np.polyfit(k[tail], np.log(err[tail]), 1)
-    pred = slope * k[tail] + icpt
-    ss = ((np.log(err[tail]) - pred) ** 2).sum()
-    r2 = 1 - ss / ((np.log(err[tail]) - np.log(err[tail]).mean()) ** 2).sum()
-    res = {}
-    for name, sc in (("direct", None), ("scaling 0.5", 0.5)):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            t0 = time.perf_counter()
-            rr = ot.solve(None, None, C, eps=cfg.rel_small * scale, eps_scaling=sc, tol=1e-6,
-                          max_iter=50_000)
-            res[name] = dict(n_iter=rr.n_iter, converged=rr.converged,
-                             seconds=time.perf_counter() - t0, errors=rr.errors)
-    fig, ax = new_figure(2)
+    ratio = direct["n_iter"] / max(scaled["n_iter"], 1)
+    res = {"direct": direct, "scaling 0.5": scaled}
+    fig, ax = new_figure(3)
     ax[0].semilogy(k, err)
     ax[0].set_xlabel("iteration")
     ax[0].set_ylabel("marginal violation")
-    ax[0].set_title(f"eps = {cfg.rel} x range; rate {math.exp(slope):.4f}")
+    ax[0].set_title(f"eps = {cfg.rel} x range; rate {rate:.4f}")
+    ax[1].plot(rels, rates, "o-", label="measured contraction")
+    ax[1].plot(rels, bounds, "k--", label="Birkhoff bound lambda(K)^2")
+    ax[1].set_xscale("log")
+    ax[1].set_xlabel("eps / cost range")
+    ax[1].set_ylabel("per-iteration contraction")
+    ax[1].legend(fontsize=7)
     for name, v in res.items():
-        ax[1].semilogy(np.arange(1, len(v["errors"]) + 1), v["errors"], label=name)
-    ax[1].set_xlabel("iteration")
-    ax[1].set_title(f"eps = {cfg.rel_small} x range")
-    ax[1].legend()
-    ratio = res["direct"]["n_iter"] / max(res["scaling 0.5"]["n_iter"], 1)
+        ax[2].semilogy(np.arange(1, len(v["errors"]) + 1), v["errors"], label=name)
+    ax[2].set_xlabel("iteration")
+    ax[2].set_title(f"eps = {cfg.rel_small} x range")
+    ax[2].legend()
+    value_gap = abs(direct["value"] - scaled["value"])
+    gap_bound = 2.0 * scale * (direct["errors"][-1] + scaled["errors"][-1])
+    worst = max(r / b for r, b in zip(rates, bounds, strict=True))
+    thm = (f"{_CONV}, Sec. 'Sinkhorn Convergence: Linear Hilbert Metric Rate', Thm 'Linear "
+           "convergence of Sinkhorn'")
     return Outcome(
-        metrics=dict(rate=math.exp(slope), r2=r2, n_iter=r.n_iter,
-                     scaling={k_: {kk: v for kk, v in d.items() if kk != "errors"}
-                              for k_, d in res.items()}, iteration_ratio=ratio),
+        metrics=dict(rate=rate, r2=r2, n_iter=sweep[main]["n_iter"], eps_over_range=rels,
+                     rates=list(rates), birkhoff_bounds=bounds, r2_by_eps=list(r2s),
+                     rate_over_bound=worst,
+                     scaling={k_: {kk: v for kk, v in d.items() if kk not in ("errors", "bound")}
+                              for k_, d in res.items()},
+                     iteration_ratio=ratio, value_gap=value_gap),
         figures={"rate": fig},
         claims=[
-            Claim.at_most("linear convergence: per-iteration contraction of the marginal "
-                          "violation < 1", 0.999, math.exp(slope)),
-            Claim.at_least("log-error is linear in the iteration count (R^2 of the fit on the "
-                           "last 2/3)", 0.95, r2),
-            Claim.holds("both small-eps runs converged", res["direct"]["converged"]
-                        and res["scaling 0.5"]["converged"]),
-            Claim.at_least("eps-scaling reduces the iteration count at small eps "
-                           "(direct / scaled)", 1.0, ratio,
-                           note="Schmitzer 2019; the gain depends on the problem"),
+            Claim.at_most(
+                f"'H(u_l, u*) = O(lambda(K)^(2l))' with lambda(K) = (sqrt(eta(K)) - 1) / "
+                f"(sqrt(eta(K)) + 1) ({thm}, with Thm 'Birkhoff contraction theorem'): the "
+                "measured per-iteration contraction is at most lambda(K)^2 at every eps "
+                "(max ratio measured / bound)", 1.0, worst,
+                note="one cost matrix, no sampling: a deterministic comparison. Contraction = "
+                     "geometric rate of the L1 marginal violation over the last 2/3 of the "
+                     "iterations (tol 1e-12), first-order equivalent to Hilbert's distance of "
+                     "the scalings. The bound is informative only at large eps (lambda^2 < 0.9 "
+                     "for eps >~ 0.5 x range) and tends to 1 as eps -> 0. Before issue 14: "
+                     "'contraction < 0.999' at one eps."),
+            Claim.at_least(f"'the Sinkhorn algorithm converges linearly' ({thm}): the log "
+                           f"marginal violation is linear in the iteration count at eps = "
+                           f"{cfg.rel} x range (R^2 of the fit on the last 2/3)", 0.95, r2),
+            Claim.holds(f"'the worst-case rate becomes exponentially bad as eps -> 0' ({thm}): "
+                        "the measured contraction increases as eps decreases",
+                        bool(np.all(np.diff(rates) > 0)), detail=list(rates)),
+            Claim.holds("both small-eps runs converged (marginal violation <= 1e-6)",
+                        direct["converged"] and scaled["converged"]),
+            Claim.at_most(
+                "eps-scaling is a continuation ('start with a coarse eps and repeatedly "
+                "decrease it, warm-starting', notes Chap. 'Dual Problem', Remark 'eps-scaling "
+                "and relation with Sinkhorn'): it reaches the same entropic optimum as the "
+                "direct run (|difference of the dual values|)", gap_bound, value_gap,
+                note=f"bound 2 x range(C) x (sum of the final L1 marginal violations): a "
+                     "coupling with marginal defect delta has a dual gap <= osc(f, g) x delta, "
+                     "osc <= range(C). The notes do not quantify the iteration gain, so it is a "
+                     f"metric: direct / scaled = {ratio:.3f}. Before issue 14 the claim was "
+                     "'eps-scaling reduces the iteration count (ratio >= 1)', measured 1.065 "
+                     "at quick sizes: no paper statement behind it."),
         ])
 
 
+def _two_samples(item):
+    """Task: two independent samples of n points of U([0,1]^d) (global NumPy generator, seeded
+    per task); returns (W2(mu_n, mu'_n), S_eps(mu_n, mu'_n)) (exact LP, debiased Sinkhorn)."""
+    n, d, eps = item
+    x, y = np.random.random((n, d)), np.random.random((n, d))
+    w2 = math.sqrt(max(float(ot.solve(None, None, _sq(x, y)).value), 0.0))
+    return w2, float(ot.sinkhorn_divergence(x, y, eps=eps, tol=1e-9))
+
+
 @experiment("ot.sample-complexity", paper=PAPER,
-            section="Sec. 'Sample complexity' (W2 vs Sinkhorn divergence)",
-            title="Two samples of one law: W2^2 decays like n^{-2/d}, S_eps like n^{-1}",
-            quick=dict(seed=0, d=5, ns=[50, 100, 200], reps=3, eps=1.0),
+            section="Sec. 'Sample Complexity' (exact OT vs Sinkhorn divergence)",
+            title="Two samples of one law: W2 decays like n^{-1/d}, the Sinkhorn divergence at "
+                  "the parametric rate",
+            quick=dict(seed=0, d=5, ns=[50, 100, 200], reps=8, eps=1.0),
             full=dict(seed=0, d=5, ns=[100, 200, 400, 800, 1600], reps=10, eps=1.0))
 def sample_complexity(cfg):
-    rng = np.random.default_rng(cfg.seed)
-    w2, sd = [], []
-    for n in cfg.ns:
-        vw, vs = [], []
-        for _ in range(cfg.reps):
-            x, y = rng.random((n, cfg.d)), rng.random((n, cfg.d))
-            vw.append(ot.solve(None, None, _sq(x, y)).value)
-            vs.append(ot.sinkhorn_divergence(x, y, eps=cfg.eps, tol=1e-9))
-        w2.append(np.mean(vw))
-        sd.append(np.mean(vs))
-    fw = loglog_fit(cfg.ns, w2)
-    fs = loglog_fit(cfg.ns, sd)
+    items = [(n, cfg.d, cfg.eps) for n in cfg.ns for _ in range(cfg.reps)]
+    out = np.array(cfg.map(_two_samples, items)).reshape(len(cfg.ns), cfg.reps, 2)
+    fw = bootstrap_slope(cfg.ns, out[:, :, 0], seed=cfg.seed)
+    fs = bootstrap_slope(cfg.ns, out[:, :, 1], seed=cfg.seed + 1)
+    w2, sd = fw["means"], fs["means"]
     fig, ax = new_figure()
-    ax.loglog(cfg.ns, w2, "o-", label=f"W2^2 (slope {fw['slope']:.2f})")
-    ax.loglog(cfg.ns, sd, "s-", label=f"S_eps, eps={cfg.eps} (slope {fs['slope']:.2f})")
+    ax.loglog(cfg.ns, w2, "o-", label=f"W2 (slope {fw['slope']:.2f} +- {fw['se']:.2f})")
+    ax.loglog(cfg.ns, sd, "s-", label=f"S_eps, eps={cfg.eps} (slope {fs['slope']:.2f} +- "
+                                      f"{fs['se']:.2f})")
     ax.set_xlabel("n")
     ax.legend(fontsize=8)
     ax.set_title(f"two samples of U([0,1]^{cfg.d})")
+    sec = f"{_CONV}, Sec. 'Sample Complexity'"
+    rule = (f"tolerance = {Z_CLAIM:g} x the bootstrap standard error of the fitted slope "
+            f"({cfg.reps} replicates per n), rule fixed before the run")
+    d = cfg.d
+    gap = fw["slope"] - fs["slope"]
+    se_gap = float(np.hypot(fw["se"], fs["se"]))
     return Outcome(
         metrics=dict(ns=cfg.ns, w2=w2, sinkhorn_div=sd, w2_fit=fw, sd_fit=fs),
         figures={"sample_complexity": fig},
         claims=[
-            Claim.close(f"E W2^2(mu_n, mu'_n) ~ n^(-2/d), d={cfg.d} (slope)", -2 / cfg.d,
-                        fw["slope"], atol=0.15),
-            Claim.close("E S_eps(mu_n, mu'_n) ~ n^(-1) (dimension-free; sqrt ~ n^(-1/2))",
-                        -1.0, fs["slope"], atol=0.2),
-            Claim.holds("S_eps decays faster than W2^2", fs["slope"] < fw["slope"]),
+            Claim.close(f"'for d > 2p, E|W_p(a_n, b_m) - W_p(a, b)| <~ n^(-1/d) + m^(-1/d)', with "
+                        "matching lower bounds from packing arguments ("
+                        f"{sec}, Prop. 'Empirical OT has intrinsic-dimension value rates'): for "
+                        f"two samples of U([0,1]^{d}), d = {d} > 4, E W2(mu_n, mu'_n) ~ "
+                        f"n^(-1/{d}) (slope)", -1.0 / d, fw["slope"], atol=Z_CLAIM * fw["se"],
+                        note=f"slope {fw['slope']:.3f} +- {fw['se']:.3f}; {rule}. Before issue "
+                             "14: the slope of E W2^2 against -2/d with a fixed atol 0.15 "
+                             "(quick: 3 replicates; now 8, and W2 itself, the quantity of "
+                             "the Prop.)."),
+            Claim.at_most(f"'for fixed eps > 0, debiased Sinkhorn divergences satisfy "
+                          "E|S_eps(a_n, b_m) - S_eps(a, b)| <= C eps^(-d/2) (n^(-1/2) + "
+                          f"m^(-1/2))' ({sec}, Prop. 'Sinkhorn divergences interpolate the "
+                          "rates'): with a = b (S_eps(a, a) = 0), E S_eps(mu_n, mu'_n) decays at "
+                          f"least like n^(-1/2) (slope <= -1/2 + {Z_CLAIM:g} SE)",
+                          -0.5 + Z_CLAIM * fs["se"], fs["slope"],
+                          note=f"slope {fs['slope']:.3f} +- {fs['se']:.3f}; {rule}"),
+            Claim.close("with a = b the divergence vanishes to second order, so E S_eps(mu_n, "
+                        "mu'_n) ~ n^-1 (as E MMD^2(mu_n, mu'_n) = 2 (E k(X,X) - E k(X,X')) / n, "
+                        f"proof of Prop. 'MMD has a parametric value rate', {sec}; derived "
+                        "here, not stated in the notes)", -1.0, fs["slope"],
+                        atol=Z_CLAIM * fs["se"],
+                        note=f"slope {fs['slope']:.3f} +- {fs['se']:.3f}; {rule}. Before issue "
+                             "14: atol 0.2 fixed, 3 replicates."),
+            Claim.at_least(f"'regularization removes the n^(-1/d) curse for fixed eps' ({sec}): "
+                           "S_eps decays faster than W2 (slope difference > "
+                           f"{Z_CLAIM:g} combined SE)", Z_CLAIM * se_gap, gap,
+                           note=f"difference {gap:.3f} +- {se_gap:.3f}"),
         ])
 
 

@@ -17,12 +17,27 @@ import torch
 
 from ..ot import benamou_brenier, jko, mmd2, particle_flow, semidiscrete, solve
 from .plotting import loglog_fit, new_figure, plt
-from .registry import Claim, Outcome, experiment
+from .registry import Claim, Config, Outcome, experiment
 
 PAPER = "arXiv:2505.06589"
 
 
 # ----------------------------------------------------------------------------- semi-discrete
+def _semidiscrete_part(item):
+    """Task: the damped-Newton solve, the exact LP on the grid (POT) or the averaged SGD."""
+    part, y, b, rho, P, seed, sgd_iter, check = item
+    if part == "newton":
+        return semidiscrete(y, b, density=rho)
+    if part == "sgd":
+        return semidiscrete(y, b, density=rho, method="sgd", seed=seed, max_iter=sgd_iter,
+                            tol=0.02, check_every=check, n_eval=50000)
+    import ot as pot
+
+    w = rho.ravel() / rho.sum()
+    C = ((P[:, None, :] - y[None]) ** 2).sum(-1)
+    return float(pot.emd2(w, b, C, numItermax=10 ** 8))
+
+
 @experiment("ot.semidiscrete-laguerre", paper=PAPER,
             section="Semi-discrete OT (Laguerre cells; damped Newton of KMT 2019, SGD of "
                     "Genevay et al. 2016)",
@@ -30,8 +45,6 @@ PAPER = "arXiv:2505.06589"
             quick=dict(seed=0, grid=60, m=12, sgd_iter=3000),
             full=dict(seed=0, grid=160, m=48, sgd_iter=20000))
 def semidiscrete_laguerre(cfg):
-    import ot as pot
-
     rng = np.random.default_rng(cfg.seed)
     n = cfg.grid
     xs = (np.arange(n) + 0.5) / n
@@ -41,14 +54,12 @@ def semidiscrete_laguerre(cfg):
     y = 0.1 + 0.8 * rng.random((cfg.m, 2))
     b = rng.random(cfg.m) + 0.5
     b /= b.sum()
-    res = semidiscrete(y, b, density=rho)
     check = max(cfg.sgd_iter // 10, 1)
     P = np.stack([X.ravel(), Y.ravel()], 1)
-    w = rho.ravel() / rho.sum()
-    C = ((P[:, None, :] - y[None]) ** 2).sum(-1)
-    exact = float(pot.emd2(w, b, C, numItermax=10 ** 8))
-    sgd = semidiscrete(y, b, density=rho, method="sgd", seed=cfg.seed, max_iter=cfg.sgd_iter,
-                       tol=0.02, check_every=check, n_eval=50000)
+    res, exact, sgd = cfg.map(_semidiscrete_part, [
+        ("newton", y, b, rho, P, cfg.seed, cfg.sgd_iter, check),
+        ("exact", y, b, rho, P, cfg.seed, cfg.sgd_iter, check),
+        ("sgd", y, b, rho, P, cfg.seed, cfg.sgd_iter, check)])
 
     fig, axes = new_figure(2)
     cells = res.assign(P).reshape(n, n)
@@ -101,6 +112,13 @@ def _quantile_w2_and_mid(r0, r1, n, t=0.5):
     return w2, cdf_t
 
 
+def _bb_solve(item):
+    """Task: one Benamou-Brenier solve (``tol`` None: the solver's default)."""
+    r0, r1, n_time, tol, max_iter = item
+    kw = {} if tol is None else {"tol": tol}
+    return benamou_brenier(r0, r1, n_time=n_time, max_iter=max_iter, **kw)
+
+
 @experiment("ot.benamou-brenier", paper=PAPER,
             section="Dynamic formulation (Benamou-Brenier); proximal splitting of "
                     "Papadakis-Peyre-Oudet 2014",
@@ -115,20 +133,19 @@ def benamou_brenier_geodesic(cfg):
     r0 = g(0.25, 0.05) + 0.6 * g(0.45, 0.04)
     r1 = g(0.72, 0.07)
     r0, r1 = r0 / (r0.sum() / n), r1 / (r1.sum() / n)
-    res = benamou_brenier(r0, r1, n_time=cfg.n_time, max_iter=5000)
+    m2 = cfg.n2d
+    x2 = (np.arange(m2) + 0.5) / m2
+    X, Y = np.meshgrid(x2, x2, indexing="ij")
+    bump = lambda a, c: np.exp(-((X - a) ** 2 + (Y - c) ** 2) / (2 * 0.1 ** 2))
+    s0, s1 = bump(0.35, 0.4), bump(0.6, 0.55)
+    res, res2 = cfg.map(_bb_solve, [(r0, r1, cfg.n_time, None, 5000),
+                                    (s0 / s0.mean(), s1 / s1.mean(), cfg.n_time2d, 3e-4, 3000)])
     w2, cdf_mid = _quantile_w2_and_mid(r0, r1, n)
     k_mid = cfg.n_time // 2
     cdf_bb = np.cumsum(res.densities[k_mid])[:-1] / res.densities[k_mid].sum()
     ks_mid = float(np.abs(cdf_bb - cdf_mid).max())
 
     # 2-D: a translated bump, W2^2 = |shift|^2
-    m2 = cfg.n2d
-    x2 = (np.arange(m2) + 0.5) / m2
-    X, Y = np.meshgrid(x2, x2, indexing="ij")
-    bump = lambda a, c: np.exp(-((X - a) ** 2 + (Y - c) ** 2) / (2 * 0.1 ** 2))
-    s0, s1 = bump(0.35, 0.4), bump(0.6, 0.55)
-    res2 = benamou_brenier(s0 / s0.mean(), s1 / s1.mean(), n_time=cfg.n_time2d, tol=3e-4,
-                           max_iter=3000)
     shift2 = 0.25 ** 2 + 0.15 ** 2
 
     fig, axes = new_figure(2)
@@ -158,6 +175,12 @@ def benamou_brenier_geodesic(cfg):
 
 
 # ----------------------------------------------------------------------------- JKO
+def _jko_flow(item):
+    """Task: one JKO flow from ``rho0`` with keyword arguments ``kw``."""
+    rho0, kw = item
+    return jko(rho0, **kw)
+
+
 @experiment("ot.jko-heat", paper=PAPER,
             section="Wasserstein gradient flows: JKO scheme; entropic JKO of Peyre 2015",
             title="Entropic JKO for the heat equation vs the heat kernel, and the porous "
@@ -171,8 +194,19 @@ def jko_heat(cfg):
     gauss = lambda s: np.exp(-x ** 2 / (2 * s * s)) / (s * math.sqrt(2 * math.pi))
     s0 = 0.2
     eps = 2 * h * h
-    res = jko(gauss(s0), tau=cfg.tau, n_steps=cfg.n_steps, eps=eps, extent=[(-L, L)],
-              tol=1e-7)
+    t0 = 0.05
+
+    def barenblatt(t):
+        # rho = t^{-1/3} (C - x^2 t^{-2/3} / 12)_+, C fixed by unit mass: C^{3/2} = 3 / (4 sqrt 12)
+        C = (3.0 / (4.0 * math.sqrt(12.0))) ** (2.0 / 3.0)
+        return t ** (-1 / 3) * np.maximum(C - x ** 2 * t ** (-2 / 3) / 12.0, 0.0)
+
+    # heat flow, and the porous medium m = 2 (d_t rho = Lap rho^2) from a Barenblatt profile
+    res, pm = cfg.map(_jko_flow, [
+        (gauss(s0), dict(tau=cfg.tau, n_steps=cfg.n_steps, eps=eps, extent=[(-L, L)],
+                         tol=1e-7)),
+        (barenblatt(t0), dict(energy="porous_medium", exponent=2.0, tau=cfg.tau,
+                              n_steps=cfg.n_steps, eps=eps, extent=[(-L, L)], tol=1e-7))])
     T = cfg.tau * cfg.n_steps
     var = (res.densities * x ** 2).sum(1) * h
     d_eff, s = 1 + eps / (4 * cfg.tau), s0
@@ -184,16 +218,6 @@ def jko_heat(cfg):
     exact = gauss(math.sqrt(s0 ** 2 + 2 * T))
     l1 = float(np.abs(res.densities[-1] - exact).sum() * h)
 
-    # porous medium m = 2 (d_t rho = Lap rho^2) from a Barenblatt profile at t0
-    t0 = 0.05
-
-    def barenblatt(t):
-        # rho = t^{-1/3} (C - x^2 t^{-2/3} / 12)_+, C fixed by unit mass: C^{3/2} = 3 / (4 sqrt 12)
-        C = (3.0 / (4.0 * math.sqrt(12.0))) ** (2.0 / 3.0)
-        return t ** (-1 / 3) * np.maximum(C - x ** 2 * t ** (-2 / 3) / 12.0, 0.0)
-
-    pm = jko(barenblatt(t0), energy="porous_medium", exponent=2.0, tau=cfg.tau,
-             n_steps=cfg.n_steps, eps=eps, extent=[(-L, L)], tol=1e-7)
     pm_exact = barenblatt(t0 + T)
     pm_l1 = float(np.abs(pm.densities[-1] - pm_exact).sum() * h)
 
@@ -230,6 +254,29 @@ def jko_heat(cfg):
 
 
 # ----------------------------------------------------------------------------- mean field
+def _meanfield_run(item):
+    """Task: one n-neuron network trained by the particle flow (initial neurons seeded by
+    (seed, n) explicitly). Returns (risk curve, times, network function at t_mid)."""
+    X, ytrue, n, s, steps, step = item
+    d = X.shape[1]
+
+    def risk(theta, w):
+        a, W = theta[:, 0], theta[:, 1:]
+        pred = torch.relu(X @ W.T) @ (w * a)
+        return 0.5 * ((pred - ytrue) ** 2).mean()
+
+    gs = torch.Generator().manual_seed(1000 * s + n)
+    theta0 = torch.randn(n, 1 + d, generator=gs, dtype=torch.float64)
+    out = particle_flow(theta0, energy=risk, n_steps=steps, step=step,
+                        save_every=max(steps // 30, 1))
+    times = out.times.numpy()
+    k_mid = len(times) // 3
+    theta = torch.as_tensor(out.trajectory[k_mid])
+    w = torch.full((n,), 1.0 / n, dtype=torch.float64)
+    pred = torch.relu(X @ theta[:, 1:].T) @ (w * theta[:, 0])
+    return out.energies.numpy(), times, pred.numpy()
+
+
 @experiment("ot.meanfield-two-layer", paper=PAPER,
             section="ML application: two-layer networks as Wasserstein gradient flows of "
                     "neurons (Chizat-Bach 2018; Mei-Montanari-Nguyen 2018)",
@@ -247,31 +294,16 @@ def meanfield_two_layer(cfg):
     a_t = torch.tensor([1.0, -0.7, 0.9], dtype=torch.float64)
     ytrue = torch.relu(X @ W_t.T) @ a_t / 3
 
-    def risk(theta, w):
-        a, W = theta[:, 0], theta[:, 1:]
-        pred = torch.relu(X @ W.T) @ (w * a)
-        return 0.5 * ((pred - ytrue) ** 2).mean()
-
-    def predict(theta, w):
-        return torch.relu(X @ theta[:, 1:].T) @ (w * theta[:, 0])
-
+    runs = cfg.map(_meanfield_run, [(X, ytrue, n, s, cfg.steps, cfg.step)
+                                    for n in cfg.widths for s in range(cfg.seeds)])
     curves, finals, fstd = {}, {}, {}
-    for n in cfg.widths:
-        runs, preds = [], []
-        for s in range(cfg.seeds):
-            gs = torch.Generator().manual_seed(1000 * s + n)
-            theta0 = torch.randn(n, 1 + d, generator=gs, dtype=torch.float64)
-            out = particle_flow(theta0, energy=risk, n_steps=cfg.steps, step=cfg.step,
-                                save_every=max(cfg.steps // 30, 1))
-            runs.append(out.energies.numpy())
-            times = out.times.numpy()
-            k_mid = len(times) // 3
-            w = torch.full((n,), 1.0 / n, dtype=torch.float64)
-            preds.append(predict(torch.as_tensor(out.trajectory[k_mid]), w).numpy())
-        curves[n] = np.array(runs)
+    for i, n in enumerate(cfg.widths):
+        chunk = runs[i * cfg.seeds:(i + 1) * cfg.seeds]
+        times = chunk[0][1]
+        curves[n] = np.array([c[0] for c in chunk])
         finals[n] = curves[n][:, -1]
         # across-seed fluctuation of the network function at t_mid (RMS over the data)
-        fstd[n] = float(np.sqrt(np.array(preds).var(0, ddof=1).mean()))
+        fstd[n] = float(np.sqrt(np.array([c[2] for c in chunk]).var(0, ddof=1).mean()))
     t_mid = float(times[len(times) // 3])
     r0 = float(np.mean([curves[n][:, 0].mean() for n in cfg.widths]))
     stds = np.array([fstd[n] for n in cfg.widths])
@@ -354,6 +386,14 @@ def _train_fm(coupling, cfg, g):
     return net
 
 
+def _train_fm_task(item):
+    """Task: train one flow-matching network; its randomness (initial weights, minibatches)
+    comes from the global torch generator, seeded per task by the runner."""
+    coupling, conf = item
+    g = torch.Generator().manual_seed(int(torch.randint(0, 2 ** 62, (1,))))
+    return _train_fm(coupling, Config(conf), g)
+
+
 @torch.no_grad()
 def _integrate(net, x0, k):
     x = x0.clone()
@@ -378,7 +418,9 @@ def _integrate(net, x0, k):
                       steps=[1, 2, 3, 4, 6, 8, 16, 32, 64]))
 def flow_matching_ot(cfg):
     g = torch.Generator().manual_seed(cfg.seed)
-    nets = {c: _train_fm(c, cfg, g) for c in ("independent", "ot")}
+    couplings = ("independent", "ot")
+    nets = dict(zip(couplings, cfg.map(_train_fm_task, [(c, dict(cfg)) for c in couplings]),
+                    strict=True))
     x0 = torch.randn(cfg.n_eval, 2, generator=g, dtype=torch.float64)
     target = _eight_gaussians(cfg.n_eval, g)
     ref = _eight_gaussians(cfg.n_eval, g)
@@ -432,6 +474,9 @@ def flow_matching_ot(cfg):
                          "in the full run (6000 iterations, width 128): the OT-coupled model's "
                          "many-step MMD^2 stays above the independent one's (its velocity "
                          "field, discontinuous between modes, is fitted less accurately), so it "
-                         "never reaches that threshold although it wins at 1-4 steps"),
+                         "never reaches that threshold although it wins at 1-4 steps. Since "
+                         "the port to cfg.map (issue 15) each network trains from its own task "
+                         "seed (previously both shared one generator): numbers differ from "
+                         "earlier runs"),
     ]
     return Outcome(metrics=metrics, figures={"flow_matching": fig}, claims=claims)

@@ -1,0 +1,133 @@
+"""reproduce on a Dask cluster: a LocalCluster of 2 worker processes bound to 127.0.0.1.
+
+Results equal the serial run bit for bit; a worker killed mid-run (os.kill of its PID) does not
+prevent any claim; a client killed mid-run is resumed by the next run.
+"""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("distributed")
+
+FAKES = Path(__file__).parent / "experiments"
+if str(FAKES) not in sys.path:
+    sys.path.insert(0, str(FAKES))  # spawned Dask workers inherit sys.path
+import _fake_experiments as F  # noqa: E402
+
+from measureflow.cli import main  # noqa: E402
+from measureflow.experiments import get  # noqa: E402
+from measureflow.experiments.executors import RESOURCE, DaskExecutor  # noqa: E402
+from measureflow.experiments.runner import run_experiments  # noqa: E402
+
+reg_mod = sys.modules["measureflow.experiments.registry"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with DaskExecutor(workers=2) as ex:
+        assert all(w["resources"] == {RESOURCE: 1}
+                   for w in ex.client.scheduler_info()["workers"].values())
+        yield ex
+
+
+def _real_small():
+    """Three ported experiments of the course notes at small sizes (real sweeps via cfg.map)."""
+    return [
+        dataclasses.replace(get("ot.gaussian-w2"),
+                            quick=dict(seed=0, dims=[2, 5], ns=[20, 40], reps=3)),
+        dataclasses.replace(get("ot.sample-complexity"),
+                            quick=dict(seed=0, d=3, ns=[20, 40], reps=3, eps=1.0)),
+        dataclasses.replace(get("ot.sinkhorn-rate"),
+                            quick=dict(seed=0, n=20, rel=0.2, rels=[1.0, 0.2], rel_small=0.05)),
+    ]
+
+
+def _read(out: Path, name: str, file: str):
+    return (out / name / file).read_text()
+
+
+def test_cluster_results_equal_the_serial_run_bit_for_bit(cluster, tmp_path):
+    exps = _real_small() + [F.make(n, f, **c) for n, (f, c) in F.FAKES.items()]
+    serial = run_experiments(exps, "quick", tmp_path / "serial")
+    done = []
+    dist = run_experiments(exps, "quick", tmp_path / "dask", executor=cluster,
+                           on_done=lambda e, r: done.append(e.name))
+    assert [r.status for r in dist] == [r.status for r in serial]
+    assert sorted(done) == sorted(e.name for e in exps)  # each result written once
+    for e in exps:
+        for file in ("metrics.json", "claims.json"):
+            assert _read(tmp_path / "dask", e.name, file) == \
+                _read(tmp_path / "serial", e.name, file), (e.name, file)
+        st_s = json.loads(_read(tmp_path / "serial", e.name, "status.json"))
+        st_d = json.loads(_read(tmp_path / "dask", e.name, "status.json"))
+        assert [t["index"] for t in st_s["tasks"]] == list(range(len(st_s["tasks"])))
+        assert sorted(t["index"] for t in st_d["tasks"]) == list(range(len(st_s["tasks"])))
+        assert all(t["where"].startswith("tcp://127.0.0.1:") for t in st_d["tasks"])
+        assert st_d["executor"].startswith("local cluster of 2 worker processes")
+    # the sweeps really ran as tasks on both workers
+    tasks = json.loads(_read(tmp_path / "dask", "ot.gaussian-w2", "status.json"))["tasks"]
+    assert len(tasks) == 2 * 2 * 3
+
+
+def test_client_killed_mid_run_then_rerun_resumes(cluster, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    names = ["zzfake.slow-1", "zzfake.slow-2", "zzfake.slow-3"]
+    address = cluster.client.scheduler.address
+    code = (f"import sys; sys.path.insert(0, {str(FAKES)!r}); import _fake_experiments as F; "
+            "import measureflow.experiments as E; E._loaded = True; F.register(); "
+            "from measureflow.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.Popen([sys.executable, "-c", code, "reproduce", *names, "--out", str(out),
+                             "--scheduler", address], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not list(out.glob("*/status.json")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - t0 < 60
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL: no cleanup at all
+    proc.communicate()
+    complete = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/status.json")}
+    assert 1 <= len(complete) < 3
+    # rerun (connected to the same cluster): finished experiments are reused, the rest run
+    for name, (func, cfg) in F.SLOW.items():
+        monkeypatch.setitem(reg_mod._REGISTRY, name, F.make(name, func, **cfg))
+    assert main(["reproduce", *names, "--out", str(out), "--scheduler", address]) == 0
+    printed = capsys.readouterr().out
+    for name, st in complete.items():
+        assert json.loads(_read(out, name, "status.json"))["finished_at"] == st["finished_at"]
+        assert "(cached)" in printed.split(name)[1].splitlines()[0]
+    for name in names:
+        assert json.loads(_read(out, name, "status.json"))["complete"]
+    assert not list(out.rglob(".lock"))
+
+
+def test_worker_killed_mid_run_every_claim_still_checked(cluster, tmp_path):
+    exps = [F.make(f"zzfake.kill-{i}", F.sweep, n=16, tasks=6, pause=0.2, atol=2.0, seed=i)
+            for i in range(3)]
+    pids = cluster.worker_pids()
+    assert len(pids) == 2
+    state = {"done": 0, "killed": None}
+
+    def on_task(name, submitted, finished, seconds):
+        state["done"] += finished
+        if state["done"] >= 2 and state["killed"] is None:
+            state["killed"] = next(iter(pids.values()))
+            os.kill(state["killed"], signal.SIGKILL)
+
+    recs = run_experiments(exps, "quick", tmp_path, executor=cluster, on_task=on_task)
+    assert state["killed"] is not None
+    assert [r.status for r in recs] == ["passed"] * 3, [r.error for r in recs]
+    assert all(r.n_claims == 1 and r.n_passed == 1 for r in recs)
+    for e in exps:
+        st = json.loads(_read(tmp_path, e.name, "status.json"))
+        assert sorted(t["index"] for t in st["tasks"]) == list(range(8))
+    # the killed worker was replaced by its nanny
+    assert state["killed"] not in cluster.worker_pids().values()
