@@ -83,3 +83,88 @@ def test_bench_lists_and_forwards_options(tmp_path, monkeypatch, capsys):
     assert main(["bench", "echo_args", "--quick", "--n", "5"]) == 0
     assert (tmp_path / "echo_args.py.out").read_text() == "--quick --n 5"
     assert main(["bench", "echo_args", "--fail"]) == 3
+
+
+# ----------------------------------------------------------------------------- issue 13/15/16
+def test_version_from_one_place(capsys):
+    import importlib.metadata
+
+    import measureflow
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"measureflow {measureflow.__version__}"
+    assert importlib.metadata.version("measureflow") == measureflow.__version__
+
+
+def test_quick_and_full_are_mutually_exclusive(fake, tmp_path, capsys):
+    assert main(["reproduce", "yy.ok", "--quick", "--full", "--out", str(tmp_path)]) == 2
+    assert "--quick and --full" in _one_error_line(capsys)
+    assert not (tmp_path / "yy.ok").exists()
+
+
+def test_bench_needs_a_source_checkout_and_never_runs_cwd_scripts(tmp_path, monkeypatch,
+                                                                  capsys):
+    import measureflow.cli as cli
+    monkeypatch.setattr(cli, "_source_benchmarks", lambda: None)  # as from an installed wheel
+    monkeypatch.delenv("MEASUREFLOW_BENCHMARKS", raising=False)
+    bench = tmp_path / "benchmarks"
+    bench.mkdir()
+    (bench / "evil.py").write_text("open(__file__ + '.ran', 'w').write('x')\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench"]) == 2
+    assert "source checkout" in _one_error_line(capsys)
+    assert main(["bench", "evil"]) == 2
+    capsys.readouterr()
+    assert not (bench / "evil.py.ran").exists()
+    assert main(["bench", "--dir", str(bench)]) == 0  # named by the user: fine
+    assert capsys.readouterr().out.split() == ["evil"]
+    assert main(["bench", "--help"]) == 0
+
+
+def test_executor_options(fake, tmp_path, monkeypatch, capsys):
+    import measureflow.experiments.executors as ex
+    monkeypatch.setattr(ex, "dask_available", lambda: False)
+    # without the extra, --workers N runs in-process with a one-line note
+    assert main(["reproduce", "yy.ok", "--workers", "2", "--threads", "2", "--out",
+                 str(tmp_path)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("note: --workers 2 ignored")
+    st = json.loads((tmp_path / "yy.ok" / "status.json").read_text())
+    assert st["threads"] == 2 and st["executor"].startswith("in-process")
+    assert main(["reproduce", "yy.ok", "--scheduler", "tcp://127.0.0.1:1", "--out",
+                 str(tmp_path)]) == 2
+    assert "measureflow[distributed]" in _one_error_line(capsys)
+    monkeypatch.setattr(ex, "dask_available", lambda: True)
+    assert main(["reproduce", "yy.ok", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1",
+                 "--out", str(tmp_path)]) == 2
+    assert "mutually exclusive" in _one_error_line(capsys)
+    assert main(["reproduce", "yy.ok", "--workers", "0", "--out", str(tmp_path)]) == 2
+    _one_error_line(capsys)
+
+
+def test_unreachable_scheduler_is_one_line_exit_4(fake, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    import socket
+    with socket.socket() as s:  # a free port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    import measureflow.experiments.executors as ex
+    real = ex.DaskExecutor.__init__
+
+    def quick_timeout(self, **kw):
+        real(self, **{**kw, "timeout": 2.0})
+    import unittest.mock
+    with unittest.mock.patch.object(ex.DaskExecutor, "__init__", quick_timeout):
+        rc = main(["reproduce", "yy.ok", "--scheduler", f"tcp://127.0.0.1:{port}", "--out",
+                   str(tmp_path)])
+    assert rc == 4
+    line = _one_error_line(capsys)
+    assert f"127.0.0.1:{port}" in line and "rerun" in line
+
+
+def test_full_run_prints_an_estimated_duration_first(fake, tmp_path, capsys):
+    assert main(["reproduce", "yy.ok", "yy.fail", "--out", str(tmp_path)]) == 1
+    capsys.readouterr()
+    assert main(["reproduce", "yy.ok", "yy.fail", "--full", "--out", str(tmp_path)]) == 1
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("reproduce --full: 2 experiments to run")
+    assert "estimated duration at least" in first and "2 timed only at quick sizes" in first

@@ -135,7 +135,7 @@ def reproduce(
     _check_writable(out)
     mode = "full" if full else "quick"
     executor = _make_executor(workers, scheduler, threads)
-    console = Console(stderr=False)
+    console = Console(stderr=False, soft_wrap=True)
     done = _complete_names(exps, mode, out) if not force else set()
     if mode == "full":
         est = estimate_run(exps, mode, out, workers=max(workers, 1), skip=done)
