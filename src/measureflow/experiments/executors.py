@@ -342,6 +342,13 @@ class DaskExecutor:
 
     # -- lifecycle
     def __enter__(self) -> DaskExecutor:
+        try:
+            return self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _start(self) -> DaskExecutor:
         import logging
 
         from distributed import Client, LocalCluster
