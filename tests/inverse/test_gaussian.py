@@ -8,7 +8,6 @@ import torch
 
 import measureflow.inverse as inv
 from measureflow import InputError, ot
-from measureflow.inverse.gaussian import _gaussian_sinkhorn
 
 
 def _spd(rng, d, jitter=0.3):
@@ -28,13 +27,11 @@ def test_balanced_closed_form_matches_gaussian_sinkhorn_fixed_point():
     m0, m1 = rng.normal(size=d), rng.normal(size=d)
     eps = 0.8
     r = inv.gaussian_entropic_ot(m0, S0, m1, S1, eps=eps)
-    t = torch.tensor
-    mass, mu, S, it, errs, ok = _gaussian_sinkhorn(t(m0), t(S0), 1.0, t(m1), t(S1), 1.0, eps,
-                                                   None, 20000, 1e-13)
-    assert ok
-    assert abs(float(mass) - 1.0) < 1e-9
-    np.testing.assert_allclose(S.numpy(), r.plan_cov, atol=1e-8)
-    np.testing.assert_allclose(mu.numpy(), np.concatenate([m0, m1]), atol=1e-8)
+    it = inv.gaussian_entropic_ot(m0, S0, m1, S1, eps=eps, method="fixed_point", max_iter=20000)
+    assert it.converged and it.method == "gaussian_sinkhorn" and r.method == "closed_form"
+    assert abs(float(it.plan_mass) - 1.0) < 1e-9
+    np.testing.assert_allclose(it.plan_cov, r.plan_cov, atol=1e-8)
+    np.testing.assert_allclose(it.plan_mean, np.concatenate([m0, m1]), atol=1e-8)
 
 
 def test_bilinear_plan_with_A_2I_is_the_squared_euclidean_plan():

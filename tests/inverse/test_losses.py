@@ -9,8 +9,6 @@ import torch
 
 import measureflow.inverse as inv
 from measureflow import InputError, ot
-from measureflow.inverse.losses import _jko_balanced_const
-from measureflow.inverse.sinkhorn import _suot_core
 
 EPS, RHO = 0.5, 1.0
 A_TRUE = np.array([[1.0, 0.5], [-0.3, 0.8]])
@@ -208,7 +206,8 @@ def _check_jko_sharpened_gradient_and_surrogate(jko_data, n, eps, tol):
     # lam -> inf: 2 lam L_lam -> Var_b(g_c + V_theta), g_c the balanced potential of |x-y|^2/2tau
     a = torch.full((n,), 1 / n, dtype=torch.float64)
     Cxy = torch.cdist(xt, yt) ** 2 / (2 * TAU)
-    _, g_c = _jko_balanced_const(Cxy, a, a, eps, 50000, 1e-13)
+    g_c = torch.as_tensor(inv.semi_unbalanced_sinkhorn(a, a, Cxy, eps=eps, lam=math.inf,
+                                                       max_iter=50000, tol=1e-13).potential_g)
     V = basis.features(yt) @ th.detach()
     h = g_c + V
     surrogate = float((a * (h - (a * h).sum()) ** 2).sum())
@@ -274,6 +273,8 @@ def test_suot_core_warm_start_gives_same_plan():
     C = torch.tensor(rng.random((12, 10)) * 3)
     a = torch.full((12,), 1 / 12, dtype=torch.float64)
     b = torch.full((10,), 1 / 10, dtype=torch.float64)
-    f, g, P, *_ = _suot_core(a, b, C, 0.05, 2.0, 20000, 1e-13)
-    f2, g2, P2, *_ = _suot_core(a, b, C, 0.05, 2.0, 20000, 1e-13, g0=g + 0.1)
-    torch.testing.assert_close(P, P2, atol=1e-10, rtol=0)
+    r1 = inv.semi_unbalanced_sinkhorn(a, b, C, eps=0.05, lam=2.0, max_iter=20000, tol=1e-13)
+    r2 = inv.semi_unbalanced_sinkhorn(a, b, C, eps=0.05, lam=2.0, max_iter=20000, tol=1e-13,
+                                      init=r1.potential_g + 0.1)
+    assert r1.converged and r2.converged and r2.n_iter < r1.n_iter
+    torch.testing.assert_close(r1.plan, r2.plan, atol=1e-10, rtol=0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import measureflow.ot as mot
-from measureflow.inverse.sinkhorn import semi_unbalanced_sinkhorn
+from measureflow.inverse import semi_unbalanced_sinkhorn
 
 
 @pytest.mark.parametrize("lam", [0.5, 5.0, math.inf])

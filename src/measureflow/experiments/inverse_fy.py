@@ -164,7 +164,8 @@ def conditioning(cfg):
     1-D polynomial potential basis (y, y^2, y^3); compared with the plain loss (lam = 0) and the
     lam -> inf quadratic surrogate Var_b(g + V_theta) (Hessian 2 Cov_b(phi))."""
     from .. import inverse as inv
-    from ..inverse.losses import _jko_balanced_const, _jko_cost, _jko_sharp_loss
+    from ..inverse.jko import _jko_balanced_const, _jko_cost
+    from ..inverse.jko import _jko_grid_loss as _jko_sharp_loss
 
     rng = np.random.default_rng(cfg.seed)
     basis = inv.polynomial_potential_basis(1, 3)
@@ -219,7 +220,7 @@ def conditioning(cfg):
     conds_white = [_wcond(H) for H in hessians]
     # iUOT: population-level plan on a grid, bilinear basis; Hessian of L_lam at A*
     from .. import ot
-    from ..inverse.losses import _uot_loss
+    from ..inverse.uot import _uot_loss
 
     xg, yg = rng.normal(size=(30, 2)), rng.normal(size=(30, 2))
     A = np.array([[1.0, 0.5], [-0.3, 0.8]])

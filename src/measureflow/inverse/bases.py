@@ -14,18 +14,22 @@ from collections.abc import Callable
 
 import torch
 
-from ..core import ArrayContext, InputError, check_int, check_ndim, check_positive
+from ..core import ArrayContext, InputError, check_int, check_points, check_positive
 
 __all__ = ["PotentialBasis", "polynomial_potential_basis", "quadratic_potential_basis",
            "bilinear_cost_basis"]
 
 
 def bilinear_cost_basis(x, y):
-    """Cost features C^(k,l)_ij = -x_ik y_jl, shape (dx, dy, n, m) (theta = A gives -x^T A y)."""
+    """Cost features C^(k,l)_ij = -x_ik y_jl, shape (dx, dy, n, m) (theta = A gives -x^T A y).
+
+    ``x`` (n, dx), ``y`` (m, dy); 1-D arrays are read as points on the line.
+    """
+    from .fenchel_young import check_compute_dtype
     ctx = ArrayContext(x, y)
-    x, y = ctx.tensor(x, "x"), ctx.tensor(y, "y")
-    check_ndim(x, "x", 2)
-    check_ndim(y, "y", 2)
+    check_compute_dtype(ctx, "x")
+    x = check_points(ctx.tensor(x, "x"), "x")
+    y = check_points(ctx.tensor(y, "y"), "y")
     return ctx.wrap(-torch.einsum("ik,jl->klij", x, y))
 
 
@@ -57,6 +61,18 @@ class PotentialBasis:
 
     def potential(self, theta: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.features(y) @ theta
+
+    def jacobian(self, y: torch.Tensor) -> torch.Tensor:
+        """Per-point feature Jacobian d phi_r / d y_k, shape (m, R, d) (autograd, row by row)."""
+        with torch.enable_grad():
+            yy = y.detach().requires_grad_(True)
+            F = self.features(yy)
+            rows = []
+            for r in range(self.size):
+                gr = torch.autograd.grad(F[:, r].sum(), yy, retain_graph=r + 1 < self.size,
+                                         allow_unused=True)[0]
+                rows.append(torch.zeros_like(yy) if gr is None else gr)
+        return torch.stack(rows, 1).detach()
 
     def grad_hess(self, theta: torch.Tensor, y: torch.Tensor):
         """Per-point gradient (m, d) and Hessian (m, d, d) of V_theta (autograd)."""
@@ -115,11 +131,24 @@ class PotentialBasis:
         return y, ok
 
 
+_MAX_MONOMIALS = 10_000
+
+
 def polynomial_potential_basis(dim: int, degree: int) -> PotentialBasis:
     """All monomials y^alpha with 1 <= |alpha| <= degree (no constant), in ``dim`` variables."""
     dim = check_int(dim, "dim", min_value=1)
     degree = check_int(degree, "degree", min_value=1)
-    exps = [e for e in itertools.product(range(degree + 1), repeat=dim) if 1 <= sum(e) <= degree]
+    count = math.comb(dim + degree, degree) - 1
+    if count > _MAX_MONOMIALS:
+        raise InputError(f"degree: {count} monomials in {dim} variables up to degree {degree} "
+                         f"(more than {_MAX_MONOMIALS}); lower the degree or the dimension")
+    exps = []
+    for k in range(1, degree + 1):
+        for combo in itertools.combinations_with_replacement(range(dim), k):
+            e = [0] * dim
+            for v in combo:
+                e[v] += 1
+            exps.append(tuple(e))
     exps.sort(key=lambda e: (sum(e), [-v for v in e]))
     E = torch.tensor(exps, dtype=torch.float64)
     names = ["*".join(f"y{k}^{p}" if p > 1 else f"y{k}" for k, p in enumerate(e) if p) for e in exps]

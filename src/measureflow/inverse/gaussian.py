@@ -24,6 +24,7 @@ from ..core import (
     ArrayContext,
     InputError,
     SolverResult,
+    check_choice,
     check_int,
     check_ndim,
     check_nonnegative_scalar,
@@ -33,6 +34,7 @@ from ..core import (
     report_convergence,
 )
 from ..core.linalg import psd_power, sqrtm_psd, sym
+from .fenchel_young import check_compute_dtype
 
 __all__ = ["GaussianEntropicOT", "gaussian_entropic_ot", "gaussian_bilinear_plan",
            "gaussian_bilinear_inverse", "gaussian_jko_step"]
@@ -131,9 +133,19 @@ def _gaussian_sinkhorn(a, A, ma, b, B, mb, eps, rho, max_iter, tol):
     return torch.exp(logmass), mu, sym(S), it, errors, ok
 
 
+def _check_representable(val, S, m0, m1, eps):
+    """A non-finite objective comes from inputs out of the dtype's range: say which."""
+    if bool(torch.isfinite(val.detach()).all()) and bool(torch.isfinite(S.detach()).all()):
+        return
+    if not math.isfinite(float(((m0 - m1) ** 2).sum())):
+        raise InputError("m1: |m0 - m1|^2 overflows; centre or rescale the problem")
+    raise InputError(f"eps: {eps:.3g} is out of the range this dtype resolves for these "
+                     "covariances (the plan or its entropy is not finite); rescale the problem")
+
+
 def gaussian_entropic_ot(m0, S0, m1, S1, *, eps: float, rho: float | None = None,
                          mass0: float = 1.0, mass1: float = 1.0, max_iter: int = 10000,
-                         tol: float = 1e-13) -> GaussianEntropicOT:
+                         tol: float = 1e-13, method: str = "auto") -> GaussianEntropicOT:
     """Entropic OT between alpha = mass0 N(m0, S0) and beta = mass1 N(m1, S1), cost |x - y|^2.
 
     Problem (eps > 0; ``rho=None`` balanced, else KL-penalised marginals)::
@@ -153,9 +165,15 @@ def gaussian_entropic_ot(m0, S0, m1, S1, *, eps: float, rho: float | None = None
       form; we iterate it, which is exact up to ``tol``). The value is the primal objective at the
       Gaussian plan.
 
+    ``method``: ``"auto"`` (closed form when balanced, fixed point otherwise) or
+    ``"fixed_point"`` (the Gaussian Sinkhorn iteration in both cases; with ``rho=None`` it is the
+    balanced iteration, an independent check of the closed form). ``max_iter``, ``tol``: of the
+    fixed point (change of the potential parameters; floored at 100 x machine epsilon).
+
     Returns :class:`GaussianEntropicOT`.
     """
     ctx = ArrayContext(m0, S0, m1, S1)
+    check_compute_dtype(ctx, "m0")
     m0, m1 = ctx.tensor(m0, "m0"), ctx.tensor(m1, "m1")
     S0, S1 = ctx.tensor(S0, "S0"), ctx.tensor(S1, "S1")
     check_ndim(m0, "m0", 1)
@@ -172,26 +190,34 @@ def gaussian_entropic_ot(m0, S0, m1, S1, *, eps: float, rho: float | None = None
     elif abs(mass0 - mass1) > 1e-12 * max(mass0, mass1):
         raise InputError("mass0, mass1: balanced OT needs equal masses; give rho for unbalanced")
     max_iter = check_int(max_iter, "max_iter", min_value=1)
-    tol = check_positive(tol, "tol")
+    tol = max(check_positive(tol, "tol"), 100 * torch.finfo(S0.dtype).eps)
+    check_choice(method, "method", ("auto", "fixed_point"))
     S0, S1 = sym(S0), sym(S1)
-    if rho is None:
+    if rho is None and method == "auto":
         s2 = eps / 2.0
         I = torch.eye(d, dtype=S0.dtype, device=S0.device)
         R = sqrtm_psd(S0)
         Rinv = psd_power(S0, -0.5)
-        D = sqrtm_psd(4.0 * R @ S1 @ R + s2**2 * I)
+        D = sqrtm_psd(4.0 * R @ S1 @ R + (s2 * I) @ (s2 * I))
         Cxy = 0.5 * (R @ D @ Rinv - s2 * I)
         S = torch.cat([torch.cat([S0, Cxy], 1), torch.cat([Cxy.T, S1], 1)], 0)
         mass = torch.as_tensor(mass0, dtype=S0.dtype, device=S0.device)
         mu = torch.cat([m0, m1])
         val = _plan_value(mass, mu, S, m0, S0, mass0, m1, S1, mass1, eps, None)
+        _check_representable(val, S, m0, m1, eps)
         res = GaussianEntropicOT(value=val, plan_mean=mu, plan_cov=S, plan_mass=mass,
                                  cross_cov=Cxy, method="closed_form", converged=True, n_iter=0)
         return ctx.wrap(res)
-    mass, mu, S, it, errors, ok = _gaussian_sinkhorn(m0, S0, mass0, m1, S1, mass1, eps, rho,
-                                                     max_iter, tol)
+    try:
+        mass, mu, S, it, errors, ok = _gaussian_sinkhorn(m0, S0, mass0, m1, S1, mass1, eps, rho,
+                                                         max_iter, tol)
+    except (ArithmeticError, torch.linalg.LinAlgError):
+        raise InputError(f"eps: {eps:.3g} is out of the range this dtype resolves for these "
+                         "covariances (overflow in the Gaussian Sinkhorn); rescale the problem") \
+            from None
     report_convergence(ok, "gaussian_entropic_ot", it, errors[-1] if errors else math.nan, tol)
     val = _plan_value(mass, mu, S, m0, S0, mass0, m1, S1, mass1, eps, rho)
+    _check_representable(val, S, m0, m1, eps)
     res = GaussianEntropicOT(value=val, plan_mean=mu, plan_cov=S, plan_mass=mass,
                              cross_cov=S[:d, d:], method="gaussian_sinkhorn", converged=ok,
                              n_iter=it, errors=errors)
@@ -219,6 +245,7 @@ def gaussian_bilinear_plan(A, Sa, Sb, *, eps: float):
     ``docs/inverse.md``.
     """
     ctx = ArrayContext(A, Sa, Sb)
+    check_compute_dtype(ctx, "A")
     A = ctx.tensor(A, "A")
     Sa, Sb = _check_bilinear_inputs(ctx, Sa, Sb)
     check_shape(A, "A", (Sa.shape[0], Sb.shape[0]))
@@ -238,6 +265,7 @@ def gaussian_bilinear_inverse(Sa, Sb, Gamma, *, eps: float):
     is: A = -eps (Sigma^{-1})_{xy}. Inverse of :func:`gaussian_bilinear_plan`.
     """
     ctx = ArrayContext(Sa, Sb, Gamma)
+    check_compute_dtype(ctx, "Sa")
     Sa, Sb = _check_bilinear_inputs(ctx, Sa, Sb)
     G = ctx.tensor(Gamma, "Gamma")
     check_shape(G, "Gamma", (Sa.shape[0], Sb.shape[0]))
@@ -264,6 +292,7 @@ def gaussian_jko_step(m, S, Q, b, tau: float, *, beta: float = 0.0):
     Requires I + tau Q positive definite. Returns ``(m_next, S_next)``.
     """
     ctx = ArrayContext(m, S, Q, b)
+    check_compute_dtype(ctx, "m")
     m, S, Q, b = (ctx.tensor(v, n) for v, n in ((m, "m"), (S, "S"), (Q, "Q"), (b, "b")))
     check_ndim(m, "m", 1)
     d = m.shape[0]
@@ -290,4 +319,6 @@ def gaussian_jko_step(m, S, Q, b, tau: float, *, beta: float = 0.0):
         K0 = sym(Hm @ S @ Hm)
         Z = 0.5 * (K0 + 2 * c * I + sqrtm_psd(sym(K0 @ K0 + 4 * c * K0)))
         S_next = sym(Hm @ Z @ Hm)
+    if not (bool(torch.isfinite(m_next).all()) and bool(torch.isfinite(S_next).all())):
+        raise InputError("S: the next covariance overflows this dtype; rescale the problem")
     return ctx.wrap((m_next, S_next))

@@ -177,7 +177,9 @@ def semi_unbalanced_sinkhorn(a, b, C, *, eps: float, lam: float = math.inf,
     SemiUnbalancedResult with ``value`` (primal objective at the plan), ``dual_value``, ``plan``,
     ``potential_f``, ``potential_g`` and the convergence fields.
     """
+    from .fenchel_young import check_compute_dtype
     ctx = ArrayContext(a, b, C)
+    check_compute_dtype(ctx, "C")
     C = ctx.tensor(C, "C")
     check_ndim(C, "C", 2)
     n, m = C.shape
@@ -192,6 +194,9 @@ def semi_unbalanced_sinkhorn(a, b, C, *, eps: float, lam: float = math.inf,
     g0 = None if init is None else ctx.tensor(init, "init")
     if g0 is not None and tuple(g0.shape) != (m,):
         raise InputError(f"init: expected shape ({m},), got {tuple(g0.shape)}")
+    if not isinstance(warn, bool):
+        raise InputError(f"warn: expected True or False, got {warn!r}")
+    tol = max(tol, 100 * torch.finfo(C.dtype).eps)  # float32: a float64 tol is never met
     f, g, plan, it, errors, ok = _suot_core(a, b, C, eps, lam, max_iter, tol, g0)
     primal, dual = _suot_values(a, b, C, eps, lam, f, g, plan)
     if warn:
