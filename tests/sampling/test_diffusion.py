@@ -10,13 +10,8 @@ import torch
 from measureflow import ConvergenceWarning, InputError
 from measureflow import sampling as smp
 from measureflow.ot import bures_wasserstein2
-from measureflow.sampling.diffusion import (
-    _propagate,
-    _step_maps,
-    _vp_B,
-    _vp_grid,
-    _vp_time_of_B,
-)
+from measureflow.sampling import vp_grid
+from measureflow.sampling.diffusion import _propagate, _step_maps, _vp_B, _vp_time_of_B
 from measureflow.sampling.diffusion_theory import _continuous_output, _spectral_output
 from measureflow.sampling.gaussian import sgd_dsm
 
@@ -30,7 +25,7 @@ def test_vp_schedule_and_grid():
         T = 1.3
         for t in [0.0, 0.1, 0.7, 1.3]:
             assert _vp_time_of_B(_vp_B(t, T, beta), T, beta) == pytest.approx(t, abs=1e-13)
-        g = _vp_grid(0.07, 12, T, beta)
+        g = vp_grid(0.07, 12, T=T, beta=beta)
         assert g.s[0] == pytest.approx(0.07, rel=1e-12) and g.t[-1] == T
         assert np.allclose(np.array(g.alpha) ** 2 + np.array(g.s) ** 2, 1.0, atol=1e-14)
         assert np.allclose(np.diff(g.t), (T - g.t[0]) / 12, rtol=1e-12)
@@ -44,7 +39,7 @@ def test_step_maps_are_the_literal_schemes():
     matrix per level (so the check does not rely on commuting matrices)."""
     rng = np.random.default_rng(0)
     d, K = 3, 5
-    g = _vp_grid(0.1, K, 2.0, (0.4, 3.0))
+    g = vp_grid(0.1, K, T=2.0, beta=(0.4, 3.0))
     A = [torch.tensor(np.eye(d) + 0.3 * rng.normal(size=(d, d))) for _ in range(K + 1)]
     eye = torch.eye(d, dtype=torch.float64)
     y0 = torch.tensor(rng.normal(size=d))
@@ -99,8 +94,7 @@ def test_exact_law_vs_simulated_chains(proc, sch):
     # in the chains' Wishart error, derived in docs/sampling.md)
     c = np.diag(C)
     assert np.allclose(C, np.diag(c), atol=1e-12)
-    from measureflow.sampling.theory import _chain_sampling_stats
-    bias_n, sd = _chain_sampling_stats(torch.tensor(LAM), torch.tensor(c), n)
+    bias_n, sd = smp.chain_w2_stats(LAM, c, n)
     assert abs(r.w2_samples**2 - (r.w2**2 + bias_n)) < 4 * sd
 
 
@@ -115,7 +109,7 @@ def test_continuous_limit_and_order(proc, sch):
     for v_T in (1.0, 3.0):   # from N(0, I) and from another law (the SDE's initial factor)
         errs = []
         for K in (400, 800, 1600):
-            g = _vp_grid(0.1, K, 4.0, (1.0, 1.0))
+            g = vp_grid(0.1, K, T=4.0, beta=(1.0, 1.0))
             A = [1.0 / (g.alpha[k] ** 2 * x + g.s[k] ** 2) for k in range(K + 1)]
             v_h = _propagate(_step_maps(A, g, proc, sch, one, False), v_T * torch.ones_like(x),
                              one).reshape(-1)
@@ -192,13 +186,12 @@ def test_gd_levels_equal_literal_gradient_descent():
 
 
 def test_batched_dataset_route_equals_the_pipeline():
-    from measureflow.sampling.diffusion import _output_covariance_batch
     rng = np.random.default_rng(5)
     Xs = rng.normal(size=(3, 30, 4)) * np.sqrt(LAM)
     S = torch.tensor(np.einsum("rni,rnj->rij", Xs, Xs) / 30)
     for proc, sch in SCHEMES:
-        g = _vp_grid(0.1, 12, 5.0, (1.0, 1.0))
-        C = _output_covariance_batch(S, g, proc, sch, True)
+        C = smp.diffusion_covariance(S, sigma_min=0.1, n_steps=12, process=proc, scheme=sch,
+                                     denoise=True)
         for r in range(3):
             p = smp.diffusion_pipeline(Xs[r], sigma_min=0.1, n_steps=12, process=proc,
                                        scheme=sch, denoise=True, n_chains=0)
@@ -208,16 +201,14 @@ def test_batched_dataset_route_equals_the_pipeline():
 def test_generalization_term_vs_monte_carlo():
     """E over datasets of W2^2 = bias + lambda^T K_N lambda + O(1/N^2) (datasets through the
     batched route, equal to the pipeline by the test above)."""
-    from measureflow.sampling.diffusion import _output_covariance_batch
-    from measureflow.sampling.gaussian import _second_moments
     N, reps = 200, 400
     lam = torch.tensor(LAM)
     z, Sig = torch.zeros(4, dtype=torch.float64), torch.diag(lam)
     for proc, sch, den in [("sde", "euler", False), ("ode", "heun", True)]:
         kw = dict(sigma_min=0.1, n_steps=20, process=proc, scheme=sch, denoise=den)
         t = smp.diffusion_w2_error(LAM, n_samples=N, **kw)
-        S = _second_moments(lam, N, reps, torch.Generator().manual_seed(7))
-        C = _output_covariance_batch(S, _vp_grid(0.1, 20, 5.0, (1.0, 1.0)), proc, sch, den)
+        S = smp.empirical_second_moments(lam, N, reps, seed=7)
+        C = smp.diffusion_covariance(S, **kw)
         v = bures_wasserstein2(z, Sig, z, C).numpy()
         se = v.std(ddof=1) / math.sqrt(reps)
         # the neglected O(1/N^2) remainder: ~ (generalization)^2 / bias scale, < 2e-4 here
@@ -269,20 +260,17 @@ def test_sgd_term_vs_monte_carlo():
     g = torch.Generator().manual_seed(1)
     X = torch.randn(200000, d, generator=g, dtype=torch.float64) * lam.sqrt()
     S = X.T @ X / 200000
-    grid = _vp_grid(smin, K, 4.0, (1.0, 1.0))
+    grid = vp_grid(smin, K, T=4.0, beta=(1.0, 1.0))
     alpha = torch.tensor(grid.alpha, dtype=torch.float64).repeat(R)
     s = torch.tensor(grid.s, dtype=torch.float64).repeat(R)
     # burn-in: the mean error decays like (1 - 2 tau q_min)^iters, q_min >= 0.5: e^-10
     A = sgd_dsm(X, sigma=s, alpha=alpha, score_step=tau, score_iters=2500, generator=g,
                 replicates=R * (K + 1)).reshape(R, K + 1, d, d)
-    eye = torch.eye(d, dtype=torch.float64)
     z, Sig = torch.zeros(d, dtype=torch.float64), torch.diag(lam)
     for proc, sch, den in [("sde", "euler", False), ("ode", "exponential", True)]:
-        C = _propagate(_step_maps([A[:, k] for k in range(K + 1)], grid, proc, sch, eye, den),
-                       eye.expand(R, d, d), eye)
-        Astar = [torch.linalg.inv(grid.alpha[k] ** 2 * S + grid.s[k] ** 2 * eye)
-                 for k in range(K + 1)]
-        C0 = _propagate(_step_maps(Astar, grid, proc, sch, eye, den), eye, eye)
+        kw = dict(sigma_min=smin, n_steps=K, T=4.0, process=proc, scheme=sch, denoise=den)
+        C = smp.diffusion_covariance(score_matrices=A, **kw)
+        C0 = smp.diffusion_covariance(S, **kw)
         vals = (bures_wasserstein2(z, Sig, z, C) - bures_wasserstein2(z, Sig, z, C0)).numpy()
         th = smp.diffusion_w2_error(lam.numpy(), sigma_min=smin, n_steps=K, T=4.0,
                                     n_samples=math.inf, process=proc, scheme=sch, denoise=den,
@@ -379,16 +367,54 @@ def test_bad_inputs():
 def test_chain_sampling_stats_vs_monte_carlo():
     """The (bias, sd) model of W2^2(Sigma, empirical covariance of n chains) used by the
     chain checks, against direct resampling, at the target itself and at a biased law."""
-    from measureflow.sampling.gaussian import _second_moments
-    from measureflow.sampling.theory import _chain_sampling_stats
     lam = torch.tensor(LAM)
     z, Sig = torch.zeros(4, dtype=torch.float64), torch.diag(lam)
     for c in (lam, lam * torch.tensor([1.3, 0.8, 1.1, 1.5], dtype=torch.float64)):
         n, reps = 2000, 1000
-        S = _second_moments(c, n, reps, torch.Generator().manual_seed(11))
+        S = smp.empirical_second_moments(c, n, reps, seed=11)
         v = (bures_wasserstein2(z, Sig, z, S) - bures_wasserstein2(z, Sig, z, torch.diag(c)))
-        bias, sd = _chain_sampling_stats(lam, c, n)
+        bias, sd = smp.chain_w2_stats(lam, c, n)
         assert abs(float(v.mean()) - bias) < 4 * float(v.std()) / math.sqrt(reps)
         # the sd model is first order: allow the chi-square estimate's own 4 SE (~ 4 / sqrt(2
         # reps)) plus 10 % for the neglected correlations between entries
         assert abs(float(v.std()) / sd - 1) < 4 / math.sqrt(2 * reps) + 0.1
+
+
+def test_public_helpers_validate():
+    ok = dict(sigma_min=0.1, n_steps=4)
+    with pytest.raises(InputError, match="^second_moment"):
+        smp.diffusion_covariance(**ok)
+    with pytest.raises(InputError, match="^second_moment"):
+        smp.diffusion_covariance(np.eye(2), score_matrices=np.zeros((5, 2, 2)), **ok)
+    with pytest.raises(InputError, match="^second_moment"):
+        smp.diffusion_covariance(-np.eye(2), **ok)
+    with pytest.raises(InputError, match="^score_matrices"):
+        smp.diffusion_covariance(score_matrices=np.zeros((4, 2, 2)), **ok)   # needs K + 1 = 5
+    with pytest.raises(InputError, match="^scheme"):
+        smp.diffusion_covariance(np.eye(2), scheme="heun", **ok)
+    with pytest.raises(InputError, match="^sigma_min"):
+        smp.vp_grid(1.5, 3)
+    with pytest.raises(InputError, match="^n_steps"):
+        smp.vp_grid(0.1, 0)
+    with pytest.raises(InputError, match="^reps"):
+        smp.empirical_second_moments([1.0], 5, reps=0)
+    with pytest.raises(InputError, match="^spectrum"):
+        smp.empirical_second_moments([1.0, -1.0], 5)
+    with pytest.raises(InputError, match="^gamma"):
+        smp.langevin_stationary_covariance(np.eye(2), sigma=0.1, gamma=3.0)
+    with pytest.raises(InputError, match="^second_moment"):
+        smp.langevin_stationary_covariance(np.ones((2, 3)), sigma=0.1, gamma=0.1)
+    with pytest.raises(InputError, match="^variances"):
+        smp.chain_w2_stats([1.0, 0.5], [1.0], 10)
+    with pytest.raises(InputError, match="^n_chains"):
+        smp.chain_w2_stats([1.0], [1.0], 0)
+    # kinds and shapes
+    S = smp.empirical_second_moments([1.0, 0.5], 7, seed=0)
+    assert isinstance(S, np.ndarray) and S.shape == (2, 2)
+    C = smp.diffusion_covariance(torch.eye(2, dtype=torch.float32), **ok)
+    assert isinstance(C, torch.Tensor) and C.dtype == torch.float32
+    # score matrices of the closed form reproduce the second-moment route
+    g = smp.vp_grid(0.1, 4)
+    A = np.stack([np.linalg.inv(g.alpha[k] ** 2 * S + g.s[k] ** 2 * np.eye(2)) for k in range(5)])
+    np.testing.assert_allclose(smp.diffusion_covariance(score_matrices=A, **ok),
+                               smp.diffusion_covariance(S, **ok), rtol=1e-12)

@@ -79,12 +79,11 @@ def test_exact_bias_matches_pipeline_at_infinite_n():
 
 
 def test_batched_stationary_route_equals_the_pipeline():
-    from measureflow.sampling.gaussian import _stationary_covariance_batch
     rng = np.random.default_rng(5)
     Xs = rng.normal(size=(3, 30, 4)) * np.sqrt(LAM)
     S = torch.tensor(np.einsum("rni,rnj->rij", Xs, Xs) / 30)
     for den in (False, True):
-        C = _stationary_covariance_batch(S, 0.4, 0.05, den)
+        C = smp.langevin_stationary_covariance(S, sigma=0.4, gamma=0.05, denoise=den)
         for r in range(3):
             p = smp.pipeline(Xs[r], sigma=0.4, gamma=0.05, n_steps=0, n_chains=0, denoise=den)
             np.testing.assert_allclose(C[r].numpy(), p.stationary_covariance, rtol=1e-9)

@@ -15,15 +15,19 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.stats
 import torch
 
 from ..ot import bures_wasserstein2
-from ..sampling import diffusion_pipeline, diffusion_w2_error
-from ..sampling.diffusion import _output_covariance_batch, _propagate, _step_maps, _vp_grid
-from ..sampling.gaussian import _second_moments, sgd_dsm
-from ..sampling.theory import _chain_sampling_stats
-from .langevin import _argmin_interval, _map_replicates, _mean_se, _spectrum
+from ..sampling import (
+    chain_w2_stats,
+    diffusion_covariance,
+    diffusion_pipeline,
+    diffusion_w2_error,
+    empirical_second_moments,
+    vp_grid,
+)
+from ..sampling.gaussian import sgd_dsm
+from ._sampling import argmin_interval, bonferroni_z, map_replicates, mean_se, power_spectrum
 from .plotting import loglog_fit, new_figure
 from .registry import Claim, Outcome, experiment
 
@@ -45,25 +49,21 @@ def _dataset_errors(item: dict) -> np.ndarray:
     """W2^2(target, exact output law) over ``reps`` independent datasets of N samples
     (closed-form scores at every level; the batched pipeline route)."""
     lam = torch.tensor(item["lam"], dtype=torch.float64)
-    grid = _vp_grid(item["sigma_min"], item["n_steps"], item.get("T", 5.0), (1.0, 1.0))
-    S = _second_moments(lam, item["n"], item["reps"], _task_generator())
-    C = _output_covariance_batch(S, grid, item["process"], item["scheme"], item["denoise"])
+    S = empirical_second_moments(lam, item["n"], item["reps"], seed=_task_generator())
+    C = diffusion_covariance(S, sigma_min=item["sigma_min"], n_steps=item["n_steps"],
+                             process=item["process"], scheme=item["scheme"],
+                             T=item.get("T", 5.0), denoise=item["denoise"])
     z = torch.zeros(lam.numel(), dtype=torch.float64)
     return bures_wasserstein2(z, torch.diag(lam), z, C).numpy()
 
 
 def _mc_mean(cfg, items: list[dict]):
     """Mean and standard error of W2^2 over datasets for each item."""
-    return _mean_se(_map_replicates(cfg, _dataset_errors, items))
+    return mean_se(map_replicates(cfg, _dataset_errors, items))
 
 
 def _theory(lam, n, **kw):
     return diffusion_w2_error(np.asarray(lam), n_samples=n, **kw)
-
-
-def _bonferroni_z(m: int, alpha: float = 1e-3) -> float:
-    """|z| threshold with family-wise false-alarm probability alpha over m Gaussian tests."""
-    return float(scipy.stats.norm.isf(alpha / (2 * m)))
 
 
 # ------------------------------------------------------------------------------------------
@@ -83,7 +83,7 @@ def _chain_task(item: dict) -> dict:
     if item["score"] == "exact":
         # the law commutes with Sigma: first-order chain bias and fluctuation in closed form
         c = np.diag(C)
-        bias, sd = _chain_sampling_stats(torch.tensor(lam), torch.tensor(c), n)
+        bias, sd = chain_w2_stats(lam, c, n)
         out.update(chain_bias=bias, w2_z=(r.w2_samples**2 - r.w2**2 - bias) / sd)
     return out
 
@@ -95,13 +95,13 @@ def _chain_task(item: dict) -> dict:
             full=dict(seed=0, d=32, alpha=1.0, n=2000, sigma_min=0.05, n_steps=200,
                       chains=50000))
 def diffusion_exact_vs_mc(cfg):
-    lam = _spectrum(cfg.d, cfg.alpha)
+    lam = power_spectrum(cfg.d, cfg.alpha)
     items = [dict(lam=lam.tolist(), n=cfg.n, sigma_min=cfg.sigma_min, n_steps=cfg.n_steps,
                   process=p, scheme=s, score=sc, chains=cfg.chains)
              for sc in ("exact", "closed_form") for p, s in SCHEMES]
     res = cfg.map(_chain_task, items)
     m = sum(r["n_entries"] for r in res)
-    zstar = _bonferroni_z(m)
+    zstar = bonferroni_z(m)
     zmax = max(r["zmax"] for r in res)
     w2z = [r["w2_z"] for r in res if "w2_z" in r]
     fig, ax = new_figure(2, 1)
@@ -132,7 +132,7 @@ def diffusion_exact_vs_mc(cfg):
                            "of a Gaussian second moment sqrt((C_ij^2 + C_ii C_jj)/n))"),
         Claim.at_most("W2 of the chains' empirical covariance (ot.bures_wasserstein) = exact W2 "
                       "+ the chains' first-order sampling bias (exact score, 5 schemes; "
-                      "max |z|)", _bonferroni_z(5), float(np.max(np.abs(w2z))),
+                      "max |z|)", bonferroni_z(5), float(np.max(np.abs(w2z))),
                       note="z = (W2^2(chains) - W2^2(exact) - bias_n) / sd, bias_n and sd from "
                            "the second-order Bures expansion in the chains' Wishart error "
                            "(derived, docs/sampling.md); threshold: false-alarm 1e-3 over 5. "
@@ -157,7 +157,7 @@ def diffusion_exact_vs_mc(cfg):
                       scheme="euler", ns=[50, 100, 200, 400, 800, 1600, 3200, 6400],
                       reps=1000))
 def diffusion_error_vs_n(cfg):
-    lam = _spectrum(cfg.d, cfg.alpha)
+    lam = power_spectrum(cfg.d, cfg.alpha)
     kw = dict(sigma_min=cfg.sigma_min, n_steps=cfg.n_steps, process=cfg.process,
               scheme=cfg.scheme, denoise=False)
     th = [_theory(lam, n, **kw) for n in cfg.ns]
@@ -185,7 +185,7 @@ def diffusion_error_vs_n(cfg):
         Claim.at_most(f"{ABSTRACT}: the error includes the 'generalization ... error in score "
                       "matching' and depends on 'the number of initial samples'; the derived "
                       "generalization term lambda^T K_N lambda matches MC - bias for N >= 200 "
-                      "(max |z|)", _bonferroni_z(len(big)), float(np.max(z[big])),
+                      "(max |z|)", bonferroni_z(len(big)), float(np.max(z[big])),
                       note="first order in 1/N (derived here); z uses the MC standard error "
                            "over datasets; false-alarm 1e-3 over the N values; at N < 200 the "
                            "O(1/N^2) remainder may show (metrics)"),
@@ -209,7 +209,7 @@ def diffusion_error_vs_n(cfg):
             full=dict(seed=0, d=32, alpha=1.0, sigma_min=0.05, T=5.0,
                       ks=[25, 50, 100, 200, 400, 800, 1600, 3200]))
 def diffusion_error_vs_step(cfg):
-    lam = _spectrum(cfg.d, cfg.alpha)
+    lam = power_spectrum(cfg.d, cfg.alpha)
     rows, claims = {}, []
     fig, ax = new_figure(2, 1)
     for j, (p, s) in enumerate(SCHEMES):
@@ -220,7 +220,7 @@ def diffusion_error_vs_step(cfg):
             g, c = np.asarray(t.output_variance), np.asarray(t.continuous_variance)
             dist.append(float(np.sum((np.sqrt(g) - np.sqrt(c)) ** 2)))
             disc.append(float(t.discretization))
-            hs.append((cfg.T - _vp_grid(cfg.sigma_min, K, cfg.T, (1.0, 1.0)).t[0]) / K)
+            hs.append((cfg.T - vp_grid(cfg.sigma_min, K, T=cfg.T).t[0]) / K)
         fit = loglog_fit(hs[-3:], dist[-3:])
         order = 2 if s == "heun" else 1
         rows[f"{p}-{s}"] = dict(h=hs, w2sq_to_continuous=dist, discretization_term=disc,
@@ -288,7 +288,7 @@ def _best_sigma(lam, n, K, lo, hi, n_grid=20):
             full=dict(seed=0, d=32, alpha=1.0, n=2000, ks=[25, 50, 100, 200, 400, 800], mc_k=50,
                       sigmas=list(np.geomspace(0.01, 0.6, 16)), reps=1000))
 def diffusion_min_noise(cfg):
-    lam = _spectrum(cfg.d, cfg.alpha)
+    lam = power_spectrum(cfg.d, cfg.alpha)
     small = [s for s in cfg.sigmas if s <= 0.05]
     slopes = {}
     for den in (False, True):
@@ -305,7 +305,7 @@ def diffusion_min_noise(cfg):
                            for s in cfg.sigmas])
     z = np.abs(m - th) / se
     grid = np.array(cfg.sigmas)
-    lo_mc, hi_mc = _argmin_interval(grid, m, se)
+    lo_mc, hi_mc = argmin_interval(grid, m, se)
     fig, ax = new_figure(2, 1)
     ax[0].loglog(cfg.sigmas, th, "-", label=f"theory, K={cfg.mc_k}, N={cfg.n}")
     ax[0].errorbar(cfg.sigmas, m, yerr=2 * se, fmt="o", ms=3, label="MC")
@@ -335,7 +335,7 @@ def diffusion_min_noise(cfg):
                          "0.243, 0.161, 0.092 for K = 25..200, same conclusion); it now uses "
                          "the exact N = inf error with a 20-point scan + Brent (runtime)"),
         Claim.at_most(f"Theory (bias + kernel norm) within MC error at every sigma_min "
-                      f"(K={cfg.mc_k}, max |z|)", _bonferroni_z(len(cfg.sigmas)),
+                      f"(K={cfg.mc_k}, max |z|)", bonferroni_z(len(cfg.sigmas)),
                       float(np.max(z)),
                       note="false-alarm 1e-3 over the grid; first order in 1/N"),
         Claim.within(f"The theory optimum lies in the MC confidence interval of the "
@@ -361,19 +361,17 @@ def _sgd_task(item: dict) -> np.ndarray:
     g = _task_generator()
     X = torch.randn(item["n"], d, generator=g, dtype=torch.float64) * lam.sqrt()
     S = X.T @ X / item["n"]
-    grid = _vp_grid(item["sigma_min"], K, item["T"], (1.0, 1.0))
-    eye = torch.eye(d, dtype=torch.float64)
+    grid = vp_grid(item["sigma_min"], K, T=item["T"])
     q_min = min(grid.alpha[k] ** 2 * float(torch.linalg.eigvalsh(S).min()) + grid.s[k] ** 2
                 for k in range(K + 1))
     iters = int(math.ceil(10.0 / (2.0 * tau * q_min)))
     A = sgd_dsm(X, sigma=torch.tensor(grid.s, dtype=torch.float64).repeat(R),
                 alpha=torch.tensor(grid.alpha, dtype=torch.float64).repeat(R), score_step=tau,
                 score_iters=iters, generator=g, replicates=R * (K + 1)).reshape(R, K + 1, d, d)
-    kw = dict(grid=grid, process=item["process"], scheme=item["scheme"], eye=eye,
-              denoise=item["denoise"])
-    C = _propagate(_step_maps([A[:, k] for k in range(K + 1)], **kw), eye.expand(R, d, d), eye)
-    A0 = [torch.linalg.inv(grid.alpha[k] ** 2 * S + grid.s[k] ** 2 * eye) for k in range(K + 1)]
-    C0 = _propagate(_step_maps(A0, **kw), eye, eye)
+    kw = dict(sigma_min=item["sigma_min"], n_steps=K, T=item["T"], process=item["process"],
+              scheme=item["scheme"], denoise=item["denoise"])
+    C = diffusion_covariance(score_matrices=A, **kw)
+    C0 = diffusion_covariance(S, **kw)
     z, Sig = torch.zeros(d, dtype=torch.float64), torch.diag(lam)
     return (bures_wasserstein2(z, Sig, z, C) - bures_wasserstein2(z, Sig, z, C0)).numpy()
 
@@ -390,7 +388,7 @@ def _sgd_task(item: dict) -> np.ndarray:
 def diffusion_score_optimization(cfg):
     base = dict(lam=list(cfg.spectrum), n=cfg.n, sigma_min=cfg.sigma_min, n_steps=cfg.n_steps,
                 T=cfg.T, process=cfg.process, scheme=cfg.scheme, denoise=cfg.denoise)
-    mc, se = _mean_se(_map_replicates(
+    mc, se = mean_se(map_replicates(
         cfg, _sgd_task, [dict(base, tau=tau, reps=cfg.reps) for tau in cfg.taus], chunk=300))
     th = np.array([float(_theory(cfg.spectrum, math.inf, sigma_min=cfg.sigma_min,
                                  n_steps=cfg.n_steps, T=cfg.T, process=cfg.process,
@@ -408,7 +406,7 @@ def diffusion_score_optimization(cfg):
     claims = [
         Claim.at_most(f"{ABSTRACT}: 'optimization errors in score matching' and 'the stepsizes "
                       "in ... score matching'; the derived first-order SGD term matches MC at "
-                      "every tau (max |z|)", _bonferroni_z(len(cfg.taus)),
+                      "every tau (max |z|)", bonferroni_z(len(cfg.taus)),
                       float(np.max(np.abs(th - mc) / se)),
                       note="stationary SGD at every level, independent levels (derived, "
                            "docs/sampling.md); the O(tau^2) remainder is ~ tau q_max <= 1.2% of "
@@ -441,7 +439,7 @@ def diffusion_kernel(cfg):
     items, th = [], []
     for st in settings:
         for a in cfg.alphas:
-            lam = _spectrum(cfg.d, a)
+            lam = power_spectrum(cfg.d, a)
             kw = dict(sigma_min=cfg.sigma_min, n_steps=cfg.n_steps, **st)
             th.append(_theory(lam, cfg.n, **kw))
             items.append(dict(lam=lam.tolist(), n=cfg.n, reps=cfg.reps, **kw))
@@ -468,7 +466,7 @@ def diffusion_kernel(cfg):
     claims = [
         Claim.at_most(f"{ABSTRACT}: {KERNEL_QUOTE} -- the derived kernel norm lambda^T K lambda "
                       f"matches MC over {len(items)} (spectrum, sampler) pairs (max |z|)",
-                      _bonferroni_z(len(items)), float(np.max(z)),
+                      bonferroni_z(len(items)), float(np.max(z)),
                       note="K = diagonal exact bias part + first-order-in-1/N generalization "
                            "kernel (derived here, the paper's kernel was not readable); "
                            "false-alarm 1e-3 over the pairs"),

@@ -16,12 +16,18 @@ import math
 
 import numpy as np
 import scipy.optimize
-import scipy.stats
 import torch
 
 from ..ot import bures_wasserstein2
-from ..sampling import pipeline, w2_error
-from ..sampling.gaussian import _second_moments, _stationary_covariance_batch
+from ..sampling import (
+    empirical_second_moments,
+    langevin_stationary_covariance,
+    pipeline,
+    ula_covariance,
+    w2_error,
+)
+from ..sampling.gaussian import sgd_dsm
+from ._sampling import argmin_interval, bonferroni_z, map_replicates, mean_se, power_spectrum
 from .plotting import loglog_fit, new_figure
 from .registry import Claim, Outcome, experiment
 
@@ -32,59 +38,15 @@ KERNEL_QUOTE = ("'the Wasserstein sampling error can be expressed as a kernel-ty
                 "parameters'")
 
 
-def _spectrum(d, alpha):
-    """Power-law spectrum lambda_k propto k^-alpha, k = 1..d, normalised to trace d (the total
-    variance of the isotropic N(0, I_d)), so that spectra of different anisotropy carry the same
-    energy."""
-    lam = np.arange(1, d + 1, dtype=float) ** (-alpha)
-    return lam * (d / lam.sum())
-
-
-def _bonferroni_z(m: int, alpha: float = 1e-3) -> float:
-    """|z| threshold with family-wise false-alarm probability alpha over m Gaussian tests."""
-    return float(scipy.stats.norm.isf(alpha / (2 * m)))
-
-
-def _argmin_interval(grid, m, se, k: float = 3.0):
-    """Confidence interval of the minimiser of a Monte Carlo curve on a grid: the grid points
-    whose mean is within k combined standard errors of the smallest mean, widened to their
-    outer neighbours (0 or inf past an end of the grid)."""
-    grid, m, se = np.asarray(grid), np.asarray(m), np.asarray(se)
-    i = int(np.argmin(m))
-    ok = np.nonzero(m - m[i] <= k * np.sqrt(se**2 + se[i] ** 2))[0]
-    lo = 0.0 if ok.min() == 0 else float(grid[ok.min() - 1])
-    hi = math.inf if ok.max() == len(grid) - 1 else float(grid[ok.max() + 1])
-    return lo, hi
-
-
 def _stationary_errors(item: dict) -> np.ndarray:
     """W2^2(target, stationary law reached) over ``reps`` datasets (closed-form score)."""
     lam = torch.tensor(item["lam"], dtype=torch.float64)
-    g = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
-    S = _second_moments(lam, item["n"], item["reps"], g)
-    C = _stationary_covariance_batch(S, item["sigma"], item["gamma"], item["denoise"])
+    S = empirical_second_moments(lam, item["n"], item["reps"],
+                                 seed=int(torch.randint(0, 2**62, (1,))))
+    C = langevin_stationary_covariance(S, sigma=item["sigma"], gamma=item["gamma"],
+                                       denoise=item["denoise"])
     z = torch.zeros(lam.numel(), dtype=torch.float64)
     return bures_wasserstein2(z, torch.diag(lam), z, C).numpy()
-
-
-def _map_replicates(cfg, fn, items: list[dict], chunk: int = 100) -> list[np.ndarray]:
-    """Run ``fn`` (item -> array of per-replicate values) over items whose ``reps`` are split
-    into independent tasks of at most ``chunk`` through ``cfg.map``; returns, per item, the
-    concatenated values."""
-    tasks, owner = [], []
-    for i, it in enumerate(items):
-        for start in range(0, it["reps"], chunk):
-            tasks.append(dict(it, reps=min(chunk, it["reps"] - start)))
-            owner.append(i)
-    vals = cfg.map(fn, tasks)
-    return [np.concatenate([v for v, o in zip(vals, owner, strict=True) if o == i])
-            for i in range(len(items))]
-
-
-def _mean_se(values: list[np.ndarray]):
-    """Monte Carlo means and standard errors of each array."""
-    return (np.array([float(v.mean()) for v in values]),
-            np.array([float(v.std(ddof=1) / math.sqrt(len(v))) for v in values]))
 
 
 def _mc(cfg, lam, settings, reps, denoise=False):
@@ -92,7 +54,7 @@ def _mc(cfg, lam, settings, reps, denoise=False):
     in ``settings``."""
     items = [dict(lam=list(map(float, lam)), sigma=sigma, gamma=gamma, n=n, reps=reps,
                   denoise=denoise) for sigma, gamma, n in settings]
-    return _mean_se(_map_replicates(cfg, _stationary_errors, items))
+    return mean_se(map_replicates(cfg, _stationary_errors, items))
 
 
 def _chain_task(item: dict) -> dict:
@@ -130,7 +92,7 @@ def _best_sigma(lam, gamma, N, denoise, lo, hi):
             full=dict(seed=0, d=32, alpha=1.0, n=2000, gammas=[0.002, 0.005, 0.02, 0.05],
                       sigmas=list(np.geomspace(0.03, 1.0, 15)), reps=1000, chains=20000))
 def error_vs_sigma(cfg):
-    lam = _spectrum(cfg.d, cfg.alpha)
+    lam = power_spectrum(cfg.d, cfg.alpha)
     fig, ax = new_figure(2, 1)
     settings = [(s, g, cfg.n) for g in cfg.gammas for s in cfg.sigmas]
     m_all, se_all = _mc(cfg, lam, settings, cfg.reps)
@@ -164,7 +126,7 @@ def error_vs_sigma(cfg):
     claims = [
         Claim.at_most(f"{ABSTRACT_V1}: {KERNEL_QUOTE} -- the derived E W2^2 = bias + "
                       "lambda^T K lambda matches MC over datasets at every (sigma, gamma) "
-                      f"(max |z| over {len(settings)} points)", _bonferroni_z(len(settings)),
+                      f"(max |z| over {len(settings)} points)", bonferroni_z(len(settings)),
                       float(np.max(z)),
                       note="kernel derived here (first order in 1/N; the paper's kernel was not "
                            "readable); z = (theory - MC mean) / MC standard error; threshold: "
@@ -172,7 +134,7 @@ def error_vs_sigma(cfg):
                            "(metrics). Previous claims (30 datasets per point): max relative "
                            "deviation 0.084 <= 0.1 and max |z| 1.85 <= 4"),
         Claim.at_most("ULA chains' empirical covariance agrees with the exact law reached "
-                      f"(max entrywise |z| over {n_entries} entries)", _bonferroni_z(n_entries),
+                      f"(max entrywise |z| over {n_entries} entries)", bonferroni_z(n_entries),
                       zchain,
                       note="standard error sqrt((C_ij^2 + C_ii C_jj) / n) of a Gaussian second "
                            "moment; previous threshold 5 (measured 2.66)"),
@@ -191,7 +153,7 @@ def error_vs_sigma(cfg):
             full=dict(seed=0, d=32, alpha=1.0, sigma=0.15, gamma=0.02,
                       ns=[50, 100, 200, 400, 800, 1600, 3200, 6400], reps=1000))
 def error_vs_n(cfg):
-    lam = _spectrum(cfg.d, cfg.alpha)
+    lam = power_spectrum(cfg.d, cfg.alpha)
     th = [w2_error(lam, sigma=cfg.sigma, gamma=cfg.gamma, n_samples=n) for n in cfg.ns]
     bias = float(th[0].bias)
     m, se = _mc(cfg, lam, [(cfg.sigma, cfg.gamma, n) for n in cfg.ns], cfg.reps)
@@ -222,7 +184,7 @@ def error_vs_n(cfg):
                          "O(1/N) curvature of the first-order term; previously atol 0.15 over "
                          "all N with 30 datasets per N (measured -1.019)"),
         Claim.at_most("Derived kernel-norm term matches MC - bias for N >= 200 (max |z|)",
-                      _bonferroni_z(len(big)), float(np.max(z[big])),
+                      bonferroni_z(len(big)), float(np.max(z[big])),
                       note="first order in 1/N; at N < 200 the O(1/N^2) remainder may show "
                            "(metrics); previously a 15% relative tolerance (measured 5.5%)"),
     ]
@@ -242,7 +204,7 @@ def error_vs_n(cfg):
 def anisotropy(cfg):
     th, share, lead, lead_half = [], [], [], []
     for a in cfg.alphas:
-        lam = _spectrum(cfg.d, a)
+        lam = power_spectrum(cfg.d, a)
         t = w2_error(lam, sigma=cfg.sigma, gamma=cfg.gamma, n_samples=cfg.n)
         th.append(t)
         pdirs = np.asarray(t.per_direction)
@@ -254,7 +216,7 @@ def anisotropy(cfg):
         lead_half.append(float(np.sum((s2**2 + g2 / 2) ** 2 / (4 * lam))) / b2 - 1)
     m, se = [], []
     for a in cfg.alphas:
-        mm, ss = _mc(cfg, _spectrum(cfg.d, a), [(cfg.sigma, cfg.gamma, cfg.n)], cfg.reps)
+        mm, ss = _mc(cfg, power_spectrum(cfg.d, a), [(cfg.sigma, cfg.gamma, cfg.n)], cfg.reps)
         m.append(mm[0])
         se.append(ss[0])
     tot = np.array([float(t.total) for t in th])
@@ -285,7 +247,7 @@ def anisotropy(cfg):
                     note="at these sizes the finite-sample term dominates, so the TOTAL error "
                          "decreases with alpha here; the balance depends on N, sigma, gamma"),
         Claim.at_most(f"{ABSTRACT_V1}: {KERNEL_QUOTE} -- theory vs MC over alpha (max |z|)",
-                      _bonferroni_z(len(cfg.alphas)), float(np.max(np.abs(tot - m) / se)),
+                      bonferroni_z(len(cfg.alphas)), float(np.max(np.abs(tot - m) / se)),
                       note="previously a 10% relative tolerance with 30 datasets (measured "
                            "2.4%)"),
         Claim.at_most("Derived: bias ~ (sigma^2 + gamma/2)^2 sum 1/(4 lambda) to leading "
@@ -315,7 +277,7 @@ def anisotropy(cfg):
                       gammas=list(np.geomspace(0.001, 0.1, 12)), mc_gammas=[0.02, 0.05],
                       sigmas=list(np.geomspace(0.02, 0.6, 15)), reps=1000))
 def best_sigma(cfg):
-    lam = _spectrum(cfg.d, cfg.alpha)
+    lam = power_spectrum(cfg.d, cfg.alpha)
     hi = 2.0
     best_inf = [_best_sigma(lam, g, math.inf, True, 1e-3, hi)[0] for g in cfg.gammas]
     best_n = [_best_sigma(lam, g, cfg.n, True, 1e-3, hi)[0] for g in cfg.gammas]
@@ -338,7 +300,7 @@ def best_sigma(cfg):
         m, se = m_all[j * ns:(j + 1) * ns], se_all[j * ns:(j + 1) * ns]
         s_star = _best_sigma(lam, gam, cfg.n, True, 1e-3, hi)[0]
         i_mc = int(np.argmin(m))
-        lo, up = _argmin_interval(grid, m, se)
+        lo, up = argmin_interval(grid, m, se)
         brackets.append((gam, float(lo), float(up), s_star))
         mc_rows[f"gamma={gam:g}"] = dict(theory=th, mc=m.tolist(), mc_se=se.tolist(),
                                          theory_best=s_star, mc_best_grid=float(grid[i_mc]))
@@ -383,9 +345,6 @@ def best_sigma(cfg):
 
 def _sgd_langevin_task(item: dict) -> dict:
     """W2^2 increase of the stationary ULA law over the exact DSM minimiser, for R SGD fits."""
-    from ..sampling import ula_covariance
-    from ..sampling.gaussian import sgd_dsm
-
     lam = torch.tensor(item["spectrum"], dtype=torch.float64)
     d = lam.numel()
     g = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
@@ -442,7 +401,7 @@ def score_optimization(cfg):
     claims = [
         Claim.at_most("Abstract (v3): 'the generalization and optimization errors in score "
                       "matching' -- the derived first-order SGD term matches MC at every tau "
-                      "(max |z|)", _bonferroni_z(len(cfg.taus)),
+                      "(max |z|)", bonferroni_z(len(cfg.taus)),
                       float(np.max(np.abs(th - mc) / se)),
                       note="first order in tau (derived here); previously threshold 4 "
                            "(measured 1.20)"),

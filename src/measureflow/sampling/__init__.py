@@ -15,11 +15,20 @@ docs/sampling.md for which formulas are exact and which asymptotic). Public API:
   optimization, discretization and minimal-noise terms, as a kernel norm of the spectrum.
 """
 
-from .diffusion import DiffusionResult, diffusion_pipeline
+from .diffusion import DiffusionResult, VPGrid, diffusion_covariance, diffusion_pipeline, vp_grid
 from .diffusion_theory import DiffusionErrorTerms, diffusion_w2_error
-from .gaussian import PipelineResult, dsm_score_matrix, pipeline, score_function, ula_covariance
-from .theory import W2ErrorTerms, w2_error
+from .gaussian import (
+    PipelineResult,
+    dsm_score_matrix,
+    empirical_second_moments,
+    langevin_stationary_covariance,
+    pipeline,
+    score_function,
+    ula_covariance,
+)
+from .theory import W2ErrorTerms, chain_w2_stats, w2_error
 
 __all__ = ["pipeline", "w2_error", "ula_covariance", "PipelineResult", "W2ErrorTerms",
            "score_function", "dsm_score_matrix", "diffusion_pipeline", "diffusion_w2_error",
-           "DiffusionResult", "DiffusionErrorTerms"]
+           "DiffusionResult", "DiffusionErrorTerms", "diffusion_covariance", "vp_grid", "VPGrid",
+           "empirical_second_moments", "langevin_stationary_covariance", "chain_w2_stats"]

@@ -37,10 +37,10 @@ from ..core import ArrayContext, InputError, check_choice, check_int, check_posi
 from .diffusion import (
     PROCESSES,
     SCHEMES,
+    VPGrid,
     _affine_step,
     _check_schedule,
     _denoiser_coefficients,
-    _Grid,
     _propagate,
     _step_maps,
     _vp_grid,
@@ -83,7 +83,7 @@ class DiffusionErrorTerms(_Terms):
     asymptotic: tuple
 
 
-def _spectral_output(mu, grid: _Grid, process, scheme, denoise, score, tau, iters):
+def _spectral_output(mu, grid: VPGrid, process, scheme, denoise, score, tau, iters):
     """Output variance of the sampler per eigenvalue mu of S (closed-form or gd score), from
     y_T ~ N(0, 1); elementwise in mu (jets allowed: see theory._derivs)."""
     A = [_score_eig(grid.alpha[k] ** 2 * mu + grid.s[k] ** 2, score, tau, iters)
@@ -91,7 +91,7 @@ def _spectral_output(mu, grid: _Grid, process, scheme, denoise, score, tau, iter
     return _propagate(_step_maps(A, grid, process, scheme, 1.0, denoise), 1.0, 1.0)
 
 
-def _continuous_output(lam, grid: _Grid, process, denoise, v_T):
+def _continuous_output(lam, grid: VPGrid, process, denoise, v_T):
     """Exact-score continuous backward process from N(0, v_T) at T, read at t_min (derived).
 
     With Sig_t = alpha_t^2 lam + s_t^2: SDE v = Sig_0 + (alpha_T Sig_0 / (alpha_0 Sig_T))^2
@@ -109,7 +109,7 @@ def _continuous_output(lam, grid: _Grid, process, denoise, v_T):
     return v
 
 
-def _sgd_pairs(lam, grid: _Grid, process, scheme, denoise, tau):
+def _sgd_pairs(lam, grid: VPGrid, process, scheme, denoise, tau):
     """First-order-in-tau E W2^2 increase from stationary SGD at every level, as pair terms.
 
     Returns P (d, d) with optimization = sum_ij P_ij (derivation in docs/sampling.md): each

@@ -54,7 +54,8 @@ from ..core import (
 from ..core.linalg import sym
 from ..ot import bures_wasserstein
 
-__all__ = ["PipelineResult", "pipeline", "ula_covariance", "dsm_score_matrix", "score_function"]
+__all__ = ["PipelineResult", "pipeline", "ula_covariance", "dsm_score_matrix", "score_function",
+           "empirical_second_moments", "langevin_stationary_covariance"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -377,6 +378,58 @@ def _stationary_covariance_batch(S: torch.Tensor, sigma: float, gamma: float,
         D = eye - sigma**2 * A
         C = D @ C @ D.mT
     return sym(C)
+
+
+def empirical_second_moments(spectrum, n_samples: int, reps: int | None = None, *, seed=0):
+    """Second moments S = X^T X / N of ``reps`` datasets of N samples of N(0, diag(spectrum)).
+
+    The data step of :func:`pipeline` and :func:`diffusion_pipeline`, batched: (reps, d, d), or
+    (d, d) when ``reps`` is None. Draws X in chunks from ``seed`` (int or torch.Generator).
+
+    Examples
+    --------
+    >>> S = empirical_second_moments([1.0, 0.5], 10, reps=3)
+    >>> S.shape
+    (3, 2, 2)
+    """
+    ctx = ArrayContext(spectrum)
+    lam = _check_spectrum(ctx, spectrum)
+    n_samples = check_int(n_samples, "n_samples", min_value=1)
+    R = 1 if reps is None else check_int(reps, "reps", min_value=1)
+    S = _second_moments(lam.detach(), n_samples, R, make_generator(seed))
+    return ctx.wrap(S[0] if reps is None else S)
+
+
+def langevin_stationary_covariance(second_moment, *, sigma: float, gamma: float,
+                                   denoise: bool = False):
+    """Stationary law of the closed-form Langevin pipeline for a second moment S (or a batch).
+
+    A = (S + sigma^2 I)^{-1}, C = (A - gamma A^2 / 2)^{-1} (A symmetric), then the Tweedie step
+    (I - sigma^2 A) C (I - sigma^2 A) if ``denoise``: what :func:`pipeline` returns as
+    ``stationary_covariance``, batched over datasets. Requires gamma < 2 (lambda_min(S) +
+    sigma^2) (stable ULA).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> C = langevin_stationary_covariance(np.eye(2), sigma=0.1, gamma=0.02, denoise=True)
+    >>> bool(np.allclose(C, np.eye(2) / 1.01 ** 2 * 1.01 ** 2 / (1.01 - 0.01), atol=0.02))
+    True
+    """
+    ctx = ArrayContext(second_moment)
+    S = ctx.tensor(second_moment, "second_moment")
+    check_ndim(S, "second_moment", (2, 3))
+    if S.shape[-1] != S.shape[-2] or S.shape[-1] == 0:
+        raise InputError(f"second_moment: expected (d, d) or (R, d, d), got {tuple(S.shape)}")
+    check_psd(S, "second_moment")
+    sigma = check_positive(sigma, "sigma")
+    gamma = check_positive(gamma, "gamma")
+    denoise = _check_bool(denoise, "denoise")
+    qmin = float(torch.linalg.eigvalsh(sym(S.detach())).min()) + sigma**2
+    if gamma >= 2 * qmin:
+        raise InputError(f"gamma: ULA unstable (need gamma < 2 (lambda_min(S) + sigma^2) = "
+                         f"{2 * qmin:.4g})")
+    return ctx.wrap(_stationary_covariance_batch(S, sigma, gamma, denoise))
 
 
 def _check_spectrum(ctx: ArrayContext, spectrum) -> torch.Tensor:
