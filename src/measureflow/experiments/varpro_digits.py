@@ -180,7 +180,7 @@ def _paired_se(h1, h2):
 
 @experiment("meanfield.digits-resnet", paper=PAPER, section="Sec. 6.2 (convolutional network)",
             title="VarPro on the mean-field last layer of a ResNet (sklearn digits) vs SGD",
-            quick=dict(seed=0, split_seed=0, blocks=1, batch_sizes=[128], epochs=3,
+            quick=dict(seed=0, split_seed=0, blocks=1, batch_sizes=[128], epochs=2,
                        extra_epochs=1, lam=1e-3, time_scale=1e-3, u_momentum=0.5),
             full=dict(seed=0, split_seed=0, blocks=3, batch_sizes=[64, 128, 256, 512, 1024],
                       epochs=100, extra_epochs=10, lam=1e-3, time_scale=1e-3, u_momentum=0.5))
