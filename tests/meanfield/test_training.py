@@ -198,14 +198,32 @@ def test_bad_inputs():
 
 @pytest.mark.parametrize("N,M", [(60, 20), (15, 40)])
 @pytest.mark.parametrize("c", [0.0, 1.0])
-def test_ridge_multi_output_equals_columnwise(N, M, c):
-    # the digits experiment (Sec. 6.2) solves the ridge problem for 10 outputs at once
-    from measureflow.meanfield.train import _ridge
+def test_ridge_readout_multi_output_equals_columnwise(N, M, c):
+    # the digits experiment (Sec. 6.2) solves the readout for 10 outputs at once
     g = torch.Generator().manual_seed(3)
     Phi = torch.rand(N, M, generator=g, dtype=torch.float64)
     Y = torch.randn(N, 4, generator=g, dtype=torch.float64)
-    U = _ridge(Phi, Y, 0.02, c)
-    assert U.shape == (M, 4)
+    U = mf.ridge_readout(Phi.numpy(), Y.numpy(), lam=0.02, center=c)
+    assert isinstance(U, np.ndarray) and U.shape == (M, 4)
     for j in range(4):
         ref = _lstsq_reference(Phi.numpy(), Y[:, j].numpy(), 0.02, c)
-        np.testing.assert_allclose(U[:, j].numpy(), ref, rtol=1e-8, atol=1e-9)
+        np.testing.assert_allclose(U[:, j], ref, rtol=1e-8, atol=1e-9)
+    u1 = mf.ridge_readout(Phi, Y[:, 0], lam=0.02, center=c)
+    assert isinstance(u1, torch.Tensor) and u1.shape == (M,)
+    np.testing.assert_allclose(u1.numpy(), U[:, 0], rtol=1e-12, atol=1e-14)
+
+
+def test_ridge_readout_bad_inputs():
+    Phi, Y = np.ones((5, 3)), np.zeros((5, 2))
+    with pytest.raises(InputError, match="^features"):
+        mf.ridge_readout(np.ones(5), Y, lam=0.1)
+    with pytest.raises(InputError, match="^targets"):
+        mf.ridge_readout(Phi, np.zeros((4, 2)), lam=0.1)
+    with pytest.raises(InputError, match="^targets"):
+        mf.ridge_readout(Phi, np.zeros((5, 2, 1)), lam=0.1)
+    with pytest.raises(InputError, match="^lam"):
+        mf.ridge_readout(Phi, Y, lam=0.0)
+    with pytest.raises(InputError, match="^features"):
+        mf.ridge_readout(np.full((5, 3), np.nan), Y, lam=0.1)
+    with pytest.raises(InputError, match="^center"):
+        mf.ridge_readout(Phi, Y, lam=0.1, center=float("nan"))

@@ -95,7 +95,7 @@ def _objective(pred, Y, U, lam):
 
 def _train(item):
     """One training run; item = dict(method, batch_size, seed, sizes...). Returns curves."""
-    from ..meanfield.train import _ridge
+    from ..meanfield import ridge_readout
 
     Xtr, ytr, Xte, yte = _digits(item["split_seed"])
     torch.manual_seed(item["seed"])
@@ -136,7 +136,7 @@ def _train(item):
             Phi = feat(Xtr[idx])
             if item["method"] == "varpro":
                 with torch.no_grad():
-                    u = _ridge(Phi.detach().double(), Ytr[idx].double(), lam, 0.0).T.float()
+                    u = ridge_readout(Phi.detach().double(), Ytr[idx].double(), lam=lam).T.float()
                     U.copy_(item["u_momentum"] * U + (1 - item["u_momentum"]) * u)
             loss = _objective(Phi @ U.T / M, Ytr[idx], U, lam)
             opt.zero_grad(set_to_none=True)
@@ -152,7 +152,7 @@ def _train(item):
 
 def _frozen(item):
     """No feature learning: ridge readout of the initial (random) ResNet features."""
-    from ..meanfield.train import _ridge
+    from ..meanfield import ridge_readout
 
     Xtr, ytr, Xte, yte = _digits(item["split_seed"])
     torch.manual_seed(item["seed"])
@@ -165,7 +165,7 @@ def _frozen(item):
         feat(Xtr)
         feat.eval()
         Ftr, Fte = feat(Xtr).double(), feat(Xte).double()
-    U = _ridge(Ftr, F.one_hot(ytr, 10).double(), item["lam"], 0.0).T
+    U = ridge_readout(Ftr, F.one_hot(ytr, 10).double(), lam=item["lam"]).T
     hit = (Fte @ U.T).argmax(1) == yte
     return dict(final_acc=float(hit.float().mean()), hits=hit.numpy())
 

@@ -26,6 +26,7 @@ Written by hand in torch (Cholesky solves from ``torch.linalg``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -47,7 +48,7 @@ from ..core import (
 from .model import TwoLayer
 
 __all__ = ["TrainResult", "varpro_train", "two_timescale_train", "ridge_outer",
-           "reduced_objective"]
+           "reduced_objective", "ridge_readout"]
 
 _CENTER = {"biased": 0.0, "unbiased": 1.0}
 
@@ -150,6 +151,34 @@ def ridge_outer(model: TwoLayer, x, y, *, lam: float, regularization: str = "bia
     """
     ctx, xt, yt, lam, c = _check_common(model, x, y, lam, regularization)
     return ctx.wrap(_ridge(model.feature_matrix(xt), yt, lam, c))
+
+
+def ridge_readout(features, targets, *, lam: float, center: float = 0.0):
+    """Exact mean-field readout U = argmin_U J(U) for a fixed feature matrix (multi-output).
+
+        J(U) = 1/(2 lam) mean_(n,i) ((Phi U / M)_(n,i) - Y_(n,i))^2 + 1/2 mean_(j,i) (U_(j,i) - c)^2
+
+    with Phi the (N, M) feature matrix (M features, e.g. the last hidden layer of a network whose
+    last layer is the mean-field layer of arXiv:2504.18208, Sec. 6.2) and Y the (N,) or (N, k)
+    targets (one-hot classes for k outputs). The outputs share Phi, so each column solves the
+    ridge problem of :func:`ridge_outer`: (K + lam I) U = Phi^T Y / N + lam c with
+    K = Phi^T Phi / (N M) (Cholesky; dual form when N <= M). Returns (M,) or (M, k). NumPy in,
+    NumPy out; tensors in, tensors out (differentiable). ``center`` is c (0: r(u) = u^2, the
+    "biased" regularisation; 1: "unbiased").
+    """
+    ctx = ArrayContext(features, targets)
+    Phi = ctx.tensor(features, "features")
+    check_ndim(Phi, "features", 2)
+    if Phi.shape[0] < 1 or Phi.shape[1] < 1:
+        raise InputError(f"features: expected a non-empty (N, M) matrix, got {tuple(Phi.shape)}")
+    Y = ctx.tensor(targets, "targets")
+    check_ndim(Y, "targets", (1, 2))
+    if Y.shape[0] != Phi.shape[0]:
+        raise InputError(f"targets: expected {Phi.shape[0]} rows (one per feature row), got "
+                         f"{Y.shape[0]}")
+    lam = check_positive(lam, "lam")
+    center = check_in_range(center, "center", -math.inf, math.inf, low_open=True, high_open=True)
+    return ctx.wrap(_ridge(Phi, Y, lam, center))
 
 
 def reduced_objective(model: TwoLayer, x, y, *, lam: float, regularization: str = "biased"):
