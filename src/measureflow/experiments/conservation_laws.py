@@ -158,8 +158,9 @@ def random_architectures(cfg):
         "(dim Lie = rank dphi, certified at level 0) for every random ReLU architecture",
         all(r["frobenius"] for r in rel)))
     claims.append(Claim.holds(
-        "the known laws of every architecture are independent (rank of their Jacobian = their "
-        "number), so the certified counts are exact", all(r["independent_known"] for r in rows)))
+        "A Def. 2.18 (independent laws): the known laws of every architecture are independent "
+        "(rank of their Jacobian = their number), so the certified counts are exact",
+        all(r["independent_known"] for r in rows)))
     fig, ax = new_figure()
     for f, mk in zip(families, "osD^v"):
         rr = [r for r in rows if r["family"] == f]
@@ -495,8 +496,9 @@ def sgd_drift(cfg):
         err = float(((after - before) - pred.reshape(-1)).abs().max())
         scale = float(before.abs().max()) + float(pred.abs().max())
         claims.append(Claim.at_most(
-            f"{name}: one SGD step changes the quadratic law by exactly 1/2 tau^2 g^T Hess h g "
-            f"(derived identity, tau = {tau:g})", 64 * 2.2e-16 * (1 + scale), err,
+            f"{name}: the mechanism of Prop. 5.1 -- one SGD step changes the quadratic law by "
+            f"exactly 1/2 tau^2 g^T Hess h g (derived identity, tau = {tau:g})",
+            64 * 2.2e-16 * (1 + scale), err,
             note="tolerance: float64 round-off of the law's entries (sums of a few dozen "
                  "products), 64 eps relative to their size"))
         metrics[kind]["one_step_error"] = err
