@@ -101,7 +101,8 @@ def _random_arch(item):
             c = number_of_laws_model(arch.g, th, X, phi=arch.phi)
     dt = time.process_time() - t0
     poly = None
-    if i < sz.get("n_poly", 0) and family in ("linear", "relu") and arch.n_params <= sz["poly_max_D"]:
+    if (i < sz.get("n_poly", 0) and family in ("linear", "relu")
+            and arch.n_params <= sz["poly_max_D"]):
         poly = polynomial_laws(gradient_fields(arch.phi), 2, n_params=arch.n_params).n_laws
     independent = A.known_rank(arch, th) == known
     return dict(family=family, arch=desc, D=arch.n_params, known=int(known),
@@ -541,7 +542,9 @@ def intrinsic_criteria(cfg):
     table.append(dict(model="ReLU 2-layer path-lifting", init="generic",
                       dim_intersection=r.dim_intersection, relative_dM=r.relative_dM,
                       kernel_inclusion=r.holds, recoverable=r.recoverable))
-    claims.append(Claim.holds("ReLU path-lifting: recoverable (ker dphi ∩ ker dh = {0})",
+    claims.append(Claim.holds("C abstract (ReLU nets, path-lifting: intrinsic dynamic for any "
+                              "initialisation): recoverable (ker dphi ∩ ker dh = {0}; C Thm "
+                              "2.17, numbering unverified)",
                               r.recoverable))
     for rr in (2, 3):
         lin = A.linear_two_layer(3, 3, rr)
@@ -549,9 +552,11 @@ def intrinsic_criteria(cfg):
         table.append(dict(model=f"linear UV^T r={rr}", init="generic",
                           dim_intersection=k.dim_intersection, relative_dM=k.relative_dM,
                           kernel_inclusion=k.holds, recoverable=k.recoverable))
-        claims.append(Claim.close(f"Linear r={rr}: never recoverable, intersection dim "
+        claims.append(Claim.close(f"C (linear UV^T, criterion of C Sec. 2; derived count): never "
+                                  f"recoverable for r={rr}, intersection dim "
                                   "r(r-1)/2", rr * (rr - 1) // 2, k.dim_intersection, atol=0))
-        claims.append(Claim.holds(f"Linear r={rr}, generic init: kernel inclusion fails",
+        claims.append(Claim.holds(f"C abstract (only relaxed balanced inits give the intrinsic "
+                                  f"property): r={rr}, generic init: kernel inclusion fails",
                                   not k.holds, detail=k.relative_dM))
     lin = A.linear_two_layer(3, 3, 2)
     worst = 0.0
@@ -562,7 +567,8 @@ def intrinsic_criteria(cfg):
         table.append(dict(model="linear UV^T r=2", init=f"relaxed balanced lam={lam}",
                           dim_intersection=k.dim_intersection, relative_dM=k.relative_dM,
                           kernel_inclusion=k.holds, recoverable=k.recoverable))
-    claims.append(Claim.at_most("Relaxed balanced (S = lam I): kernel inclusion holds "
+    claims.append(Claim.at_most("C abstract (relaxed balanced initialisations): with S = lam I "
+                                "the kernel inclusion holds "
                                 "(max relative |dM[w]|)", 1e-8, worst))
     # metric formulas vs M = dphi dphi^T
     errs = {}
@@ -587,7 +593,8 @@ def intrinsic_criteria(cfg):
                           - I.metric(ad.phi, td)).abs().max()))
     errs["deep_square_linear"] = e
     for k_, v in errs.items():
-        claims.append(Claim.at_most(f"Intrinsic metric closed form = dphi dphi^T ({k_})",
+        claims.append(Claim.at_most(f"C (intrinsic metrics of ReLU / relaxed-balanced linear nets; "
+                                    f"formulas derived here): closed form = dphi dphi^T ({k_})",
                                     1e-8, v))
     # linear neural ODE
     mu = 0.6
@@ -604,11 +611,14 @@ def intrinsic_criteria(cfg):
     generic = I.neural_ode_flow(A1, Y, mu, t_max=0.3, n_t=cfg.ode_steps).max_rel_error
     rate = loglog_fit([o["L"] for o in ode], [o["max_rel_error"] for o in ode])["slope"]
     claims.append(Claim.at_most(
-        "Linear neural ODE, relaxed balanced init: the product follows the intrinsic flow "
+        "C abstract (linear neural ODE, relaxed balanced init: explicit intrinsic dynamics): "
+        "the product follows the intrinsic flow "
         "z' = -K(z) grad f (max relative gap, finest L)", 1e-3, ode[-1]["max_rel_error"],
         note="K(z) is our continuum-limit derivation; the paper's formula was not available"))
-    claims.append(Claim.at_most("Gap vanishes with depth L (log-log slope in L)", -0.9, rate))
-    claims.append(Claim.at_least("Generic (not relaxed balanced) path: gap is 10x larger",
+    claims.append(Claim.at_most("C (neural ODE as the limit of deep linear nets): the gap "
+                                "vanishes with depth L (log-log slope in L)", -0.9, rate))
+    claims.append(Claim.at_least("C abstract (relaxed balanced inits are needed): generic "
+                                 "path: gap is 10x larger",
                                  10 * ode[-1]["max_rel_error"], generic))
     fig, ax = new_figure()
     ax.loglog([o["L"] for o in ode], [o["max_rel_error"] for o in ode], "o-",

@@ -336,7 +336,8 @@ def varpro_vs_2ts(cfg):
         f"grows ({len(seeds)} seeds, paired; min over consecutive ratios of the decrease / SE)",
         3.0, min(zs),
         note="gap = energy MMD between the two particle sets started from the same features "
-             f"(no sampling floor: common initialisation). Mean gaps {dict(zip(ratios, gaps.mean(1).round(6).tolist()))}; "
+             f"(no sampling floor: common initialisation). Mean gaps "
+             f"{dict(zip(ratios, gaps.mean(1).round(6).tolist()))}; "
              f"log-log slope vs the ratio {slope:.2f} (derived first-order expectation -1 once "
              "the 2TS outer weights relax within the run, ~1/lam steps; metrics only). "
              "Previous version: strict ordering on one seed plus an unrelated risk comparison "
