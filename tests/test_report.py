@@ -433,8 +433,9 @@ def quick_runs(tmp_path_factory):
 @pytest.mark.parametrize("name", _params(
     _NAMES, CLAIMS_WITHOUT_LOCATION, slow=[n for n in _NAMES if n not in CHEAP]))
 def test_experiment_claims_quote_a_paper_location(name, quick_runs):
-    run_experiments([registry()[name]], "quick", quick_runs)
-    view = next(v for v in read_run(quick_runs).experiments if v.name == name)
+    out = quick_runs / name
+    run_experiments([registry()[name]], "quick", out)
+    view = next(v for v in read_run(out).experiments if v.name == name)
     if view.state == "skipped":
         pytest.skip(f"{name} skipped: {view.error}")
     assert view.state in ("passed", "failed"), (view.state, view.problems, view.error[-500:])

@@ -445,7 +445,9 @@ def read_run(out: Path) -> RunView:
     """
     out = Path(out)
     exps, pending = [], []
-    for entry in sorted(os.scandir(out), key=lambda e: e.name):
+    with os.scandir(out) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
         name = entry.name
         if name.startswith("."):
             continue
@@ -649,8 +651,9 @@ class _Page:
                 f"{self.link(e)} ({_e(e.error.strip().splitlines()[-1] if e.error.strip() else 'no reason given')})"
                 for e in skipped) + "</p>")
         if run.pending:
-            h.append("<p class='skippedline'>Not finished (no status.json yet): "
-                     + ", ".join(_e(n) for n in run.pending) + "</p>")
+            h.append(f"<details class='skippedline'><summary>{len(run.pending)} not finished (no "
+                     "status.json yet: running, interrupted or not started)</summary>"
+                     + ", ".join(_e(n) for n in run.pending) + "</details>")
         h.append("</header>")
         return h
 
@@ -772,7 +775,9 @@ class _Page:
         if e.finished:
             meta.append(f"finished {_e(e.finished)}")
         if e.executor:
-            meta.append(_e(e.executor) + (f", {_e(e.threads)} thread(s)" if e.threads else ""))
+            meta.append(_e(e.executor))
+        elif e.threads is not None:
+            meta.append(f"{_e(e.threads)} thread(s)")
         h.append("<p class='meta'>" + " &middot; ".join(meta) + "</p>")
         for w in e.warnings:
             h.append(f"<p class='warn'>{_e(w)}</p>")
