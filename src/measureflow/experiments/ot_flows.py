@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..ot import benamou_brenier, jko, mmd2, particle_flow, semidiscrete, solve
+from .ot_course import cite
 from .plotting import loglog_fit, new_figure, plt
 from .registry import Claim, Config, Outcome, experiment
 
@@ -96,6 +97,8 @@ def semidiscrete_laguerre(cfg):
                     sgd.value, rtol=0.03,
                     note="Monte-Carlo estimate on 50000 fresh samples; O(1/sqrt(k)) method"),
     ]
+    claims = cite("Chap. 'Semi-discrete and W1', Sec. 'Semi-discrete', Prop. 'Gradient of the "
+                  "semi-discrete dual'", claims)
     return Outcome(metrics=metrics, figures={"laguerre": fig}, claims=claims)
 
 
@@ -171,6 +174,7 @@ def benamou_brenier_geodesic(cfg):
         Claim.holds("Proximal splitting converged (Douglas-Rachford residual <= tol)",
                     res.converged and res2.converged, detail=[res.n_iter, res2.n_iter]),
     ]
+    claims = cite("Chap. 'Dynamic Optimal Transport', Thm 'Benamou--Brenier'", claims)
     return Outcome(metrics=metrics, figures={"geodesic": fig}, claims=claims)
 
 
@@ -250,6 +254,8 @@ def jko_heat(cfg):
         Claim.holds("Free energy decreases along the JKO flow (heat and porous medium)",
                     bool(np.all(np.diff(res.energies) < 0) and np.all(np.diff(pm.energies) < 0))),
     ]
+    claims = cite("Chap. 'Wasserstein Gradient Flows', Sec. 'Minimizing Movements and "
+                  "Wasserstein Gradients'", claims)
     return Outcome(metrics=metrics, figures={"jko": fig}, claims=claims)
 
 
@@ -350,6 +356,8 @@ def meanfield_two_layer(cfg):
                     "small step)", all(bool(np.all(np.diff(c) <= 1e-12))
                                        for n in cfg.widths for c in curves[n])),
     ]
+    claims = cite("Chap. 'Wasserstein Gradient Flows', Sec. 'Training Two-Layer MLPs as "
+                  "Wasserstein Flows'", claims)
     return Outcome(metrics=metrics, figures={"meanfield": fig}, claims=claims)
 
 
@@ -479,4 +487,6 @@ def flow_matching_ot(cfg):
                          "seed (previously both shared one generator): numbers differ from "
                          "earlier runs"),
     ]
+    claims = cite("Chap. 'Generative Models via Transportation', Sec. 'Generative Models via "
+                  "Flow Matching'", claims)
     return Outcome(metrics=metrics, figures={"flow_matching": fig}, claims=claims)

@@ -105,7 +105,8 @@ def gaussian_w2(cfg):
                     label=f"d={d}: slope {fit['slope']:.2f} +- {fit['se']:.2f} "
                           f"(theory {expected_slope(d):.2f})")
         claims.append(Claim.holds(f"d={d}: every exact OT solve carries a valid LP certificate "
-                                  "(feasible plan, feasible duals, zero gap)", all_certified))
+                                  "(feasible plan, feasible duals, zero gap) [notes: Chap. "
+                                  "'Dual Problem', Sec. 'Discrete dual']", all_certified))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.xaxis.set_minor_formatter(NullFormatter())  # minor log labels overlap
