@@ -11,6 +11,7 @@ Pillars (subpackages, imported lazily on first attribute access)::
     measureflow.inverse       (sharpened) Fenchel-Young losses, inverse UOT / JKO
     measureflow.meanfield     VarPro two-timescale training, ultra-fast diffusion
     measureflow.sampling      score matching + Langevin sampling of Gaussians
+    measureflow.da            domain adaptation by OT (scikit-learn style ``Transport``)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .core.errors import ConvergenceWarning, ExperimentSkipped, InputError
 __version__ = "0.1.0"
 
 _SUBPACKAGES = ("core", "ot", "bregman", "spectral", "optim", "conservation", "attention",
-                "inverse", "meanfield", "sampling", "experiments", "datasets")
+                "inverse", "meanfield", "sampling", "experiments", "datasets", "da")
 
 __all__ = ["InputError", "ConvergenceWarning", "ExperimentSkipped", "__version__", *_SUBPACKAGES]
 

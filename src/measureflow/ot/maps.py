@@ -165,25 +165,25 @@ class BarycentricMap(TransportMap):
         x = check_points(ctx.tensor(x, "x"), "x")
         y = check_points(ctx.tensor(y, "y"), "y")
         n, m = x.shape[0], y.shape[0]
-        if isinstance(plan, OTResult):
-            def product(w, axis, res=plan):
-                out = as_tensor(res.apply(w.detach(), axis=axis), "plan", dtype=w.dtype,
-                                device=w.device, check_finite=False)
-                return out
-        else:
-            P = check_shape(ctx.tensor(plan, "plan"), "plan", (n, m))
-            if bool((P.detach() < 0).any()):
+        if not isinstance(plan, OTResult):
+            plan = check_shape(ctx.tensor(plan, "plan"), "plan", (n, m))
+            if bool((plan.detach() < 0).any()):
                 raise InputError("plan: has negative entries")
+        self._setup(x, y, plan, 1, ctx.is_numpy)
 
-            def product(w, axis, P=P):
-                return P @ w if axis == 1 else P.t() @ w
-        self._setup(x, y, product, 1, ctx.is_numpy)
+    @staticmethod
+    def _product(plan, w, axis):
+        """P w (axis 1) or P^T w (axis 0), for a plan tensor or an OTResult's plan products."""
+        if isinstance(plan, OTResult):
+            return as_tensor(plan.apply(w.detach(), axis=axis), "plan", dtype=w.dtype,
+                             device=w.device, check_finite=False)
+        return plan @ w if axis == 1 else plan.t() @ w
 
-    def _setup(self, x, y, product, axis, numpy):
-        self.x, self.y, self._product, self._axis, self._numpy = x, y, product, axis, numpy
+    def _setup(self, x, y, plan, axis, numpy):
+        self.x, self.y, self._plan, self._axis, self._numpy = x, y, plan, axis, numpy
         yw = torch.cat([y, torch.ones_like(y[:, :1])], 1)
         try:
-            out = product(yw, axis)
+            out = self._product(plan, yw, axis)
         except InputError as exc:
             raise InputError(f"plan: does not act on y of {y.shape[0]} points ({exc})") from None
         if tuple(out.shape) != (x.shape[0], yw.shape[1]):
@@ -214,7 +214,7 @@ class BarycentricMap(TransportMap):
     def inverse(self) -> BarycentricMap:
         """Barycentric projection of P^T: y_j -> sum_i P_ij x_i / sum_i P_ij (reverse estimator)."""
         inv = object.__new__(BarycentricMap)
-        inv._setup(self.y, self.x, self._product, 1 - self._axis, self._numpy)
+        inv._setup(self.y, self.x, self._plan, 1 - self._axis, self._numpy)
         return inv
 
 
