@@ -188,7 +188,14 @@ def diffusion_error_vs_n(cfg):
                       "(max |z|)", bonferroni_z(len(big)), float(np.max(z[big])),
                       note="first order in 1/N (derived here); z uses the MC standard error "
                            "over datasets; false-alarm 1e-3 over the N values; at N < 200 the "
-                           "O(1/N^2) remainder may show (metrics)"),
+                           "O(1/N^2) remainder may show (metrics). Relative deviation "
+                           "(MC - theory) / theory by N: "
+                           + ", ".join(f"{n}: {r:+.3f}" for n, r in zip(
+                               cfg.ns, (gen_mc - gen_th) / gen_th, strict=True))
+                           + ". The full run (d = 32, 1000 datasets) fails at N = 200 "
+                             "(|z| 4.2): the deviation halves with each doubling of N (4%, "
+                             "2.2%, 1.1% at N = 50, 100, 200), the O(d/N^2) second-order "
+                             "remainder, resolved there by the smaller standard error"),
         Claim.close("Derived rate: the generalization term decays like 1/N (weighted log-log "
                     "slope of MC - bias, N >= 100)", -1.0, fit["slope"], atol=tol,
                     note=f"tolerance 3 x slope SE ({fit['slope_se']:.3f}, propagated from the MC "
