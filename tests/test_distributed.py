@@ -131,3 +131,51 @@ def test_worker_killed_mid_run_every_claim_still_checked(cluster, tmp_path):
         assert sorted(t["index"] for t in st["tasks"]) == list(range(8))
     # the killed worker was replaced by its nanny
     assert state["killed"] not in cluster.worker_pids().values()
+
+
+@pytest.mark.slow
+def test_scheduler_killed_mid_run_exit_4_then_rerun_resumes(tmp_path, monkeypatch, capsys):
+    """A real multi-process cluster (``dask scheduler`` + ``dask worker`` processes)."""
+    dask_exe = Path(sys.executable).with_name("dask")
+    sf, out = tmp_path / "scheduler.json", tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(FAKES)}
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    sched = subprocess.Popen([str(dask_exe), "scheduler", "--host", "127.0.0.1", "--port", "0",
+                              "--no-dashboard", "--scheduler-file", str(sf)], **quiet)
+    procs = [sched]
+    try:
+        t0 = time.time()
+        while not sf.exists():
+            assert time.time() - t0 < 60
+            time.sleep(0.1)
+        procs.append(subprocess.Popen([str(dask_exe), "worker", "--scheduler-file", str(sf),
+                                       "--nthreads", "1", "--nworkers", "2", "--host",
+                                       "127.0.0.1", "--no-dashboard"], **quiet))
+        names = ["zzfake.slow-1", "zzfake.slow-2", "zzfake.slow-3"]
+        code = (f"import sys; sys.path.insert(0, {str(FAKES)!r}); "
+                "import _fake_experiments as F; import measureflow.experiments as E; "
+                "E._loaded = True; F.register(); from measureflow.cli import main; "
+                "sys.exit(main(sys.argv[1:]))")
+        client = subprocess.Popen([sys.executable, "-c", code, "reproduce", *names, "--out",
+                                   str(out), "--scheduler", str(sf)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        while not list(out.glob("*/status.json")):
+            assert client.poll() is None, client.communicate()
+            time.sleep(0.05)
+        sched.kill()
+        _, err = client.communicate(timeout=120)
+        assert client.returncode == 4, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "lost the Dask scheduler" in lines[0], err
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    complete = [p.parent.name for p in out.glob("*/status.json")]
+    for name, (func, cfg) in F.SLOW.items():
+        monkeypatch.setitem(reg_mod._REGISTRY, name, F.make(name, func, **cfg))
+    capsys.readouterr()
+    assert main(["reproduce", *names, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in complete:
+        assert "(cached)" in printed.split(name)[1].splitlines()[0]

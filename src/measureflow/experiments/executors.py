@@ -440,18 +440,26 @@ class DaskExecutor:
             while pending or futures:
                 # At most one body per experiment slot: a body waiting on a worker for the slot
                 # would count as work queued there and hold back the tasks of running bodies.
-                while pending and len(futures) < self._slots():
-                    job = pending.pop(0)
-                    fut = self.client.submit(
-                        execute_experiment, job.exp, job.mode, job.config_hash,
-                        threads=self.threads, backend="dask", task_retries=self.retries,
-                        key=f"mf-experiment-{job.exp.name}-{uuid.uuid4().hex[:8]}", pure=False,
-                        resources={RESOURCE: 1}, priority=_BODY_PRIORITY, retries=self.retries)
-                    futures[fut] = job
-                    done.add(fut)
-                    if on_start:
-                        on_start(job)
-                fut = next(done)
+                try:
+                    while pending and len(futures) < self._slots():
+                        job = pending[0]
+                        fut = self.client.submit(
+                            execute_experiment, job.exp, job.mode, job.config_hash,
+                            threads=self.threads, backend="dask", task_retries=self.retries,
+                            key=f"mf-experiment-{job.exp.name}-{uuid.uuid4().hex[:8]}",
+                            pure=False, resources={RESOURCE: 1}, priority=_BODY_PRIORITY,
+                            retries=self.retries)
+                        pending.pop(0)
+                        futures[fut] = job
+                        done.add(fut)
+                        if on_start:
+                            on_start(job)
+                    fut = next(done)
+                except Exception as exc:  # noqa: BLE001 - the client lost its scheduler
+                    if self._connected():
+                        raise
+                    raise ExecutorLost(f"lost the Dask scheduler ({type(exc).__name__})"
+                                       ) from None
                 job = futures.pop(fut)
                 try:
                     payload = fut.result()
