@@ -50,12 +50,21 @@ def invsqrtm_psd(S: torch.Tensor, *, rcond: float = 1e-12) -> torch.Tensor:
     return psd_power(S, -0.5, rcond=rcond)
 
 
-def sqdist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def sqdist(x, y):
     """C_ij = |x_i - y_j|^2 for x (..., n, d), y (..., m, d). Clamped at 0 against round-off.
 
     Uses the expansion |x|^2 + |y|^2 - 2 <x, y> (one matmul); exact zeros on the diagonal of
-    sqdist(x, x) are restored.
+    sqdist(x, x) are restored. Tensors in -> tensor out (differentiable); NumPy arrays or lists
+    in -> NumPy out. For a validated public cost builder (and a cancellation-free squared
+    distance) use :func:`measureflow.ot.dist`.
     """
+    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+        from .arrays import ArrayContext
+
+        ctx = ArrayContext(x, y)
+        xt = ctx.tensor(x, "x")
+        yt = xt if y is x else ctx.tensor(y, "y")
+        return ctx.wrap(sqdist(xt, yt))
     x2 = (x * x).sum(-1, keepdim=True)
     y2 = (y * y).sum(-1, keepdim=True).transpose(-1, -2)
     C = (x2 + y2 - 2.0 * x @ y.transpose(-1, -2)).clamp_min(0.0)

@@ -9,6 +9,8 @@ documented stopping error, one entry per check). Use :func:`report_convergence` 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import warnings
 from typing import Any
 
@@ -35,11 +37,62 @@ class SolverResult:
     n_iter: int = 0
     errors: list = dataclasses.field(default_factory=list)
 
+    def __init_subclass__(cls, **kwargs):
+        # Every subclass gets the short repr below: a ``@dataclass`` decorator only writes
+        # ``__repr__`` when the class does not define one itself.
+        super().__init_subclass__(**kwargs)
+        if "__repr__" not in cls.__dict__:
+            cls.__repr__ = SolverResult.__repr__
+
+    def __repr__(self) -> str:
+        """Short summary: scalars by value, arrays by shape and dtype, traces by length."""
+        base = ("converged", "n_iter", "errors")
+        fields = [f for f in dataclasses.fields(self) if f.repr]
+        fields = [f for f in fields if f.name not in base] + [f for f in fields if f.name in base]
+        parts = [f"{f.name}={_short(getattr(self, f.name))}" for f in fields]
+        return f"{type(self).__name__}({', '.join(parts)})"
+
     def replace(self, **changes: Any):
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def _short(v: Any) -> str:
+    """A one-line description of a result field (never the contents of a large array)."""
+    shape = getattr(v, "shape", None)
+    if shape is not None and hasattr(v, "dtype"):
+        if len(shape) == 0:
+            try:
+                return _short(float(v))
+            except (TypeError, ValueError):  # pragma: no cover - exotic 0-d objects
+                return type(v).__name__
+        kind = "tensor" if type(v).__module__.startswith("torch") else "array"
+        dt = str(v.dtype).replace("torch.", "")
+        return f"<{kind} {tuple(shape)} {dt}>"
+    if isinstance(v, bool) or v is None:
+        return repr(v)
+    if isinstance(v, numbers.Integral):
+        return str(int(v))
+    if isinstance(v, numbers.Real):
+        x = float(v)
+        return f"{x:.6g}" if math.isfinite(x) else repr(x)
+    if isinstance(v, str):
+        return repr(v) if len(v) <= 60 else repr(v[:57] + "...")
+    if isinstance(v, (list, tuple)):
+        if not v:
+            return "[]" if isinstance(v, list) else "()"
+        if all(isinstance(e, numbers.Real) and not isinstance(e, bool) for e in v):
+            return f"[{len(v)} values, last {float(v[-1]):.3g}]"
+        return f"<{type(v).__name__} of {len(v)}>"
+    if isinstance(v, dict):
+        return f"<dict of {len(v)}>"
+    if isinstance(v, SolverResult) or dataclasses.is_dataclass(v):
+        text = repr(v)
+        return text if len(text) <= 200 else f"<{type(v).__name__}>"
+    text = repr(v)
+    return text if len(text) <= 80 else f"<{type(v).__name__}>"
 
 
 def report_convergence(converged: bool, solver: str, n_iter: int, error: float, tol: float,

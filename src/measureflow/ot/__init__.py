@@ -47,3 +47,13 @@ __all__ += ["sinkhorn_points", "plan_block", "lazy_plan_apply"]
 from .maps import BarycentricMap, EntropicMap, GaussianMap, LaguerreMap, TransportMap  # noqa: E402
 
 __all__ += ["TransportMap", "BarycentricMap", "EntropicMap", "GaussianMap", "LaguerreMap"]
+
+# the transport engine: geometries, the one loop, kernels; cost builder
+from . import geometry, kernels, loop  # noqa: E402
+from .costs import dist  # noqa: E402
+from .geometry import Dense, Grid, PointCloud  # noqa: E402
+from .kernels import get_backend, set_backend  # noqa: E402
+from .loop import Annealing, Direct, Scaling, SinkhornState  # noqa: E402
+
+__all__ += ["dist", "set_backend", "get_backend", "Scaling", "Annealing", "Direct",
+            "SinkhornState", "Dense", "PointCloud", "Grid", "geometry", "kernels", "loop"]

@@ -29,17 +29,18 @@ sum_k lambda_k OT(mu, nu_k) (Agueh & Carlier 2011; course notes arXiv 2505.06589
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 
 from ..core.arrays import ArrayContext
 from ..core.errors import InputError
 from ..core.linalg import sqdist
+from ..core.progress import Monitor, check_callback
 from ..core.random import make_generator
 from ..core.results import SolverResult, report_convergence
 from ..core.validation import check_int, check_positive, check_weights
-from .sinkhorn import _serial_if_small
+from .geometry import Dense
+from .loop import Coupled, Hard, SinkhornState, sinkhorn_loop
 
 __all__ = ["barycenter", "BarycenterResult"]
 
@@ -65,7 +66,7 @@ def _lambdas(ctx, weights, K, like):
     return lam / lam.sum()
 
 
-def _fixed_support(ctx, hists, C, support, lam, eps, max_iter, tol):
+def _fixed_support(ctx, hists, C, support, lam, eps, max_iter, tol, callback, verbose):
     Bh = ctx.tensor(hists, "measures")
     if Bh.ndim != 2:
         raise InputError(f"measures: expected a (K, n) array of histograms, got shape "
@@ -97,42 +98,36 @@ def _fixed_support(ctx, hists, C, support, lam, eps, max_iter, tol):
         raise InputError("eps: the fixed-support barycenter is entropic; give eps > 0")
     eps = check_positive(eps, "eps")
     lam = _lambdas(ctx, lam, K, C)
-    Kl = -C / eps                                   # (N, n) log-kernel
+    geom = Dense(C)
+    pd = geom.pdtype
     Nb = C.shape[0]
-    lb = torch.where(Bh > 0, Bh.clamp_min(torch.finfo(C.dtype).tiny).log(),
-                     torch.full_like(Bh, -math.inf))
-    lu = torch.zeros(K, Nb, dtype=C.dtype, device=C.device)
-    errors: list[float] = []
-    with _serial_if_small(K * Nb * n):
-        lu, lq, it, converged = _bregman_loop(Kl, lb, lu, lam, max_iter, tol, errors)
-    report_convergence(converged, "barycenter (iterative Bregman)", it, errors[-1], tol)
-    q = lq.exp()
-    lv = lb - torch.logsumexp(Kl[None] + lu[:, :, None], dim=1)
-    P = torch.exp(lu[:, :, None] + Kl[None] + lv[:, None, :])
-    value = (lam * (P * C[None]).sum((1, 2))).sum()
-    return BarycenterResult(weights=q, support=None if support is None else ctx.tensor(
-        support, "support"), value=value, converged=converged, n_iter=it, errors=errors)
+    # Plans P_k = exp((f_k + g_k - C) / eps) diag(b_k): rows coupled (common marginal q),
+    # columns hard (b_k). Same iterates as the log-domain iterative Bregman projections.
+    row = Coupled(torch.ones(Nb, dtype=pd, device=C.device), lam.detach().to(pd))
+    col = Hard(Bh.detach().to(pd))
+    init = (torch.zeros(K, Nb, dtype=pd, device=C.device),
+            torch.zeros(K, n, dtype=pd, device=C.device))
+    out = sinkhorn_loop(geom, row, col, eps, tol=tol, max_iter=max_iter, init=init,
+                        callback=callback, verbose=verbose, description="ot.barycenter")
+    if not out.stopped or not out.converged:
+        report_convergence(out.converged, "barycenter (iterative Bregman)", out.n_iter,
+                           out.error, tol)
+    with torch.no_grad():
+        q = row.barycenter(out.logr)
+        # one more row projection and column projection, so the plans' rows match q
+        f = row.update(out.f, out.logr, eps)
+        g = col.update(out.g, geom.lse(f / eps, out.g / eps, eps, axis=0), eps)
+        lv = g / eps + col.logw
+        P = torch.exp(f[:, :, None] / eps + lv[:, None, :] - C.detach().to(pd)[None] / eps)
+        value = (lam.detach().to(pd) * (P * C.detach().to(pd)[None]).sum((1, 2))).sum()
+    dt = C.dtype
+    return BarycenterResult(weights=q.to(dt), support=None if support is None else ctx.tensor(
+        support, "support"), value=value.to(dt), converged=out.converged, n_iter=out.n_iter,
+        errors=out.errors)
 
 
-def _bregman_loop(Kl, lb, lu, lam, max_iter, tol, errors):
-    converged = False
-    it = 0
-    lq = lu[0]
-    for it in range(1, max_iter + 1):  # noqa: B007
-        lv = lb - torch.logsumexp(Kl[None] + lu[:, :, None], dim=1)        # (K, n)
-        lKv = torch.logsumexp(Kl[None] + lv[:, None, :], dim=2)            # (K, N)
-        row = lu + lKv                                                      # log first marginals
-        lq = (lam[:, None] * row).sum(0)
-        err = float((lam[:, None] * (row.exp() - lq.exp()[None])).abs().sum())
-        errors.append(err)
-        lu = lq[None] - lKv
-        if err <= tol:
-            converged = True
-            break
-    return lu, lq, it, converged
-
-
-def _free_support(ctx, clouds, lam, eps, n_points, init, init_weights, max_iter, tol, seed):
+def _free_support(ctx, clouds, lam, eps, n_points, init, init_weights, max_iter, tol, seed,
+                  callback, verbose):
     Ys, Bs = [], []
     for k, item in enumerate(clouds):
         if isinstance(item, (tuple, list)) and len(item) == 2 and not isinstance(item[0], float):
@@ -177,6 +172,8 @@ def _free_support(ctx, clouds, lam, eps, n_points, init, init_weights, max_iter,
     converged = False
     it = 0
     value = None
+    mon = Monitor(callback, verbose, tol, "ot.barycenter (free support)")
+    mon.__enter__()
     for it in range(1, max_iter + 1):  # noqa: B007
         Xn = torch.zeros_like(X)
         value = X.new_zeros(())
@@ -194,6 +191,9 @@ def _free_support(ctx, clouds, lam, eps, n_points, init, init_weights, max_iter,
             # A fixed point of non-converged inner plans is not reported as converged.
             converged = inner_ok
             break
+        if mon.active and mon(SinkhornState(it, err, eps, None, None, 0, "free support")):
+            break
+    mon.__exit__(None, None, None)
     report_convergence(converged, "barycenter (free support)", it, errors[-1], tol)
     return BarycenterResult(weights=w, support=X, value=value, converged=converged, n_iter=it,
                             errors=errors)
@@ -202,7 +202,7 @@ def _free_support(ctx, clouds, lam, eps, n_points, init, init_weights, max_iter,
 def barycenter(measures, weights=None, *, cost=None, support=None, eps=None,
                n_points: int | None = None, init=None, init_weights=None,
                max_iter: int | None = None, tol: float | None = None,
-               seed=None) -> BarycenterResult:
+               seed=None, callback=None, verbose: bool = False) -> BarycenterResult:
     """Wasserstein barycenter of ``measures`` with barycentric ``weights`` (uniform if None).
 
     Two modes, chosen by the type of ``measures``:
@@ -218,8 +218,14 @@ def barycenter(measures, weights=None, *, cost=None, support=None, eps=None,
       (uniform), moved by the barycentric-projection fixed point; cost |x - y|^2, plans exact
       (``eps=None``) or entropic. Defaults: ``max_iter=100``, ``tol=1e-7``.
 
+    ``callback(state) -> bool | None`` is called once per iteration (fixed support: a
+    :class:`~measureflow.ot.loop.SinkhornState` of the Bregman loop; free support: one per
+    fixed-point step, ``state.error`` the relative change of X); returning True stops.
+    ``verbose=True`` shows a progress bar.
+
     Returns a :class:`BarycenterResult` (NumPy in -> NumPy out).
     """
+    callback = check_callback(callback)
     is_list = isinstance(measures, (list, tuple))
     flat = []
     if is_list:
@@ -236,9 +242,10 @@ def barycenter(measures, weights=None, *, cost=None, support=None, eps=None,
         if eps is not None:
             eps = check_positive(eps, "eps")
         res = _free_support(ctx, measures, weights, eps, n_points, init, init_weights, max_iter,
-                            tol, seed)
+                            tol, seed, callback, verbose)
     else:
         max_iter = 5000 if max_iter is None else check_int(max_iter, "max_iter", min_value=1)
         tol = 1e-9 if tol is None else check_positive(tol, "tol")
-        res = _fixed_support(ctx, measures, cost, support, weights, eps, max_iter, tol)
+        res = _fixed_support(ctx, measures, cost, support, weights, eps, max_iter, tol, callback,
+                             verbose)
     return ctx.wrap(res)

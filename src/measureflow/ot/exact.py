@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..core.results import report_convergence
-from .result import Certificate, OTResult
+from .result import Certificate, EngineState, OTResult
 
 __all__ = ["exact_ot", "lp_certificate"]
 
@@ -67,7 +67,8 @@ def exact_ot(a: torch.Tensor, b: torch.Tensor, C: torch.Tensor, *, max_iter: int
     scalar: d/dC = P, d/da = f, d/db = g by the envelope theorem), the plan, the potentials
     and a :class:`Certificate`. ``max_iter`` defaults to max(10^6, 50 (n + m)^2 ... capped), i.e.
     far above the number of pivots the network simplex needs, and hitting it sets
-    ``converged=False`` with a warning.
+    ``converged=False`` with a warning. ``n_iter = 1`` (one LP solve: POT's network simplex
+    does not report its pivot count; its log holds cost, u, v, warning and result_code).
     """
     import ot as pot  # POT
 
@@ -97,5 +98,6 @@ def exact_ot(a: torch.Tensor, b: torch.Tensor, C: torch.Tensor, *, max_iter: int
     value = lin + (ft * (a - a.detach())).sum() + (gt * (b - b.detach())).sum()
     return OTResult(value=value, linear_cost=lin.detach() if not C.requires_grad else lin, plan=Pt,
                     potential_f=ft, potential_g=gt, certificate=cert, method="network_simplex",
-                    converged=converged, n_iter=int(log.get("n_iter", 0) or 0) if isinstance(log, dict) else 0,
-                    errors=[max(cert.primal_residual, cert.dual_violation, cert.gap)])
+                    converged=converged, n_iter=1,
+                    errors=[max(cert.primal_residual, cert.dual_violation, cert.gap)],
+                    engine=EngineState(plan=Pt.detach()))

@@ -41,6 +41,7 @@ import torch
 
 from ..core.arrays import ArrayContext
 from ..core.errors import InputError
+from ..core.progress import check_callback
 from ..core.results import SolverResult, report_convergence
 from ..core.validation import (
     check_choice,
@@ -52,6 +53,8 @@ from ..core.validation import (
     check_shape,
 )
 from ._grid import check_extent
+from .geometry import Grid
+from .loop import Hard, Prox, sinkhorn_loop
 
 __all__ = ["jko", "JKOResult"]
 
@@ -82,36 +85,10 @@ class JKOResult(SolverResult):
     energies: Any = None
 
 
-def _lse_conv(v: torch.Tensor, Ks: list[torch.Tensor],
-              xis: list[torch.Tensor] | None = None) -> torch.Tensor:
-    """log sum_j exp(v_j - C_ij / eps) for the separable grid cost (one axis at a time).
-
-    Fast path: shift each line of v by its max and multiply by the Gibbs kernel xi = exp(-K)
-    (a matmul); lines where that sum falls below 1e-280 (underflow risk) are recomputed with an
-    exact logsumexp.
-    """
-    for a, K in enumerate(Ks):
-        x = torch.movedim(v, a, -1)
-        out = None
-        if xis is not None:
-            mx = x.amax(-1, keepdim=True)
-            mxf = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
-            ssum = torch.exp(x - mxf) @ xis[a].T
-            bad = (ssum < 1e-280) & torch.isfinite(mx)
-            out = torch.log(ssum) + mxf
-            out = torch.where(torch.isfinite(mx), out, mx)
-            if bool(bad.any()):
-                exact = torch.logsumexp(x.unsqueeze(-2) - K, dim=-1)
-                out = torch.where(bad, exact, out)
-        else:
-            out = torch.logsumexp(x.unsqueeze(-2) - K, dim=-1)
-        v = torch.movedim(out, -1, a)
-    return v
-
-
 def jko(rho0, *, energy: str = "heat", tau: float, n_steps: int, eps: float | None = None,
         extent=None, potential=None, diffusion: float = 1.0, exponent: float = 2.0,
-        cap: float | None = None, max_iter: int = 5000, tol: float = 1e-7) -> JKOResult:
+        cap: float | None = None, max_iter: int = 5000, tol: float = 1e-7, callback=None,
+        verbose: bool = False) -> JKOResult:
     """Run ``n_steps`` entropic JKO steps of size ``tau`` from the grid density ``rho0``.
 
     Parameters
@@ -146,6 +123,11 @@ def jko(rho0, *, energy: str = "heat", tau: float, n_steps: int, eps: float | No
         iterations (warm-started from the previous step). If some step misses ``tol``, a
         ``ConvergenceWarning`` is emitted and ``converged`` is False. After each step the new
         density is rescaled to the exact mass of ``rho0``.
+    callback, verbose:
+        ``callback(state) -> bool | None`` once per inner iteration (a
+        :class:`~measureflow.ot.loop.SinkhornState`, ``state.label = "step k"``, ``state.error``
+        the absolute L1 violation in mass units); True stops the current step. ``verbose=True``
+        shows a progress bar per step.
 
     Returns
     -------
@@ -153,9 +135,12 @@ def jko(rho0, *, energy: str = "heat", tau: float, n_steps: int, eps: float | No
         ``densities``, ``times``, ``energies``, ``converged``, ``n_iter``, ``errors``. Torch
         input gives torch output (same device/dtype) but detached: no autograd through the steps.
     """
+    callback = check_callback(callback)
     ctx = ArrayContext(rho0, potential if not callable(potential) else None)
     r0 = check_nonnegative(ctx.tensor(rho0, "rho0"), "rho0").detach()
     check_ndim(r0, "rho0", (1, 2))
+    if r0.numel() == 0:
+        raise InputError(f"rho0: empty grid of shape {tuple(r0.shape)}")
     d = r0.ndim
     check_choice(energy, "energy", _ENERGIES)
     tau = check_positive(tau, "tau")
@@ -201,10 +186,8 @@ def jko(rho0, *, energy: str = "heat", tau: float, n_steps: int, eps: float | No
     sigma = 2.0 * tau / eps
     D, m_exp = diffusion, exponent
     log_vol = math.log(vol)
-    Ks = [(x[:, None] - x[None, :]) ** 2 / eps for x in axes]
-    xis = [torch.exp(-K) for K in Ks]
-
-    def prox(w: torch.Tensor) -> torch.Tensor:
+    geom = Grid(axes)
+    def prox(w: torch.Tensor, _eps: float = eps) -> torch.Tensor:
         """log of argmin_mu sigma F(mu) + KL(mu | e^w) on cell masses mu."""
         if energy in ("heat", "fokker_planck"):
             return (w - sigma * D * (1.0 - log_vol) - sigma * V) / (1.0 + sigma * D)
@@ -239,43 +222,41 @@ def jko(rho0, *, energy: str = "heat", tau: float, n_steps: int, eps: float | No
             return D / (m_exp - 1.0) * float((rho ** m_exp).sum()) * vol + pot
         return pot
 
+    # One step = the engine's loop on the grid geometry: rows hard (pi 1 = rho_k, the
+    # measured block), columns the KL prox of the free energy (Peyre 2015, Sec. 3.2). The
+    # iteration starts (and each new step restarts) with the row projection from the carried
+    # column potential, as in Peyre's scheme.
     with torch.no_grad():
         p = r0 * vol
-        v = torch.zeros_like(p)
-        u = None
+        g = torch.zeros_like(p)
+        ones = torch.ones_like(p)
+        col = Prox(ones, prox)
         dens = [r0.clone()]
         energies = [free_energy(r0)]
         errors: list[float] = []
         total = 0
         all_conv = True
-        for _ in range(n_steps):
-            logp = torch.log(p)
-            conv = False
-            err = math.inf
-            it = 0
-            while it < max_iter:
-                it += 1
-                u_new = logp - _lse_conv(v, Ks, xis)
-                if u is not None:
-                    ratio = torch.where(p > 0, torch.exp(u - u_new) - 1.0, torch.zeros_like(p))
-                    err = float((p * ratio.abs()).sum()) / mass
-                u = u_new
-                if err <= tol:
-                    conv = True
-                    break
-                w = _lse_conv(u, Ks, xis)
-                logrho = prox(w)
-                v = torch.where(torch.isfinite(w), logrho - w, torch.full_like(w, -math.inf))
-            total += it
-            all_conv &= conv
-            errors.append(err)
-            rho_mass = torch.exp(v + _lse_conv(u, Ks, xis))
+        for k in range(n_steps):
+            row = Hard(p)
+            f = row.update(torch.zeros_like(p), geom.lse(torch.zeros_like(p), g / eps, eps, 1),
+                           eps)
+            out = sinkhorn_loop(geom, row, col, eps, tol=tol * mass,
+                                max_iter=max(max_iter - 1, 1), init=(f, g), callback=callback,
+                                verbose=verbose, label=f"step {k + 1}", description="ot.jko")
+            total += out.n_iter + 1
+            all_conv &= out.converged
+            errors.append(out.error / mass)
+            f = row.update(out.f, out.logr, eps)       # the row projection that closes the step
+            g = out.g
+            u = f / eps + row.logw
+            rho_mass = torch.exp(geom.lse(u, g / eps, eps, axis=0))
             rho_mass = torch.where(torch.isfinite(rho_mass), rho_mass, torch.zeros_like(rho_mass))
             rho_mass = rho_mass * (mass / float(rho_mass.sum()))
             p = rho_mass
             dens.append(p / vol)
             energies.append(free_energy(p / vol))
-            u = None  # the marginal changed: the error restarts at the next step
+            if out.stopped:
+                all_conv = all_conv and out.converged
         densities = torch.stack(dens)
         times = tau * torch.arange(n_steps + 1, dtype=dtype, device=dev)
     report_convergence(all_conv, f"jko({energy})", total, max(errors), tol)

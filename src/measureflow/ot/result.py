@@ -5,9 +5,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import torch
+
+from ..core.arrays import as_tensor, to_numpy
+from ..core.errors import InputError
 from ..core.results import SolverResult
 
-__all__ = ["OTResult", "Certificate"]
+__all__ = ["OTResult", "Certificate", "EngineState"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +51,17 @@ class OTResult(SolverResult):
     certificate:
         :class:`Certificate` for exact solves, ``None`` otherwise.
     method:
-        ``"network_simplex"``, ``"sinkhorn"`` or ``"sinkhorn_unbalanced"``...
+        ``"network_simplex"``, ``"sinkhorn"``, ``"sinkhorn_unbalanced"``, ``"sinkhorn_points"``.
+    eps, rho:
+        The regularisation solved (``None`` for the exact LP / balanced).
+
+    Methods
+    -------
+    The result keeps its geometry and weights (entropic solves) or its plan (exact solves), so
+    the plan can be used without re-passing the inputs: :meth:`apply` (P v, P^T w),
+    :meth:`marginals`, :meth:`plan_block` (rows/columns of P) and :meth:`dense_plan` (all of P,
+    for on-the-fly geometries such as ``sinkhorn_points`` whose ``plan`` field is ``None``).
+    They return NumPy arrays for NumPy calls and tensors otherwise.
     """
 
     value: Any = None
@@ -59,3 +73,92 @@ class OTResult(SolverResult):
     method: str = ""
     eps: float | None = None
     rho: float | None = None
+    engine: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    # -- plan access ---------------------------------------------------------------------
+    def _state(self) -> EngineState:
+        if self.engine is None:
+            raise InputError("res: this result carries no plan data (built by hand?)")
+        return self.engine
+
+    def apply(self, v, axis: int = 1):
+        """P v (``axis=1``, v of shape (m,) or (m, k)) or P^T w (``axis=0``, w (n,) or (n, k))."""
+        return self._state().apply(v, axis)
+
+    def marginals(self):
+        """(P 1, P^T 1): the row and column marginals of the plan."""
+        st = self._state()
+        return st.marginal(1), st.marginal(0)
+
+    def plan_block(self, i0: int = 0, i1: int | None = None, j0: int = 0,
+                   j1: int | None = None):
+        """The block P[i0:i1, j0:j1] of the plan (materialised)."""
+        return self._state().block(i0, i1, j0, j1)
+
+    def dense_plan(self):
+        """The whole plan P (n, m), materialised (for on-the-fly geometries: n m memory)."""
+        return self._state().block(0, None, 0, None)
+
+
+class EngineState:
+    """What an entropic (or exact) result keeps to act with its plan.
+
+    ``geom``: the geometry; ``u``, ``v``: log-scaled potentials f / eps + log a,
+    g / eps + log b (or ``plan``: an explicit plan for exact solves); ``numpy``: convert
+    outputs to NumPy; ``dtype``: the data dtype outputs are cast to.
+    """
+
+    def __init__(self, *, geom=None, u=None, v=None, eps=None, plan=None, numpy=False,
+                 dtype=None, la=None, lb=None):
+        self.geom, self.u, self.v, self.eps, self.plan = geom, u, v, eps, plan
+        self.la, self.lb = la, lb   # log-weights of the solve (inputs kept for checks)
+        self.numpy = numpy
+        ref = u if u is not None else plan
+        self.dtype = dtype or ref.dtype
+        self.pdtype = ref.dtype
+        self.device = ref.device
+
+    def _out(self, t):
+        t = t.to(self.dtype)
+        return to_numpy(t) if self.numpy else t
+
+    def _shape(self):
+        if self.plan is not None:
+            return tuple(self.plan.shape)
+        return self.geom.shape[0][0], self.geom.shape[1][0]
+
+    def apply(self, v, axis):
+        if axis not in (0, 1):
+            raise InputError(f"axis: must be 0 or 1, got {axis!r}")
+        n, m = self._shape()
+        k = m if axis == 1 else n
+        t = as_tensor(v, "v", dtype=self.pdtype, device=self.device).detach()
+        if t.ndim not in (1, 2) or t.shape[0] != k:
+            raise InputError(f"v: expected shape ({k},) or ({k}, k), got {tuple(t.shape)}")
+        with torch.no_grad():
+            if self.plan is not None:
+                P = self.plan.to(self.pdtype)
+                out = P @ t if axis == 1 else P.t() @ t
+            else:
+                out = self.geom.apply(self.u, self.v, self.eps, t, axis)
+        return self._out(out)
+
+    def marginal(self, axis):
+        n, m = self._shape()
+        ones = torch.ones(m if axis == 1 else n, dtype=self.pdtype, device=self.device)
+        return self.apply(ones, axis)
+
+    def block(self, i0, i1, j0, j1):
+        n, m = self._shape()
+        i1 = n if i1 is None else i1
+        j1 = m if j1 is None else j1
+        for name, lo, hi, size in (("i", i0, i1, n), ("j", j0, j1, m)):
+            if isinstance(lo, bool) or isinstance(hi, bool) or not (
+                    isinstance(lo, int) and isinstance(hi, int)) or not 0 <= lo < hi <= size:
+                raise InputError(f"{name}1: need 0 <= {name}0 < {name}1 <= {size}, got "
+                                 f"{name}0={lo!r}, {name}1={hi!r}")
+        with torch.no_grad():
+            if self.plan is not None:
+                return self._out(self.plan[i0:i1, j0:j1])
+            return self._out(self.geom.block(self.u, self.v, self.eps, slice(i0, i1),
+                                             slice(j0, j1)))

@@ -1,37 +1,25 @@
-"""Entropic optimal transport: log-domain Sinkhorn, balanced and unbalanced.
+"""Entropic optimal transport on any geometry: balanced, unbalanced, symmetric.
 
-Problem solved (cost ``C`` (n, m), weights ``a`` (n,), ``b`` (m,), ``eps > 0``)::
+Problem solved (cost C from a geometry, weights ``a`` (n,), ``b`` (m,), ``eps > 0``)::
 
-    OT_eps(a, b) = min_{P >= 0} <C, P> + eps KL(P | a x b) + rho KL(P 1 | a) + rho KL(P^T 1 | b)
+    OT_eps(a, b) = min_{P >= 0} <C, P> + eps KL(P | a x b) + rho_a KL(P 1 | a) + rho_b KL(P^T 1 | b)
 
-with KL(p | q) = sum p log(p / q) - p + q. ``rho = None`` (or inf) is the balanced problem
-(marginal constraints P 1 = a, P^T 1 = b instead of the two penalties). Its dual is::
+with KL(p | q) = sum p log(p / q) - p + q; a ``None`` (or inf) rho is a hard marginal
+(``rho = None``: the balanced problem P 1 = a, P^T 1 = b). Its dual is::
 
     max_{f, g}  F(f; a) + F(g; b) - eps sum_ij a_i b_j (exp((f_i + g_j - C_ij) / eps) - 1)
 
-with F(f; a) = <a, f> (balanced) or -rho <a, exp(-f / rho) - 1> (unbalanced), and the optimal
-plan is P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps) (course notes arXiv 2505.06589, Sec.
-"Entropic regularization"; unbalanced: Chizat, Peyre, Schmitzer & Vialard 2018, Sejourne et
-al. 2019).
+with F(f; a) = <a, f> (hard) or -rho <a, exp(-f / rho) - 1> (KL), and the optimal plan is
+P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps) (course notes arXiv 2505.06589, Sec. "Entropic
+regularization"; unbalanced: Chizat, Peyre, Schmitzer & Vialard 2018, Sejourne et al. 2019).
 
-Iteration (alternating dual maximisation, log domain), lambda = rho / (rho + eps) (1 if
-balanced)::
-
-    g_j <- -lambda eps log sum_i a_i exp((f_i - C_ij) / eps)
-    f_i <- -lambda eps log sum_j b_j exp((g_j - C_ij) / eps)
-
-Each log-sum-exp is stabilised by the *previous* potential (the row sums computed are then the
-marginals of the current plan divided by the weights, so the stopping error comes for free);
-if these sums leave the floating-point range, that half-step is redone with a max-shifted
-``torch.logsumexp``. Both are written by hand here (no POT code); POT is used only in tests.
-
-Stopping rule (one for the family): the L1 marginal violation of the returned plan with
-respect to the first-order optimality marginals a~ = a exp(-f / rho), b~ = b exp(-g / rho)
-(a~ = a, b~ = b when balanced)::
-
-    err = ||P 1 - a~||_1 + ||P^T 1 - b~||_1      (in units of mass; the second term is 0
-                                                  because every error is measured right
-                                                  after a g-update)
+The iteration, stopping rule, eps schedules and kernels are those of the engine
+(:mod:`measureflow.ot.loop`, :mod:`measureflow.ot.geometry`, :mod:`measureflow.ot.kernels`).
+This module turns the engine's potentials into an :class:`~measureflow.ot.result.OTResult`:
+``value`` = the dual objective at the returned potentials, differentiable in a, b and the
+cost's inputs by the envelope theorem (no backpropagation through iterations);
+``linear_cost`` = <C, P>; ``plan`` (dense geometries) and plan products through the result's
+methods.
 """
 
 from __future__ import annotations
@@ -40,69 +28,27 @@ import math
 
 import torch
 
+from ..core.arrays import ArrayContext
+from ..core.errors import InputError
 from ..core.results import report_convergence
-from ..core.threads import serial_if_small as _serial_if_small
-from .result import OTResult
+from ..core.validation import check_positive, check_shape
+from .geometry import Dense, Geometry
+from .loop import (
+    KL,
+    Annealing,
+    Direct,
+    Hard,
+    Scaling,
+    Schedule,
+    log_weights,
+    sinkhorn_loop,
+)
+from .result import EngineState, OTResult
 
-__all__ = ["sinkhorn_ot", "entropic_dual_value"]
+__all__ = ["sinkhorn_ot", "symmetric_sinkhorn_ot", "symmetric_sinkhorn", "entropic_dual_value",
+           "entropic_solve", "rho_pair", "resolve_schedule", "check_relax"]
 
-
-def _log_weights(w: torch.Tensor) -> torch.Tensor:
-    return torch.where(w > 0, w.clamp_min(torch.finfo(w.dtype).tiny).log(),
-                       torch.full_like(w, -math.inf))
-
-
-class _Kernel:
-    """Holds K = -C / eps and a work buffer; computes the two stabilised half-steps."""
-
-    def __init__(self, C: torch.Tensor, eps: float):
-        self.eps = eps
-        self.K = C / (-eps)
-        self.T = torch.empty_like(self.K)
-        self.E = torch.empty_like(self.K)
-        n, m = C.shape
-        kw = dict(dtype=C.dtype, device=C.device)
-        self.one_n = torch.ones(n, **kw)
-        self.one_m = torch.ones(m, **kw)
-        fi = torch.finfo(C.dtype)
-        self.lo = fi.tiny ** 0.8
-        self.hi = fi.max ** 0.8
-        self.small = n * m < 2**16
-
-    def _fill(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        # T_ij = K_ij + u_i + v_j. Large problems: one pass (rank-2 update through BLAS);
-        # small ones: two elementwise passes (BLAS threading overhead dominates there).
-        if self.small:
-            torch.add(self.K, u[:, None], out=self.T)
-            return self.T.add_(v[None, :])
-        U = torch.stack([u, self.one_n], 1)
-        V = torch.stack([self.one_m, v], 0)
-        return torch.addmm(self.K, U, V, out=self.T)
-
-    def _sum(self, T: torch.Tensor, dim: int) -> torch.Tensor:
-        if self.small:
-            return T.sum(dim)
-        return torch.mv(T, self.one_m) if dim == 1 else torch.mv(T.t(), self.one_n)
-
-    def log_rowsum(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """log sum_j exp(K_ij + u_i + v_j)."""
-        # (exp out of place: in-place exp_ is very slow with several torch threads on tiny
-        # tensors in some torch builds)
-        T = torch.exp(self._fill(u, v), out=self.E)
-        r = self._sum(T, 1)
-        rmin, rmax = torch.aminmax(r)
-        if not (float(rmin) >= self.lo and float(rmax) <= self.hi):
-            return torch.logsumexp(self._fill(u, v), 1)
-        return r.log()
-
-    def log_colsum(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """log sum_i exp(K_ij + u_i + v_j)."""
-        T = torch.exp(self._fill(u, v), out=self.E)
-        c = self._sum(T, 0)
-        cmin, cmax = torch.aminmax(c)
-        if not (float(cmin) >= self.lo and float(cmax) <= self.hi):
-            return torch.logsumexp(self._fill(u, v), 0)
-        return c.log()
+_log_weights = log_weights
 
 
 def rho_pair(rho) -> tuple[float | None, float | None]:
@@ -114,149 +60,186 @@ def rho_pair(rho) -> tuple[float | None, float | None]:
     return (float(rho), float(rho))
 
 
-def _side_term(w, h, r):
-    """F(h; w) = <w, h> (hard marginal, r = None) or -r <w, exp(-h / r) - 1> (KL penalty r)."""
-    return w @ h if r is None else -r * (w @ torch.expm1(-h / r))
+def _block(w, r):
+    return Hard(w) if r is None else KL(w, r)
 
 
-def _run_stage(C, a, b, la, lb, eps, rho, f, g, max_iter, tol, errors):
-    """Sinkhorn at fixed eps from (f, g). Returns (f, g, n_iter, err) with g fitted to f."""
-    ker = _Kernel(C, eps)
+def resolve_schedule(eps_scaling, eps: float, scale_fn, *, init=None, dtype=torch.float64):
+    """The :class:`~measureflow.ot.loop.Schedule` for an ``eps_scaling`` argument (validated).
+
+    ``"auto"``: no schedule with a warm start or when eps >= 0.1 x the cost range; otherwise
+    ``Scaling(0.5)`` (float64) or ``Annealing(0.81)`` (float32 and lower: one iteration per
+    intermediate eps is enough at float32 tolerances and much cheaper). ``None``/``False``:
+    :class:`Direct`. A number q in (0, 1): ``Scaling(q)``. A Schedule instance: itself.
+    """
+    from ..core.validation import check_in_range
+
+    if isinstance(eps_scaling, Schedule):
+        if not 0.0 < eps_scaling.q < 1.0:
+            raise InputError(f"eps_scaling: factor q must lie in (0, 1), got {eps_scaling.q}")
+        return eps_scaling
+    if isinstance(eps_scaling, str):
+        if eps_scaling != "auto":
+            raise InputError(f"eps_scaling: must be 'auto', None, a factor in (0, 1) or a "
+                             f"Schedule (ot.Scaling / ot.Annealing), got {eps_scaling!r}")
+        if init is not None:
+            return Direct()
+        lo, hi = scale_fn()
+        if not eps < 0.1 * (hi - lo):
+            return Direct()
+        if torch.finfo(dtype).bits < 64:
+            return Annealing(0.81)
+        return Scaling(0.5)
+    if eps_scaling is None or eps_scaling is False:
+        return Direct()
+    q = check_in_range(eps_scaling, "eps_scaling", 0.0, 1.0, low_open=True, high_open=True)
+    return Scaling(q)
+
+
+def check_relax(relax):
+    """Validate ``relax``: ``"auto"``, None / False (off) or a factor omega in [1, 2)."""
+    from ..core.validation import check_in_range
+
+    if relax is None or relax is False:
+        return None
+    if isinstance(relax, str):
+        if relax != "auto":
+            raise InputError(f"relax: must be 'auto', None or a factor in [1, 2), got {relax!r}")
+        return relax
+    return check_in_range(relax, "relax", 1.0, 2.0, high_open=True)
+
+
+def entropic_solve(geom: Geometry, a: torch.Tensor, b: torch.Tensor, *, eps: float, rho=None,
+                   tol: float, max_iter: int, init=None, schedule: Schedule | None = None,
+                   recenter: bool = False, relax="auto", callback=None, verbose: bool = False,
+                   want_plan: bool = True, method: str | None = None,
+                   description: str = "sinkhorn", label: str = "",
+                   warn_stacklevel: int = 4) -> OTResult:
+    """Entropic OT on a geometry (tensor-only; inputs validated by the public faces).
+
+    ``a``, ``b`` in the data dtype (may require grad); ``init`` = (f, g) or None. Returns an
+    :class:`OTResult` whose ``value`` is differentiable in a, b and the geometry's inputs.
+    """
+    pd = geom.pdtype
     ra, rb = rho_pair(rho)
-    lam_a = 1.0 if ra is None else ra / (ra + eps)
-    lam_b = 1.0 if rb is None else rb / (rb + eps)
-    err = math.inf
-    it = 0
-    while it < max_iter:
-        it += 1
-        # g-step: log c_j = log sum_i a_i exp((f_i + g_j - C_ij)/eps) (column marginal / b_j).
-        logc = ker.log_colsum(f / eps + la, g / eps)
-        g = lam_b * (g - eps * logc)
-        # f-step: log r_i = log sum_j b_j exp((f_i + g_j - C_ij)/eps) (row marginal / a_i).
-        logr = ker.log_rowsum(f / eps, g / eps + lb)
-        target = torch.ones_like(f) if ra is None else torch.exp(-f / ra)
-        err = float((a * (logr.exp() - target).abs()).sum())
-        errors.append(err)
-        if err <= tol or math.isnan(err) or it >= max_iter:
-            # Stop here, before the f-step, so that the returned (f, g) is the pair whose
-            # marginal violation was just measured (never a newer, unmeasured iterate).
-            break
-        f = lam_a * (f - eps * logr)
-    return f, g, it, err
+    balanced = ra is None and rb is None
+    ad, bd = a.detach(), b.detach()
+    if balanced and float(bd.sum()) != float(ad.sum()):
+        # Validated to match within 1e-6: make them equal so the marginal error can reach 0.
+        b = b * (a.sum() / b.sum())
+        bd = b.detach()
+    row, col = _block(ad.to(pd), ra), _block(bd.to(pd), rb)
+    if relax == "auto" and not balanced:
+        relax = None   # automatic over-relaxation only for balanced problems
+    out = sinkhorn_loop(geom, row, col, eps, tol=tol, max_iter=max_iter, schedule=schedule,
+                        init=init, recenter=recenter, relax=relax, callback=callback,
+                        verbose=verbose, description=description, label=label)
+    if not out.stopped or not out.converged:
+        what = " (stopped by callback)" if out.stopped else ""
+        report_convergence(out.converged, f"Sinkhorn{what} (eps={eps:.3g}, rho={rho})",
+                           out.n_iter, out.error, tol, stacklevel=warn_stacklevel)
+    f, g = out.f, out.g
+    dt = geom.dtype
+    with torch.no_grad():
+        u, v = f / eps + row.logw, g / eps + col.logw
+        lin = geom.linear_cost(u, v, eps)
+        plan = geom.block(u, v, eps).to(dt) if want_plan else None
+    mass = geom.mass(a, b, f, g, eps)
+    value = (row.dual(f, a.to(pd)) + col.dual(g, b.to(pd))
+             - eps * (mass - a.to(pd).sum() * b.to(pd).sum())).to(dt)
+    if method is None:
+        method = "sinkhorn" if balanced else "sinkhorn_unbalanced"
+    return OTResult(value=value, linear_cost=lin.to(dt), plan=plan, potential_f=f.to(dt),
+                    potential_g=g.to(dt), certificate=None, method=method, eps=eps, rho=rho,
+                    converged=out.converged, n_iter=out.n_iter, errors=out.errors,
+                    engine=EngineState(geom=geom, u=u, v=v, eps=eps, dtype=dt, la=row.logw,
+                                       lb=col.logw))
 
 
-def entropic_dual_value(a, b, C, f, g, eps: float, rho=None) -> torch.Tensor:
-    """Dual objective at (f, g) (see the module docstring), differentiable in a, b, C.
+def sinkhorn_ot(a: torch.Tensor, b: torch.Tensor, C: torch.Tensor, *, eps: float,
+                rho: float | None = None, max_iter: int = 10_000, tol: float = 1e-8,
+                init=None, eps_scaling: float | Schedule | None = None, stage_iter: int = 100,
+                recenter: bool = False, relax="auto", callback=None,
+                verbose: bool = False) -> OTResult:
+    """Entropic OT for a dense cost on validated tensors (see :func:`ot.solve`).
 
+    ``eps_scaling``: None (solve at ``eps`` directly), a factor q in (0, 1) (``Scaling(q)``
+    with ``stage_iter`` iterations per intermediate stage at most) or a Schedule.
+    """
+    if isinstance(eps_scaling, (int, float)) and not isinstance(eps_scaling, bool):
+        schedule = Scaling(float(eps_scaling), stage_iter=stage_iter)
+    else:
+        schedule = eps_scaling
+    return entropic_solve(Dense(C), a, b, eps=eps, rho=rho, tol=tol, max_iter=max_iter,
+                          init=init, schedule=schedule, recenter=recenter, relax=relax,
+                          callback=callback, verbose=verbose, warn_stacklevel=5)
+
+
+def symmetric_sinkhorn(geom: Geometry, a: torch.Tensor, *, eps: float, tol: float,
+                       max_iter: int, schedule: Schedule | None = None, callback=None,
+                       verbose: bool = False, label: str = "", description="sinkhorn"):
+    """OT_eps(a, a) for a symmetric geometry (balanced), by the averaged symmetric iteration.
+
+    f <- (f + T(f)) / 2 with T(f)_i = -eps log sum_j a_j exp((f_j - C_ij)/eps) (Feydy et al.
+    2019, Sec. 3); the optimal pair is (f, f). Stopping rule: the L1 marginal violation of
+    P_ij = a_i a_j exp((f_i + f_j - C_ij)/eps), both marginals counted: 2 ||P 1 - a||_1.
+    Returns ``(value, f, converged, n_iter, errors)``, value differentiable in a and the
+    geometry's inputs (envelope theorem).
+    """
+    pd = geom.pdtype
+    row = Hard(a.detach().to(pd))
+    out = sinkhorn_loop(geom, row, None, eps, tol=tol, max_iter=max_iter, schedule=schedule,
+                        symmetric=True, callback=callback, verbose=verbose, label=label,
+                        description=description)
+    if not out.stopped or not out.converged:
+        report_convergence(out.converged, f"symmetric Sinkhorn (eps={eps:.3g})", out.n_iter,
+                           out.error, tol, stacklevel=4)
+    f = out.f
+    ap = a.to(pd)
+    value = (2.0 * row.dual(f, ap) - eps * (geom.mass(a, a, f, f, eps) - ap.sum() ** 2))
+    return value.to(geom.dtype), f.to(geom.dtype), out.converged, out.n_iter, out.errors
+
+
+def symmetric_sinkhorn_ot(a: torch.Tensor, C: torch.Tensor, *, eps: float,
+                          max_iter: int = 10_000, tol: float = 1e-8,
+                          eps_scaling: float | Schedule | None = None, stage_iter: int = 100):
+    """:func:`symmetric_sinkhorn` for a dense symmetric cost matrix."""
+    if isinstance(eps_scaling, (int, float)) and not isinstance(eps_scaling, bool):
+        schedule = Scaling(float(eps_scaling), stage_iter=stage_iter)
+    else:
+        schedule = eps_scaling
+    return symmetric_sinkhorn(Dense(C, symmetric=True), a, eps=eps, tol=tol, max_iter=max_iter,
+                              schedule=schedule)
+
+
+def entropic_dual_value(a, b, C, f, g, eps: float, rho=None):
+    """Dual objective of entropic OT at potentials (f, g), differentiable in a, b, C.
+
+        D(f, g) = F(f; a) + F(g; b) - eps sum_ij a_i b_j (exp((f_i + g_j - C_ij) / eps) - 1)
+
+    with F(f; a) = <a, f> (hard marginal) or -rho <a, exp(-f / rho) - 1> (KL penalty rho).
     ``rho``: None (balanced), a number (both marginals KL-penalised) or a pair (rho_a, rho_b)
-    whose None / inf entries are hard marginals.
+    whose None / inf entries are hard marginals. NumPy in -> float out; tensors in -> 0-d
+    tensor out.
 
     With f, g detached this is the envelope-theorem value: its gradient is the gradient of
     OT_eps at the optimum (d/dC = P, d/da_i = f_i - eps (sum_j b_j E_ij - sum_j b_j) for the
     balanced problem, ...).
     """
+    from .solve import _check_rho
+
+    ctx = ArrayContext(a, b, C, f, g)
+    C = ctx.tensor(C, "C")
+    if C.ndim != 2:
+        raise InputError(f"C: expected a 2-D cost matrix, got shape {tuple(C.shape)}")
+    n, m = C.shape
+    a = check_shape(ctx.tensor(a, "a"), "a", (n,))
+    b = check_shape(ctx.tensor(b, "b"), "b", (m,))
+    f = check_shape(ctx.tensor(f, "f"), "f", (n,))
+    g = check_shape(ctx.tensor(g, "g"), "g", (m,))
+    eps = check_positive(eps, "eps")
+    ra, rb = rho_pair(_check_rho(rho))
     P = a[:, None] * b[None, :] * torch.exp((f[:, None] + g[None, :] - C) / eps)
     mass = eps * (P.sum() - a.sum() * b.sum())
-    ra, rb = rho_pair(rho)
-    return _side_term(a, f, ra) + _side_term(b, g, rb) - mass
-
-
-def eps_schedule(scale: float, eps: float, factor: float | None) -> list[float]:
-    """Decreasing eps values from ``scale`` (cost range) down to ``eps`` (last entry)."""
-    if factor is None or scale <= eps:
-        return [eps]
-    out = []
-    e = scale
-    while e > eps:
-        out.append(e)
-        e *= factor
-    out.append(eps)
-    return out
-
-
-def sinkhorn_ot(a: torch.Tensor, b: torch.Tensor, C: torch.Tensor, *, eps: float,
-                rho: float | None = None, max_iter: int = 10_000, tol: float = 1e-8,
-                init=None, eps_scaling: float | None = None, stage_iter: int = 100) -> OTResult:
-    """Entropic OT by log-domain Sinkhorn on validated tensors (see :func:`ot.solve`).
-
-    ``eps_scaling``: None (solve at ``eps`` directly) or a factor q in (0, 1): the solver first
-    runs at eps_0 = max C - min C, eps_1 = q eps_0, ..., each intermediate stage for at most
-    ``stage_iter`` iterations or until its marginal violation is below max(tol, 1e-3 mass),
-    carrying the potentials over (Schmitzer 2019, Sec. 3.2). ``max_iter`` bounds the total.
-    """
-    Cd, ad, bd = C.detach(), a.detach(), b.detach()
-    if rho_pair(rho) == (None, None) and float(bd.sum()) != float(ad.sum()):
-        # Validated to match within 1e-6: make them equal so the marginal error can reach 0.
-        b = b * (a.sum() / b.sum())
-        bd = b.detach()
-    la, lb = _log_weights(ad), _log_weights(bd)
-    n, m = Cd.shape
-    if init is None:
-        f = torch.zeros(n, dtype=Cd.dtype, device=Cd.device)
-        g = torch.zeros(m, dtype=Cd.dtype, device=Cd.device)
-    else:
-        f, g = (t.detach().clone() for t in init)
-    errors: list[float] = []
-    scale = float(Cd.max() - Cd.min())
-    stages = eps_schedule(scale, eps, eps_scaling)
-    mass = float(ad.sum())
-    used = 0
-    with torch.no_grad(), _serial_if_small(n * m):
-        for e in stages[:-1]:
-            f, g, k, _ = _run_stage(Cd, ad, bd, la, lb, e, rho, f, g,
-                                    min(stage_iter, max(max_iter - used - 1, 0)),
-                                    max(tol, 1e-3 * mass), errors)
-            used += k
-        f, g, k, err = _run_stage(Cd, ad, bd, la, lb, eps, rho, f, g, max(max_iter - used, 1),
-                                  tol, errors)
-        used += k
-        P = ad[:, None] * bd[None, :] * torch.exp((f[:, None] + g[None, :] - Cd) / eps)
-    converged = bool(err <= tol)
-    report_convergence(converged, f"Sinkhorn (eps={eps:.3g}, rho={rho})", used, err, tol,
-                       stacklevel=4)
-    value = entropic_dual_value(a, b, C, f, g, eps, rho)
-    lin = (Cd * P).sum()
-    return OTResult(value=value, linear_cost=lin, plan=P, potential_f=f, potential_g=g,
-                    certificate=None, method="sinkhorn" if rho_pair(rho) == (None, None) else "sinkhorn_unbalanced",
-                    eps=eps, rho=rho, converged=converged, n_iter=used, errors=errors)
-
-
-def symmetric_sinkhorn_ot(a: torch.Tensor, C: torch.Tensor, *, eps: float,
-                          max_iter: int = 10_000, tol: float = 1e-8,
-                          eps_scaling: float | None = None, stage_iter: int = 100):
-    """OT_eps(a, a) for a symmetric cost C (balanced), by the averaged symmetric iteration.
-
-    f <- (f + T(f)) / 2 with T(f)_i = -eps log sum_j a_j exp((f_j - C_ij)/eps) (Feydy et al.
-    2019, Sec. 3); the optimal pair is (f, f). Stopping rule as in :func:`sinkhorn_ot`: L1
-    marginal violation sum_i |(P 1)_i - a_i| of P_ij = a_i a_j exp((f_i + f_j - C_ij)/eps).
-    Returns ``(value, f, converged, n_iter, errors)``, value differentiable in a and C.
-    """
-    Cd, ad = C.detach(), a.detach()
-    la = _log_weights(ad)
-    f = torch.zeros(Cd.shape[0], dtype=Cd.dtype, device=Cd.device)
-    errors: list[float] = []
-    stages = eps_schedule(float(Cd.max() - Cd.min()), eps, eps_scaling)
-    mass = float(ad.sum())
-    used = 0
-    err = math.inf
-    with torch.no_grad(), _serial_if_small(Cd.numel()):
-        for s, e in enumerate(stages):
-            last = s == len(stages) - 1
-            cap = max(max_iter - used, 1) if last else min(stage_iter, max(max_iter - used - 1, 0))
-            stol = tol if last else max(tol, 1e-3 * mass)
-            ker = _Kernel(Cd, e)
-            k = 0
-            while k < cap:
-                k += 1
-                logr = ker.log_rowsum(f / e, f / e + la)
-                err = float((ad * (logr.exp() - 1.0).abs()).sum())
-                errors.append(err)
-                if err <= stol or math.isnan(err) or k >= cap:
-                    break  # keep the measured iterate (see _run_stage)
-                f = f - 0.5 * e * logr
-            used += k
-    converged = bool(err <= tol)
-    report_convergence(converged, f"symmetric Sinkhorn (eps={eps:.3g})", used, err, tol,
-                       stacklevel=4)
-    value = entropic_dual_value(a, a, C, f, f, eps, None)
-    return value, f, converged, used, errors
+    val = _block(a, ra).dual(f, a) + _block(b, rb).dual(g, b) - mass
+    return ctx.wrap(val)

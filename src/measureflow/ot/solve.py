@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 
-import torch
+import numpy as np
 
 from ..core.arrays import ArrayContext
 from ..core.errors import InputError
+from ..core.progress import check_callback
 from ..core.validation import (
-    check_in_range,
     check_int,
     check_masses_match,
     check_ndim,
@@ -18,13 +18,59 @@ from ..core.validation import (
     check_weights,
 )
 from .exact import exact_ot
+from .geometry import Dense
+from .loop import default_tol
 from .result import OTResult
-from .sinkhorn import sinkhorn_ot
+from .sinkhorn import check_relax, entropic_solve, resolve_schedule
 
 __all__ = ["solve"]
 
+# POT / OTT / GeomLoss spellings that users bring, and the measureflow spelling to point to.
+_FOREIGN_KWARGS = {
+    "reg": "eps= (entropic regularisation, absolute, in cost units: POT's reg)",
+    "reg_m": "rho= (marginal KL penalty; rho=(rho_a, rho_b) for two values)",
+    "epsilon": "eps=",
+    "blur": "eps= (GeomLoss: eps = blur**p, and its cost for p=2 is |x-y|^2/2)",
+    "method": "eps=None for the exact LP, eps > 0 for Sinkhorn (no method= argument)",
+    "numItermax": "max_iter=",
+    "numIterMax": "max_iter=",
+    "stopThr": "tol= (L1 marginal violation, mass units)",
+    "threshold": "tol= (L1 marginal violation, mass units)",
+    "max_iterations": "max_iter=",
+    "M": "C (third positional argument: solve(a, b, C))",
+    "cost_matrix": "C (third positional argument: solve(a, b, C))",
+    "log": "nothing: the result always carries potentials, errors and n_iter",
+    "verbose_every": "callback= (called once per iteration)",
+    "unbalanced": "rho=",
+    "reg_type": "nothing: the regulariser is KL(P | a x b) (POT's entropic plan is the same)",
+    "warmstart": "init=(f, g)",
+}
+
+
+def foreign_kwargs(kwargs: dict, fn: str) -> None:
+    """Raise an InputError pointing to the measureflow spelling of a POT/OTT/GeomLoss kwarg."""
+    for k in kwargs:
+        hint = _FOREIGN_KWARGS.get(k)
+        if hint is not None:
+            raise InputError(f"{k}: {fn} has no argument {k!r}; use {hint}")
+        raise InputError(f"{k}: unexpected keyword argument of {fn}")
+
+
+def _is_empty(x) -> bool:
+    if isinstance(x, (list, tuple)):
+        return len(x) == 0
+    numel = getattr(x, "numel", None)
+    if callable(numel):
+        return numel() == 0
+    size = getattr(x, "size", None)
+    return isinstance(size, int) and size == 0
+
 
 def _validate(ctx: ArrayContext, a, b, C):
+    for name, w in (("a", a), ("b", b)):
+        if w is not None and not isinstance(w, (int, float)) and _is_empty(w):
+            raise InputError(f"{name}: empty weights; pass {name}=None for uniform weights "
+                             "(POT's a=[] spelling)")
     C = ctx.tensor(C, "C")
     check_ndim(C, "C", 2)
     n, m = C.shape
@@ -51,8 +97,9 @@ def _check_rho(rho):
     return None if math.isinf(r) else r
 
 
-def solve(a, b, C, *, eps=None, rho=None, max_iter: int | None = None, tol: float | None = None,
-          init=None, eps_scaling="auto") -> OTResult:
+def solve(a, b, C=None, *, eps=None, rho=None, max_iter: int | None = None,
+          tol: float | None = None, init=None, eps_scaling="auto", relax="auto",
+          recenter: bool = False, callback=None, verbose: bool = False, **kwargs) -> OTResult:
     """Discrete optimal transport between weights ``a`` (n,) and ``b`` (m,) for the cost ``C`` (n, m).
 
     ``a``/``b`` ``None`` mean uniform weights 1/n, 1/m. NumPy in -> NumPy out; tensors in ->
@@ -80,14 +127,28 @@ def solve(a, b, C, *, eps=None, rho=None, max_iter: int | None = None, tol: floa
     same bound holds for ``linear_cost - OT_0``.
 
     Stopping rule: L1 marginal violation ||P1 - a~||_1 + ||P^T1 - b~||_1 <= ``tol`` (default
-    1e-8, in units of mass, floored at 100 x machine-eps x mass so float32 can reach it),
+    :func:`measureflow.ot.loop.default_tol`: 1e-8 x mass in float64, 1e-5 x mass in float32),
     a~ = a exp(-f/rho_a) (= a for a hard marginal). If ``max_iter`` is hit first, the result
     has ``converged=False``, a ``ConvergenceWarning`` is emitted, and ``errors[-1]`` is the
     violation of the returned plan itself (not of an earlier iterate). ``max_iter`` (default
     10000) bounds the total number of Sinkhorn iterations (one g- and one f-update each).
     ``init=(f, g)``: warm-start potentials (the first update is the g-step from ``f``; ``g``
-    only stabilises it). ``eps_scaling``: ``"auto"`` (factor 0.5 when eps < 0.1 x cost range
-    and no ``init``), ``None`` (off) or a factor in (0, 1).
+    only stabilises it). ``eps_scaling``: ``"auto"`` (eps-scaling by tolerance with factor 0.5
+    in float64, annealing with factor 0.81 in float32, when eps < 0.1 x cost range and no
+    ``init``), ``None`` (off), a factor in (0, 1) (scaling by tolerance) or a schedule
+    ``ot.Scaling(q, stage_tol, stage_iter)`` / ``ot.Annealing(q)`` (see
+    :mod:`measureflow.ot.loop`). ``relax``: over-relaxation of the final eps stage,
+    f <- f + omega (T(f) - f) (Thibault et al. 2017; Lehmann et al. 2021): ``"auto"`` (default,
+    balanced problems only: omega from the observed convergence rate, with a safeguard that
+    falls back to omega = 1), ``None`` (plain Sinkhorn) or a factor in [1, 2).
+    ``recenter=True``: translation-invariant iteration for
+    unbalanced problems (Sejourne et al. 2022). ``callback(state) -> bool | None`` is called
+    once per iteration (return True to stop; see docs/ot.md, "Progress and callbacks");
+    ``verbose=True`` shows a progress bar. The float32 path computes exponents in float64
+    (mixed precision, see :mod:`measureflow.ot.kernels`).
+
+    The result keeps its geometry: ``res.apply(v)`` (P v), ``res.apply(w, axis=0)`` (P^T w),
+    ``res.marginals()``, ``res.plan_block(i0, i1)``.
 
     Gradients (envelope theorem on the dual, no backprop through iterations): d value / dC = P,
     d value / da = the partial derivative of the dual in a at (f, g) (= f up to an additive
@@ -105,6 +166,16 @@ def solve(a, b, C, *, eps=None, rho=None, max_iter: int | None = None, tol: floa
     our ``linear_cost``, not ``value``. The exact LP uses POT (network simplex); the Sinkhorn
     solver is written here.
     """
+    if kwargs:
+        foreign_kwargs(kwargs, "ot.solve")
+    if a is not None and np.ndim(a) == 2:
+        raise InputError("a: got a 2-D first argument; the order is solve(a, b, C) with a, b "
+                         "the weights (None for uniform), e.g. solve(None, None, M) -- POT's "
+                         "ot.solve(M, a, b) order is not supported")
+    if C is None:
+        raise InputError("C: missing cost matrix; the order is solve(a, b, C) (a, b may be "
+                         "None for uniform weights)")
+    callback = check_callback(callback)
     ctx = ArrayContext(a, b, C)
     a, b, C = _validate(ctx, a, b, C)
     if eps is None:
@@ -116,7 +187,10 @@ def solve(a, b, C, *, eps=None, rho=None, max_iter: int | None = None, tol: floa
         if max_iter is not None:
             max_iter = check_int(max_iter, "max_iter", min_value=1)
         tol = 1e-9 if tol is None else check_positive(tol, "tol")
-        return ctx.wrap(exact_ot(a, b, C, max_iter=max_iter, tol=tol))
+        res = exact_ot(a, b, C, max_iter=max_iter, tol=tol)
+        if res.engine is not None:
+            res.engine.numpy = ctx.is_numpy
+        return ctx.wrap(res)
     eps = check_positive(eps, "eps")
     rho = _check_rho(rho)
     if rho is None or (isinstance(rho, tuple) and rho == (None, None)):
@@ -124,8 +198,7 @@ def solve(a, b, C, *, eps=None, rho=None, max_iter: int | None = None, tol: floa
         check_masses_match(a, b, ("a", "b"))
     max_iter = 10_000 if max_iter is None else check_int(max_iter, "max_iter", min_value=1)
     if tol is None:
-        # 1e-8 (mass units), floored at what the dtype can resolve (float32: ~1e-5 x mass).
-        tol = max(1e-8, 100 * torch.finfo(C.dtype).eps * float(a.detach().sum()))
+        tol = default_tol(C.dtype, float(a.detach().sum()))
     else:
         tol = check_positive(tol, "tol")
     n, m = C.shape
@@ -135,18 +208,10 @@ def solve(a, b, C, *, eps=None, rho=None, max_iter: int | None = None, tol: floa
         f0 = check_shape(ctx.tensor(init[0], "init"), "init", (n,))
         g0 = check_shape(ctx.tensor(init[1], "init"), "init", (m,))
         init = (f0, g0)
-    scale = float(C.detach().max() - C.detach().min())
-    if isinstance(eps_scaling, str):
-        if eps_scaling != "auto":
-            raise InputError(f"eps_scaling: must be 'auto', None or a factor in (0, 1), "
-                             f"got {eps_scaling!r}")
-        factor = 0.5 if (init is None and eps < 0.1 * scale) else None
-    elif eps_scaling is None or eps_scaling is False:
-        factor = None
-    else:
-        factor = check_in_range(eps_scaling, "eps_scaling", 0.0, 1.0, low_open=True,
-                                high_open=True)
-    res = sinkhorn_ot(a, b, C, eps=eps, rho=rho, max_iter=max_iter, tol=tol, init=init,
-                      eps_scaling=factor)
+    geom = Dense(C)
+    schedule = resolve_schedule(eps_scaling, eps, geom.cost_range, init=init, dtype=C.dtype)
+    res = entropic_solve(geom, a, b, eps=eps, rho=rho, tol=tol, max_iter=max_iter, init=init,
+                         schedule=schedule, recenter=bool(recenter), relax=check_relax(relax),
+                         callback=callback, verbose=verbose, description="ot.solve")
+    res.engine.numpy = ctx.is_numpy
     return ctx.wrap(res)
-

@@ -1,0 +1,105 @@
+"""Progress reporting and early stopping for iterative solvers (``callback=``, ``verbose=``).
+
+Every long-running solver of measureflow takes
+
+* ``callback``: a function ``callback(state) -> bool | None`` called once per iteration with a
+  read-only state object (for the transport engine a
+  :class:`measureflow.ot.loop.SinkhornState`: ``iteration``, ``error``, ``eps``, ``potentials``,
+  ``label``). Returning ``True`` stops the solver after that iteration; the result then reports
+  the error of the returned iterate and ``converged`` says whether it met ``tol``.
+* ``verbose``: ``True`` shows a `rich <https://rich.readthedocs.io>`_ progress bar on stderr with
+  the iteration, the current stopping error (the bar advances on a log scale from the first
+  error to ``tol``) and eps.
+
+:class:`Monitor` implements both once; solvers create one per call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Monitor", "check_callback"]
+
+
+def check_callback(callback) -> Callable | None:
+    """Validate a ``callback=`` argument (None or callable)."""
+    if callback is not None and not callable(callback):
+        from .errors import InputError
+
+        raise InputError(f"callback: expected a callable callback(state) -> bool | None, got "
+                         f"{type(callback).__name__}")
+    return callback
+
+
+class Monitor:
+    """Drives ``callback`` and the ``verbose`` progress bar of one solver call.
+
+    Use as a context manager; call ``monitor(state)`` once per iteration (it returns True when
+    the callback asked to stop). ``state`` needs ``iteration`` and ``error`` attributes (and
+    optionally ``eps`` and ``label``).
+    """
+
+    _STEPS = 1000
+
+    def __init__(self, callback: Callable | None, verbose: bool, tol: float, description: str):
+        self.callback = callback
+        self.verbose = bool(verbose)
+        self.tol = tol
+        self.description = description
+        self.stopped = False
+        self._progress = None
+        self._task = None
+        self._e0 = None
+
+    @property
+    def active(self) -> bool:
+        return self.callback is not None or self.verbose
+
+    def __enter__(self):
+        if self.verbose:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(),
+                TextColumn("it {task.fields[it]:>6}  err {task.fields[err]:>9}  "
+                           "eps {task.fields[eps]:>9}"),
+                TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self.description, total=self._STEPS, it=0,
+                                                 err="-", eps="-")
+        return self
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+            self._progress = None
+        return False
+
+    def _fraction(self, err: float) -> float:
+        if not (math.isfinite(err) and err > 0):
+            return 1.0 if err == 0 else 0.0
+        if self._e0 is None:
+            self._e0 = max(err, self.tol * 10)
+        lo = math.log(self._e0 / self.tol)
+        if lo <= 0:
+            return 1.0
+        return min(max(math.log(self._e0 / err) / lo, 0.0), 1.0)
+
+    def __call__(self, state: Any) -> bool:
+        if self._progress is not None:
+            err = float(state.error)
+            eps = getattr(state, "eps", None)
+            label = getattr(state, "label", None)
+            fields = dict(it=state.iteration, err=f"{err:.2e}",
+                          eps="-" if eps is None else f"{eps:.2e}")
+            if label:
+                fields["description"] = f"{self.description} [{label}]"
+            self._progress.update(self._task, completed=int(self._STEPS * self._fraction(err)),
+                                  **fields)
+        if self.callback is not None and self.callback(state) is True:
+            self.stopped = True
+            return True
+        return False

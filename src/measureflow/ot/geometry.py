@@ -1,0 +1,484 @@
+"""Geometries: how the transport engine sees a cost (dense matrix, point clouds, grids).
+
+A geometry answers the few questions every Sinkhorn / KL-projection iteration asks about a
+cost C (n, m) (OTT-JAX's ``Geometry.apply_lse_kernel`` and GeomLoss's ``softmin`` play the same
+role; measureflow's code is its own):
+
+* ``lse(u, v, eps, axis)`` -- the log-sum-exp reduction of (u_i + v_j - C_ij / eps):
+  ``axis=1`` gives out_i = log sum_j exp(u_i + v_j - C_ij / eps) (shape of u),
+  ``axis=0`` gives out_j = log sum_i exp(u_i + v_j - C_ij / eps) (shape of v).
+  With u = f / eps (+ log a), v = g / eps (+ log b) this is the log of a marginal of the plan
+  P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps) divided by the weights.
+* ``apply(u, v, eps, w, axis)`` -- the products sum_j exp(u_i + v_j - C_ij / eps) w_j
+  (``axis=1``, w (m,) or (m, k)) and sum_i exp(...) w_i (``axis=0``): plan-vector products.
+* ``block(u, v, eps, rows, cols)`` -- a dense block of exp(u_i + v_j - C_ij / eps) (plan blocks).
+* ``cost(rows, cols)`` -- a dense block of C; ``cost_range()`` -- (min C, max C), cached.
+* ``mass(a, b, f, g, eps)`` -- sum_ij a_i b_j exp((f_i + g_j - C_ij) / eps) with (f, g) held
+  fixed, differentiable in a, b and in the tensors the cost is built from (C, or x and y): the
+  envelope-theorem gradient of the entropic OT value.
+* ``transpose()`` -- the geometry of C^T.
+
+Implementations: :class:`Dense` (C in memory), :class:`PointCloud` (C_ij = |x_i - y_j|^p or a
+user cost on blocks, computed on the fly: memory O((n + m) d + block)) and :class:`Grid`
+(regular grids with the separable cost |x - y|^2 = sum_k (x_k - y_k)^2: the reduction is one
+small matrix product per axis). Potentials may carry leading batch dimensions on
+:class:`Dense` (u (..., n), v (..., m)), which the fixed-support barycenter uses.
+
+**Adding a geometry.** Subclass :class:`Geometry`, set ``shape`` (the row and column index
+shapes), ``dtype`` (data), ``pdtype`` (potentials: :func:`potential_dtype`), ``device``, and
+implement ``lse`` and ``apply`` (the loop needs only ``lse``; results use ``apply``, ``block``,
+``cost``; ``cost_range`` feeds eps schedules; ``mass`` gives gradients). Kernels for the hot
+reduction go in :mod:`measureflow.ot.kernels` (eager body + compiled wrapper). A sparse-graph
+geometry (flow-Sinkhorn) has nodes as rows and arcs as columns: its ``lse`` is a
+scatter-log-sum-exp over the incidence (signed incidences return one reduction per sign,
+stacked, and the marginal block that consumes them interprets the stack; see
+:mod:`measureflow.ot.loop`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from . import kernels
+
+__all__ = ["Geometry", "Dense", "PointCloud", "Grid", "potential_dtype"]
+
+
+def potential_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """dtype of the potentials for data of ``dtype``: float64 (mixed precision) unless the
+    device has no float64 (MPS), in which case the data dtype."""
+    if device.type == "mps":
+        return dtype
+    return torch.float64
+
+
+def _scalar(x: float, like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(x, dtype=like.dtype, device=like.device)
+
+
+def _rows_cols(rows, cols):
+    return (slice(None) if rows is None else rows), (slice(None) if cols is None else cols)
+
+
+class Geometry:
+    """Base class (see the module docstring for the interface)."""
+
+    shape: tuple
+    dtype: torch.dtype
+    pdtype: torch.dtype
+    device: torch.device
+    #: True when rows and columns are the same points and C is symmetric (C = C^T).
+    symmetric: bool = False
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape[0]) * math.prod(self.shape[1])
+
+    def lse(self, u, v, eps: float, axis: int):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def apply(self, u, v, eps: float, w, axis: int = 1):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def cost(self, rows=None, cols=None):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def block(self, u, v, eps: float, rows=None, cols=None):
+        """exp(u_i + v_j - C_ij / eps) for the given row and column index ranges."""
+        r, c = _rows_cols(rows, cols)
+        C = self.cost(r, c).to(self.pdtype)
+        return torch.exp(u[r][:, None] + v[c][None, :] - C / eps)
+
+    def cost_range(self) -> tuple[float, float]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def transpose(self) -> Geometry:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def linear_cost(self, u, v, eps: float):
+        """sum_ij exp(u_i + v_j - C_ij / eps) C_ij, by row blocks (detached)."""
+        n = self.shape[0][0]
+        step = max(1, kernels.EAGER_BLOCK // max(self.shape[1][0], 1))
+        tot = torch.zeros((), dtype=self.pdtype, device=self.device)
+        for i0 in range(0, n, step):
+            sl = slice(i0, min(i0 + step, n))
+            C = self.cost(sl, None).to(self.pdtype)
+            tot = tot + (torch.exp(u[sl, None] + v[None, :] - C / eps) * C).sum()
+        return tot
+
+    def mass(self, a, b, f, g, eps: float):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------------------
+# Dense
+# ------------------------------------------------------------------------------------------
+
+class Dense(Geometry):
+    """A cost matrix C (n, m) held in memory.
+
+    The compiled kernels reduce rows contiguously; the column reduction runs on a contiguous
+    copy of C^T made on first use (memory 2 n m; the eager path needs no copy).
+    """
+
+    def __init__(self, C: torch.Tensor, *, symmetric: bool = False):
+        self.C_in = C                      # as given (may carry autograd, used by ``mass``)
+        self.C = C.detach()
+        self.dtype = self.C.dtype
+        self.device = self.C.device
+        self.pdtype = potential_dtype(self.dtype, self.device)
+        self.shape = ((self.C.shape[-2],), (self.C.shape[-1],))
+        self.symmetric = symmetric
+        self._CT = None
+        self._range = None
+
+    def _Ct(self):
+        if self.symmetric:
+            return self.C
+        if self._CT is None:
+            self._CT = self.C.t().contiguous()
+        return self._CT
+
+    def lse(self, u, v, eps, axis):
+        s = _scalar(1.0 / eps, u)
+        compiled = kernels.dense_compiled(self.C, u)
+        if axis == 1:
+            return kernels.dense_lse(self.C, u, v, s, compiled=compiled)
+        M = self._Ct() if compiled else self.C.t()
+        return kernels.dense_lse(M, v, u, s, compiled=compiled)
+
+    def apply(self, u, v, eps, w, axis=1):
+        s = _scalar(1.0 / eps, u)
+        if axis == 1:
+            return kernels.dense_apply(self.C, u, v, s, w)
+        return kernels.dense_apply(self.C.t(), v, u, s, w)
+
+    def cost(self, rows=None, cols=None):
+        r, c = _rows_cols(rows, cols)
+        return self.C[r][:, c]
+
+    def block(self, u, v, eps, rows=None, cols=None):
+        r, c = _rows_cols(rows, cols)
+        return torch.exp(u[r][:, None] + v[c][None, :] - self.C[r][:, c].to(self.pdtype) / eps)
+
+    def cost_range(self):
+        if self._range is None:
+            lo, hi = torch.aminmax(self.C)
+            self._range = (float(lo), float(hi))
+        return self._range
+
+    def transpose(self):
+        t = Dense(self.C_in.transpose(-1, -2), symmetric=self.symmetric)
+        t._CT, t._range = (self.C if self._CT is not None else None), self._range
+        return t
+
+    def mass(self, a, b, f, g, eps):
+        C = self.C_in.to(self.pdtype)
+        E = torch.exp((f[:, None] + g[None, :] - C) / eps)
+        return (a.to(self.pdtype)[:, None] * E * b.to(self.pdtype)[None, :]).sum()
+
+
+# ------------------------------------------------------------------------------------------
+# Point clouds
+# ------------------------------------------------------------------------------------------
+
+CostFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class PointCloud(Geometry):
+    """C_ij = c(x_i, y_j) computed on the fly from x (n, d), y (m, d).
+
+    ``cost``: ``p`` >= 1 for |x - y|^p (Euclidean norm; p = 2 is the squared distance, no 1/2)
+    or a callable ``cost(xb, yb) -> (len(xb), len(yb))`` evaluated on row blocks (torch ops,
+    differentiable if gradients in the points are wanted). For p in {1, 2} and d <= 16 the
+    compiled kernel evaluates the cost inside the reduction (no block is ever stored); the
+    coordinates are kept in the potentials' dtype, so float32 clouds get their costs computed
+    in float64 (exact differences of the given points).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
+                 cost: float | CostFn = 2.0):
+        self.x_in = x
+        self.y_in = x if y is None else y
+        self.symmetric = y is None or y is x
+        self.dtype = x.dtype
+        self.device = x.device
+        self.pdtype = potential_dtype(self.dtype, self.device)
+        self.x = x.detach().to(self.pdtype)
+        self.y = self.x if self.symmetric else self.y_in.detach().to(self.pdtype)
+        self.shape = ((self.x.shape[0],), (self.y.shape[0],))
+        self.cost_fn = cost if callable(cost) else None
+        self.p = None if callable(cost) else float(cost)
+        self._range = None
+        #: rows per block on the eager path (None: blocks of about ``kernels.EAGER_BLOCK``)
+        self.block_rows: int | None = None
+
+    # -- blocks of the cost
+    def cost(self, rows=None, cols=None):
+        r, c = _rows_cols(rows, cols)
+        if self.cost_fn is not None:
+            return self.cost_fn(self.x[r], self.y[c]).to(self.pdtype)
+        return kernels.points_cost(self.x[r], self.y[c], self.p)
+
+    def _blocks(self):
+        n, m = self.shape[0][0], self.shape[1][0]
+        step = self.block_rows or max(1, kernels.EAGER_BLOCK // max(m, 1))
+        for i0 in range(0, n, step):
+            yield slice(i0, min(i0 + step, n))
+
+    def lse(self, u, v, eps, axis):
+        s = _scalar(1.0 / eps, u)
+        x, y = (self.x, self.y) if axis == 1 else (self.y, self.x)
+        uu, vv = (u, v) if axis == 1 else (v, u)
+        if self.cost_fn is None:
+            return kernels.points_lse(x, y, uu, vv, s, self.p, ed=self.dtype,
+                                      rows=self.block_rows)
+        compiled = kernels.use_compiled(x.shape[0] * y.shape[0],
+                                        kernels.dense_variant(x, uu, self.dtype))
+        out = torch.empty(uu.shape, dtype=uu.dtype, device=uu.device)
+        step = self.block_rows or max(
+            1, (2**22 if compiled else kernels.EAGER_BLOCK) // max(y.shape[0], 1))
+        for i0 in range(0, x.shape[0], step):
+            sl = slice(i0, min(i0 + step, x.shape[0]))
+            C = self.cost_fn(x[sl], y) if axis == 1 else self.cost_fn(y, x[sl]).t()
+            out[sl] = kernels.dense_lse(C.detach().to(self.pdtype), uu[sl], vv, s,
+                                        ed=self.dtype, compiled=compiled)
+        return out
+
+    def apply(self, u, v, eps, w, axis=1):
+        s = _scalar(1.0 / eps, u)
+        if self.cost_fn is None:
+            if axis == 1:
+                return kernels.points_apply(self.x, self.y, u, v, s, self.p, w,
+                                            rows=self.block_rows)
+            return kernels.points_apply(self.y, self.x, v, u, s, self.p, w,
+                                        rows=self.block_rows)
+        n = self.shape[0][0] if axis == 1 else self.shape[1][0]
+        W = (w[:, None] if w.ndim == 1 else w).to(self.pdtype)
+        out = torch.empty((n, W.shape[1]), dtype=self.pdtype, device=self.device)
+        other = self.shape[1][0] if axis == 1 else self.shape[0][0]
+        step = self.block_rows or max(1, kernels.EAGER_BLOCK // max(other, 1))
+        for i0 in range(0, n, step):
+            sl = slice(i0, min(i0 + step, n))
+            if axis == 1:
+                C = self.cost(sl, None)
+                out[sl] = torch.exp(u[sl, None] + v[None, :] - C / eps) @ W
+            else:
+                C = self.cost(None, sl)
+                out[sl] = torch.exp(u[:, None] + v[None, sl] - C / eps).t() @ W
+        return out[:, 0] if w.ndim == 1 else out
+
+    def cost_range(self):
+        if self._range is None:
+            if self.cost_fn is None:
+                self._range = kernels.points_cost_range(self.x, self.y, self.p)
+            else:
+                lo, hi = math.inf, -math.inf
+                for sl in self._blocks():
+                    cmin, cmax = torch.aminmax(self.cost(sl, None))
+                    lo, hi = min(lo, float(cmin)), max(hi, float(cmax))
+                self._range = (lo, hi)
+        return self._range
+
+    def transpose(self):
+        if self.symmetric:
+            return self
+        cf = self.cost_fn
+        t = PointCloud(self.y_in, self.x_in,
+                       cost=self.p if cf is None else (lambda yb, xb: cf(xb, yb).t()))
+        t._range = self._range
+        return t
+
+    def mass(self, a, b, f, g, eps):
+        return _PointsMass.apply(self.x_in, self.y_in, a, b, f, g, self, eps)
+
+    def _cost_on(self, xb, yb):
+        """The cost as a differentiable function of the given (data-dtype) point blocks."""
+        xb, yb = xb.to(self.pdtype), yb.to(self.pdtype)
+        if self.cost_fn is not None:
+            return self.cost_fn(xb, yb).to(self.pdtype)
+        return kernels.points_cost(xb, yb, self.p)
+
+
+def _safe_log(w: torch.Tensor) -> torch.Tensor:
+    return torch.where(w > 0, w.clamp_min(torch.finfo(w.dtype).tiny).log(),
+                       torch.full_like(w, -math.inf))
+
+
+class _PointsMass(torch.autograd.Function):
+    """M = sum_ij a_i b_j exp((f_i + g_j - C_ij(x, y)) / eps), f, g held fixed; streamed
+    forward (the engine's stabilised reduction) and backward (blocked vector-Jacobian products
+    of the cost: dM / dC_ij = -P_ij / eps)."""
+
+    @staticmethod
+    def forward(ctx, x, y, a, b, f, g, geom, eps):
+        pd = geom.pdtype
+        ap, bp = a.detach().to(pd), b.detach().to(pd)
+        fp, gp = f.detach().to(pd), g.detach().to(pd)
+        logr = geom.lse(fp / eps, gp / eps + _safe_log(bp), eps, axis=1)
+        ctx.save_for_backward(x, y, a, b)
+        ctx.geom, ctx.eps, ctx.fg = geom, eps, (fp, gp)
+        return (ap * torch.exp(logr)).sum()
+
+    @staticmethod
+    def backward(ctx, gout):
+        x, y, a, b = ctx.saved_tensors
+        geom, eps = ctx.geom, ctx.eps
+        fp, gp = ctx.fg
+        pd = geom.pdtype
+        need = ctx.needs_input_grad
+        ap, bp = a.detach().to(pd), b.detach().to(pd)
+        la, lb = _safe_log(ap), _safe_log(bp)
+        u, v = fp / eps + la, gp / eps + lb
+        gx = gy = ga = gb = None
+        go = gout.to(pd)
+        if need[2]:
+            ga = (go * torch.exp(geom.lse(fp / eps, v, eps, axis=1))).to(a.dtype)
+        if need[3]:
+            gb = (go * torch.exp(geom.lse(u, gp / eps, eps, axis=0))).to(b.dtype)
+        if need[0] or need[1]:
+            xs = x.detach()
+            ys = y.detach()
+            gxa = torch.zeros_like(xs, dtype=pd) if need[0] else None
+            gya = torch.zeros_like(ys, dtype=pd) if need[1] else None
+            for sl in geom._blocks():
+                with torch.enable_grad():
+                    xb = xs[sl].clone().requires_grad_(need[0])
+                    yb = ys.clone().requires_grad_(need[1]) if need[1] else ys
+                    C = geom._cost_on(xb, yb)
+                    P = torch.exp(u[sl, None] + v[None, :] - C.detach() / eps)
+                    wrt = [t for t, k in ((xb, need[0]), (yb, need[1])) if k]
+                    grads = torch.autograd.grad(C, wrt, grad_outputs=P * (-go / eps))
+                k = 0
+                if need[0]:
+                    gxa[sl] += grads[k]
+                    k += 1
+                if need[1]:
+                    gya += grads[k]
+            if need[0]:
+                gx = gxa.to(x.dtype)
+            if need[1]:
+                gy = gya.to(y.dtype)
+        return gx, gy, ga, gb, None, None, None, None
+
+
+# ------------------------------------------------------------------------------------------
+# Regular grids with the separable squared-Euclidean cost
+# ------------------------------------------------------------------------------------------
+
+class Grid(Geometry):
+    """A regular grid (cell centres ``axes[k]`` per axis) with C = sum_k (x_k - y_k)^2 / scale.
+
+    Rows and columns are both the grid (shape ``(n_1, ..., n_d)``); potentials have the grid's
+    shape. The reduction is separable: log sum_j exp(v_j - C_ij / eps) is one log-domain product
+    with the per-axis Gibbs kernel exp(-(x_k - y_k)^2 / eps) per axis (Solomon et al. 2015's
+    convolutional Wasserstein distances; Peyre 2015 for JKO), i.e. O(N sum_k n_k) per reduction
+    instead of O(N^2). Fast path: each line of v is shifted by its max and multiplied by the
+    Gibbs kernel (a matmul); lines whose sum falls below 1e-280 (float64 underflow risk) are
+    recomputed with an exact ``logsumexp``.
+    """
+
+    symmetric = True
+
+    def __init__(self, axes, *, scale: float = 1.0):
+        self.axes = [t.detach() for t in axes]
+        self.scale = float(scale)
+        ref = self.axes[0]
+        self.dtype = ref.dtype
+        self.device = ref.device
+        self.pdtype = ref.dtype
+        grid = tuple(int(t.shape[0]) for t in self.axes)
+        self.shape = (grid, grid)
+        self._kernels: dict[float, tuple[list, list]] = {}
+
+    def _per_axis(self, eps):
+        k = self._kernels.get(eps)
+        if k is None:
+            Ks = [(t[:, None] - t[None, :]) ** 2 / (self.scale * eps) for t in self.axes]
+            k = (Ks, [torch.exp(-K) for K in Ks])
+            if len(self._kernels) > 8:
+                self._kernels.clear()
+            self._kernels[eps] = k
+        return k
+
+    def _lse_conv(self, v, eps):
+        """log sum_j exp(v_j - C_ij / eps), one axis at a time."""
+        Ks, xis = self._per_axis(eps)
+        for a, (K, xi) in enumerate(zip(Ks, xis)):
+            x = torch.movedim(v, a, -1)
+            mx = x.amax(-1, keepdim=True)
+            fin = torch.isfinite(mx)
+            mxf = torch.where(fin, mx, torch.zeros_like(mx))
+            ssum = torch.exp(x - mxf) @ xi.T
+            bad = (ssum < 1e-280) & fin
+            out = torch.where(fin, torch.log(ssum) + mxf, mx)
+            if bool(bad.any()):
+                exact = torch.logsumexp(x.unsqueeze(-2) - K, dim=-1)
+                out = torch.where(bad, exact, out)
+            v = torch.movedim(out, -1, a)
+        return v
+
+    def lse(self, u, v, eps, axis):
+        if axis == 1:
+            return u + self._lse_conv(v, eps)
+        return v + self._lse_conv(u, eps)
+
+    def _conv(self, w, eps):
+        """sum_j exp(-C_ij / eps) w_j (separable product; w has the grid's shape)."""
+        _, xis = self._per_axis(eps)
+        for a, xi in enumerate(xis):
+            w = torch.movedim(torch.movedim(w, a, -1) @ xi.T, -1, a)
+        return w
+
+    def apply(self, u, v, eps, w, axis=1):
+        src, dst = (v, u) if axis == 1 else (u, v)
+        fin = torch.isfinite(src)
+        mx = src[fin].max() if bool(fin.any()) else src.new_zeros(())
+        return torch.exp(dst + mx) * self._conv(torch.exp(src - mx) * w, eps)
+
+    def cost(self, rows=None, cols=None):
+        pts = self.points()
+        r, c = _rows_cols(rows, cols)
+        P, Q = pts[r], pts[c]
+        return ((P[:, None, :] - Q[None, :, :]) ** 2).sum(-1) / self.scale
+
+    def points(self):
+        """Cell centres, (N, d) in row-major grid order."""
+        mesh = torch.meshgrid(*self.axes, indexing="ij")
+        return torch.stack([g.reshape(-1) for g in mesh], 1)
+
+    def block(self, u, v, eps, rows=None, cols=None):
+        r, c = _rows_cols(rows, cols)
+        return torch.exp(u.reshape(-1)[r][:, None] + v.reshape(-1)[c][None, :]
+                         - self.cost(r, c) / eps)
+
+    def linear_cost(self, u, v, eps):
+        # sum_ij exp(u_i + v_j - C_ij/eps) C_ij, C separable: sum over axes of the per-axis
+        # cost weighted by the kernel (exact for separable costs).
+        tot = torch.zeros((), dtype=self.pdtype, device=self.device)
+        Ks, xis = self._per_axis(eps)
+        fu, fv = torch.isfinite(u), torch.isfinite(v)
+        mu = u[fu].max() if bool(fu.any()) else u.new_zeros(())
+        mv = v[fv].max() if bool(fv.any()) else v.new_zeros(())
+        eu, ev = torch.exp(u - mu), torch.exp(v - mv)
+        for a in range(len(self.axes)):
+            w = ev
+            for b, xi in enumerate(xis):
+                M = xi * (Ks[b] * eps) if b == a else xi
+                w = torch.movedim(torch.movedim(w, b, -1) @ M.T, -1, b)
+            tot = tot + (eu * w).sum()
+        return tot * torch.exp(mu + mv)
+
+    def cost_range(self):
+        hi = sum(float((t.max() - t.min()) ** 2) for t in self.axes) / self.scale
+        return (0.0, hi)
+
+    def transpose(self):
+        return self
+
+    def mass(self, a, b, f, g, eps):
+        la, lb = _safe_log(a.to(self.pdtype)), _safe_log(b.to(self.pdtype))
+        return torch.exp(self.lse(f / eps + la, g / eps + lb, eps, axis=1)).sum()

@@ -1,0 +1,502 @@
+"""The one Sinkhorn / KL-projection loop of measureflow.
+
+Problem (cost C given by a :mod:`geometry <measureflow.ot.geometry>`, reference weights a, b
+held by two *marginal blocks*, eps > 0)::
+
+    min_{P >= 0}  <C, P> + eps KL(P | a x b) + H_row(P 1) + H_col(P^T 1)
+
+with KL(p | q) = sum p log(p / q) - p + q. Each block is one side's constraint or penalty:
+:class:`Hard` (P 1 = a), :class:`KL` (H = rho KL(. | a), unbalanced OT; Chizat, Peyre,
+Schmitzer & Vialard 2018), :class:`Prox` (any H with a closed-form KL proximal map, e.g. the
+free energy of an entropic JKO step, Peyre 2015) and :class:`Coupled` (a stack of K problems
+whose row marginals must agree: the fixed-support barycenter, Benamou et al. 2015). The dual
+potentials f, g parametrise the plan P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps).
+
+**Iteration** (alternating exact block maximisation of the dual = cyclic KL projections;
+Sinkhorn is the two-block case). With logm the log of a marginal of the current plan divided
+by its weights (one :meth:`Geometry.lse <measureflow.ot.geometry.Geometry.lse>` reduction)::
+
+    g <- col.update(g, log(P^T 1 / b), eps)        e.g. Hard: g - eps log(P^T 1 / b)
+    [measure the error here]
+    f <- row.update(f, log(P 1 / a), eps)          KL(rho): rho/(rho+eps) (f - eps log(P 1/a))
+
+Each reduction is stabilised by the current potentials, so its result *is* the current
+marginal (one pass over C; see :mod:`measureflow.ot.kernels`).
+
+**Symmetric problems** (OT(a, a) for a symmetric cost, the debiasing terms of the Sinkhorn
+divergence): one potential, averaged update f <- (f + row.update(f, ...)) / 2 (Feydy et al.
+2019, Sec. 3), whose fixed point is the symmetric optimum.
+
+**Stopping rule** (the only one): the L1 violation of the blocks' optimality conditions at the
+returned potentials, in units of mass,
+
+    err = ||P 1 - a~||_1 + ||P^T 1 - b~||_1,    a~ = row target (a; a exp(-f / rho); ...),
+
+measured after each g-update, so that the pair returned is the pair whose error was measured
+(never a newer, unmeasured iterate); the column term is then 0 up to rounding for hard, KL
+and prox blocks (it is not with ``recenter``). Symmetric problems count both (equal)
+marginals: err = 2 ||P 1 - a||_1. Default tolerance :func:`default_tol`.
+
+**eps schedules** (:class:`Scaling`, :class:`Annealing`): eps_0 = the cost range (max C - min
+C), eps_{k+1} = q eps_k, down to eps. ``Scaling(q)`` runs each intermediate eps until the error
+is below ``max(tol, stage_tol x mass)`` (at most ``stage_iter`` iterations; Schmitzer 2019,
+Sec. 3.2); ``Annealing(q)`` runs exactly one iteration per intermediate eps and, for symmetric
+problems, one non-averaged "extrapolation" step on reaching eps (GeomLoss's fast mode with
+``scaling = q^(1/p)``, Feydy 2020, Sec. 3.3.3); in both cases the final eps then runs until
+``tol``. ``max_iter`` bounds the total number of iterations of all stages.
+
+**Translation-invariant step** (``recenter=True``; Sejourne, Vialard & Peyre 2022): after each
+g-update, (f, g) <- (f + t, g - t) with the t maximising the dual along that direction,
+t = (log A - log B) / (1/rho_a + 1/rho_b), A = <a, exp(-f / rho_a)> (the mass of a for a hard
+marginal), B likewise. The plan is unchanged; for unbalanced problems with small rho the
+iteration then converges much faster.
+
+**Callback / progress** (:mod:`measureflow.core.progress`): once per iteration with a
+:class:`SinkhornState` (iteration, error, eps, potentials, label); returning True stops.
+
+**Adding a marginal block.** Subclass :class:`Marginal` and implement ``update(f, logm, eps)``
+(new potential from the current one and logm = log(marginal / weights) of the current plan),
+``target(f)`` (the marginal the optimality condition asks for at f; the violation is
+``sum |w exp(logm) - target(f)|``) and, if a value is wanted, ``dual(f, w)`` (the term
+-H^*(-f) of the dual objective, differentiable in w). ``logm`` is whatever the geometry's
+``lse`` returns: a sparse-graph geometry with signed incidences (flow-Sinkhorn's divergence
+block) may return a stacked pair of reductions, and its block consumes the pair. Blocks see
+potentials with any leading batch shape the geometry supports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..core.progress import Monitor
+from ..core.threads import serial_if_small
+from .geometry import Geometry
+
+__all__ = ["Marginal", "Hard", "KL", "Prox", "Coupled", "Schedule", "Scaling", "Annealing",
+           "Direct", "SinkhornState", "LoopOutput", "sinkhorn_loop", "default_tol",
+           "log_weights"]
+
+
+def log_weights(w: torch.Tensor) -> torch.Tensor:
+    """log w with exact -inf on zero weights."""
+    return torch.where(w > 0, w.clamp_min(torch.finfo(w.dtype).tiny).log(),
+                       torch.full_like(w, -math.inf))
+
+
+def default_tol(dtype: torch.dtype, mass: float) -> float:
+    """Default stopping tolerance (L1 marginal violation, mass units) for data of ``dtype``.
+
+    1e-8 x mass in float64; 1e-5 x mass in float32 (100 x its machine epsilon: the exponential
+    runs in float32, so a plan entry carries a relative error ~ 6e-8 and marginals much more
+    precise than 1e-6 are not resolvable); 100 x machine epsilon x mass in general.
+    """
+    return max(1e-8, 100.0 * torch.finfo(dtype).eps) * mass
+
+
+# ------------------------------------------------------------------------------------------
+# Marginal blocks
+# ------------------------------------------------------------------------------------------
+
+class Marginal:
+    """One side of the problem: reference weights ``w`` and its constraint or penalty.
+
+    Subclasses implement :meth:`update`, :meth:`target` and (for values) :meth:`dual`.
+    ``rho`` is the KL strength (``None`` for a hard constraint), used by ``recenter``.
+    """
+
+    rho: float | None = None
+
+    def __init__(self, weights: torch.Tensor):
+        self.w = weights
+        self.logw = log_weights(weights)
+        self.mass = float(weights.sum())
+
+    def update(self, f, logm, eps):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def target(self, f):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def violation(self, f, logm) -> torch.Tensor:
+        """sum |w exp(logm) - target(f)| (0-d tensor)."""
+        return (self.w * torch.exp(logm) - self.target(f)).abs().sum()
+
+    def dual(self, f, w=None):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def log_translation_mass(self, f) -> torch.Tensor:
+        """log A of the translation-invariant step (see the module docstring)."""
+        return torch.log(self.w.sum()) if self.rho is None else torch.logsumexp(
+            self.logw - f / self.rho, dim=tuple(range(f.ndim)))
+
+
+class Hard(Marginal):
+    """Hard constraint: the marginal equals the weights (balanced OT). Dual term <w, f>."""
+
+    def update(self, f, logm, eps):
+        return f - eps * logm
+
+    def target(self, f):
+        return self.w
+
+    def dual(self, f, w=None):
+        w = self.w if w is None else w
+        return (w * f).sum()
+
+
+class KL(Marginal):
+    """Penalty rho KL(marginal | w). Update f <- rho / (rho + eps) (f - eps logm); optimality
+    target w exp(-f / rho); dual term -rho <w, exp(-f / rho) - 1>."""
+
+    def __init__(self, weights, rho: float):
+        super().__init__(weights)
+        self.rho = float(rho)
+
+    def update(self, f, logm, eps):
+        return (self.rho / (self.rho + eps)) * (f - eps * logm)
+
+    def target(self, f):
+        return self.w * torch.exp(-f / self.rho)
+
+    def dual(self, f, w=None):
+        w = self.w if w is None else w
+        return -self.rho * (w * torch.expm1(-f / self.rho)).sum()
+
+
+class Prox(Marginal):
+    """Penalty H with a closed-form KL proximal map (entropic JKO steps, Peyre 2015).
+
+    ``prox(s, eps)`` receives s = log of the marginal the plan would have with this side's
+    potential set to 0 (s = log w + logm - f / eps) and returns log q, q = argmin_q
+    H(q) + eps KL(q | exp(s)). The update sets the marginal to q: f <- eps (log q - s). The
+    violation is measured against the q of the last update (the block is exactly satisfied
+    right after it, up to rounding), so the prox is evaluated once per iteration.
+    """
+
+    def __init__(self, weights, prox: Callable):
+        super().__init__(weights)
+        self.prox = prox
+        self._q = None
+
+    def update(self, f, logm, eps):
+        s = self.logw + logm - f / eps
+        fin = torch.isfinite(s)
+        logq = self.prox(s, eps)
+        self._q = torch.where(fin, torch.exp(logq), torch.zeros_like(s))
+        return torch.where(fin, eps * (logq - s), torch.full_like(s, -math.inf))
+
+    def violation(self, f, logm):
+        if self._q is None:
+            return torch.zeros((), dtype=f.dtype, device=f.device)
+        cur = torch.exp(self.logw + logm)
+        return torch.where(torch.isfinite(cur), cur - self._q, torch.zeros_like(cur)).abs().sum()
+
+    def target(self, f):  # pragma: no cover - violation is overridden
+        raise NotImplementedError
+
+
+class Coupled(Marginal):
+    """A stack of K plans (potentials (K, n)) whose row marginals must all equal one q.
+
+    Update: log q = sum_k lam_k log r_k (r_k the current marginals), f_k <- f_k + eps (log q -
+    log r_k): the KL projection onto {r_1 = ... = r_K} (the fixed-support barycenter of
+    Benamou et al. 2015, iterative Bregman projections). Violation: sum_k lam_k ||r_k - q||_1
+    with q the weighted geometric mean of the current marginals.
+    """
+
+    def __init__(self, weights, lam: torch.Tensor):
+        super().__init__(weights)
+        self.lam = lam.reshape(-1, *([1] * weights.ndim))
+
+    def _logq(self, logm):
+        return (self.lam * (self.logw + logm)).sum(0, keepdim=True)
+
+    def update(self, f, logm, eps):
+        return f + eps * (self._logq(logm) - self.logw - logm)
+
+    def violation(self, f, logm):
+        r = torch.exp(self.logw + logm)
+        return (self.lam * (r - torch.exp(self._logq(logm)))).abs().sum()
+
+    def barycenter(self, logm):
+        """The common marginal q (weighted geometric mean of the current marginals)."""
+        return torch.exp(self._logq(logm))[0]
+
+    def target(self, f):  # pragma: no cover - violation is overridden
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------------------
+# eps schedules
+# ------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """Base of the eps schedules (see the module docstring)."""
+
+    q: float = 0.5
+
+    def stages(self, eps: float, scale: float) -> list[float]:
+        """Decreasing eps values from ``scale`` (the cost range) down to ``eps`` (last)."""
+        if scale <= eps:
+            return [eps]
+        out, e = [], scale
+        while e > eps:
+            out.append(e)
+            e *= self.q
+        out.append(eps)
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Direct(Schedule):
+    """No schedule: iterate at eps from the start."""
+
+    def stages(self, eps, scale):
+        return [eps]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scaling(Schedule):
+    """eps-scaling by tolerance: each intermediate eps until err <= max(tol, stage_tol x mass)
+    or ``stage_iter`` iterations."""
+
+    q: float = 0.5
+    stage_tol: float = 1e-3
+    stage_iter: int = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class Annealing(Schedule):
+    """Fixed annealing: one iteration per intermediate eps (ratio q), extrapolation at eps.
+
+    GeomLoss's ``scaling`` s with cost exponent p corresponds to q = s^p (``scaling=0.9``,
+    p = 2: q = 0.81).
+    """
+
+    q: float = 0.81
+
+
+# ------------------------------------------------------------------------------------------
+# State, output, loop
+# ------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class SinkhornState:
+    """What a ``callback`` sees once per iteration (do not modify the tensors).
+
+    ``iteration`` counts iterations of all stages (1-based); ``error`` is the stopping error
+    of the potentials (f, g) (the pair the solver would return if it stopped now); ``eps`` the
+    current eps of the schedule; ``stage`` its index; ``label`` names the sub-problem
+    (``"xy"``, ``"xx"``, ``"yy"`` in the Sinkhorn divergence, ``"step 3"`` in JKO, ...).
+    """
+
+    iteration: int
+    error: float
+    eps: float
+    f: Any
+    g: Any
+    stage: int = 0
+    label: str = ""
+
+    @property
+    def potentials(self):
+        return self.f, self.g
+
+
+@dataclasses.dataclass
+class LoopOutput:
+    """Raw output of :func:`sinkhorn_loop` (potentials in the geometry's ``pdtype``)."""
+
+    f: torch.Tensor
+    g: torch.Tensor
+    n_iter: int
+    errors: list
+    error: float
+    converged: bool
+    eps: float
+    stopped: bool = False
+    logr: torch.Tensor | None = None    # log(P 1 / a) at (f, g)
+
+
+def _translate(row: Marginal, col: Marginal, f, g):
+    ra, rb = row.rho, col.rho
+    if ra is None and rb is None:
+        return f, g
+    inv = (0.0 if ra is None else 1.0 / ra) + (0.0 if rb is None else 1.0 / rb)
+    t = (row.log_translation_mass(f) - col.log_translation_mass(g)) / inv
+    return f + t, g - t
+
+
+class _Relax:
+    """Over-relaxation factor omega of the final stage (``relax``; see the module docstring)."""
+
+    WARMUP = 12      # plain iterations before the rate is estimated
+    SPAN = 4         # rate estimated over this many iterations
+    REFINE = 12      # relaxed iterations before the one refinement of omega ...
+    REFINE_SPAN = 8  # ... estimated over this many iterations
+    CAP = 1.9
+    PATIENCE = 300   # relaxed iterations allowed without getting below the switching error
+
+    def __init__(self, relax):
+        self.auto = relax == "auto"
+        self.omega = 1.0 if (relax is None or self.auto) else float(relax)
+        self.fixed = not self.auto
+        self.hist: list[float] = []
+        self.best = self.switch = math.inf
+        self.count = 0
+        self.refined = False
+
+    def observe(self, err: float) -> None:
+        if not math.isfinite(err):
+            self.omega, self.fixed = 1.0, True
+            return
+        if self.omega > 1.0:
+            # Safeguard. The measured error jumps when omega is switched on (the relaxed
+            # column potential is no longer an exact projection), so only a large growth, or
+            # no progress below the switching error for a long time, means omega is too large.
+            self.count += 1
+            self.best = min(self.best, err)
+            self.hist.append(err)
+            if err > 20.0 * self.switch or (self.count >= self.PATIENCE and self.best >= self.switch):
+                self.omega, self.fixed = 1.0, True
+                return
+            if not self.refined and self.count == self.REFINE + self.REFINE_SPAN:
+                # One refinement from the relaxed rate lam: SOR theory for a consistently
+                # ordered two-block iteration, (lam + w - 1)^2 = lam w^2 theta, gives the
+                # plain rate theta, hence the optimal w* = 2 / (1 + sqrt(1 - theta)); move w up
+                # only (an under-estimated w is safe, an over-estimated one oscillates).
+                self.refined = True
+                e0, e1 = self.hist[-1 - self.REFINE_SPAN], self.hist[-1]
+                w = self.omega
+                if 0 < e1 < e0:
+                    lam = (e1 / e0) ** (1.0 / self.REFINE_SPAN)
+                    if lam > w - 1.0:
+                        theta = min((lam + w - 1.0) ** 2 / (lam * w * w), 0.9999)
+                        self.omega = min(max(2.0 / (1.0 + math.sqrt(1.0 - theta)), w), self.CAP)
+            return
+        if self.fixed:
+            return
+        self.hist.append(err)
+        k = len(self.hist)
+        if k >= self.WARMUP and k % self.SPAN == 0:
+            e0, e1 = self.hist[-1 - self.SPAN], self.hist[-1]
+            if e0 > 0 and e1 < e0:
+                theta = (e1 / e0) ** (1.0 / self.SPAN)
+                if theta > 0.5:   # slow enough for relaxation to pay
+                    self.omega = min(2.0 / (1.0 + math.sqrt(1.0 - theta)), self.CAP)
+                    self.fixed = True
+                    self.switch = self.best = err
+                    self.count = 0
+                    self.hist = [err]
+
+
+def sinkhorn_loop(geom: Geometry, row: Marginal, col: Marginal | None, eps: float, *,
+                  tol: float, max_iter: int, schedule: Schedule | None = None, init=None,
+                  symmetric: bool = False, recenter: bool = False, relax=None,
+                  callback: Callable | None = None, verbose: bool = False,
+                  label: str = "", description: str = "sinkhorn") -> LoopOutput:
+    """Run the loop (tensor-only: inputs are validated by the public faces).
+
+    Parameters
+    ----------
+    geom: the :class:`~measureflow.ot.geometry.Geometry`.
+    row, col: marginal blocks (weights in ``geom.pdtype``); ``col`` is ignored when
+        ``symmetric`` (one potential, the row block's).
+    eps: the target eps. tol: stopping tolerance (L1 violation, mass units).
+    max_iter: bound on the total number of iterations (all stages).
+    schedule: :class:`Direct` (default), :class:`Scaling` or :class:`Annealing`.
+    init: (f, g) warm start (``geom.pdtype``), or None for zeros (symmetric: f).
+    recenter: translation-invariant step (unbalanced problems).
+    relax: over-relaxation of the final stage (two-sided problems): None (off), a factor
+        omega in [1, 2), or ``"auto"`` (omega from the observed rate, see the module docstring).
+    callback, verbose: see :mod:`measureflow.core.progress`; ``label`` and ``description``
+        name the problem in the state / progress bar.
+    """
+    pd = geom.pdtype
+    schedule = Direct() if schedule is None else schedule
+    row_shape = row.w.shape
+    if init is None:
+        f = torch.zeros(row_shape, dtype=pd, device=geom.device)
+        g = None if symmetric else torch.zeros(col.w.shape, dtype=pd, device=geom.device)
+    else:
+        f = init[0].detach().to(pd).clone()
+        g = None if symmetric else init[1].detach().to(pd).clone()
+    needs_scale = not isinstance(schedule, Direct)
+    scale = (lambda r: r[1] - r[0])(geom.cost_range()) if needs_scale else eps
+    stages = schedule.stages(eps, scale)
+    annealing = isinstance(schedule, Annealing)
+    la = row.logw
+    lb = None if symmetric else col.logw
+    errors: list[float] = []
+    err = math.inf
+    it = 0
+    logr = None
+    mon = Monitor(callback, verbose, tol, description)
+    stop = False
+    rx = _Relax(None if symmetric else relax)
+    e = eps
+    with torch.no_grad(), mon, serial_if_small(geom.numel):
+        for si, e in enumerate(stages):
+            last = si == len(stages) - 1
+            if last:
+                cap, stol = max_iter, tol
+            elif annealing:
+                cap, stol = it + 1, -math.inf
+            else:
+                cap = min(it + schedule.stage_iter, max_iter - 1)
+                stol = max(tol, schedule.stage_tol * row.mass)
+            if not last and it >= max_iter - 1:
+                continue
+            if last and annealing and symmetric and len(stages) > 1 and logr is not None:
+                # extrapolation: one full (non-averaged) step on reaching the final eps
+                f = row.update(f, geom.lse(f / e, f / e + la, e, axis=1), e)
+            w = 1.0
+            while it < cap:
+                it += 1
+                if symmetric:
+                    logr = geom.lse(f / e, f / e + la, e, axis=1)
+                    err_t = 2.0 * row.violation(f, logr)
+                else:
+                    logc = geom.lse(f / e + la, g / e, e, axis=0)
+                    g_new = col.update(g, logc, e)
+                    if w != 1.0:
+                        g_new = g + w * (g_new - g)
+                    logc = logc + (g_new - g) / e
+                    g = g_new
+                    if recenter:
+                        f, g = _translate(row, col, f, g)
+                    logr = geom.lse(f / e, g / e + lb, e, axis=1)
+                    err_t = row.violation(f, logr) + col.violation(g, logc)
+                err = float(err_t)
+                errors.append(err)
+                if mon.active and mon(SinkhornState(it, err, e, f, f if symmetric else g, si,
+                                                    label)):
+                    stop = True
+                    break
+                if last and (err <= tol or math.isnan(err) or it >= max_iter):
+                    break  # keep the measured pair (f, g)
+                if not last and (err <= stol or math.isnan(err) or it >= cap):
+                    f = _row_step(row, f, logr, e, symmetric, 1.0)
+                    break
+                if last:
+                    rx.observe(err)
+                    w = rx.omega
+                f = _row_step(row, f, logr, e, symmetric, w)
+            if stop:
+                break
+    return LoopOutput(f=f, g=f if symmetric else g, n_iter=it, errors=errors, error=err,
+                      converged=bool(err <= tol) and not (stop and e != eps), eps=eps,
+                      stopped=stop, logr=logr)
+
+
+def _row_step(row: Marginal, f, logr, e, symmetric, w=1.0):
+    if symmetric:
+        return 0.5 * (f + row.update(f, logr, e))
+    new = row.update(f, logr, e)
+    return new if w == 1.0 else f + w * (new - f)
