@@ -136,23 +136,23 @@ def reproduce(
     mode = "full" if full else "quick"
     executor = _make_executor(workers, scheduler, threads)
     console = Console(stderr=False, soft_wrap=True)
-    done = _complete_names(exps, mode, out) if not force else set()
-    if mode == "full":
-        est = estimate_run(exps, mode, out, workers=max(workers, 1), skip=done)
-        parts = [f"{est['n']} experiment{'s' if est['n'] != 1 else ''} to run"
-                 + (f" ({len(done)} already complete)" if done else "")]
-        if est["known"] + est["lower_bound"]:
-            bound = "at least " if est["lower_bound"] or est["unknown"] else "about "
-            parts.append(f"estimated duration {bound}{format_duration(est['seconds'])}")
-        if est["lower_bound"]:
-            parts.append(f"{est['lower_bound']} timed only at quick sizes")
-        if est["unknown"]:
-            parts.append(f"{est['unknown']} never timed")
-        console.print("reproduce --full: " + "; ".join(parts))
     estimates = {e.name: recorded(e.name, mode, out)[0] or 0.0 for e in exps}
     records: list = []
     try:
         with executor:
+            done = _complete_names(exps, mode, out) if not force else set()
+            if mode == "full":
+                est = estimate_run(exps, mode, out, workers=executor.workers, skip=done)
+                parts = [f"{est['n']} experiment{'s' if est['n'] != 1 else ''} to run"
+                         + (f" ({len(done)} already complete)" if done else "")]
+                if est["known"] + est["lower_bound"]:
+                    bound = "at least " if est["lower_bound"] or est["unknown"] else "about "
+                    parts.append(f"estimated duration {bound}{format_duration(est['seconds'])}")
+                if est["lower_bound"]:
+                    parts.append(f"{est['lower_bound']} timed only at quick sizes")
+                if est["unknown"]:
+                    parts.append(f"{est['unknown']} never timed")
+                console.print("reproduce --full: " + "; ".join(parts))
             console.print(f"running on: {executor.describe()}")
             with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                           TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
