@@ -670,7 +670,7 @@ class _Page:
             ne = sum(e.state == "error" for e in bad)
             nu = sum(e.state == "unreadable" for e in bad)
             nc, nx = run.n_claims_failed, sum(bool(e.failed_claims) for e in bad)
-            parts = [f"{nc} claim{'s' * (nc != 1)} in {nx} experiment{'s' * (nx != 1)}"]
+            parts = [f"{nc} claim{'s' * (nc != 1)} in {nx} experiment{'s' * (nx != 1)}"] if nc else []
             if ne:
                 parts.append(f"{ne} experiment{'s' * (ne != 1)} raised")
             if nu:
@@ -720,9 +720,10 @@ class _Page:
             nbad = sum(e.state in ("error", "unreadable") for e in exps)
             title = PAPERS[key].title if key in PAPERS else (f"arXiv:{key}" if key else
                                                              "Without a readable paper id")
-            tail = (f" &mdash; <span style='color:#c0392b'>{nf} failed claim(s)"
-                    f"{f', {nbad} not run or unreadable' if nbad else ''}</span>"
-                    if nf or nbad else "")
+            bits = ([f"{nf} failed claim{'s' * (nf != 1)}"] if nf else []) + (
+                [f"{nbad} raised or unreadable"] if nbad else [])
+            tail = (" &mdash; <span style='color:#c0392b'>" + ", ".join(bits) + "</span>"
+                    if bits else "")
             h.append(f"<li><a href='#paper-{_e(key or 'other')}'>{_e(title)}</a> "
                      f"({len(exps)} experiment{'s' * (len(exps) != 1)}){tail}</li>")
         h.append("</ul></nav>")
