@@ -128,8 +128,10 @@ def _check_ijko_sharpened_minimiser_lam_free(n):
     basis = inv.polynomial_potential_basis(1, 2)
     theta = np.array([0.2, 0.6])
     x, y = _pushforward(rng, basis, theta, n, 0.5)
-    ests = [inv.ijko(x, y, 0.5, basis, lam=lam, eps=0.1, tol=1e-7).theta for lam in (0.3, 3.0)]
-    np.testing.assert_allclose(ests[0], ests[1], atol=0.05)
+    ests = [inv.ijko(x, y, 0.5, basis, lam=lam, eps=0.1, tol=1e-7).theta
+            for lam in (0.0, 0.3, 3.0)]
+    np.testing.assert_allclose(ests[0], ests[2], atol=0.05)
+    np.testing.assert_allclose(ests[1], ests[2], atol=0.05)
     assert np.abs(ests[0] - theta).max() < 0.3
 
 

@@ -96,7 +96,8 @@ class PotentialBasis:
         Hessian I/tau + D^2 V is not positive definite takes a gradient step instead. Returns
         ``(y, converged)`` with converged = max_i |grad_i| * tau <= tol * (1 + max |x|).
         """
-        theta = theta.detach()
+        x = torch.as_tensor(x)
+        theta = torch.as_tensor(theta).detach().to(dtype=x.dtype, device=x.device)
         y = x.detach().clone() if y0 is None else y0.detach().clone()
         d = x.shape[1]
         eye = torch.eye(d, dtype=x.dtype, device=x.device)

@@ -161,8 +161,10 @@ def fy_loss(theta, basis, observed, *, kind: str = "uot", a=None, b=None, eps=No
         ``"uot"``: entropic weight (required) and marginal KL weight (``None``: balanced).
         ``"jko"``: ``eps=None`` gives the unregularised loss (Moreau envelope, continuous y);
         ``eps > 0`` the entropic loss on the sample grid,
-        L(theta) = OT_eps(a, b; C) + <V_theta, b> + eps sum_i a_i log sum_j b_j exp(-C_ij / eps)
-        - eps (the log-sum-exp "exponential functional"), C_ij = |x_i-y_j|^2/(2 tau) + V_theta(y_j).
+        L(theta) = OT_eps(a, b; Cxy) + <V_theta, b> + eps sum_i a_i log sum_j b_j exp(-C_ij / eps)
+        for probability weights (the log-sum-exp "exponential functional"), with
+        Cxy_ij = |x_i-y_j|^2/(2 tau), C_ij = Cxy_ij + V_theta(y_j) and OT_eps the balanced entropic
+        cost <Cxy, P> + eps KL(P | a (x) b).
     tau:
         ``"jko"``: the JKO time step (required).
     max_iter, tol:
