@@ -44,10 +44,6 @@ for _unit_name in set(ALLOWED) - {"core", "__init__"}:
 # Private-name imports still present in files other helpers are changing (issue 17, layout);
 # each entry must disappear with its fix -- do not add new ones.
 KNOWN_PRIVATE_IMPORTS = {
-    ("src/measureflow/experiments/inverse_fy.py", "measureflow.inverse.losses._jko_balanced_const"),
-    ("src/measureflow/experiments/inverse_fy.py", "measureflow.inverse.losses._jko_cost"),
-    ("src/measureflow/experiments/inverse_fy.py", "measureflow.inverse.losses._jko_sharp_loss"),
-    ("src/measureflow/experiments/inverse_fy.py", "measureflow.inverse.losses._uot_loss"),
     ("src/measureflow/cli.py", "measureflow.experiments.runner._load_cached"),
     ("tests/sampling/test_diffusion.py", "measureflow.sampling.diffusion._propagate"),
     ("tests/sampling/test_diffusion.py", "measureflow.sampling.diffusion._step_maps"),
