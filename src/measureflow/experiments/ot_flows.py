@@ -40,7 +40,7 @@ def _semidiscrete_part(item):
 
 
 @experiment("ot.semidiscrete-laguerre", paper=PAPER,
-            section="Semi-discrete OT (Laguerre cells; damped Newton of KMT 2019, SGD of "
+            section="Sec. 'Semi-discrete' (Laguerre cells; damped Newton of KMT 2019, SGD of "
                     "Genevay et al. 2016)",
             title="Semi-discrete OT: Newton vs SGD dual weights, Laguerre cells, W2 vs exact LP",
             quick=dict(seed=0, grid=60, m=12, sgd_iter=3000),
@@ -123,8 +123,8 @@ def _bb_solve(item):
 
 
 @experiment("ot.benamou-brenier", paper=PAPER,
-            section="Dynamic formulation (Benamou-Brenier); proximal splitting of "
-                    "Papadakis-Peyre-Oudet 2014",
+            section="Sec. 'Benamou--Brenier dynamic formulation of OT'; proximal splitting "
+                    "of Papadakis-Peyre-Oudet 2014",
             title="Benamou-Brenier geodesic by Douglas-Rachford: W2^2 and McCann interpolant "
                   "vs the 1-D closed form",
             quick=dict(seed=0, n=48, n_time=12, n2d=16, n_time2d=6),
@@ -174,7 +174,8 @@ def benamou_brenier_geodesic(cfg):
         Claim.holds("Proximal splitting converged (Douglas-Rachford residual <= tol)",
                     res.converged and res2.converged, detail=[res.n_iter, res2.n_iter]),
     ]
-    claims = cite("Chap. 'Dynamic Optimal Transport', Thm 'Benamou--Brenier'", claims)
+    claims = cite("Chap. 'Dynamic Optimal Transport', Sec. 'Benamou--Brenier dynamic "
+                  "formulation of OT', Thm. 'Benamou--Brenier'", claims)
     return Outcome(metrics=metrics, figures={"geodesic": fig}, claims=claims)
 
 
@@ -186,7 +187,8 @@ def _jko_flow(item):
 
 
 @experiment("ot.jko-heat", paper=PAPER,
-            section="Wasserstein gradient flows: JKO scheme; entropic JKO of Peyre 2015",
+            section="Sec. 'Minimizing Movements and Wasserstein Gradients' (JKO scheme); "
+                    "entropic JKO of Peyre 2015",
             title="Entropic JKO for the heat equation vs the heat kernel, and the porous "
                   "medium equation vs Barenblatt",
             quick=dict(seed=0, n=120, tau=0.01, n_steps=6),
@@ -284,8 +286,8 @@ def _meanfield_run(item):
 
 
 @experiment("ot.meanfield-two-layer", paper=PAPER,
-            section="ML application: two-layer networks as Wasserstein gradient flows of "
-                    "neurons (Chizat-Bach 2018; Mei-Montanari-Nguyen 2018)",
+            section="Sec. 'Training Two-Layer MLPs as Wasserstein Flows' (Chizat-Bach 2018; "
+                    "Mei-Montanari-Nguyen 2018)",
             title="Two-layer ReLU network trained as a particle Wasserstein gradient flow: "
                   "risk decay and O(1/sqrt n) fluctuations around the mean-field limit",
             quick=dict(seed=0, widths=[16, 64, 256], seeds=4, n_data=256, steps=300,
@@ -415,9 +417,8 @@ def _integrate(net, x0, k):
 
 
 @experiment("ot.flow-matching-ot", paper=PAPER,
-            section="ML application: transport-based generative models (flow matching with "
-                    "minibatch-OT couplings; Tong et al. 2023 arXiv:2302.00482, Pooladian et "
-                    "al. 2023 arXiv:2304.14772)",
+            section="Sec. 'Generative Models via Flow Matching' (minibatch-OT couplings: Tong "
+                    "et al. 2023 arXiv:2302.00482, Pooladian et al. 2023 arXiv:2304.14772)",
             title="Flow matching in 2-D: independent vs minibatch-OT coupling, sample quality "
                   "(MMD) vs number of Euler steps and path straightness",
             quick=dict(seed=0, iters=1200, batch=128, width=64, lr=3e-3, n_eval=1000,
