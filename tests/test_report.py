@@ -168,6 +168,10 @@ def test_every_claim_row_shows_a_paper_location(mixed):
     ("Sec. 'Entropic regularization': bias", ["Sec. 'Entropic regularization'"]),
     ("Prop. bounds and Fig. bench-overview-small", ["Prop. bounds", "Fig. bench-overview-small"]),
     ("Thm formalGF; Table 2; §3.3", ["Thm formalGF", "Table 2", "§3.3"]),
+    ("x [notes: Chap. 'Dynamic OT', Thm 'Benamou--Brenier']",
+     ["Chap. 'Dynamic OT'", "Thm 'Benamou--Brenier'"]),
+    ("Remark 'eps-scaling and Sinkhorn'): same optimum", ["Remark 'eps-scaling and Sinkhorn'"]),
+    ("Chapter 3 and Proposition 2.1", ["Chapter 3", "Proposition 2.1"]),
     ("Fig. 1 (conv), Fig. 5 (Transformer), Fig. 1 again", ["Fig. 1", "Fig. 5"]),
     ("Exact OT of n samples, for example", []),
     ("notebook Part C: counts", []),
@@ -387,8 +391,7 @@ def test_report_command_usage_errors(tmp_path, capsys):
 #: Experiments whose ``section`` names no paper location (Sec./Thm/Prop/Fig/App./Eq./Table/
 #: Abstract ...). Each entry must disappear when its module is fixed (strict xfail).
 SECTION_WITHOUT_LOCATION: set[str] = {
-    "attention.minilm", "attention.uniform-rate", "ot.benamou-brenier", "ot.flow-matching-ot",
-    "ot.gaussian-w2", "ot.jko-heat", "ot.meanfield-two-layer", "ot.semidiscrete-laguerre",
+    "attention.minilm", "attention.uniform-rate",
 }
 
 #: Experiments with claims whose statement quotes no paper location and does not say it checks
@@ -398,9 +401,8 @@ CLAIMS_WITHOUT_LOCATION: set[str] = {
     "attention.gaussian-regimes", "attention.hardmax", "attention.token-beta",
     "attention.uniform-rate", "bregman.dual-rate", "bregman.line-graph",
     "conservation.attention-conv", "conservation.intrinsic-criteria",
-    "conservation.random-architectures", "ot.barycenters", "ot.benamou-brenier",
-    "ot.entropic-bias", "ot.flow-matching-ot", "ot.gaussian-w2", "ot.jko-heat",
-    "ot.meanfield-two-layer", "ot.semidiscrete-laguerre", "ot.sinkhorn-rate",
+    "conservation.random-architectures", "inverse.conditioning", "inverse.gaussian-ijko",
+    "inverse.gaussian-iuot", "inverse.link-prediction", "ot.sinkhorn-rate",
     "sampling.best-sigma", "sampling.diffusion-exact-vs-mc", "sampling.diffusion-min-noise",
     "sampling.error-vs-sigma", "sampling.score-optimization", "spectral.attention",
     "spectral.bounds", "spectral.gaussian-modes", "spectral.muon-optimizer",

@@ -178,6 +178,7 @@ _LOCATION = re.compile(
       | (?:{_KW_NUMBERED})s?\.?\s*{_SEQ}
       | (?:Thm|Prop|Cor|Lem|Def|Figs?|Sec|Eqs?|App|Tab)\.\s*(?:{_LABEL}|{_QUOTED}|{_PAREN})
       | Thm\s+{_LABEL}
+      | (?:Chap(?:ter)?s?|{_KW_NUMBERED})\.?\s*(?:{_SEQ}|{_QUOTED})
       | (?i:abstract)(?:\s*\(?v\d(?:\s*[/,]\s*v?\d)*\)?)?
       | (?i:introduction)
     )""", re.X)
@@ -188,7 +189,8 @@ _DERIVED = re.compile(r"\[derived\]|\bderived\b|\bsanity check\b|\bnot (?:stated
 def paper_locations(text: Any) -> list[str]:
     """The paper locations quoted in ``text``: ``Sec. 3``, ``Thm 3.8``, ``Prop. 5.1``,
     ``Fig. 2-4``, ``App. B``, ``Eq. (12)``, ``Table 2``, ``Cor. 3.9-3.10``, ``Ex. 4.8``,
-    ``Sec. 'Entropic regularization'``, LaTeX-label forms such as ``Prop. bounds``, and
+    ``Sec. 'Entropic regularization'``, ``Chap. 'Dynamic Optimal Transport'``, ``Thm
+    'Benamou--Brenier'``, LaTeX-label forms such as ``Prop. bounds``, and
     ``Abstract (v3)`` (for papers of which only the abstract was readable); in order, without
     repeats. Returns ``[]`` for text that quotes none (or is not a string)."""
     if not isinstance(text, str):
