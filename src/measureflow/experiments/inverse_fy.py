@@ -58,8 +58,12 @@ def _boot_slope(ns, errs, n_boot: int = 400, seed: int = 0):
     return fit["slope"], float(np.std(slopes, ddof=1)), fit
 
 
-def _within_2se(statement, target, slope, se, note):
-    return Claim.close(statement, target, slope, atol=2 * se, note=note)
+def _slope_claim(statement, slope, se, reps, before):
+    """The rate claim: fitted slope = -1/2 within 2 bootstrap standard errors."""
+    return Claim.close(statement, -0.5, slope, atol=2 * se,
+                       note=f"tolerance 2 x the bootstrap standard error of the slope over the "
+                            f"{reps} repetitions per n (se = {se:.3f}). Before this rule the claim "
+                            f"was the fixed window [-0.8, -0.3] (quick run: {before}).")
 
 
 # ----------------------------------------------------------------------------- Gaussian iUOT
@@ -137,13 +141,11 @@ def gaussian_iuot(cfg):
                           "(Sb - G^T Sa^-1 G)^-1 inverts the forward Gaussian plan", 1e-8, roundtrip,
                           note="float64 round trip of two closed forms (SVD, solves): 1e-8 leaves "
                                "room for the conditioning of Sa, Sb (cond < 10)"),
-            _within_2se(f"{Q_STABILITY}; [derived] rate ||A_hat - A|| = O(n^-1/2): fitted "
-                        "log-log slope = -1/2", -0.5, slope, se,
-                        note=f"tolerance 2 x the bootstrap standard error of the slope over the "
-                             f"{cfg.reps} repetitions per n (se = {se:.3f}). Before this rule the "
-                             "claim was the fixed window [-0.8, -0.3] (quick run: -0.68 +- 0.11 "
-                             "from the fit residuals)."),
-            Claim.holds("Sanity check: all iuot fits converged (gradient norm <= 1e-5)", conv, detail=max_grad,
+            _slope_claim(f"{Q_STABILITY}; [derived] rate ||A_hat - A|| = O(n^-1/2): fitted "
+                         "log-log slope = -1/2", slope, se, cfg.reps,
+                         "-0.68 +- 0.11 from the fit residuals"),
+            Claim.holds("Sanity check: all iuot fits converged (gradient norm <= 1e-5)", conv,
+                        detail=max_grad,
                         note="below ~1e-6 the float64 resolution of the loss value (sums of "
                              "n^2 terms) stalls L-BFGS line searches at n = 400"),
         ])
@@ -216,11 +218,9 @@ def gaussian_ijko(cfg):
                           "the true potential", 1e-6, pop_err,
                           note="population data: the only error is the solver tolerance (1e-7 on "
                                "the gradient, curvature O(1))"),
-            _within_2se(f"{Q_STABILITY}; [derived] rate O(n^-1/2) for iJKO from independent "
-                        "snapshots: fitted log-log slope = -1/2", -0.5, slope, se,
-                        note=f"tolerance 2 x the bootstrap standard error of the slope over the "
-                             f"{cfg.reps} repetitions per n (se = {se:.3f}). Before this rule the "
-                             "claim was the fixed window [-0.8, -0.3] (quick run: -0.50 +- 0.16)."),
+            _slope_claim(f"{Q_STABILITY}; [derived] rate O(n^-1/2) for iJKO from independent "
+                         "snapshots: fitted log-log slope = -1/2", slope, se, cfg.reps,
+                         "-0.50 +- 0.16"),
             Claim.holds("Sanity check: all ijko fits converged", conv),
         ])
 

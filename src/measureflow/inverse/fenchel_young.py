@@ -43,6 +43,7 @@ from ..core import (
     check_int,
     check_nonnegative_scalar,
     check_positive,
+    check_weights,
 )
 
 __all__ = ["FYLoss", "fy_loss", "sharpened_fy_loss"]
@@ -104,6 +105,15 @@ def check_compute_dtype(ctx: ArrayContext, name: str) -> None:
     and cannot resolve their tolerances): anything else is an :class:`InputError` on ``name``."""
     if ctx.dtype not in (torch.float32, torch.float64):
         raise InputError(f"{name}: dtype {ctx.dtype} is not supported (use float32 or float64)")
+
+
+def positive_weights(ctx: ArrayContext, w, n: int, name: str, like: torch.Tensor,
+                     what: str) -> torch.Tensor:
+    """Weights of length n (``None``: uniform 1/n), all > 0 (they are log-domain references)."""
+    w = check_weights(None if w is None else ctx.tensor(w, name), n, name, like=like)
+    if bool((w <= 0).any()):
+        raise InputError(f"{name}: {what} weights must be positive")
+    return w
 
 
 def wide(*ts):

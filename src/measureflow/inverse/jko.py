@@ -44,13 +44,12 @@ from ..core import (
     check_points,
     check_positive,
     check_same_dim,
-    check_weights,
     report_convergence,
 )
 from ..core.linalg import sqdist
 from ._optim import minimize_convex, prox_newton_l1
 from .bases import PotentialBasis, quadratic_potential_basis
-from .fenchel_young import FYLoss, check_compute_dtype, dtype_tol, wide
+from .fenchel_young import FYLoss, check_compute_dtype, dtype_tol, positive_weights, wide
 from .sinkhorn import _kl, _suot_core
 
 __all__ = ["IJKOResult", "ijko"]
@@ -208,12 +207,8 @@ def _prepare_jko(ctx, theta, basis, observed, a, b, tau):
     basis = _as_potential_basis(basis, x.shape[1], ctx.dtype, ctx.device)
     if theta is not None and tuple(theta.shape) != (basis.size,):
         raise InputError(f"theta: expected shape ({basis.size},), got {tuple(theta.shape)}")
-    a = check_weights(None if a is None else ctx.tensor(a, "a"), x.shape[0], "a", like=x)
-    b = check_weights(None if b is None else ctx.tensor(b, "b"), y.shape[0], "b", like=x)
-    if bool((a <= 0).any()):
-        raise InputError("a: sample weights must be positive")
-    if bool((b <= 0).any()):
-        raise InputError("b: sample weights must be positive")
+    a = positive_weights(ctx, a, x.shape[0], "a", x, "sample")
+    b = positive_weights(ctx, b, y.shape[0], "b", x, "sample")
     if tau is None:
         raise InputError("tau: the iJKO loss needs the time step tau > 0")
     tau = check_positive(tau, "tau")

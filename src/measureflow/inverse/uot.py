@@ -42,12 +42,11 @@ from ..core import (
     check_nonnegative_scalar,
     check_points,
     check_positive,
-    check_weights,
     report_convergence,
 )
 from ._optim import minimize_convex
 from .bases import bilinear_cost_basis
-from .fenchel_young import FYLoss, check_compute_dtype, dtype_tol, wide
+from .fenchel_young import FYLoss, check_compute_dtype, dtype_tol, positive_weights, wide
 from .sinkhorn import _kl
 
 __all__ = ["IUOTResult", "iuot"]
@@ -180,12 +179,8 @@ def _prepare_uot(ctx, theta, basis, observed, a, b, eps, rho, plan_name="observe
     if theta is not None and tuple(theta.shape) != shape:
         raise InputError(f"theta: expected shape {shape} (the leading dims of basis), got "
                          f"{tuple(theta.shape)}")
-    a = check_weights(None if a is None else ctx.tensor(a, "a"), n, "a", like=plan_hat)
-    b = check_weights(None if b is None else ctx.tensor(b, "b"), m, "b", like=plan_hat)
-    if bool((a <= 0).any()):
-        raise InputError("a: reference weights must be positive")
-    if bool((b <= 0).any()):
-        raise InputError("b: reference weights must be positive")
+    a = positive_weights(ctx, a, n, "a", plan_hat, "reference")
+    b = positive_weights(ctx, b, m, "b", plan_hat, "reference")
     if eps is None:
         raise InputError("eps: the iUOT loss needs an entropic weight eps > 0")
     eps = check_positive(eps, "eps")
