@@ -107,7 +107,7 @@ def reproduce(
     force: bool = typer.Option(False, "--force", help="Rerun experiments already complete."),
     workers: int = typer.Option(1, "--workers", "-w", min=1,
                                 help="Run on a local Dask cluster of this many single-threaded "
-                                     "worker processes (needs measureflow[distributed]; 1: "
+                                     "worker processes (needs the 'distributed' extra; 1: "
                                      "in-process)."),
     scheduler: str | None = typer.Option(
         None, "--scheduler", help="Use an existing Dask cluster: tcp://host:port or a "
