@@ -171,10 +171,10 @@ def bounds(cfg):
                      "interval contains W^2 whatever the solver did, so a suboptimal plan or "
                      "dual fails one side. Old claim: the solver's own value against the lower "
                      "bound, which every feasible plan satisfies"),
-            Claim.at_most("The certified interval is tight: (upper - lower) / upper, max over "
+            Claim.at_most("Sec. 3 Thm minmax: the certified interval is tight: (upper - lower) / upper, max over "
                           "instances (solver tolerance 1e-6)", 1e-6, gap),
             Claim.at_most(
-                "Independent solver (d = 2): the HiGHS LP over all plan entries with the gauge "
+                "Sec. 3 (discrete program, convex in P), independent solver (d = 2): the HiGHS LP over all plan entries with the gauge "
                 "on a direction grid gives an interval [L, U] of W^2 that meets ours "
                 "(relative distance between the intervals)", 1e-9, lp_dist,
                 note=f"{len(lp)} LP solves; LP interval width up to {lp_width:.1e} (grid of "
@@ -459,12 +459,12 @@ def gaussian_modes(cfg):
             claims.append(Claim.holds(
                 f"Prop. boundary: no rank loss when |beta1| < R_p (p = {p})",
                 bool(np.isnan(ext[p][~above]).all()), detail=ext[p][~above].tolist()))
-    claims.append(Claim.holds("p = 1 (invariant ab): no finite-time rank loss",
+    claims.append(Claim.holds("App. F: p = 1 (invariant ab): no finite-time rank loss",
                               bool(np.isnan(ext[1.0]).all())))
-    claims.append(Claim.at_most("Invariants (ab, a^eta + b^eta, sqrt a + sqrt b) conserved "
+    claims.append(Claim.at_most("App. F: invariants (ab, a^eta + b^eta, sqrt a + sqrt b) conserved "
                                 "before extinction (max relative drift)", 1e-3,
                                 max(inv_dev.values())))
-    claims.append(Claim.holds("Energy 1/2 |r - beta|^2 is nonincreasing (d/dt = -N^2)", mono))
+    claims.append(Claim.holds("App. F: energy 1/2 |r - beta|^2 is nonincreasing (d/dt = -N^2)", mono))
     return Outcome(metrics={"extinction_r_mode1": {str(k): v for k, v in ext.items()},
                             "invariant_drift": {str(k): v for k, v in inv_dev.items()},
                             "final_energy_max": {str(k): v for k, v in final_e.items()}},
@@ -669,11 +669,11 @@ def attention(cfg):
                  "5 trials (assumed to have the same spread). Old claim: exp(entropy), only "
                  "the ordering sparse < dense"))
     claims += [
-        Claim.at_most("p = inf flow decreases the loss (dense teacher, final / initial)", 0.5,
+        Claim.at_most("Sec. 5 Fig. attention: the p = inf flow decreases the loss (dense teacher, final / initial)", 0.5,
                       res["dense", math.inf],
                       note="few steps; p = 1 (no claim: the paper states no rate) reached "
                       f"{res['dense', 1]:.2f}"),
-        Claim.at_most("p = inf flow decreases the loss (sparse teacher, final / initial)",
+        Claim.at_most("Sec. 5 Fig. attention: the p = inf flow decreases the loss (sparse teacher, final / initial)",
                       0.5, res["sparse", math.inf],
                       note="few steps; p = 1 (no claim: the paper states no rate) reached "
                       f"{res['sparse', 1]:.2f}"),

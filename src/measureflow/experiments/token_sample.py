@@ -170,7 +170,7 @@ def token_beta(cfg):
         metrics[f"{key}_margin_bound"] = below
         metrics[f"{key}_margin_bound_H_over_sqrt_d"] = wrong
         claims.append(Claim.at_most(
-            f"Gaussian, {key}: |beta| on or above the paper's rate beta_th(H) = 1/(2(1+H^2)) "
+            f"Abstract + Gaussian experiment, {key}: |beta| on or above the paper's rate beta_th(H) = 1/(2(1+H^2)) "
             "(max over H of beta_th - |beta| - 2 SE)", 0.0, max(below),
             note=f"{sizes}. Power against a wrong horizon: with H / sqrt(d) (the softmax "
                  f"temperature counted twice) the same max would be {max(wrong):.3f}; a horizon "
@@ -180,17 +180,17 @@ def token_beta(cfg):
         metrics[f"{key}_trend"] = {"slope_vs_logH": c1, "t_decrease": t,
                                    "max_z_increase": zinc}
         claims.append(Claim.at_least(
-            f"Gaussian, {key}: |beta| decreases with H (weighted fit |beta| = c0 + c1 log H "
+            f"Abstract (beta depends on the attention geometry) + Gaussian experiment, {key}: |beta| decreases with H (weighted fit |beta| = c0 + c1 log H "
             "over all H: t-statistic of c1 < 0)", 2.0, t,
             note=f"|beta| by H: {[round(v, 3) for v in b]} +- {[round(v, 3) for v in se]}; "
                  "weights 1/SE^2 (known variances); t >= 2 is a one-sided 2.3 % test. Old "
                  "claim: smallest-H vs largest-H endpoint comparison"))
         claims.append(Claim.at_most(
-            f"Gaussian, {key}: no significant increase of |beta| between consecutive H (max "
+            f"Abstract + Gaussian experiment, {key}: no significant increase of |beta| between consecutive H (max "
             "z-score of |beta(H_i+1)| - |beta(H_i)|)", 2.0, zinc))
     wrong_cov = max(metrics["cov_margin_bound_H_over_sqrt_d"])
     claims.append(Claim.at_least(
-        "The lower-bound check resolves the horizon: with H / sqrt(d) in beta_th the covariance "
+        "Not in the paper (a check of this experiment): the lower-bound check resolves the horizon: with H / sqrt(d) in beta_th the covariance "
         "data would violate it (max over H of beta_th(H/sqrt d) - |beta_cov| - 2 SE)", 0.0,
         wrong_cov,
         note="a check of this experiment's power, not a statement of the paper: the horizon "
@@ -339,14 +339,14 @@ def hardmax(cfg):
             "chi2_power - chi2_log, both 2 parameters; >= 2 is positive evidence)", 2.0, d_aic,
             note=note),
         Claim.at_most(
-            "the logarithmic model extrapolates: fitted on all but the two largest n, it "
+            "Abstract (hardmax regime): the logarithmic model extrapolates: fitted on all but the two largest n, it "
             "predicts them (max |z|, z = (measured - predicted) / (SE of both))", z_max,
             float(np.abs(z_log).max()),
             note=f"held-out z of the log model {np.round(z_log, 2).tolist()}, of the power law "
                  f"{np.round(z_pow, 2).tolist()}; bound: the 99.865 % Student-t quantile "
                  f"with k - 1 = {cfg.k - 1} dof (the SEs come from k samples)"),
         Claim.at_least(
-            f"the moment bound still holds: fitted power-law |beta| >= beta_th(H = {lam:g}) "
+            f"Abstract (moment rate n^-beta): the bound still holds at lambda = {lam:g}: fitted power-law |beta| >= beta_th(H = {lam:g}) "
             "- 2 SE", beta_theory(lam), abs(fit["slope"]) + 2 * _se(fit),
             note=f"|beta| = {abs(fit['slope']):.4f} +- {_se(fit):.4f}; beta_th = "
                  f"{beta_theory(lam):.4f}. Old claims: |beta| <= 0.1 and a t-test of the slope "

@@ -70,7 +70,7 @@ def gaussian_regimes(cfg):
         metrics[f"a_{kind}_statuses"] = sorted(set(r.status))
         panels[f"(a) collapse, {kind}"] = r.covs
         claims.append(Claim.at_most(
-            f"(a) A = -Q^T Q < 0, V >= 0, {kind}: Sigma_t -> 0 (max final trace over inits, "
+            f"Sec. 4 (a) A = -Q^T Q < 0, V >= 0, {kind}: Sigma_t -> 0 (max final trace over inits, "
             "from trace 1)", 0.05, float(tr.max()),
             note=f"statuses {sorted(set(r.status))}; projected Euler, tol 1e-5"))
 
@@ -84,7 +84,7 @@ def gaussian_regimes(cfg):
         metrics[f"b_{kind}_max_q_fraction"] = float(along_q.max())
         panels[f"(b) line, {kind}"] = r.covs
         claims.append(Claim.at_most(
-            f"(b) Q = q, K = -q, V = I, {kind}: Sigma_t / tr -> rank one along q-perp "
+            f"Sec. 4 (b) Q = q, K = -q, V = I, {kind}: Sigma_t / tr -> rank one along q-perp "
             "(max fraction of trace along q)", 0.05, float(along_q.max()),
             note="the q-component decays like 1/t, so the fraction is small but not 0"))
     # (c) the same with two heads (second head empty): convergence to a plane. With rows of
@@ -119,7 +119,7 @@ def gaussian_regimes(cfg):
              "(derived from dSigma/dt = -(e1^T Sigma q)(e1 q^T Sigma + Sigma q e1^T)); the "
              "q-perp line also lies in this plane, hence the next claim"))
     claims.append(Claim.at_least(
-        "(c) the limits fill the plane, not a line: 2nd singular value of the stacked limits "
+        "Sec. 4 (c) the limits fill the plane, not a line: 2nd singular value of the stacked limits "
         "(a, b, sqrt2 c) of Sigma_inf = [[a, c], [c, b]] over the grid of inits, against 10x "
         "the stop-rule residual |bound|_2",
         10.0 * float(bound.norm()), float(sv[1]),
@@ -141,19 +141,19 @@ def gaussian_regimes(cfg):
         panels[f"(e) blow-up, {kind}"] = r.covs
         if kind == "softmax":
             claims.append(Claim.close(
-                "(e) A + A^T > 0, V = I, softmax: every init blows up in finite time "
+                "Sec. 4 (e) A + A^T > 0, V = I, softmax: every init blows up in finite time "
                 "(fraction with status blow-up)", 1.0, n_blow / S0.shape[0], atol=0.0))
         if kind == "sinkhorn":
             # Sinkhorn's J is 0-homogeneous in Sigma for large Sigma: exponential divergence
             # towards a fixed shape that need not be rank one (measured, see docs)
             claims.append(Claim.close(
-                "(e) sinkhorn: divergence, tr Sigma -> infinity (fraction of inits reaching "
+                "Sec. 4 (e) sinkhorn: divergence, tr Sigma -> infinity (fraction of inits reaching "
                 "tr Sigma > 1e3)", 1.0, n_blow / S0.shape[0], atol=0.0,
                 note=f"shape at divergence: lambda_min/lambda_max up to "
                      f"{float((ev[:, 0] / ev[:, 1]).max()):.3f} (not rank one for this A)"))
             continue
         claims.append(Claim.at_most(
-            f"(e) {kind}: Sigma / tr Sigma -> rank one at blow-up/divergence "
+            f"Sec. 4 (e) {kind}: Sigma / tr Sigma -> rank one at blow-up/divergence "
             "(max lambda_min / lambda_max)", 0.05, float((ev[:, 0] / ev[:, 1]).max()),
             note=f"{n_blow}/{S0.shape[0]} inits reached tr Sigma > 1e3 within max_iter"))
 
@@ -166,7 +166,7 @@ def gaussian_regimes(cfg):
     metrics["f_statuses"] = {s: sts.count(s) for s in set(sts)}
     panels["(f) init-dependent"] = r.covs
     claims.append(Claim.holds(
-        "(f) A + A^T indefinite, random V: blow-up or convergence depending on Sigma_0 (both "
+        "Sec. 4 (f) A + A^T indefinite, random V: blow-up or convergence depending on Sigma_0 (both "
         "outcomes occur on the grid of inits)", n_conv > 0 and n_blow > 0,
         detail=f"{n_conv} converged, {n_blow} blew up of {len(sts)}"))
 
