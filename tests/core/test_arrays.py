@@ -81,3 +81,69 @@ def test_scalars_and_0d_keep_their_shape():
     assert as_tensor(np.float64(2.5), "t").shape == ()
     assert as_tensor(np.array(2.5), "t").shape == ()
     assert as_tensor(np.ones((3, 2))[:, 0], "v").shape == (3,)  # non-contiguous view
+
+
+# --- the boundary's kinds of tensors (issue 16) -----------------------------------------------
+
+@pytest.mark.parametrize("bad, words", [
+    (torch.zeros(3, device="meta"), "'meta' device"),
+    (torch.zeros(3, dtype=torch.complex128), "complex"),
+    (torch.zeros(3, dtype=torch.complex64), "complex"),
+    (torch.zeros(3, dtype=torch.float16), "float16"),
+    (torch.zeros(3, dtype=torch.bfloat16), "bfloat16"),
+    (torch.eye(3).to_sparse(), "sparse"),
+    (np.zeros(3, dtype=np.complex128), "complex"),
+    (np.array([None, 1.0], dtype=object), "non-numeric"),
+    ("1.0", "string"),
+])
+def test_unsupported_tensor_kinds_rejected_with_name(bad, words):
+    with pytest.raises(InputError, match=f"^x: .*{words}"):
+        as_tensor(bad, "x")
+
+
+def test_complex_never_silently_made_real():
+    z = torch.tensor([1.0 + 2.0j])
+    with pytest.raises(InputError, match="^w: complex"):
+        ArrayContext(z).tensor(z, "w")
+
+
+def test_call_wide_meta_or_half_names_the_converted_argument():
+    ctx = ArrayContext(torch.zeros(2, device="meta"), np.ones(2))
+    with pytest.raises(InputError, match="^y: cannot compute on the 'meta' device"):
+        ctx.tensor(np.ones(2), "y")
+    ctx = ArrayContext(torch.zeros(2, dtype=torch.float16))
+    with pytest.raises(InputError, match="^y: compute dtype torch.float16"):
+        ctx.tensor(np.ones(2), "y")
+
+
+def test_validators_reject_meta_instead_of_raw_item_error():
+    from measureflow.core import check_finite, check_positive, check_weights
+    m = torch.ones(3, device="meta")
+    for call in (lambda: check_finite(m, "a"), lambda: check_weights(m, 3, "a"),
+                 lambda: check_positive(torch.tensor(1.0, device="meta"), "a")):
+        with pytest.raises(InputError, match="^a: tensor is on the 'meta' device"):
+            call()
+
+
+@pytest.mark.parametrize("x", [torch.tensor([1, 0, 2]), torch.tensor([True, False, True]),
+                               np.array([1, 0, 2], dtype=np.int32), [True, False, True]])
+def test_integer_and_bool_read_as_numbers(x):
+    t = as_tensor(x, "x")
+    assert t.dtype == torch.float64
+    assert t.tolist() == [float(v) for v in np.asarray(x).tolist()]
+
+
+def test_non_contiguous_made_contiguous_with_grad_kept():
+    base = torch.arange(6.0, requires_grad=True)
+    x = base.reshape(2, 3).t()
+    t = as_tensor(x, "x")
+    assert t.is_contiguous() and torch.equal(t, x)
+    t.sum().backward()
+    assert torch.equal(base.grad, torch.ones(6))
+    e = as_tensor(torch.ones(1).expand(4), "e")
+    assert e.is_contiguous() and e.stride() == (1,)
+
+
+def test_huge_finite_values_accepted_and_0d_kept():
+    assert as_tensor(1e308, "x").item() == 1e308
+    assert as_tensor(torch.tensor(3.0, dtype=torch.float32), "x").shape == ()

@@ -1,7 +1,15 @@
 """Shared foundation: arrays, validation, errors, result objects, measures, seeding."""
 
 from . import linalg, stats  # noqa: F401
-from .arrays import DEFAULT_DTYPE, ArrayContext, as_tensor, is_tensor, to_numpy
+from .arrays import (
+    COMPUTE_DTYPES,
+    DEFAULT_DTYPE,
+    ArrayContext,
+    as_tensor,
+    check_tensor_kind,
+    is_tensor,
+    to_numpy,
+)
 from .errors import ConvergenceWarning, ExperimentSkipped, InputError
 from .measures import DiscreteMeasure, discrete_measure
 from .random import make_generator, numpy_rng, seed_everything
@@ -27,7 +35,8 @@ from .validation import (
 )
 
 __all__ = [
-    "DEFAULT_DTYPE", "ArrayContext", "as_tensor", "is_tensor", "to_numpy",
+    "DEFAULT_DTYPE", "COMPUTE_DTYPES", "ArrayContext", "as_tensor", "check_tensor_kind", "is_tensor",
+    "to_numpy",
     "ConvergenceWarning", "ExperimentSkipped", "InputError",
     "DiscreteMeasure", "discrete_measure", "make_generator", "numpy_rng", "seed_everything",
     "SolverResult", "report_convergence",

@@ -6,6 +6,23 @@ outputs are tensors on that tensor's device and dtype, with autograd kept; other
 outputs are NumPy arrays (0-d results become Python floats). NumPy / list inputs are converted
 to float64 unless a torch tensor fixes the dtype.
 
+What the boundary accepts (checked once here, for every public function, with an
+:class:`~measureflow.InputError` naming the argument otherwise):
+
+- torch tensors in float32 or float64 (the compute dtypes), on a device that holds data
+  (cpu, cuda, mps, ...), dense (strided) layout. Tensors on the ``meta`` device (shapes without
+  values), sparse tensors, complex tensors (the imaginary part would be dropped) and float16 /
+  bfloat16 tensors are rejected: half precision has neither the range (exp overflows at 11.1)
+  nor the precision (eps 1e-3 / 8e-3) the solvers' tolerances assume; cast with ``.float()``.
+- integer and bool tensors / arrays are read as numbers (bool as 0/1) and converted to the
+  compute dtype (float64 unless a floating tensor argument fixes it).
+- NumPy arrays, Python scalars and (nested, rectangular) lists of real numbers; ragged lists,
+  object arrays, strings, complex values and ``None`` are rejected.
+- non-contiguous tensors (transposes, expanded views) are made contiguous (a copy only then);
+  0-d inputs keep their shape (shape checks are the public function's job).
+- NaN and Inf are rejected unless the caller opts out (``check_finite=False``). Huge finite
+  values are accepted: overflow in a result is reported by the function that computes it.
+
 Typical use inside a public function::
 
     ctx = ArrayContext(x, y)          # inspects the inputs once
@@ -25,9 +42,35 @@ import torch
 
 from .errors import InputError
 
-__all__ = ["ArrayContext", "as_tensor", "to_numpy", "is_tensor", "DEFAULT_DTYPE"]
+__all__ = ["ArrayContext", "as_tensor", "to_numpy", "is_tensor", "DEFAULT_DTYPE", "COMPUTE_DTYPES",
+           "check_tensor_kind"]
 
 DEFAULT_DTYPE = torch.float64
+
+#: The floating dtypes measureflow computes in (float16 / bfloat16 are rejected, see above).
+COMPUTE_DTYPES = (torch.float32, torch.float64)
+
+
+def check_tensor_kind(t: torch.Tensor, name: str) -> torch.Tensor:
+    """Reject tensors the library cannot compute with (see the module docstring).
+
+    Meta-device tensors (no values), non-strided layouts (sparse, ...), complex dtypes and
+    floating dtypes other than float32/float64 raise :class:`InputError` naming ``name``.
+    Integer and bool tensors pass (they are converted by :func:`as_tensor`).
+    """
+    if t.device.type == "meta":
+        raise InputError(f"{name}: tensor is on the 'meta' device (a shape without values); "
+                         "measureflow needs data: pass a tensor on cpu, cuda or mps")
+    if t.layout != torch.strided:
+        raise InputError(f"{name}: {t.layout} tensors are not supported; pass a dense tensor "
+                         "(.to_dense())")
+    if t.is_complex():
+        raise InputError(f"{name}: complex values are not supported (dtype {t.dtype}); the "
+                         "imaginary part would be dropped: pass .real explicitly if intended")
+    if t.is_floating_point() and t.dtype not in COMPUTE_DTYPES:
+        raise InputError(f"{name}: dtype {t.dtype} is not supported (measureflow computes in "
+                         "float32 or float64): cast with .float() or .double()")
+    return t
 
 
 def is_tensor(x: Any) -> bool:
@@ -48,12 +91,22 @@ def as_tensor(x: Any, name: str = "x", *, dtype: torch.dtype | None = None,
               device: torch.device | str | None = None, check_finite: bool = True) -> torch.Tensor:
     """Convert ``x`` to a floating torch tensor without copying when possible.
 
-    Tensors keep their dtype/device (and autograd graph) unless ``dtype``/``device`` is given.
-    NumPy arrays, lists and scalars become float64 (or ``dtype``). Raises :class:`InputError`
-    naming ``name`` if ``x`` cannot be converted or (``check_finite``) contains NaN/Inf.
+    Tensors keep their dtype/device (and autograd graph) unless ``dtype``/``device`` is given;
+    non-contiguous tensors are made contiguous. NumPy arrays, lists and scalars become float64
+    (or ``dtype``). Raises :class:`InputError` naming ``name`` if ``x`` cannot be converted, is
+    of a kind the library does not compute with (meta device, sparse, complex, float16/bfloat16:
+    :func:`check_tensor_kind`) or (``check_finite``) contains NaN/Inf.
     """
     if x is None:
         raise InputError(f"{name}: expected an array, got None")
+    if isinstance(x, torch.Tensor):
+        check_tensor_kind(x, name)  # before the call-wide checks: name the culprit itself
+    if dtype is not None and dtype not in COMPUTE_DTYPES:
+        raise InputError(f"{name}: compute dtype {dtype} (fixed by another tensor argument of "
+                         "this call) is not supported: use float32 or float64 tensors")
+    if device is not None and torch.device(device).type == "meta":
+        raise InputError(f"{name}: cannot compute on the 'meta' device (fixed by another tensor "
+                         "argument of this call): pass tensors holding data")
     if isinstance(x, torch.Tensor):
         t = x
         if not t.is_floating_point():
@@ -62,10 +115,13 @@ def as_tensor(x: Any, name: str = "x", *, dtype: torch.dtype | None = None,
             t = t.to(dtype)
         if device is not None and t.device != torch.device(device):
             t = t.to(device)
+        t = t.contiguous()
     else:
+        if isinstance(x, (str, bytes)):
+            raise InputError(f"{name}: expected numeric values, got a string {x!r:.40}")
         try:
             arr = np.asarray(x)
-        except Exception as exc:  # pragma: no cover - exotic input
+        except Exception as exc:  # ragged nested lists, objects numpy cannot read
             raise InputError(f"{name}: cannot be converted to an array ({exc})") from None
         if arr.dtype == object:
             raise InputError(f"{name}: ragged or non-numeric array")

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .arrays import check_tensor_kind
 from .errors import InputError
 
 __all__ = [
@@ -26,7 +27,8 @@ __all__ = [
 
 
 def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
-    """Reject NaN and Inf entries."""
+    """Reject NaN and Inf entries (and tensors without values: :func:`check_tensor_kind`)."""
+    check_tensor_kind(x, name)
     if x.numel() and not bool(torch.isfinite(x.detach()).all()):
         raise InputError(f"{name}: contains NaN or Inf")
     return x
@@ -66,6 +68,7 @@ def check_same_dim(x: torch.Tensor, y: torch.Tensor, names: tuple[str, str]) -> 
 
 
 def check_nonnegative(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Finite entries >= 0."""
     check_finite(x, name)
     if x.numel() and bool((x.detach() < 0).any()):
         raise InputError(f"{name}: has negative entries (min {x.detach().min().item():.3g})")
@@ -88,6 +91,7 @@ def check_weights(w, n: int, name: str, *, like: torch.Tensor | None = None,
         from .arrays import as_tensor
         w = as_tensor(w, name, dtype=None if like is None else like.dtype,
                       device=None if like is None else like.device)
+    check_tensor_kind(w, name)
     check_shape(w, name, (n,))
     check_nonnegative(w, name)
     if positive_mass and not float(w.detach().sum()) > 0:
@@ -107,6 +111,8 @@ def check_probability(w: torch.Tensor, name: str, *, rtol: float = 1e-6) -> torc
 def check_masses_match(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str], *,
                        rtol: float = 1e-6) -> None:
     """Balanced problems need equal total masses (relative tolerance ``rtol``)."""
+    check_tensor_kind(a, names[0])
+    check_tensor_kind(b, names[1])
     ma, mb = float(a.detach().sum()), float(b.detach().sum())
     if abs(ma - mb) > rtol * max(abs(ma), abs(mb), 1e-300):
         raise InputError(f"{names[0]}, {names[1]}: total masses differ ({ma:.10g} vs {mb:.10g}); "
@@ -141,6 +147,7 @@ def _as_float(x, name: str) -> float:
     if isinstance(x, torch.Tensor):
         if x.numel() != 1:
             raise InputError(f"{name}: expected a scalar, got shape {tuple(x.shape)}")
+        check_tensor_kind(x, name)
         x = x.detach().item()
     if isinstance(x, bool) or not isinstance(x, numbers.Real):
         raise InputError(f"{name}: expected a real number, got {type(x).__name__}")
