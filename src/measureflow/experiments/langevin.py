@@ -186,7 +186,14 @@ def error_vs_n(cfg):
         Claim.at_most("Derived kernel-norm term matches MC - bias for N >= 200 (max |z|)",
                       bonferroni_z(len(big)), float(np.max(z[big])),
                       note="first order in 1/N; at N < 200 the O(1/N^2) remainder may show "
-                           "(metrics); previously a 15% relative tolerance (measured 5.5%)"),
+                           "(metrics); previously a 15% relative tolerance (measured 5.5%). "
+                           "Relative deviation (MC - theory) / theory by N: "
+                           + ", ".join(f"{n}: {r:+.3f}" for n, r in zip(
+                               cfg.ns, (fs_mc - fs_th) / fs_th, strict=True))
+                           + ". The full run (d = 32, 1000 datasets) fails at N = 200 "
+                             "(|z| 5.1): the deviation halves with each doubling of N (4.4%, "
+                             "2.3%, 1.4% at N = 50, 100, 200), the O(d/N^2) second-order "
+                             "remainder, resolved there by the smaller standard error"),
     ]
     return Outcome(metrics=dict(ns=cfg.ns, theory_finite=fs_th, mc_finite=fs_mc, mc_se=se,
                                 bias=bias, slope=fit, z=z),
