@@ -107,13 +107,25 @@ def test_complex_never_silently_made_real():
         ArrayContext(z).tensor(z, "w")
 
 
-def test_call_wide_meta_or_half_names_the_converted_argument():
-    ctx = ArrayContext(torch.zeros(2, device="meta"), np.ones(2))
+@pytest.mark.parametrize("bad", [torch.zeros(2, device="meta"), torch.zeros(2, dtype=torch.half),
+                                 torch.zeros(2, dtype=torch.complex64)])
+def test_unusable_tensor_never_fixes_the_call_and_is_named_itself(bad):
+    # x (NumPy) converted first must not be blamed for y's device/dtype
+    ctx = ArrayContext(np.ones(2), bad)
+    assert ctx.is_torch and ctx.dtype == torch.float64 and ctx.device.type == "cpu"
+    assert ctx.tensor(np.ones(2), "x").dtype == torch.float64
+    with pytest.raises(InputError, match="^y: "):
+        ctx.tensor(bad, "y")
+    # a usable tensor after it fixes dtype/device as usual
+    ctx = ArrayContext(bad, torch.ones(2, dtype=torch.float32))
+    assert ctx.dtype == torch.float32
+
+
+def test_explicit_unsupported_dtype_or_meta_device_named():
     with pytest.raises(InputError, match="^y: cannot compute on the 'meta' device"):
-        ctx.tensor(np.ones(2), "y")
-    ctx = ArrayContext(torch.zeros(2, dtype=torch.float16))
+        as_tensor(np.ones(2), "y", device="meta")
     with pytest.raises(InputError, match="^y: compute dtype torch.float16"):
-        ctx.tensor(np.ones(2), "y")
+        as_tensor(np.ones(2), "y", dtype=torch.float16)
 
 
 def test_validators_reject_meta_instead_of_raw_item_error():
@@ -121,7 +133,7 @@ def test_validators_reject_meta_instead_of_raw_item_error():
     m = torch.ones(3, device="meta")
     for call in (lambda: check_finite(m, "a"), lambda: check_weights(m, 3, "a"),
                  lambda: check_positive(torch.tensor(1.0, device="meta"), "a")):
-        with pytest.raises(InputError, match="^a: tensor is on the 'meta' device"):
+        with pytest.raises(InputError, match="^a: tensors on the 'meta' device hold no values"):
             call()
 
 

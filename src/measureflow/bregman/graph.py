@@ -41,7 +41,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse import csgraph
 
-from ..core.arrays import ArrayContext
+from ..core.arrays import ArrayContext, check_tensor_kind
 from ..core.errors import InputError
 from ..core.results import SolverResult, report_convergence
 from ..core.validation import (
@@ -111,13 +111,10 @@ class GraphW1Result(SolverResult):
 # ----------------------------------------------------------------------------- input checks
 
 def _check_array_arg(x, name: str) -> None:
-    """Reject what ``ArrayContext`` would mangle or crash on: complex values (their imaginary
-    part would be dropped) and tensors without data (``meta`` device)."""
+    """Reject complex values (their imaginary part would be dropped) and tensors the core
+    cannot compute with (meta device, sparse, float16: :func:`core.arrays.check_tensor_kind`)."""
     if isinstance(x, torch.Tensor):
-        if x.is_complex():
-            raise InputError(f"{name}: complex values are not supported")
-        if x.device.type == "meta":
-            raise InputError(f"{name}: tensors on the 'meta' device hold no data")
+        check_tensor_kind(x, name)
     elif isinstance(x, np.ndarray) and np.iscomplexobj(x):
         raise InputError(f"{name}: complex values are not supported")
 

@@ -15,7 +15,8 @@ What the boundary accepts (checked once here, for every public function, with an
   bfloat16 tensors are rejected: half precision has neither the range (exp overflows at 11.1)
   nor the precision (eps 1e-3 / 8e-3) the solvers' tolerances assume; cast with ``.float()``.
 - integer and bool tensors / arrays are read as numbers (bool as 0/1) and converted to the
-  compute dtype (float64 unless a floating tensor argument fixes it).
+  compute dtype (float64 unless a floating tensor argument fixes it); a lone Python/NumPy bool
+  (``True`` where a number or an array is expected) is rejected.
 - NumPy arrays, Python scalars and (nested, rectangular) lists of real numbers; ragged lists,
   object arrays, strings, complex values and ``None`` are rejected.
 - non-contiguous tensors (transposes, expanded views) are made contiguous (a copy only then);
@@ -59,7 +60,7 @@ def check_tensor_kind(t: torch.Tensor, name: str) -> torch.Tensor:
     Integer and bool tensors pass (they are converted by :func:`as_tensor`).
     """
     if t.device.type == "meta":
-        raise InputError(f"{name}: tensor is on the 'meta' device (a shape without values); "
+        raise InputError(f"{name}: tensors on the 'meta' device hold no values (only a shape); "
                          "measureflow needs data: pass a tensor on cpu, cuda or mps")
     if t.layout != torch.strided:
         raise InputError(f"{name}: {t.layout} tensors are not supported; pass a dense tensor "
@@ -77,14 +78,24 @@ def is_tensor(x: Any) -> bool:
     return isinstance(x, torch.Tensor)
 
 
+def _usable(t: torch.Tensor) -> bool:
+    return (t.device.type != "meta" and t.layout == torch.strided and not t.is_complex()
+            and (not t.is_floating_point() or t.dtype in COMPUTE_DTYPES))
+
+
 def _first_tensor(arrays) -> torch.Tensor | None:
-    for a in arrays:
-        if isinstance(a, torch.Tensor) and a.is_floating_point():
-            return a
-    for a in arrays:
-        if isinstance(a, torch.Tensor):
-            return a
-    return None
+    """The tensor that fixes a call's dtype/device: the first usable floating one, else the
+    first usable one, else (only unusable tensors: meta, complex, half, sparse) the first
+    tensor. Unusable tensors never fix the call's dtype/device, so that the InputError is
+    raised when that tensor itself is converted, naming it (not another argument)."""
+    tensors = [a for a in arrays if isinstance(a, torch.Tensor)]
+    for t in tensors:
+        if t.is_floating_point() and _usable(t):
+            return t
+    for t in tensors:
+        if _usable(t):
+            return t
+    return tensors[0] if tensors else None
 
 
 def as_tensor(x: Any, name: str = "x", *, dtype: torch.dtype | None = None,
@@ -119,6 +130,8 @@ def as_tensor(x: Any, name: str = "x", *, dtype: torch.dtype | None = None,
     else:
         if isinstance(x, (str, bytes)):
             raise InputError(f"{name}: expected numeric values, got a string {x!r:.40}")
+        if isinstance(x, (bool, np.bool_)):
+            raise InputError(f"{name}: expected a number or an array, got the bool {x!r}")
         try:
             arr = np.asarray(x)
         except Exception as exc:  # ragged nested lists, objects numpy cannot read
@@ -163,9 +176,12 @@ class ArrayContext:
     def __init__(self, *arrays: Any, dtype: torch.dtype | None = None, device=None):
         ref = _first_tensor([a for a in arrays if a is not None])
         self.is_torch = ref is not None
-        if ref is not None:
+        if ref is not None and _usable(ref):
             self.dtype = dtype or (ref.dtype if ref.is_floating_point() else DEFAULT_DTYPE)
             self.device = torch.device(device) if device is not None else ref.device
+        elif ref is not None:  # only unusable tensors: converting them raises, naming them
+            self.dtype = dtype or DEFAULT_DTYPE
+            self.device = torch.device(device) if device is not None else torch.device("cpu")
         else:
             self.dtype = dtype or DEFAULT_DTYPE
             self.device = torch.device(device) if device is not None else torch.device("cpu")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import os
 
 import torch
 
@@ -37,8 +38,11 @@ def _omp_runtime():
                      or ".so." in line}
     except (OSError, RuntimeError, AttributeError):
         return None
+    # torch's own runtime first: other wheels (POT, scikit-learn) bundle their own libgomp
+    # copies, whose thread setting torch never reads
+    torch_dir = os.path.dirname(torch.__file__)
     for key in ("libgomp", "libiomp", "libomp"):
-        for path in sorted(paths):
+        for path in sorted(paths, key=lambda p: (not p.startswith(torch_dir), p)):
             if key in path.rsplit("/", 1)[-1]:
                 try:
                     lib = ctypes.CDLL(path)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -39,14 +40,17 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from ..core.arrays import check_tensor_kind
 from ..core.errors import ConvergenceWarning, InputError
 from ..core.results import SolverResult
 from ..core.validation import (
     check_choice,
+    check_finite,
     check_int,
     check_ndim,
     check_nonnegative_scalar,
     check_positive,
+    check_weights,
 )
 
 __all__ = ["METHODS", "ORDERS", "ode_step", "odeint", "ODEResult", "FlowResult", "StepInfo",
@@ -112,6 +116,29 @@ def _stack(items):
     if isinstance(first, np.ndarray):
         return np.stack(items)
     return items
+
+
+def _check_state(y, name: str):
+    """A state is a float tensor / NumPy array / real number, or a tuple of those; finite."""
+    leaves = _leaves(y)
+    if not leaves:
+        raise InputError(f"{name}: empty state tuple")
+    for v in leaves:
+        if isinstance(v, torch.Tensor):
+            check_tensor_kind(v, name)
+            if not v.is_floating_point():
+                raise InputError(f"{name}: expected a floating state, got dtype {v.dtype}")
+            check_finite(v, name)
+        elif isinstance(v, np.ndarray) or (isinstance(v, numbers.Real)
+                                             and not isinstance(v, bool)):
+            if np.asarray(v).dtype.kind not in "fiu":
+                raise InputError(f"{name}: expected real numbers, got dtype {np.asarray(v).dtype}")
+            if not np.all(np.isfinite(v)):
+                raise InputError(f"{name}: contains NaN or Inf")
+        else:
+            raise InputError(f"{name}: expected a tensor, a NumPy array or a tuple of them, "
+                             f"got {type(v).__name__}")
+    return y
 
 
 def _like(y):
@@ -394,6 +421,9 @@ def odeint(rhs: Callable, y0, *, step: float | None = None, n_steps: int | None 
     True
     """
     method = check_choice(method, "method", METHODS)
+    if not callable(rhs):
+        raise InputError(f"rhs: expected a callable rhs(t, y), got {type(rhs).__name__}")
+    _check_state(y0, "y0")
     record_every = check_int(record_every, "record_every", min_value=1)
     on_blowup = check_choice(on_blowup, "on_blowup", ("raise", "stop"))
     project = resolve_projection(project)
@@ -629,9 +659,11 @@ class ParticleFlow:
             raise InputError("velocity: must be a callable velocity(x, w)")
         if not isinstance(positions, torch.Tensor):
             raise InputError("positions: must be a torch tensor (n, d)")
-        check_ndim(positions, "positions", 2)
+        check_ndim(_check_state(positions, "positions"), "positions", 2)
         if weights is None:
             weights = positions.new_full((positions.shape[0],), 1.0 / positions.shape[0])
+        else:
+            weights = check_weights(weights, positions.shape[0], "weights", like=positions)
         self.velocity = velocity
         self.positions = positions
         self.weights = weights

@@ -185,6 +185,7 @@ def lazy_plan_apply(res: OTResult, x=None, y=None, v=None, a=None, b=None, *,
     of the solve."""
     if v is None:
         raise InputError("v: missing vector")
+    chunk = None if chunk is None else check_int(chunk, "chunk", min_value=1)
     if x is not None or y is not None:
         if x is None or y is None:
             raise InputError("x, y: give both or neither (the result keeps its inputs)")

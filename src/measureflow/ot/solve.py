@@ -168,7 +168,7 @@ def solve(a, b, C=None, *, eps=None, rho=None, max_iter: int | None = None,
     """
     if kwargs:
         foreign_kwargs(kwargs, "ot.solve")
-    if a is not None and np.ndim(a) == 2:
+    if a is not None and (a.ndim if hasattr(a, "ndim") else np.asarray(a, dtype=object).ndim) == 2:
         raise InputError("a: got a 2-D first argument; the order is solve(a, b, C) with a, b "
                          "the weights (None for uniform), e.g. solve(None, None, M) -- POT's "
                          "ot.solve(M, a, b) order is not supported")
