@@ -390,19 +390,15 @@ def test_report_command_usage_errors(tmp_path, capsys):
 # ----------------------------------------------------------------------------- registry
 #: Experiments whose ``section`` names no paper location (Sec./Thm/Prop/Fig/App./Eq./Table/
 #: Abstract ...). Each entry must disappear when its module is fixed (strict xfail).
-SECTION_WITHOUT_LOCATION: set[str] = {
-    "attention.minilm", "attention.uniform-rate",
-}
+SECTION_WITHOUT_LOCATION: set[str] = set()
 
 #: Experiments with claims whose statement quotes no paper location and does not say it checks
 #: something of ours ("derived", "sanity check", "not in the paper"). Each entry must disappear
 #: when fixed (strict xfail). State of 2 Dec 2026, 02:20 (claims being rewritten).
 CLAIMS_WITHOUT_LOCATION: set[str] = {
-    "attention.uniform-rate", "bregman.dual-rate", "bregman.line-graph",
     "conservation.attention-conv", "conservation.intrinsic-criteria",
     "conservation.random-architectures", "sampling.best-sigma", "sampling.diffusion-exact-vs-mc",
     "sampling.diffusion-min-noise", "sampling.error-vs-sigma", "sampling.score-optimization",
-    "spectral.muon-optimizer", "spectral.relu-teacher", "spectral.static-couplings",
 }
 
 #: Cheap experiments whose claims are checked by the fast suite (the others: ``-m slow``).

@@ -10,7 +10,7 @@ from measureflow import ExperimentSkipped
 from measureflow.attention import gaussian_velocity
 from measureflow.experiments import get
 from measureflow.experiments.registry import Config
-from measureflow.experiments.token_sample import _rate_models, _trend
+from measureflow.experiments.token_sample import beta_trend, rate_models
 
 D64 = torch.float64
 #: a claim quotes where the paper states it
@@ -43,8 +43,8 @@ def test_rate_models_tell_log_from_power_on_clean_data():
     se = np.full(8, 0.003)
     log_data = 0.95 - 0.06 * np.log(n)                # hits 0.12 at 1e6: strong curvature
     pow_data = 1.2 * n ** -0.25
-    m_log = _rate_models(n, log_data, se)
-    m_pow = _rate_models(n, pow_data, se)
+    m_log = rate_models(n, log_data, se)
+    m_pow = rate_models(n, pow_data, se)
     assert m_log["chi2_log"] < 1e-12 < m_log["chi2_power"] - 2
     assert m_pow["chi2_power"] < 1e-12 < m_pow["chi2_log"] - 2
     assert m_pow["power"][1] == pytest.approx(0.25)
@@ -53,11 +53,11 @@ def test_rate_models_tell_log_from_power_on_clean_data():
 def test_trend_detects_decrease_and_increase():
     H = [0.2, 0.7, 1.2, 2.0]
     se = [0.02] * 4
-    t, zinc, c1 = _trend(H, [0.48, 0.40, 0.25, 0.12], se)
+    t, zinc, c1 = beta_trend(H, [0.48, 0.40, 0.25, 0.12], se)
     assert t > 5 and zinc < 0 and c1 < 0
-    t, _, _ = _trend(H, [0.3, 0.3, 0.3, 0.3], se)
+    t, _, _ = beta_trend(H, [0.3, 0.3, 0.3, 0.3], se)
     assert abs(t) < 1e-9
-    _, zinc, _ = _trend(H, [0.40, 0.20, 0.35, 0.10], se)
+    _, zinc, _ = beta_trend(H, [0.40, 0.20, 0.35, 0.10], se)
     assert zinc == pytest.approx(0.15 / (0.02 * math.sqrt(2)))
 
 

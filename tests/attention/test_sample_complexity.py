@@ -200,39 +200,67 @@ def test_horizon_and_helpers_reject_bad_input():
         uniform_error(sampler(20, None), Q=eye, K=eye, V=eye, reference_map=None, radius=1.0)
 
 
-def test_sweep_core_matches_output_moments():
-    from measureflow.attention.sample_complexity import _moments, _sweep_heads
+def _fixed_sampler(samples_by_n):
+    """A token_sample_sweep sampler that returns chosen samples, in order, for each n: the
+    sweep's errors against a chosen reference then give its finite-n moments of them."""
+    queues = {n: list(xs) for n, xs in samples_by_n.items()}
+
+    def sample(n, gen):
+        return queues[n].pop(0)
+    return sample
+
+
+def test_sweep_moments_are_output_moments():
+    # multi-head sweep: the error of each sample is |m_n - u| and |C_n - S|_F with (m_n, C_n)
+    # the output_moments of that sample, for a random reference (u, S)
     g = torch.Generator().manual_seed(4)
-    x = torch.randn(30, 4, generator=g, dtype=D64)
+    x = torch.randn(31, 4, generator=g, dtype=D64)
     Q, K, V = (torch.randn(4, 4, generator=g, dtype=D64) for _ in range(3))
-    m, C = _moments(x, _sweep_heads(Q, K, V, 2, 4, D64), "softmax", 1.0, None, None)
-    m_ref, C_ref = output_moments(x, Q=Q, K=K, V=V, heads=2)
-    assert torch.allclose(m, m_ref, atol=1e-13) and torch.allclose(C, C_ref, atol=1e-13)
+    for _ in range(2):
+        u = torch.randn(4, generator=g, dtype=D64)
+        S = torch.randn(4, 4, generator=g, dtype=D64)
+        res = token_sample_sweep(_fixed_sampler({30: [x[:30]], 31: [x]}), [30, 31], 1, Q=Q,
+                                 K=K, V=V, reference=(u, S), heads=2)
+        for i, n in enumerate((30, 31)):
+            m, C = output_moments(x[:n], Q=Q, K=K, V=V, heads=2)
+            assert res.mean_err[i, 0] == pytest.approx(float((m - u).norm()), rel=1e-12)
+            assert res.cov_err[i, 0] == pytest.approx(float((C - S).norm()), rel=1e-12)
 
 
 def test_split_bias_correction_removes_the_1_over_n_bias_exactly():
     """Exact expectations over i.i.d. samples from a two-atom measure (enumerated by the
     number of atoms of each kind in each half): the plain covariance is biased by ~B/n, the
-    split-corrected one by O(1/n^2)."""
-    from measureflow.attention.sample_complexity import _moments, _sweep_heads
+    split-corrected one by O(1/n^2). The sweep's covariance of each sample is read from its
+    error against the reference C = -L (1 x 1, so the error is C_n + L > 0)."""
     y0, y1, p = -1.0, 2.0, 0.3
     Q = torch.tensor([[0.7]], dtype=D64)
     one = torch.eye(1, dtype=D64)
-    hq = _sweep_heads(Q, one, one, 1, 1, D64)
     _, C_ref = output_moments(torch.tensor([[y0], [y1]], dtype=D64),
                               torch.tensor([p, 1 - p], dtype=D64), Q=Q, K=one, V=one)
-    bias = {}
+    L = 10.0
+    samples, probs = {}, {}
     for n in (8, 16):
         n1, n2 = n // 2, n - n // 2
-        e_raw = e_bc = 0.0
+        samples[n], probs[n] = [], []
         for j in range(n1 + 1):
             for k in range(n2 + 1):
-                pr = math.comb(n1, j) * math.comb(n2, k) * p ** (j + k) * (1 - p) ** (n - j - k)
-                x = torch.tensor([y0] * j + [y1] * (n1 - j) + [y0] * k + [y1] * (n2 - k),
-                                 dtype=D64)[:, None]
-                e_raw += pr * float(_moments(x, hq, "softmax", 1.0, None, None)[1])
-                e_bc += pr * float(_moments(x, hq, "softmax", 1.0, None, "split")[1])
-        bias[n] = (e_raw - float(C_ref), e_bc - float(C_ref))
+                probs[n].append(math.comb(n1, j) * math.comb(n2, k) * p ** (j + k)
+                                * (1 - p) ** (n - j - k))
+                samples[n].append(torch.tensor(
+                    [y0] * j + [y1] * (n1 - j) + [y0] * k + [y1] * (n2 - k), dtype=D64)[:, None])
+    reps = max(len(v) for v in samples.values())
+    for n in samples:                                 # pad to the same count, probability 0
+        probs[n] += [0.0] * (reps - len(probs[n]))
+        samples[n] += [samples[n][0]] * (reps - len(samples[n]))
+    expected = {}
+    for bc in (None, "split"):
+        res = token_sample_sweep(_fixed_sampler(samples), [8, 16], reps, Q=Q, K=one, V=one,
+                                 reference=(torch.zeros(1, dtype=D64), -L * one),
+                                 bias_correction=bc)
+        for i, n in enumerate((8, 16)):
+            expected[bc, n] = float(np.dot(probs[n], res.cov_err[i] - L))
+    bias = {n: (expected[None, n] - float(C_ref), expected["split", n] - float(C_ref))
+            for n in (8, 16)}
     # plain: ~B/n (halves when n doubles); corrected: much smaller and shrinking faster
     assert 1.6 < bias[8][0] / bias[16][0] < 2.4
     assert abs(bias[16][1]) < 0.25 * abs(bias[16][0])

@@ -234,12 +234,13 @@ def line_graph_impl(cfg):
                       max_iter=cfg.iters_flow, check_every=cfg.check_every)
     W1 = rows[0]["W1"]
     claims = [
-        Claim.close("Line closed form: W1 = sum_i |sum_{j<=i} (b1-b2)_j| (exact solver, all n)",
+        Claim.close("Sanity check, not a statement of the paper (the reference W1 of the value "
+                    "errors): the exact graph-W1 solver equals the path closed form W1 = sum_i "
+                    "|sum_{j<=i} (b1-b2)_j| (max relative difference over the sizes)",
                     0.0, max(abs(r["W1"] - r["closed_form"]) / r["closed_form"] for r in rows),
-                    atol=1e-9),
-        Claim.holds("Rounded flow-Sinkhorn brackets W1: lower <= W1 <= upper",
-                    fs.lower <= W1 + 1e-9 and W1 - 1e-9 <= fs.upper,
-                    detail=[fs.lower, W1, fs.upper]),
+                    atol=1e-9,
+                    note="the closed form is 1-D optimal transport on a path; the paper's "
+                         "benchmark code offers it as a check of its LP reference"),
         Claim.holds(f"Paper (Sec. 5): flow-Sinkhorn reaches {cfg.level:.0%} value error faster "
                     "than dense Sinkhorn on the shortest-path matrix (every size)",
                     all(r["t_flow"] < r["t_dense"] for r in rows),
@@ -253,9 +254,17 @@ def line_graph_impl(cfg):
     ratios = [r["t_dense"] / r["t_flow"] for r in rows]
     if all(math.isfinite(t) for r in rows for t in (r["t_flow"], r["t_dense"])):
         claims.append(Claim.at_least(
-            "Paper (GPU scaling figure): the advantage of flow-Sinkhorn (t_dense / t_flow) "
-            "grows with n", ratios[0], ratios[-1]))
-    return Outcome(metrics={"rows": rows, "ratios_dense_over_flow": ratios},
+            "Sec. 5, Fig. bench-line-gpu-scaling: the advantage of flow-Sinkhorn (t_dense / "
+            "t_flow) grows with n", ratios[0], ratios[-1],
+            note="measured on CPU (the paper's figure: GPU); added only when every size reached "
+                 "the level. Old statement: 'Paper (GPU scaling figure): ...' (no location)"))
+    # rounded flow-Sinkhorn at the smallest size and smallest gamma: certified bounds
+    # (1-Lipschitz potential, feasible rounded flow), a metric (old claim "lower <= W1 <=
+    # upper": true by weak duality whatever the iterate; the bounds are tested in
+    # tests/bregman/test_graph_w1.py)
+    bracket = {"lower": fs.lower, "W1": W1, "upper": fs.upper}
+    return Outcome(metrics={"rows": rows, "ratios_dense_over_flow": ratios,
+                            "flow_sinkhorn_bracket": bracket},
                    figures={"line": fig}, claims=claims)
 
 
@@ -340,18 +349,20 @@ def dual_rate_impl(cfg):
     claims = [
         Claim.at_most("Thm. (Sec. 3): k x dual gap stays bounded (sup over the 2nd half of the "
                       "sweeps / sup over the 1st half, worst gamma)", 1.0, max(bounded)),
-        Claim.at_most("Issue/paper: the constant sup_k k x gap grows at most linearly in 1/gamma "
-                      "(log-log slope)", 1.0 + 2 * (fit["slope_se"] if
-                                                    math.isfinite(fit["slope_se"]) else 0.0),
-                      fit["slope"], note="the theorem's constant X U^2 / gamma also contains "
-                      "gamma-dependent X and U; only the scaling is checked"),
+        Claim.at_most("Abstract + Sec. 3, Thm. (dual rate): the dual objective decreases at "
+                      "O(1/k) with a constant that scales only linearly in 1/gamma: log-log "
+                      "slope of sup_k k x gap against 1/gamma <= 1 + 2 SE",
+                      1.0 + 2 * (fit["slope_se"] if math.isfinite(fit["slope_se"]) else 0.0),
+                      fit["slope"], note="the theorem's constant 8 X U^2 ||A||^2 / gamma also "
+                      "contains gamma-dependent X and U, and is an upper bound: a slope below 1 "
+                      "is consistent with it; only the scaling is checked"),
     ]
     return Outcome(metrics={"gammas": cfg.gammas, "sup_k_gap": consts, "slope": fit,
                             "second_over_first_half": bounded},
                    figures={"dual_rate": fig}, claims=claims)
 
 
-@experiment("bregman.line-graph", paper=PAPER, section="Sec. 5, line benchmark + GPU scaling",
+@experiment("bregman.line-graph", paper=PAPER, section="Sec. 5, Figs. bench-overview-small (line) + bench-line-gpu-scaling",
             title="Line graph: exact W1 = closed form; flow-Sinkhorn vs dense Sinkhorn, scaling",
             quick=dict(seed=0, sizes=[(40, 3), (80, 6)], gammas_flow=[0.3, 0.1],
                        gammas_dense=[0.3, 0.1], iters_flow=1000, iters_dense=300,
