@@ -189,8 +189,8 @@ def test_newton_schulz_quintic_validates():
     X = newton_schulz_quintic(G)
     assert X.dtype == torch.bfloat16 and X.shape == (4, 3)
     for kw, name in ((dict(eps=math.inf), "eps"), (dict(eps=0.0), "eps"),
-                     (dict(steps=-1), "ns_steps"), (dict(steps=2.5), "ns_steps"),
-                     (dict(coefficients=(1, 2, math.nan)), "ns_coefficients")):
+                     (dict(steps=-1), "steps"), (dict(steps=2.5), "steps"),
+                     (dict(coefficients=(1, 2, math.nan)), "coefficients")):
         with pytest.raises(InputError, match=f"^{name}"):
             newton_schulz_quintic(G, **kw)
     with pytest.raises(InputError, match="^G"):

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ..core import InputError, check_int, make_generator
+from ..core import InputError, as_tensor, check_int, check_positive, make_generator
 from ._paths import dag_laws, mlp_dag, path_lifting
 
 __all__ = ["Architecture", "linear_two_layer", "linear_deep", "relu_two_layer", "relu_deep",
@@ -354,7 +354,7 @@ def attention(dim: int, d_head: int, heads: int = 1, *, n_tokens: int = 4,
     """
     dim, d, H = _pos(dim, "dim"), _pos(d_head, "d_head"), _pos(heads, "heads")
     n_tokens = _pos(n_tokens, "n_tokens")
-    c = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    c = 1.0 / math.sqrt(d) if scale is None else check_positive(scale, "scale")
     shapes = {}
     for h in range(H):
         for nm in "QKVO":
@@ -529,9 +529,9 @@ def known_rank(arch: Architecture, theta, *, rtol: float = 1e-9) -> int:
     """Numerical rank of the Jacobian of ``arch.laws`` at ``theta`` (independent known laws)."""
     if not isinstance(arch, Architecture):
         raise InputError("arch: expected an Architecture from conservation.architectures")
-    t = torch.as_tensor(theta, dtype=_F64) if not isinstance(theta, torch.Tensor) else theta
-    t = t.detach()
-    if t.ndim != 1 or t.numel() != arch.n_params or not bool(torch.isfinite(t).all()):
+    t = as_tensor(theta, "theta").detach()  # kinds and NaN checked by the core
+    rtol = check_positive(rtol, "rtol")
+    if t.ndim != 1 or t.numel() != arch.n_params:
         raise InputError(f"theta: expected a finite flat vector of length {arch.n_params}")
     J = torch.func.jacrev(arch.laws)(t).reshape(-1, t.numel())
     if J.numel() == 0:

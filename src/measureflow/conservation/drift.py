@@ -26,7 +26,14 @@ import torch
 from torch import nn
 from torch.func import jvp
 
-from ..core import InputError, check_choice, check_int, check_nonnegative_scalar, check_positive
+from ..core import (
+    InputError,
+    check_choice,
+    check_int,
+    check_nonnegative_scalar,
+    check_positive,
+    check_tensor_kind,
+)
 
 __all__ = ["DriftResult", "track_laws", "one_step_change", "weight_decay_rescaling"]
 
@@ -167,6 +174,9 @@ def one_step_change(law: Callable[[torch.Tensor], torch.Tensor], theta: torch.Te
         raise InputError("law: expected a callable on flat parameters")
     if not isinstance(theta, torch.Tensor) or not isinstance(grad, torch.Tensor):
         raise InputError("theta, grad: expected torch tensors")
+    check_tensor_kind(theta, "theta")
+    check_tensor_kind(grad, "grad")
+    grad = grad.to(theta.dtype)  # theta fixes the dtype (the core's rule)
     if theta.shape != grad.shape:
         raise InputError(f"grad: shape {tuple(grad.shape)} differs from theta "
                          f"{tuple(theta.shape)}")

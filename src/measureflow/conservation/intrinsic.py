@@ -34,6 +34,8 @@ from torch.func import jacrev, jvp
 from ..core import (
     ArrayContext,
     InputError,
+    as_tensor,
+    check_in_range,
     check_int,
     check_nonnegative_scalar,
     check_positive,
@@ -55,8 +57,7 @@ _F64 = torch.float64
 
 
 def _theta(theta, name="theta") -> torch.Tensor:
-    t = torch.as_tensor(theta, dtype=_F64) if not isinstance(theta, torch.Tensor) else theta
-    t = t.detach()
+    t = as_tensor(theta, name).detach()  # kinds checked once by the core (meta, complex, ...)
     if t.ndim != 1 or t.numel() == 0:
         raise InputError(f"{name}: expected a flat parameter vector, got shape {tuple(t.shape)}")
     if not bool(torch.isfinite(t).all()):
@@ -66,13 +67,17 @@ def _theta(theta, name="theta") -> torch.Tensor:
 
 def _finite_scalar(x, name: str) -> float:
     """A finite real scalar (any sign), else InputError naming ``name``."""
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise InputError(f"{name}: expected a real number, got {type(x).__name__}") from None
+    v = check_in_range(x, name, -math.inf, math.inf)  # real (no str/bool/complex), not NaN
     if not torch.isfinite(torch.tensor(v)):
         raise InputError(f"{name}: must be finite, got {v}")
     return v
+
+
+def _layers(A, name: str) -> torch.Tensor:
+    """A stack of layer matrices: a float tensor (kinds checked by the core), finite."""
+    if not isinstance(A, torch.Tensor):
+        raise InputError(f"{name}: expected a torch tensor (L, n, n), got {type(A).__name__}")
+    return as_tensor(A, name)
 
 
 def _null(A: torch.Tensor, rtol: float) -> torch.Tensor:
@@ -296,7 +301,7 @@ def metric_linear_relaxed_balanced(Z: torch.Tensor, lam: float, r: int) -> torch
     r = check_int(r, "r", min_value=1)
     if r > min(n, m):
         raise InputError(f"r: the closed form needs r <= min(n, m) = {min(n, m)}")
-    lam = float(lam)
+    lam = _finite_scalar(lam, "lam")
     Pu, Pv = _range_proj(Z, r)
     In, Im = _eye(ctx, n), _eye(ctx, m)
     UU = (sqrtm_psd(Z @ Z.T + lam * lam / 4 * In) + lam / 2 * In) @ Pu
@@ -372,6 +377,9 @@ def relaxed_balanced_neural_ode(n: int, n_layers: int, mu: float, *, seed=0,
     """
     n = check_int(n, "n", min_value=1)
     L = check_int(n_layers, "n_layers", min_value=1)
+    mu = _finite_scalar(mu, "mu")
+    scale = check_positive(scale, "scale")
+    skew = check_nonnegative_scalar(skew, "skew")
     gen = make_generator(seed)
     S0 = scale * torch.randn(n, n, generator=gen, dtype=_F64)
     S0 = 0.5 * (S0 + S0.T)
@@ -387,6 +395,7 @@ def relaxed_balanced_neural_ode(n: int, n_layers: int, mu: float, *, seed=0,
 
 def neural_ode_product(A: torch.Tensor) -> torch.Tensor:
     """Z = expm(A_L / L) ... expm(A_1 / L): the resolvent for piecewise-constant A (L, n, n)."""
+    A = _layers(A, "A")
     if A.ndim != 3 or A.shape[1] != A.shape[2]:
         raise InputError(f"A: expected shape (L, n, n), got {tuple(A.shape)}")
     L = A.shape[0]
@@ -401,6 +410,7 @@ def neural_ode_law(A: torch.Tensor) -> torch.Tensor:
 
     Finite differences on the grid s_i = (i + 1/2)/L (second-order accurate in 1/L).
     """
+    A = _layers(A, "A")
     if A.ndim != 3 or A.shape[0] < 2:
         raise InputError("A: expected shape (L, n, n) with L >= 2")
     L = A.shape[0]
@@ -425,7 +435,7 @@ def metric_neural_ode(Z: torch.Tensor, mu: float, *, n_quad: int = 48) -> torch.
     Z = ctx.tensor(Z, "Z")
     if Z.ndim != 2 or Z.shape[0] != Z.shape[1]:
         raise InputError("Z: expected a square matrix")
-    mu = float(mu)
+    mu = _finite_scalar(mu, "mu")
     n_quad = check_int(n_quad, "n_quad", min_value=2)
     Au, z, Bh = torch.linalg.svd(Z)
     if float(z.min()) <= 0:
@@ -467,11 +477,13 @@ def neural_ode_flow(A0: torch.Tensor, target: torch.Tensor, mu: float, *, t_max:
     The difference is the discretisation error of
     the L-layer approximation (O(1/L)) plus the RK4 error.
     """
-    if A0.ndim != 3:
-        raise InputError("A0: expected shape (L, n, n)")
+    A0 = _layers(A0, "A0")
+    if A0.ndim != 3 or A0.shape[1] != A0.shape[2]:
+        raise InputError(f"A0: expected shape (L, n, n), got {tuple(A0.shape)}")
+    mu = _finite_scalar(mu, "mu")
     t_max = check_positive(t_max, "t_max")
     n_t = check_int(n_t, "n_t", min_value=1)
-    target = torch.as_tensor(target, dtype=_F64)
+    target = as_tensor(target, "target", dtype=A0.dtype, device=A0.device)
     L, n = A0.shape[0], A0.shape[1]
     if target.shape != (n, n):
         raise InputError(f"target: expected shape ({n}, {n})")

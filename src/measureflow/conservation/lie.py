@@ -38,7 +38,14 @@ from typing import Any
 import torch
 from torch.func import jacrev, jvp, vjp, vmap
 
-from ..core import ArrayContext, InputError, check_int, check_positive, make_generator
+from ..core import (
+    ArrayContext,
+    InputError,
+    check_int,
+    check_positive,
+    check_tensor_kind,
+    make_generator,
+)
 
 __all__ = ["GradientFields", "gradient_fields", "lie_rank", "lie_rank_report", "LieRankReport",
            "LawCount", "number_of_laws", "number_of_laws_model", "lie_closure", "LieClosure"]
@@ -54,6 +61,11 @@ class GradientFields:
     """
 
     phi: Callable[[torch.Tensor], torch.Tensor]
+
+    def __post_init__(self):
+        if not callable(self.phi):
+            raise InputError(f"phi: expected a callable on a flat parameter vector, got "
+                             f"{type(self.phi).__name__}")
 
     def combo(self, theta: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         out, pullback = vjp(lambda t: self.phi(t).reshape(-1), theta)
@@ -516,7 +528,7 @@ def number_of_laws_model(g: Callable, theta, inputs, *, n_known: int | None = No
         raise InputError("phi: expected a callable on a flat parameter vector")
     ctx, th = _flat_theta(theta)
     if isinstance(inputs, torch.Tensor):
-        X = inputs.detach().to(th.device)
+        X = check_tensor_kind(inputs, "inputs").detach().to(th.device)  # ints allowed
         if X.is_floating_point() and not bool(torch.isfinite(X).all()):
             raise InputError("inputs: contains NaN or Inf")
     else:

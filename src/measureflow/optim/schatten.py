@@ -49,6 +49,7 @@ import math
 import torch
 from torch.optim import Optimizer
 
+from ..core.arrays import check_tensor_kind
 from ..core.errors import InputError
 from ..core.validation import check_in_range, check_nonnegative_scalar, check_positive
 from ..spectral.schatten import _schatten_lmo, check_p
@@ -90,27 +91,27 @@ def newton_schulz_quintic(G: torch.Tensor, coefficients=_NS_COEFFS, steps: int =
         raise InputError(f"G: expected a real floating tensor, got {G.dtype}")
     if G.device.type != "meta" and not bool(torch.isfinite(G).all()):
         raise InputError("G: contains NaN or Inf")
-    coefficients = _check_coefficients(coefficients)
-    steps = _check_steps(steps)
+    coefficients = _check_coefficients(coefficients, "coefficients")
+    steps = _check_steps(steps, "steps")
     eps = check_positive(eps, "eps")
     return _newton_schulz_quintic(G, coefficients, steps, eps)
 
 
-def _check_coefficients(coefficients) -> tuple:
+def _check_coefficients(coefficients, name: str = "ns_coefficients") -> tuple:
     try:
         coefficients = tuple(coefficients)
     except TypeError:
-        raise InputError("ns_coefficients: expected three finite numbers (a, b, c)") from None
+        raise InputError(f"{name}: expected three finite numbers (a, b, c)") from None
     if len(coefficients) != 3 or not all(
             isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c)
             for c in coefficients):
-        raise InputError("ns_coefficients: expected three finite numbers (a, b, c)")
+        raise InputError(f"{name}: expected three finite numbers (a, b, c)")
     return coefficients
 
 
-def _check_steps(steps) -> int:
+def _check_steps(steps, name: str = "ns_steps") -> int:
     if not (isinstance(steps, int) and not isinstance(steps, bool) and 0 <= steps < 100):
-        raise InputError(f"ns_steps: must be an integer in [0, 100), got {steps!r}")
+        raise InputError(f"{name}: must be an integer in [0, 100), got {steps!r}")
     return steps
 
 
@@ -138,6 +139,7 @@ def _check_group(g: dict) -> dict:
     if isinstance(lr, torch.Tensor):
         if lr.numel() != 1:
             raise InputError("lr: a tensor learning rate must have one element")
+        check_tensor_kind(lr, "lr")
         if not (math.isfinite(float(lr)) and float(lr) >= 0):
             raise InputError(f"lr: must be finite and >= 0, got {float(lr)!r}")
     elif not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr)

@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.arrays import ArrayContext
+from ..core.arrays import ArrayContext, as_tensor
 from ..core.errors import InputError
 from ..core.validation import (
     check_choice,
+    check_in_range,
     check_int,
     check_ndim,
     check_nonnegative,
@@ -318,16 +319,8 @@ def modal_rhs(a, b, beta, p):
 
 
 def _modal_arrays(**arrays):
-    out = []
-    for nm, v in arrays.items():
-        try:
-            v = np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, float)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{nm}: expected a real array, got {type(v).__name__}") from exc
-        if not np.all(np.isfinite(v)):
-            raise InputError(f"{nm}: contains NaN or Inf")
-        out.append(v)
-    return out
+    # the core boundary: rejects strings, bools, complex, meta/half tensors, NaN/Inf
+    return [as_tensor(v, nm).detach().cpu().numpy().astype(float) for nm, v in arrays.items()]
 
 
 def _broadcast_modes(**arrays):
@@ -429,9 +422,8 @@ def displacement_interpolation(x, y, plan, t: float, *, threshold: float = 0.0):
     check_shape(y, "y", (None, x.shape[1]))
     check_shape(P, "plan", (x.shape[0], y.shape[0]))
     check_nonnegative(P, "plan")
-    t = float(t)
-    if not 0.0 <= t <= 1.0:
-        raise InputError(f"t: must lie in [0, 1], got {t}")
+    t = check_in_range(t, "t", 0.0, 1.0)
+    threshold = check_nonnegative_scalar(threshold, "threshold")
     i, j = torch.nonzero(P > threshold, as_tuple=True)
     z = (1 - t) * x[i] + t * y[j]
     return ctx.wrap((z, P[i, j]))

@@ -291,9 +291,9 @@ def _schatten_lmo(G: torch.Tensor, p: float, method: str = "svd", *, rtol: float
     return J, (err, converged, n_iter, trace)
 
 
-def _particle_args(ctx, G, weights, from_gradient):
-    G = ctx.tensor(G, "G")
-    check_ndim(G, "G", 2)
+def _particle_args(ctx, G, weights, from_gradient, name="G"):
+    G = ctx.tensor(G, name)
+    check_ndim(G, name, 2)
     w = check_weights(None if weights is None else ctx.tensor(weights, "weights"), G.shape[0],
                       "weights", like=G)
     if from_gradient:
@@ -349,7 +349,7 @@ def velocity_norm(V, weights=None, p=math.inf):
     """N_mu(v) = gamma_p(int v v^T dmu)^{1/2} = ||diag(sqrt w) V||_{S_2p} for particles (n, d)."""
     ctx = ArrayContext(V, weights)
     p = check_p(p)
-    V, w = _particle_args(ctx, V, weights, False)
+    V, w = _particle_args(ctx, V, weights, False, "V")
     s = torch.linalg.svdvals(w.sqrt()[:, None] * V)
     return ctx.wrap(_vec_pnorm(s, 2 * p))
 

@@ -125,6 +125,8 @@ def lift_check(energy: Callable, x0, weights=None, *, p=math.inf, step: float, n
     2-homogeneous; a non-homogeneous energy gives O(1) deviations."""
     from .flows import particle_flow
 
+    if not callable(energy):
+        raise InputError("energy: must be a callable energy(X, w) -> scalar tensor")
     ctx = ArrayContext(x0, weights)
     x0 = ctx.tensor(x0, "x0")
     w = check_weights(None if weights is None else ctx.tensor(weights, "weights"), x0.shape[0],
