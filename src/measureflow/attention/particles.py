@@ -18,6 +18,7 @@ import torch
 from ..core import (
     ArrayContext,
     InputError,
+    as_tensor,
     check_choice,
     check_int,
     check_ndim,
@@ -97,8 +98,7 @@ def cluster_count(points, tol=None) -> int:
     """
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components
-    x = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else np.asarray(
-        points, float)
+    x = as_tensor(points, "points", check_finite=False).detach().cpu().numpy()
     if x.ndim != 2:
         raise InputError(f"points: expected a 2-D array, got shape {x.shape}")
     if not np.all(np.isfinite(x)):
@@ -172,6 +172,9 @@ def particle_flow(tokens, weights=None, *, Q, K, V, kind="softmax", T=1.0, steps
     bias = _as_float(bias, "bias")
     if not math.isfinite(bias):
         raise InputError(f"bias: must be finite, got {bias}")
+    rank_tol = check_nonnegative_scalar(rank_tol, "rank_tol")
+    if cluster_tol is not None:
+        cluster_tol = check_nonnegative_scalar(cluster_tol, "cluster_tol")
     mc, nc = _chunks(chunk, n, n, Qh.shape[0])
     qpos = kpos = None
     if kind == "causal":

@@ -27,12 +27,15 @@ import torch
 from ..core import (
     ArrayContext,
     InputError,
+    as_tensor,
     check_choice,
     check_finite,
     check_int,
     check_positive,
     check_psd,
+    check_tensor_kind,
     make_generator,
+    numpy_rng,
 )
 from ..core.linalg import sqrtm_psd
 from ..core.stats import loglog_fit
@@ -80,13 +83,20 @@ def horizon(cov, Q, K, heads=1, per_head=False):
     return ctx.wrap(torch.linalg.matrix_norm(Sh @ (Kt.T @ Qt) @ Sh, ord=2))
 
 
+def _real_array(x, name: str) -> np.ndarray:
+    """``x`` as a float NumPy array through the core boundary (strings, bools, complex, meta
+    or half tensors raise InputError naming ``name``); NaN/Inf are left to the caller."""
+    return as_tensor(x, name, check_finite=False).detach().cpu().numpy().astype(float)
+
+
 def beta_theory(H):
     """beta_th(H) = 1 / (2 (1 + H^2)) (arXiv:2512.10656, operational rate of the moments)."""
     if isinstance(H, torch.Tensor):
+        check_tensor_kind(H, "H")
         if not bool(torch.isfinite(H).all()) or bool((H < 0).any()):
             raise InputError("H: the horizon must be finite and nonnegative")
         return 0.5 / (1.0 + H * H)
-    Ha = np.asarray(H, float)
+    Ha = _real_array(H, "H")
     if not np.all(np.isfinite(Ha)) or np.any(Ha < 0):
         raise InputError("H: the horizon must be finite and nonnegative")
     out = 0.5 / (1.0 + Ha * Ha)
@@ -111,7 +121,7 @@ def bessel_ratio(d: int, r):
     S^{d-1}), computed with exponentially scaled Bessel functions (``scipy.special.ive``);
     A_d(0) = 0 and A_d(r) ~ r / d as r -> 0."""
     from scipy.special import ive
-    r = np.asarray(r, float)
+    r = _real_array(r, "r")
     d = check_int(d, "d", min_value=2)
     if not np.all(np.isfinite(r)) or np.any(r < 0):
         raise InputError("r: must be finite and >= 0")
@@ -145,8 +155,8 @@ def sphere_reference(Q, K, V, radius=1.0, *, n_mc=2**18, seed=0):
     n_mc = check_int(n_mc, "n_mc", min_value=16)
     A = (Kt.T @ Qt).detach().cpu().double().numpy()
     U, s, _ = np.linalg.svd(A)
-    rng = np.random.default_rng(seed if not isinstance(seed, torch.Generator) else
-                                int(seed.initial_seed()))
+    rng = numpy_rng(seed if not isinstance(seed, torch.Generator) else
+                    int(seed.initial_seed()))
     acc = np.zeros(d)
     done = 0
     while done < n_mc:
@@ -188,17 +198,20 @@ def fit_rate(n, err_mean, err_std=None, k=None) -> dict:
     With few n the residual-based SE is itself noisy; ``max(slope_se, slope_se_sampling)`` is
     a conservative standard error.
     """
-    n = np.asarray(n, float)
-    e = np.asarray(err_mean, float)
-    if n.shape != e.shape or n.ndim != 1 or n.size < 2:
+    n = _real_array(n, "n")
+    e = _real_array(err_mean, "err_mean")
+    if n.ndim != 1 or n.size < 2:
+        raise InputError(f"n: expected a 1-D array of at least 2 sizes, got shape {n.shape}")
+    if n.shape != e.shape:
         raise InputError("err_mean: expected a 1-D array matching n (at least 2 points)")
-    if not (np.all(np.isfinite(e)) and np.all(np.isfinite(n))):
-        raise InputError("err_mean: errors and n must be finite (NaN/Inf found)")
+    for arr, nm in ((n, "n"), (e, "err_mean")):
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"{nm}: must be finite (NaN/Inf found)")
     if np.any(e <= 0) or np.any(n <= 0):
         raise InputError("err_mean: errors and n must be positive for a log-log fit")
     w = None
     if err_std is not None:
-        sd = np.asarray(err_std, float)
+        sd = _real_array(err_std, "err_std")
         if sd.shape != e.shape or not np.all(np.isfinite(sd)) or np.any(sd < 0):
             raise InputError("err_std: expected finite nonnegative values, one per n")
         kk = 1 if k is None else check_int(k, "k", min_value=1)
@@ -279,10 +292,8 @@ def _moments(x, heads_qkv, kind, eps, chunk, bias_correction):
 
 def _sweep_heads(Q, K, V, heads, d, dtype):
     """Validate Q, K, V once for a sweep and split them per head (tensors of ``dtype``)."""
-    Qt, Kt, Vt = (torch.as_tensor(np.asarray(M) if not isinstance(M, torch.Tensor) else M)
-                  .detach().to(dtype) for M in (Q, K, V))
-    for M, nm in ((Qt, "Q"), (Kt, "K"), (Vt, "V")):
-        check_finite(M, nm)
+    Qt, Kt, Vt = (as_tensor(M, nm, dtype=dtype).detach()
+                  for M, nm in ((Q, "Q"), (K, "K"), (V, "V")))  # kinds, NaN: the core
     Qh, Kh, Ch = split_heads(Qt, Kt, Vt, heads, d)
     return Qh, Kh, Ch, Vt
 
@@ -321,8 +332,8 @@ def token_sample_sweep(sampler, n_grid, k, *, Q, K, V, reference, kind="softmax"
     if not isinstance(reference, (tuple, list)) or len(reference) != 2:
         raise InputError("reference: expected a pair (mean, cov) of infinite-token moments")
     m_ref, C_ref = reference
-    m_ref = torch.as_tensor(np.asarray(m_ref) if not isinstance(m_ref, torch.Tensor) else m_ref)
-    C_ref = torch.as_tensor(np.asarray(C_ref) if not isinstance(C_ref, torch.Tensor) else C_ref)
+    m_ref = as_tensor(m_ref, "reference", check_finite=False)
+    C_ref = as_tensor(C_ref, "reference", check_finite=False)
     if m_ref.ndim != 1 or C_ref.shape != (m_ref.shape[0], m_ref.shape[0]):
         raise InputError(f"reference: mean (d_out,) and cov (d_out, d_out) expected, got "
                          f"{tuple(m_ref.shape)} and {tuple(C_ref.shape)}")
