@@ -44,6 +44,7 @@ def test_wheel_installs_in_a_fresh_venv_and_the_cli_works(tmp_path):
         names = z.namelist()
         meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     assert "measureflow/py.typed" in names
+    assert "measureflow/da/__init__.py" in names and "measureflow/ot/maps.py" in names
     assert "measureflow/experiments/timings.json" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert "License-Expression: BSD-3-Clause" in meta
@@ -66,6 +67,10 @@ def test_wheel_installs_in_a_fresh_venv_and_the_cli_works(tmp_path):
     where = _run([str(py), "-c", "import measureflow; print(measureflow.__file__)"],
                  env=clean, cwd=tmp_path)
     assert where.stdout.strip().startswith(str(env_dir)), where
+    r = _run([str(py), "-c", "import measureflow.da as da, measureflow.ot as ot; "
+              "da.Transport(eps=1.0).fit([[0.0], [1.0]], [[2.0], [3.0]]); ot.EntropicMap"],
+             env=clean, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
     r = _run([str(exe), "--version"], env=clean, cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.strip() == f"measureflow {measureflow.__version__}"
     r = _run([str(exe), "list"], env=clean, cwd=tmp_path)

@@ -455,9 +455,9 @@ def kl_projections(C, blocks: Sequence[Block], gamma, z=None, *, max_iter: int =
     Parameters
     ----------
     C: cost, any shape the blocks accept ((n, m) for OT, (K, n, m) for barycenters, (2, p) for
-       the graph lifting). ``gamma``: positive scalar, or tensor broadcastable to C.
-       ``z``: positive reference (None = ones), broadcastable to C. Zero entries of ``z`` switch
-       variables off.
+        the graph lifting). ``gamma``: positive scalar, or tensor broadcastable to C.
+        ``z``: positive reference (None = ones), broadcastable to C. Zero entries of ``z`` switch
+        variables off.
     blocks: list of :class:`Block` instances (their order is the projection order).
 
     NumPy in -> NumPy out; tensors in -> tensors out with autograd through the iterations.

@@ -106,19 +106,13 @@ class TransportMap:
 
 # ----------------------------------------------------------------------------- barycentric
 def _nearest(z: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Index of the point of x nearest to each z (squared Euclidean), among ``mask`` rows."""
+    """Index of the point of x nearest to each z (Euclidean), among the ``mask`` rows: the
+    Laguerre assignment with weights psi = 0 (Voronoi cells), excluded rows pushed away."""
     xs = x.detach().to(z.dtype)
-    x2 = (xs * xs).sum(1)
+    psi = torch.zeros(xs.shape[0], dtype=z.dtype, device=z.device)
     if mask is not None:
-        x2 = torch.where(mask, x2, torch.full_like(x2, math.inf))
-    out = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
-    step = max(1, 2**20 // max(x.shape[0], 1))
-    zd = z.detach()
-    for i0 in range(0, z.shape[0], step):
-        zb = zd[i0:i0 + step]
-        # |z - x|^2 up to the row constant |z|^2: argmin of |x|^2 - 2 <z, x>
-        out[i0:i0 + step] = (x2[None, :] - 2.0 * zb @ xs.T).argmin(1)
-    return out
+        psi = torch.where(mask.to(z.device), psi, -torch.finfo(z.dtype).max / 4)
+    return laguerre_assign(z.detach(), xs, psi)
 
 
 class BarycentricMap(TransportMap):
