@@ -43,6 +43,8 @@ class PotentialBasis:
 
     def __init__(self, phi: Callable[[torch.Tensor], torch.Tensor], dim: int, size: int,
                  names: list[str] | None = None):
+        if not callable(phi):
+            raise InputError(f"phi: expected a callable (m, d) -> (m, R), got {type(phi).__name__}")
         self.phi = phi
         self.dim = check_int(dim, "dim", min_value=1)
         self.size = check_int(size, "size", min_value=1)
