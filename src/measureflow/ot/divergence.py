@@ -42,7 +42,7 @@ def _cloud(ctx, x, name):
     return t
 
 
-def sinkhorn_divergence(x, y, a=None, b=None, *, eps, p: float = 2, max_iter: int = 10_000,
+def sinkhorn_divergence(x, y, a=None, b=None, *, eps=None, p: float = 2, max_iter: int = 10_000,
                         tol: float | None = None, eps_scaling="auto", callback=None,
                         verbose: bool = False, **kwargs):
     """Debiased Sinkhorn divergence S_eps between sum_i a_i delta_{x_i} and sum_j b_j delta_{y_j}.
@@ -56,8 +56,8 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, eps, p: float = 2, max_iter: in
 
     Defaults: ``tol`` = :func:`~measureflow.ot.loop.default_tol` (L1 marginal violation of each
     solve, mass units: 1e-8 x mass in float64, 1e-5 x mass in float32); ``eps_scaling="auto"``
-    (as ``ot.solve``: scaling by tolerance with factor 0.5 in float64, annealing with factor
-    0.81 in float32, when eps < 0.1 x the cost range). A ``ConvergenceWarning`` is emitted if
+    (the (x, y) solve as ``ot.solve``; the symmetric solves without schedule, see
+    :func:`~measureflow.ot.sinkhorn.resolve_schedule`). A ``ConvergenceWarning`` is emitted if
     one of the solves does not converge. ``callback(state)`` sees the states of the three
     solves (``state.label`` = ``"xy"``, ``"xx"``, ``"yy"``); returning True stops the current
     solve. ``verbose=True`` shows progress bars.
@@ -69,6 +69,8 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, eps, p: float = 2, max_iter: in
         from .solve import foreign_kwargs
 
         foreign_kwargs(kwargs, "ot.sinkhorn_divergence")
+    if eps is None:
+        raise InputError("eps: required (entropic regularisation > 0, in units of the cost)")
     callback = check_callback(callback)
     ctx = ArrayContext(x, y, a, b)
     xt, yt = _cloud(ctx, x, "x"), _cloud(ctx, y, "y")
@@ -91,7 +93,7 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, eps, p: float = 2, max_iter: in
     sym = []
     for u, wu, lab in ((xt, at, "xx"), (yt, bt, "yy")):
         g = PointCloud(u, cost=p)
-        sched = resolve_schedule(eps_scaling, eps, g.cost_range, dtype=xt.dtype)
+        sched = resolve_schedule(eps_scaling, eps, g.cost_range, dtype=xt.dtype, symmetric=True)
         sym.append(symmetric_sinkhorn(g, wu, eps=eps, tol=tol, max_iter=max_iter,
                                       schedule=sched, callback=callback, verbose=verbose,
                                       label=lab, description="ot.sinkhorn_divergence")[0])

@@ -253,9 +253,9 @@ class PointCloud(Geometry):
         if self.cost_fn is None:
             if axis == 1:
                 return kernels.points_apply(self.x, self.y, u, v, s, self.p, w,
-                                            rows=self.block_rows)
+                                            rows=self.block_rows, ed=self.dtype)
             return kernels.points_apply(self.y, self.x, v, u, s, self.p, w,
-                                        rows=self.block_rows)
+                                        rows=self.block_rows, ed=self.dtype)
         n = self.shape[0][0] if axis == 1 else self.shape[1][0]
         W = (w[:, None] if w.ndim == 1 else w).to(self.pdtype)
         out = torch.empty((n, W.shape[1]), dtype=self.pdtype, device=self.device)
@@ -339,7 +339,17 @@ class _PointsMass(torch.autograd.Function):
             ga = (go * torch.exp(geom.lse(fp / eps, v, eps, axis=1))).to(a.dtype)
         if need[3]:
             gb = (go * torch.exp(geom.lse(u, gp / eps, eps, axis=0))).to(b.dtype)
-        if need[0] or need[1]:
+        if (need[0] or need[1]) and geom.cost_fn is None and geom.p == 2.0:
+            # d M / dx_i = -(2 / eps) (x_i r_i - (P y)_i), r = P 1: one fused product each
+            if need[0]:
+                W = torch.cat([torch.ones_like(geom.y[:, :1]), geom.y], 1)
+                R = geom.apply(u, v, eps, W, axis=1)
+                gx = ((-2.0 * go / eps) * (geom.x * R[:, :1] - R[:, 1:])).to(x.dtype)
+            if need[1]:
+                W = torch.cat([torch.ones_like(geom.x[:, :1]), geom.x], 1)
+                R = geom.apply(u, v, eps, W, axis=0)
+                gy = ((-2.0 * go / eps) * (geom.y * R[:, :1] - R[:, 1:])).to(y.dtype)
+        elif need[0] or need[1]:
             xs = x.detach()
             ys = y.detach()
             gxa = torch.zeros_like(xs, dtype=pd) if need[0] else None

@@ -175,6 +175,13 @@ def _k_points_lse(x, y, u, v, s, p: float, ed: torch.dtype):
     return u + mx.squeeze(-1) + torch.log(e)
 
 
+def _k_points_apply(x, y, u, v, s, p: float, ed: torch.dtype, W):
+    """sum_j exp(u_i + v_j - s |x_i - y_j|^p) W_jc for the (few) columns c of W."""
+    z = u[:, None] + v[None, :] - _cost_inline(x, y, p) * s
+    E = torch.exp(torch.clamp(z.to(ed), min=_low(ed))).to(u.dtype)
+    return torch.stack([(E * W[None, :, c]).sum(-1) for c in range(W.shape[1])], 1)
+
+
 def _k_points_range(x, y, p: float):
     c = _cost_inline(x, y, p)
     return torch.amin(c), torch.amax(c)
@@ -182,7 +189,7 @@ def _k_points_range(x, y, p: float):
 
 _BODIES = {"dense_sum": _k_dense_sum, "dense_lse": _k_dense_lse,
            "points_sum": _k_points_sum, "points_lse": _k_points_lse,
-           "points_range": _k_points_range}
+           "points_range": _k_points_range, "points_apply": _k_points_apply}
 
 
 def _get_compiled(name: str):
@@ -347,11 +354,23 @@ def points_lse(x, y, u, v, s, p: float, *, ed, compiled: bool | None = None,
     return out
 
 
-def points_apply(x, y, u, v, s, p: float, W, *, rows: int | None = None):
-    """sum_j exp(u_i + v_j - s |x_i - y_j|^p) W_j. (row blocks; W (m,) or (m, k))."""
+def points_apply(x, y, u, v, s, p: float, W, *, rows: int | None = None, ed=None,
+                 compiled: bool | None = None):
+    """sum_j exp(u_i + v_j - s |x_i - y_j|^p) W_j. (W (m,) or (m, k)).
+
+    Compiled (fused, nothing stored) for k <= 8 columns and d <= ``INLINE_DIM`` when the
+    kernel variant is warm or the problem large; otherwise row blocks and a BLAS product.
+    """
     vec = W.ndim == 1
     Wm = (W[:, None] if vec else W).to(u.dtype)
     n, m = x.shape[0], y.shape[0]
+    ed = x.dtype if ed is None else ed
+    key = ("apply",) + points_variant(x, p, ed)
+    if compiled is None:
+        compiled = use_compiled(n * m, key)
+    if compiled and x.shape[1] <= INLINE_DIM and Wm.shape[1] <= 8:
+        out = _run("points_apply", key, x, y, u, v, s, float(p), ed, Wm.contiguous())
+        return out[:, 0] if vec else out
     out = torch.empty((n, Wm.shape[1]), dtype=u.dtype, device=u.device)
     for sl in _row_blocks(n, m, rows=rows):
         out[sl] = torch.exp(u[sl, None] + v[None, :] - _cost_block(x[sl], y, p) * s) @ Wm

@@ -67,7 +67,7 @@ def _cost_arg(cost):
     return check_in_range(cost, "cost", 1.0, float("inf"), high_open=True)
 
 
-def sinkhorn_points(x, y, a=None, b=None, *, eps, rho=None, max_iter: int = 10_000,
+def sinkhorn_points(x, y, a=None, b=None, *, eps=None, rho=None, max_iter: int = 10_000,
                     tol: float | None = None, chunk: int | None = None, eps_scaling="auto",
                     cost="sqeuclidean", init=None, relax="auto", recenter: bool = False,
                     callback=None, verbose: bool = False, **kwargs) -> OTResult:
@@ -100,6 +100,8 @@ def sinkhorn_points(x, y, a=None, b=None, *, eps, rho=None, max_iter: int = 10_0
     """
     if kwargs:
         foreign_kwargs(kwargs, "ot.sinkhorn_points")
+    if eps is None:
+        raise InputError("eps: required (entropic regularisation > 0, in units of the cost)")
     callback = check_callback(callback)
     ctx = ArrayContext(x, y, a, b)
     x, y, a, b = _points(ctx, x, y, a, b)

@@ -82,6 +82,11 @@ __all__ = ["Marginal", "Hard", "KL", "Prox", "Coupled", "Schedule", "Scaling", "
            "log_weights"]
 
 
+#: Problems with fewer cost entries than this run their loop on one OpenMP thread of the
+#: calling thread (waking workers costs more than a pass over a few 10^5 entries).
+SERIAL_NUMEL = 2**18
+
+
 def log_weights(w: torch.Tensor) -> torch.Tensor:
     """log w with exact -inf on zero weights."""
     return torch.where(w > 0, w.clamp_min(torch.finfo(w.dtype).tiny).log(),
@@ -336,11 +341,11 @@ def _translate(row: Marginal, col: Marginal, f, g):
 class _Relax:
     """Over-relaxation factor omega of the final stage (``relax``; see the module docstring)."""
 
-    WARMUP = 12      # plain iterations before the rate is estimated
-    SPAN = 4         # rate estimated over this many iterations
-    REFINE = 12      # relaxed iterations before the one refinement of omega ...
-    REFINE_SPAN = 8  # ... estimated over this many iterations
-    CAP = 1.9
+    WARMUP = 10      # plain iterations before the rate is estimated
+    SPAN = 5         # rate estimated over this many iterations
+    REFINE = 12      # relaxed iterations before omega is refined, then every ...
+    REFINE_SPAN = 10  # ... this many iterations, from the rate over the last ones
+    CAP = 1.95
     PATIENCE = 300   # relaxed iterations allowed without getting below the switching error
 
     def __init__(self, relax):
@@ -350,7 +355,6 @@ class _Relax:
         self.hist: list[float] = []
         self.best = self.switch = math.inf
         self.count = 0
-        self.refined = False
 
     def observe(self, err: float) -> None:
         if not math.isfinite(err):
@@ -366,18 +370,19 @@ class _Relax:
             if err > 20.0 * self.switch or (self.count >= self.PATIENCE and self.best >= self.switch):
                 self.omega, self.fixed = 1.0, True
                 return
-            if not self.refined and self.count == self.REFINE + self.REFINE_SPAN:
-                # One refinement from the relaxed rate lam: SOR theory for a consistently
-                # ordered two-block iteration, (lam + w - 1)^2 = lam w^2 theta, gives the
-                # plain rate theta, hence the optimal w* = 2 / (1 + sqrt(1 - theta)); move w up
-                # only (an under-estimated w is safe, an over-estimated one oscillates).
-                self.refined = True
+            if self.count >= self.REFINE + self.REFINE_SPAN and \
+                    (self.count - self.REFINE) % self.REFINE_SPAN == 0:
+                # Refinement from the relaxed rate lam: SOR theory for a consistently ordered
+                # two-block iteration, (lam + w - 1)^2 = lam w^2 theta, gives the plain rate
+                # theta of the slowest mode still present, hence the optimal
+                # w* = 2 / (1 + sqrt(1 - theta)); w only moves up (an under-estimated w is
+                # safe, an over-estimated one merely oscillates at rate w - 1).
                 e0, e1 = self.hist[-1 - self.REFINE_SPAN], self.hist[-1]
                 w = self.omega
                 if 0 < e1 < e0:
                     lam = (e1 / e0) ** (1.0 / self.REFINE_SPAN)
-                    if lam > w - 1.0:
-                        theta = min((lam + w - 1.0) ** 2 / (lam * w * w), 0.9999)
+                    if lam > w - 1.0 + 0.02:
+                        theta = min((lam + w - 1.0) ** 2 / (lam * w * w), 0.99999)
                         self.omega = min(max(2.0 / (1.0 + math.sqrt(1.0 - theta)), w), self.CAP)
             return
         if self.fixed:
@@ -441,7 +446,7 @@ def sinkhorn_loop(geom: Geometry, row: Marginal, col: Marginal | None, eps: floa
     stop = False
     rx = _Relax(None if symmetric else relax)
     e = eps
-    with torch.no_grad(), mon, serial_if_small(geom.numel):
+    with torch.no_grad(), mon, serial_if_small(geom.numel, SERIAL_NUMEL):
         for si, e in enumerate(stages):
             last = si == len(stages) - 1
             if last:

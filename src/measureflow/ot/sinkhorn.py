@@ -64,13 +64,18 @@ def _block(w, r):
     return Hard(w) if r is None else KL(w, r)
 
 
-def resolve_schedule(eps_scaling, eps: float, scale_fn, *, init=None, dtype=torch.float64):
+def resolve_schedule(eps_scaling, eps: float, scale_fn, *, init=None, dtype=torch.float64,
+                     symmetric: bool = False):
     """The :class:`~measureflow.ot.loop.Schedule` for an ``eps_scaling`` argument (validated).
 
-    ``"auto"``: no schedule with a warm start or when eps >= 0.1 x the cost range; otherwise
-    ``Scaling(0.5)`` (float64) or ``Annealing(0.81)`` (float32 and lower: one iteration per
-    intermediate eps is enough at float32 tolerances and much cheaper). ``None``/``False``:
-    :class:`Direct`. A number q in (0, 1): ``Scaling(q)``. A Schedule instance: itself.
+    ``"auto"`` picks by the ratio r = eps / (max C - min C): no schedule with a warm start or
+    when r >= 0.1; ``Annealing(0.81)`` when 1e-3 <= r < 0.1 (one iteration per intermediate
+    eps, then the over-relaxed final stage: fewest iterations in our measurements there);
+    ``Scaling(0.5)`` below (very small eps, where converging each intermediate stage pays).
+    Symmetric problems (``symmetric=True``, the debiasing terms) use no schedule: their
+    averaged iteration contracts by 1/2 or better and converged fastest from the start in our
+    measurements (12-14 iterations at eps down to 1e-4 x the cost range). ``None``/``False``: :class:`Direct`. A number q in (0, 1): ``Scaling(q)``. A Schedule
+    instance: itself.
     """
     from ..core.validation import check_in_range
 
@@ -82,14 +87,13 @@ def resolve_schedule(eps_scaling, eps: float, scale_fn, *, init=None, dtype=torc
         if eps_scaling != "auto":
             raise InputError(f"eps_scaling: must be 'auto', None, a factor in (0, 1) or a "
                              f"Schedule (ot.Scaling / ot.Annealing), got {eps_scaling!r}")
-        if init is not None:
+        if init is not None or symmetric:
             return Direct()
         lo, hi = scale_fn()
-        if not eps < 0.1 * (hi - lo):
+        r = eps / (hi - lo) if hi > lo else math.inf
+        if r >= 0.1:
             return Direct()
-        if torch.finfo(dtype).bits < 64:
-            return Annealing(0.81)
-        return Scaling(0.5)
+        return Annealing(0.81) if r >= 1e-3 else Scaling(0.5)
     if eps_scaling is None or eps_scaling is False:
         return Direct()
     q = check_in_range(eps_scaling, "eps_scaling", 0.0, 1.0, low_open=True, high_open=True)
@@ -226,6 +230,7 @@ def entropic_dual_value(a, b, C, f, g, eps: float, rho=None):
     OT_eps at the optimum (d/dC = P, d/da_i = f_i - eps (sum_j b_j E_ij - sum_j b_j) for the
     balanced problem, ...).
     """
+    from ..core.validation import check_nonnegative
     from .solve import _check_rho
 
     ctx = ArrayContext(a, b, C, f, g)
@@ -233,8 +238,8 @@ def entropic_dual_value(a, b, C, f, g, eps: float, rho=None):
     if C.ndim != 2:
         raise InputError(f"C: expected a 2-D cost matrix, got shape {tuple(C.shape)}")
     n, m = C.shape
-    a = check_shape(ctx.tensor(a, "a"), "a", (n,))
-    b = check_shape(ctx.tensor(b, "b"), "b", (m,))
+    a = check_nonnegative(check_shape(ctx.tensor(a, "a"), "a", (n,)), "a")
+    b = check_nonnegative(check_shape(ctx.tensor(b, "b"), "b", (m,)), "b")
     f = check_shape(ctx.tensor(f, "f"), "f", (n,))
     g = check_shape(ctx.tensor(g, "g"), "g", (m,))
     eps = check_positive(eps, "eps")

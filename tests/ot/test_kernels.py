@@ -1,0 +1,134 @@
+"""Compiled kernels (torch.compile) give the eager kernels' numbers; backend switch; fallback.
+
+Compilation is paid once per process and kernel variant: the fast tests use one tiny shape per
+kernel in float64 (compiled = eager to 1e-12 relative); float32 and end-to-end solves are in
+the slow set.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import measureflow.ot as ot
+from measureflow import InputError
+from measureflow.ot import kernels
+from measureflow.ot.geometry import Dense, PointCloud
+
+
+@pytest.fixture
+def backend():
+    old = kernels.get_backend()
+    yield kernels.set_backend
+    kernels.set_backend(old)
+
+
+def _data(dtype, n=37, m=29, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = torch.tensor(rng.random((n, d)), dtype=dtype)
+    y = torch.tensor(rng.random((m, d)), dtype=dtype)
+    u = torch.tensor(rng.normal(size=n) * 3, dtype=torch.float64)
+    v = torch.tensor(rng.normal(size=m) * 3, dtype=torch.float64)
+    return x, y, u, v
+
+
+def _both(backend, fn):
+    backend("eager")
+    e = fn()
+    backend("compiled")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a failed compile would warn
+        c = fn()
+    return e, c
+
+
+@pytest.mark.skipif(not kernels.compiled_available(), reason="no working compiler")
+def test_compiled_equals_eager_float64(backend):
+    x, y, u, v = _data(torch.float64)
+    eps = 0.07
+    g = PointCloud(x, y)
+    d = Dense(g.cost())
+
+    def run():  # the two one-pass kernels the solvers spend their time in
+        return [d.lse(u, v, eps, 1), d.lse(u, v, eps, 0), g.lse(u, v, eps, 1), g.lse(u, v, eps, 0)]
+
+    e, c = _both(backend, run)
+    for a, b in zip(e, c):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=0.0)
+    assert kernels.compiled_available()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not kernels.compiled_available(), reason="no working compiler")
+def test_compiled_equals_eager_other_kernels(backend):
+    x, y, u, v = _data(torch.float64)
+    eps = 0.07
+    g = PointCloud(x, y)
+    d = Dense(g.cost())
+    W = torch.tensor(np.random.default_rng(1).normal(size=(29, 3)))
+
+    def run():
+        return [d.lse(u - 800.0, v, eps, 1),          # out of the one-pass range: two passes
+                g.lse(u - 800.0, v, eps, 1), g.apply(u, v, eps, W, 1),
+                torch.tensor(g.cost_range())]
+
+    e, c = _both(backend, run)
+    for a, b in zip(e, c):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=0.0)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not kernels.compiled_available(), reason="no working compiler")
+def test_compiled_equals_eager_float32_and_solves(backend):
+    x, y, u, v = _data(torch.float32)
+    g = PointCloud(x, y)
+    d = Dense(g.cost().float())
+
+    def run():
+        return [d.lse(u, v, 0.05, 1), d.lse(u, v, 0.05, 0), g.lse(u, v, 0.05, 1)]
+
+    e, c = _both(backend, run)
+    for a, b in zip(e, c):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=0.0)
+    x, y, _, _ = _data(torch.float64, 60, 50)
+
+    def solves():
+        r = ot.sinkhorn_points(x, y, eps=0.01)
+        return [r.value, r.potential_f, ot.sinkhorn_divergence(x, y, eps=0.01),
+                ot.solve(None, None, ot.dist(x, y), eps=0.01, rho=0.5).value]
+
+    e, c = _both(backend, solves)
+    for a, b in zip(e, c):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+
+
+def test_backend_switch_and_validation(backend):
+    assert kernels.get_backend() in ("auto", "compiled", "eager")
+    old = ot.set_backend("eager")
+    assert ot.get_backend() == "eager" and not kernels.use_compiled(10**9)
+    ot.set_backend("auto")
+    assert kernels.use_compiled(kernels.AUTO_NUMEL) == kernels.compiled_available()
+    assert not kernels.use_compiled(100)
+    ot.set_backend(old)
+    with pytest.raises(InputError, match="^backend"):
+        ot.set_backend("fast")
+
+
+def test_failed_compile_falls_back_to_eager(backend, monkeypatch):
+    x, y, u, v = _data(torch.float64, 9, 7)
+    g = PointCloud(x, y)
+    backend("eager")
+    ref = g.lse(u, v, 0.1, 1)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(kernels, "_get_compiled", lambda name: broken)
+    monkeypatch.setitem(kernels._state, "broken", None)
+    backend("compiled")
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        out = g.lse(u, v, 0.1, 1)
+    torch.testing.assert_close(out, ref, rtol=1e-13, atol=0.0)
+    assert not kernels.compiled_available()
+    monkeypatch.setitem(kernels._state, "broken", None)
