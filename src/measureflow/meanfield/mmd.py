@@ -31,6 +31,7 @@ from ..core import (
     check_points,
     check_positive,
     check_same_dim,
+    check_tensor_kind,
     check_weights,
 )
 
@@ -89,6 +90,9 @@ def mmd(x, y, a=None, b=None, *, period: float | None = None, chunk: int | None 
     n m, n^2 and m^2 such terms, so its absolute error is ~ (n + m) eps * (sum of the three
     terms' magnitudes); the relative error of MMD^2 is that divided by MMD^2 (cancellation).
     """
+    for v, nm in ((x, "x"), (y, "y"), (a, "a"), (b, "b")):
+        if isinstance(v, torch.Tensor):
+            check_tensor_kind(v, nm)  # before the promotion: name the culprit, not x
     dtype = _promoted_dtype(x, y, a, b)
     ctx = ArrayContext(x, y, a, b, dtype=dtype)
     x = ctx.tensor(x, "x")

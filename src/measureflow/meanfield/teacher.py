@@ -20,9 +20,11 @@ import math
 import torch
 
 from ..core import (
+    COMPUTE_DTYPES,
     InputError,
     as_tensor,
     check_finite,
+    check_in_range,
     check_int,
     check_nonnegative_scalar,
     make_generator,
@@ -35,6 +37,13 @@ def _wrap_angle(w):
     return torch.remainder(w + math.pi, 2 * math.pi) - math.pi
 
 
+def _finite_real(x, name: str) -> float:
+    v = check_in_range(x, name, -math.inf, math.inf)
+    if not math.isfinite(v):
+        raise InputError(f"{name}: must be finite, got {v}")
+    return v
+
+
 def circle_teacher_density(omega, gamma: float, *, second_mode: float = 0.4 * math.pi,
                            second_weight: float = 0.5):
     """Normalised density of mu_gamma on [-pi, pi) at the angles ``omega`` (NumPy or tensor).
@@ -42,6 +51,8 @@ def circle_teacher_density(omega, gamma: float, *, second_mode: float = 0.4 * ma
     The normalisation of f_gamma is exact: int_{-pi}^{pi} f_gamma = 2 pi / sqrt(1 + gamma).
     """
     gamma = check_nonnegative_scalar(gamma, "gamma")
+    second_mode = _finite_real(second_mode, "second_mode")
+    second_weight = check_nonnegative_scalar(second_weight, "second_weight")
     is_t = isinstance(omega, torch.Tensor)
     w = omega if is_t else as_tensor(omega, "omega")
     check_finite(w, "omega")
@@ -61,6 +72,9 @@ def sample_circle_teacher(n: int, gamma: float, *, seed=0, second_mode: float = 
     """
     n = check_int(n, "n", min_value=1)
     gamma = check_nonnegative_scalar(gamma, "gamma")
+    second_mode = _finite_real(second_mode, "second_mode")
+    if dtype not in COMPUTE_DTYPES:
+        raise InputError(f"dtype: expected torch.float32 or torch.float64, got {dtype!r}")
     g = make_generator(seed)
     theta = (torch.rand(n, generator=g, dtype=dtype) * 2 - 1) * math.pi
     phi = torch.atan2(torch.sin(theta), math.sqrt(1.0 + gamma) * torch.cos(theta))
