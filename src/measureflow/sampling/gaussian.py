@@ -133,8 +133,7 @@ def score_function(mu, *, sigma: float, score: str = "closed_form",
     check_choice(score, "score", ("closed_form", "gd"))
     if score == "gd":
         if score_step is None or score_iters is None:
-            raise InputError("score_step: score_step and score_iters are required for "
-                             "score='gd'")
+            raise InputError("score_step, score_iters: both are required for score='gd'")
         score_step = check_positive(score_step, "score_step")
         score_iters = check_int(score_iters, "score_iters", min_value=0)
     return ctx.wrap(_score_eig(m + sigma**2, score, score_step, score_iters))

@@ -39,7 +39,14 @@ from typing import Any
 
 import torch
 
-from ..core import ArrayContext, InputError, check_choice, check_int, check_positive
+from ..core import (
+    ArrayContext,
+    InputError,
+    check_choice,
+    check_int,
+    check_nonnegative_scalar,
+    check_positive,
+)
 from .gaussian import _check_bool, _check_spectrum, _score_eig
 
 __all__ = ["W2ErrorTerms", "w2_error", "chain_w2_stats"]
@@ -340,9 +347,7 @@ def w2_error(spectrum, *, sigma: float, gamma: float, n_samples: int | float,
     check_choice(score, "score", ("closed_form", "gd", "sgd"))
     if n_steps is not None:
         n_steps = check_int(n_steps, "n_steps", min_value=0)
-    init_var = float(init_var)
-    if not math.isfinite(init_var) or init_var < 0:
-        raise InputError(f"init_var: must be a finite number >= 0, got {init_var}")
+    init_var = check_nonnegative_scalar(init_var, "init_var")
     denoise = _check_bool(denoise, "denoise")
     if score in ("gd", "sgd"):
         if score_step is None:
