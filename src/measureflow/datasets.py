@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .core.arrays import as_tensor
 from .core.errors import InputError
 from .core.random import make_generator, numpy_rng
 from .core.validation import check_int, check_nonnegative_scalar, check_positive
@@ -45,6 +46,12 @@ def random_spd(d: int, seed=None, *, jitter: float = 0.2, normalize: bool = Fals
     return S + jitter * np.eye(d)
 
 
+def _real_array(x, name: str) -> np.ndarray:
+    """``x`` as a float64 NumPy array through the core boundary (strings, bools, complex,
+    meta / half tensors raise InputError naming ``name``); NaN/Inf left to the caller."""
+    return as_tensor(x, name, dtype=torch.float64, check_finite=False).detach().cpu().numpy()
+
+
 def point_clouds(n: int, m: int, d: int = 2, seed=None, *, shift=0.5,
                  scale=1.0) -> tuple[np.ndarray, np.ndarray]:
     """Two Gaussian point clouds x (n, d) ~ N(0, I) and y (m, d) ~ N(shift, diag(scale)^2).
@@ -62,10 +69,12 @@ def point_clouds(n: int, m: int, d: int = 2, seed=None, *, shift=0.5,
     n = check_int(n, "n", min_value=0)
     m = check_int(m, "m", min_value=0)
     d = check_int(d, "d", min_value=1)
-    shift, scale = np.asarray(shift, float), np.asarray(scale, float)
+    shift, scale = _real_array(shift, "shift"), _real_array(scale, "scale")
     for name, v in (("shift", shift), ("scale", scale)):
         if v.ndim > 1 or (v.ndim == 1 and v.shape != (d,)) or not np.all(np.isfinite(v)):
             raise InputError(f"{name}: expected a finite scalar or a ({d},) array")
+    if np.any(scale < 0):
+        raise InputError("scale: the standard deviations must be >= 0")
     rng = numpy_rng(seed)
     x = rng.normal(size=(n, d))
     y = rng.normal(size=(m, d)) * scale + shift
@@ -95,12 +104,17 @@ def gaussian_sample(n: int, mean, cov, seed=None, *, exact_moments: bool = False
     sampling error of the first two moments is removed from a comparison.
     """
     n = check_int(n, "n", min_value=1)
-    mean = np.asarray(mean, float)
-    cov = np.asarray(cov, float)
+    mean = _real_array(mean, "mean")
+    cov = _real_array(cov, "cov")
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(cov))):
+        raise InputError(f"{'mean' if not np.all(np.isfinite(mean)) else 'cov'}: contains NaN "
+                         "or Inf")
     d = mean.shape[0] if mean.ndim == 1 else -1
     if mean.ndim != 1 or cov.shape != (d, d):
         raise InputError(f"cov: expected shape ({d}, {d}) for a mean of shape {mean.shape}, "
                          f"got {cov.shape}")
+    if not np.allclose(cov, cov.T, rtol=1e-8, atol=0.0):
+        raise InputError("cov: matrix is not symmetric")
     try:
         L = np.linalg.cholesky(cov)
     except np.linalg.LinAlgError:

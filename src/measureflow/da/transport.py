@@ -358,7 +358,10 @@ def _sample(ctx: ArrayContext, X, name: str) -> torch.Tensor:
         raise InputError(f"{name}: sparse input is not supported; pass a dense array "
                          "(X.toarray())")
     if not isinstance(X, torch.Tensor):
-        arr = np.asarray(X)
+        try:
+            arr = np.asarray(X)
+        except (TypeError, ValueError) as exc:  # ragged nested lists
+            raise InputError(f"{name}: cannot be converted to an array ({exc})") from None
         if np.iscomplexobj(arr):
             raise InputError(f"{name}: Complex data not supported (got {arr.dtype})")
         if arr.dtype == object:
