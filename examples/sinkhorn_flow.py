@@ -50,7 +50,7 @@ def main(fast: bool = False, out: str | os.PathLike = "example-figures", seed: i
         loss.backward()
         opt.step()
         losses.append(loss.item())
-        if k in (steps // 5, steps):
+        if k in (max(1, steps // 20), steps // 4, steps):
             snapshots[k] = x.detach().clone()
 
     fig, axes = plt.subplots(1, len(snapshots) + 1, figsize=(4 * (len(snapshots) + 1), 3.6))
