@@ -174,6 +174,15 @@ class ArrayContext:
     """
 
     def __init__(self, *arrays: Any, dtype: torch.dtype | None = None, device=None):
+        if dtype is not None and dtype not in COMPUTE_DTYPES:
+            raise InputError(f"dtype: expected torch.float32 or torch.float64, got {dtype!r}")
+        if device is not None:
+            try:
+                device = torch.device(device)
+            except (RuntimeError, TypeError) as exc:
+                raise InputError(f"device: not a torch device ({exc})") from None
+            if device.type == "meta":
+                raise InputError("device: the 'meta' device holds no data")
         ref = _first_tensor([a for a in arrays if a is not None])
         self.is_torch = ref is not None
         if ref is not None and _usable(ref):

@@ -9,16 +9,41 @@
 
 Autograd: ``psd_power`` differentiates through ``torch.linalg.eigh``; gradients are undefined at
 repeated eigenvalues (a property of the matrix functions, not of the code).
+
+Inputs: these are building blocks of the pillars' inner computations, so they check only what
+is free or negligible next to the work: tensors of a kind the library computes with
+(:func:`~measureflow.core.arrays.check_tensor_kind`), square matrices, and, for the matrix
+functions (O(d^3) already), finite entries and positive semi-definiteness up to
+sqrt(eps) x max|eigenvalue| (clearly negative eigenvalues raise instead of being clamped).
+``sqdist`` / ``cost_matrix`` do not scan their inputs: NaN and Inf propagate to the output.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+from .arrays import check_tensor_kind
+from .errors import InputError
 
 __all__ = ["sym", "psd_power", "sqrtm_psd", "invsqrtm_psd", "sqdist", "cost_matrix"]
 
 
+def _square(S, name: str) -> torch.Tensor:
+    if not isinstance(S, torch.Tensor):
+        raise InputError(f"{name}: expected a torch tensor, got {type(S).__name__}")
+    check_tensor_kind(S, name)
+    if not S.is_floating_point():
+        raise InputError(f"{name}: expected a floating tensor, got {S.dtype}")
+    if S.ndim < 2 or S.shape[-1] != S.shape[-2]:
+        raise InputError(f"{name}: expected square matrices (..., d, d), got {tuple(S.shape)}")
+    return S
+
+
 def sym(M: torch.Tensor) -> torch.Tensor:
+    """Symmetric part (M + M^T) / 2 of square matrices (batched)."""
+    _square(M, "M")
     return 0.5 * (M + M.transpose(-1, -2))
 
 
@@ -26,8 +51,22 @@ def psd_power(S: torch.Tensor, t: float, *, rcond: float = 0.0) -> torch.Tensor:
     """S^t for symmetric PSD ``S`` (batched). Negative round-off eigenvalues are clamped to 0.
 
     For t < 0 eigenvalues <= ``rcond`` x max eigenvalue are mapped to 0 (pseudo-inverse power).
+    Eigenvalues below -sqrt(eps) x max|eigenvalue| (not round-off) raise InputError.
     """
+    _square(S, "S")
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+        raise InputError(f"t: expected a finite real exponent, got {t!r}")
+    if isinstance(rcond, bool) or not isinstance(rcond, (int, float)) or not 0 <= rcond < math.inf:
+        raise InputError(f"rcond: expected a finite number >= 0, got {rcond!r}")
+    if S.numel() and not bool(torch.isfinite(S.detach()).all()):
+        raise InputError("S: contains NaN or Inf")
     ev, U = torch.linalg.eigh(sym(S))
+    if ev.numel():
+        evd = ev.detach()
+        floor = -math.sqrt(torch.finfo(ev.dtype).eps) * evd.abs().amax(-1)
+        if bool((evd.amin(-1) < floor).any()):
+            raise InputError(f"S: not positive semi-definite (smallest eigenvalue "
+                             f"{float(evd.min()):.3g})")
     ev = ev.clamp_min(0.0)
     if t < 0:
         thr = rcond * ev.amax(-1, keepdim=True)
@@ -50,6 +89,15 @@ def invsqrtm_psd(S: torch.Tensor, *, rcond: float = 1e-12) -> torch.Tensor:
     return psd_power(S, -0.5, rcond=rcond)
 
 
+def _points(x, name: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{name}: expected a torch tensor, got {type(x).__name__}")
+    check_tensor_kind(x, name)
+    if x.ndim < 2 or not x.is_floating_point():
+        raise InputError(f"{name}: expected floating points (..., n, d), got {x.dtype} "
+                         f"{tuple(x.shape)}")
+
+
 def sqdist(x, y):
     """C_ij = |x_i - y_j|^2 for x (..., n, d), y (..., m, d). Clamped at 0 against round-off.
 
@@ -65,6 +113,10 @@ def sqdist(x, y):
         xt = ctx.tensor(x, "x")
         yt = xt if y is x else ctx.tensor(y, "y")
         return ctx.wrap(sqdist(xt, yt))
+    _points(x, "x")
+    _points(y, "y")
+    if x.shape[-1] != y.shape[-1]:
+        raise InputError(f"x, y: point dimensions differ ({x.shape[-1]} vs {y.shape[-1]})")
     x2 = (x * x).sum(-1, keepdim=True)
     y2 = (y * y).sum(-1, keepdim=True).transpose(-1, -2)
     C = (x2 + y2 - 2.0 * x @ y.transpose(-1, -2)).clamp_min(0.0)
@@ -75,7 +127,11 @@ def sqdist(x, y):
 
 def cost_matrix(x: torch.Tensor, y: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     """C_ij = |x_i - y_j|^p (Euclidean norm). p = 2 is the squared distance (no 1/2)."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < math.inf:
+        raise InputError(f"p: expected a finite exponent > 0, got {p!r}")
     if p == 2:
         return sqdist(x, y)
+    _points(x, "x")
+    _points(y, "y")
     d = torch.cdist(x, y)
     return d if p == 1 else d ** p

@@ -7,7 +7,8 @@ import dataclasses
 import torch
 
 from .arrays import ArrayContext
-from .validation import check_ndim, check_weights
+from .errors import InputError
+from .validation import check_finite, check_ndim, check_points, check_weights
 
 __all__ = ["DiscreteMeasure", "discrete_measure"]
 
@@ -21,6 +22,13 @@ class DiscreteMeasure:
 
     points: torch.Tensor
     weights: torch.Tensor
+
+    def __post_init__(self):
+        # direct construction gets the checks of discrete_measure (which converts first)
+        if self.weights is None:
+            raise InputError("weights: required (discrete_measure gives uniform weights)")
+        check_finite(check_points(check_ndim(self.points, "points", 2), "points"), "points")
+        check_weights(self.weights, self.points.shape[0], "weights", like=self.points)
 
     @property
     def n(self) -> int:

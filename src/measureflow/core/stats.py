@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError
+
 __all__ = ["loglog_fit"]
+
+
+def _positive_vector(v, name: str, n: int | None = None) -> np.ndarray:
+    from .arrays import as_tensor  # the core boundary: strings, complex, meta, NaN -> InputError
+
+    a = as_tensor(v, name).detach().cpu().numpy().astype(float)
+    if a.ndim != 1 or (n is not None and a.shape != (n,)):
+        want = "a 1-D array" if n is None else f"shape ({n},)"
+        raise InputError(f"{name}: expected {want}, got shape {a.shape}")
+    if np.any(a <= 0):
+        raise InputError(f"{name}: must be > 0 for a log-log fit (min {a.min():.3g})")
+    return a
 
 
 def loglog_fit(x, y, weights=None, *, known_variance: bool = False) -> dict:
@@ -16,8 +30,12 @@ def loglog_fit(x, y, weights=None, *, known_variance: bool = False) -> dict:
     with ``known_variance=True``, the given variances 1/weights themselves (the right choice
     when the weights are measured standard errors and there are few points).
     """
-    lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
-    w = np.ones_like(lx) if weights is None else np.asarray(weights, float)
+    x = _positive_vector(x, "x")
+    lx, ly = np.log(x), np.log(_positive_vector(y, "y", x.shape[0]))
+    if x.shape[0] < 2 or np.ptp(lx) <= 1e-12 * max(1.0, float(np.abs(lx).max())):
+        raise InputError("x: a slope needs at least two distinct x values")
+    w = np.ones_like(lx) if weights is None else _positive_vector(weights, "weights",
+                                                                   x.shape[0])
     A = np.stack([lx, np.ones_like(lx)], 1)
     W = np.sqrt(w)[:, None]
     coef, *_ = np.linalg.lstsq(A * W, ly * W[:, 0], rcond=None)

@@ -26,15 +26,24 @@ __all__ = [
 ]
 
 
+def _tensor(x, name: str) -> torch.Tensor:
+    """The validators take tensors (public faces convert with ``ArrayContext`` first)."""
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{name}: expected a torch tensor, got {type(x).__name__} (convert "
+                         "with core.as_tensor / ArrayContext.tensor first)")
+    return check_tensor_kind(x, name)
+
+
 def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
     """Reject NaN and Inf entries (and tensors without values: :func:`check_tensor_kind`)."""
-    check_tensor_kind(x, name)
+    _tensor(x, name)
     if x.numel() and not bool(torch.isfinite(x.detach()).all()):
         raise InputError(f"{name}: contains NaN or Inf")
     return x
 
 
 def check_ndim(x: torch.Tensor, name: str, ndim: int | Sequence[int]) -> torch.Tensor:
+    _tensor(x, name)
     allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if x.ndim not in allowed:
         want = " or ".join(str(k) for k in allowed)
@@ -44,6 +53,7 @@ def check_ndim(x: torch.Tensor, name: str, ndim: int | Sequence[int]) -> torch.T
 
 def check_shape(x: torch.Tensor, name: str, shape: Sequence[int | None]) -> torch.Tensor:
     """Check ``x.shape`` against ``shape``; ``None`` entries are wildcards."""
+    _tensor(x, name)
     if x.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, x.shape)):
         want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
         raise InputError(f"{name}: expected shape {want}, got {tuple(x.shape)}")
@@ -52,6 +62,7 @@ def check_shape(x: torch.Tensor, name: str, shape: Sequence[int | None]) -> torc
 
 def check_points(x: torch.Tensor, name: str) -> torch.Tensor:
     """A point cloud of shape (n, d) with n >= 1; a 1-D array is read as n points on the line."""
+    _tensor(x, name)
     if x.ndim == 1:
         x = x[:, None]
     check_ndim(x, name, 2)
@@ -62,6 +73,10 @@ def check_points(x: torch.Tensor, name: str) -> torch.Tensor:
 
 def check_same_dim(x: torch.Tensor, y: torch.Tensor, names: tuple[str, str]) -> None:
     """Point clouds (n, d) and (m, d) must share the dimension d."""
+    _tensor(x, names[0])
+    _tensor(y, names[1])
+    if x.ndim == 0 or y.ndim == 0:
+        raise InputError(f"{names[0]}, {names[1]}: expected point clouds, got 0-d arrays")
     if x.shape[-1] != y.shape[-1]:
         raise InputError(f"{names[0]}, {names[1]}: point dimensions differ "
                          f"({x.shape[-1]} vs {y.shape[-1]})")
@@ -91,7 +106,7 @@ def check_weights(w, n: int, name: str, *, like: torch.Tensor | None = None,
         from .arrays import as_tensor
         w = as_tensor(w, name, dtype=None if like is None else like.dtype,
                       device=None if like is None else like.device)
-    check_tensor_kind(w, name)
+    _tensor(w, name)
     check_shape(w, name, (n,))
     check_nonnegative(w, name)
     if positive_mass and not float(w.detach().sum()) > 0:
@@ -111,8 +126,8 @@ def check_probability(w: torch.Tensor, name: str, *, rtol: float = 1e-6) -> torc
 def check_masses_match(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str], *,
                        rtol: float = 1e-6) -> None:
     """Balanced problems need equal total masses (relative tolerance ``rtol``)."""
-    check_tensor_kind(a, names[0])
-    check_tensor_kind(b, names[1])
+    _tensor(a, names[0])
+    _tensor(b, names[1])
     ma, mb = float(a.detach().sum()), float(b.detach().sum())
     if abs(ma - mb) > rtol * max(abs(ma), abs(mb), 1e-300):
         raise InputError(f"{names[0]}, {names[1]}: total masses differ ({ma:.10g} vs {mb:.10g}); "
@@ -120,6 +135,8 @@ def check_masses_match(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str],
 
 
 def check_symmetric(S: torch.Tensor, name: str, *, rtol: float = 1e-8) -> torch.Tensor:
+    """A square (batch of) matrix equal to its transpose up to ``rtol`` x max|S|."""
+    _tensor(S, name)
     if S.ndim < 2 or S.shape[-1] != S.shape[-2]:
         raise InputError(f"{name}: expected a square matrix, got shape {tuple(S.shape)}")
     check_finite(S, name)
@@ -193,6 +210,11 @@ def check_in_range(x, name: str, low: float, high: float, *, low_open: bool = Fa
 
 
 def check_choice(x, name: str, choices: Sequence[str]) -> str:
-    if x not in choices:
+    """``x`` must be one of ``choices`` (InputError naming ``name`` otherwise)."""
+    try:
+        ok = bool(x in choices)
+    except Exception:  # noqa: BLE001 - arrays and other objects whose == is not a bool
+        ok = False
+    if not ok:
         raise InputError(f"{name}: must be one of {', '.join(map(repr, choices))}, got {x!r}")
     return x
