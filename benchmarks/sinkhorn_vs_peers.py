@@ -26,8 +26,8 @@ Ratios ours / peer are printed at the end (targets: <= 0.8 x OTT-JAX in both dty
 >= 10x slower than ours).
 
 Run: ``python benchmarks/sinkhorn_vs_peers.py [--sizes 1000 4000 20000] [--dtypes float64
-float32] [--repeat K] [--quick] [--no-geomloss] [--no-pot] [--no-ott]``. ``--quick`` = sizes
-1000, float64, one repeat.
+float32] [--repeat K] [--quick] [--online] [--no-geomloss] [--no-pot] [--no-ott]``.
+``--quick`` = size 1000, float64; ``--online`` uses the on-the-fly geometries at every size.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class Row:
 # solvers
 # ----------------------------------------------------------------------------------------
 
-def run_measureflow(x, y, a, b, eps, tol, dtype, repeat):
+def run_measureflow(x, y, a, b, eps, tol, dtype, repeat, online):
     import measureflow.ot as mot
     from measureflow.ot import kernels
 
@@ -100,7 +100,6 @@ def run_measureflow(x, y, a, b, eps, tol, dtype, repeat):
         mot.sinkhorn_points(xs, ys, ws, ws, eps=eps, max_iter=20)
     compile_s = time.perf_counter() - t0
     kernels.set_backend(old)
-    online = n > 5000
     if not online:
         C = ((xt[:, None] - yt[None]) ** 2).sum(-1)
 
@@ -119,17 +118,24 @@ def run_measureflow(x, y, a, b, eps, tol, dtype, repeat):
                res.n_iter, viol, compile_s)
 
 
-def run_ott(x, y, a, b, eps, tol, dtype, repeat):
+def run_ott(x, y, a, b, eps, tol, dtype, repeat, online):
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    try:  # OTT-JAX 0.6.0's batched (online) PointCloud calls a name newer jax moved
+        import jax._src.interpreters.batching as _jb
+        import jax.interpreters.batching as _pub
+
+        if not hasattr(_pub, "is_vmappable") and hasattr(_jb, "is_vmappable"):
+            _pub.is_vmappable = _jb.is_vmappable
+    except ImportError:  # pragma: no cover
+        pass
     import jax.numpy as jnp
     from ott.geometry import pointcloud
     from ott.problems.linear import linear_problem
     from ott.solvers.linear import sinkhorn
 
     n = x.shape[0]
-    online = n > 5000
     X, Y = jnp.asarray(x, dtype=dtype), jnp.asarray(y, dtype=dtype)
     A, B = jnp.asarray(a, dtype=dtype), jnp.asarray(b, dtype=dtype)
     thr, compile_s = tol, None
@@ -225,6 +231,8 @@ def main(argv=None):
     ap.add_argument("--tol", type=float, default=1e-6, help="target L1 violation, float64")
     ap.add_argument("--tol32", type=float, default=1e-4, help="target L1 violation, float32")
     ap.add_argument("--quick", action="store_true", help="sizes 1000, float64")
+    ap.add_argument("--online", action="store_true",
+                    help="on-the-fly geometries (ours, OTT) at every size (default: n > 5000)")
     ap.add_argument("--no-ott", action="store_true")
     ap.add_argument("--no-pot", action="store_true")
     ap.add_argument("--no-geomloss", action="store_true")
@@ -246,9 +254,10 @@ def main(argv=None):
             tol = args.tol if dtype == "float64" else args.tol32
             print(f"\n== n = m = {n}, d = 3, eps = 0.01 mean(C) = {eps:.4g}, {dtype}, target "
                   f"L1 violation {tol:g} (re-measured), 1 thread ==", flush=True)
-            block = [run_measureflow(x, y, a, b, eps, tol, dtype, args.repeat)]
+            online = args.online or n > 5000
+            block = [run_measureflow(x, y, a, b, eps, tol, dtype, args.repeat, online)]
             if not args.no_ott:
-                block.append(run_ott(x, y, a, b, eps, tol, dtype, args.repeat))
+                block.append(run_ott(x, y, a, b, eps, tol, dtype, args.repeat, online))
             if not args.no_pot:
                 block.append(run_pot(x, y, a, b, eps, tol, dtype, args.repeat))
             if not args.no_geomloss:

@@ -385,9 +385,9 @@ def test_entropic_dual_value_and_jko_edge_inputs():
 
 
 def test_serial_if_small_is_local_to_the_thread():
-    from measureflow.core.threads import _omp_runtime, serial_if_small
+    from measureflow.core.threads import local_thread_control, serial_if_small
 
-    if _omp_runtime() is None:
+    if not local_thread_control():
         pytest.skip("no reachable OpenMP runtime on this platform")
     k = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -21,7 +21,7 @@ import os
 
 import torch
 
-__all__ = ["serial_if_small", "SMALL_NUMEL"]
+__all__ = ["serial_if_small", "SMALL_NUMEL", "local_thread_control"]
 
 #: Problems with fewer entries than this run on one intra-op thread.
 SMALL_NUMEL = 2**16
@@ -52,6 +52,11 @@ def _omp_runtime():
                 except (OSError, AttributeError):
                     continue
     return None
+
+
+def local_thread_control() -> bool:
+    """Whether :func:`serial_if_small` can act here (OpenMP runtime of torch reachable)."""
+    return _omp_runtime() is not None
 
 
 @contextlib.contextmanager

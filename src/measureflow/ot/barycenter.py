@@ -98,7 +98,7 @@ def _fixed_support(ctx, hists, C, support, lam, eps, max_iter, tol, callback, ve
         raise InputError("eps: the fixed-support barycenter is entropic; give eps > 0")
     eps = check_positive(eps, "eps")
     lam = _lambdas(ctx, lam, K, C)
-    geom = Dense(C)
+    geom = Dense(C, _validated=True)
     pd = geom.pdtype
     Nb = C.shape[0]
     # Plans P_k = exp((f_k + g_k - C) / eps) diag(b_k): rows coupled (common marginal q),

@@ -85,14 +85,14 @@ def sinkhorn_divergence(x, y, a=None, b=None, *, eps=None, p: float = 2, max_ite
     tol = (default_tol(xt.dtype, float(at.detach().sum())) if tol is None
            else check_positive(tol, "tol"))
 
-    gxy = PointCloud(xt, yt, cost=p)
+    gxy = PointCloud(xt, yt, cost=p, _validated=True)
     sched = resolve_schedule(eps_scaling, eps, gxy.cost_range, dtype=xt.dtype)
     oxy = entropic_solve(gxy, at, bt, eps=eps, tol=tol, max_iter=max_iter, schedule=sched,
                          callback=callback, verbose=verbose, want_plan=False, label="xy",
                          description="ot.sinkhorn_divergence").value
     sym = []
     for u, wu, lab in ((xt, at, "xx"), (yt, bt, "yy")):
-        g = PointCloud(u, cost=p)
+        g = PointCloud(u, cost=p, _validated=True)
         sched = resolve_schedule(eps_scaling, eps, g.cost_range, dtype=xt.dtype, symmetric=True)
         sym.append(symmetric_sinkhorn(g, wu, eps=eps, tol=tol, max_iter=max_iter,
                                       schedule=sched, callback=callback, verbose=verbose,

@@ -47,6 +47,33 @@ from . import kernels
 __all__ = ["Geometry", "Dense", "PointCloud", "Grid", "potential_dtype"]
 
 
+def _check_tensor(t, name: str, ndims, validated: bool):
+    """Public-constructor validation of a geometry's data tensor (skipped for internal calls)."""
+    if validated:
+        return t
+    from ..core.errors import InputError
+
+    if not isinstance(t, torch.Tensor):
+        raise InputError(f"{name}: expected a torch tensor (the geometries are the engine's "
+                         f"tensor layer; NumPy users call ot.solve / ot.sinkhorn_points), got "
+                         f"{type(t).__name__}")
+    if t.device.type == "meta":
+        raise InputError(f"{name}: meta tensors carry no data")
+    if t.is_complex() or not t.is_floating_point():
+        raise InputError(f"{name}: expected a real floating tensor, got {t.dtype}")
+    if t.dtype in (torch.float16, torch.bfloat16):
+        raise InputError(f"{name}: {t.dtype} is not supported (exponents underflow); use "
+                         "float32 or float64")
+    if t.ndim not in ndims:
+        raise InputError(f"{name}: expected a {' or '.join(map(str, ndims))}-D tensor, got "
+                         f"shape {tuple(t.shape)}")
+    if t.numel() == 0:
+        raise InputError(f"{name}: empty")
+    if not bool(torch.isfinite(t.detach()).all()):
+        raise InputError(f"{name}: contains NaN or Inf")
+    return t
+
+
 def potential_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
     """dtype of the potentials for data of ``dtype``: float64 (mixed precision) unless the
     device has no float64 (MPS), in which case the data dtype."""
@@ -124,7 +151,8 @@ class Dense(Geometry):
     copy of C^T made on first use (memory 2 n m; the eager path needs no copy).
     """
 
-    def __init__(self, C: torch.Tensor, *, symmetric: bool = False):
+    def __init__(self, C: torch.Tensor, *, symmetric: bool = False, _validated: bool = False):
+        _check_tensor(C, "C", (2,), _validated)
         self.C_in = C                      # as given (may carry autograd, used by ``mass``)
         self.C = C.detach()
         self.dtype = self.C.dtype
@@ -171,7 +199,7 @@ class Dense(Geometry):
         return self._range
 
     def transpose(self):
-        t = Dense(self.C_in.transpose(-1, -2), symmetric=self.symmetric)
+        t = Dense(self.C_in.transpose(-1, -2), symmetric=self.symmetric, _validated=True)
         t._CT, t._range = (self.C if self._CT is not None else None), self._range
         return t
 
@@ -200,7 +228,22 @@ class PointCloud(Geometry):
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
-                 cost: float | CostFn = 2.0):
+                 cost: float | CostFn = 2.0, _validated: bool = False):
+        _check_tensor(x, "x", (2,), _validated)
+        if y is not None:
+            _check_tensor(y, "y", (2,), _validated)
+            if not _validated and y.shape[1] != x.shape[1]:
+                from ..core.errors import InputError
+
+                raise InputError(f"x, y: point dimensions differ ({x.shape[1]} vs "
+                                 f"{y.shape[1]})")
+        if not _validated and not callable(cost):
+            from ..core.errors import InputError
+            from ..core.validation import check_in_range
+
+            if isinstance(cost, str) or isinstance(cost, bool):
+                raise InputError(f"cost: expected a power p >= 1 or a callable, got {cost!r}")
+            cost = check_in_range(cost, "cost", 1.0, math.inf, high_open=True)
         self.x_in = x
         self.y_in = x if y is None else y
         self.symmetric = y is None or y is x
@@ -287,7 +330,7 @@ class PointCloud(Geometry):
         if self.symmetric:
             return self
         cf = self.cost_fn
-        t = PointCloud(self.y_in, self.x_in,
+        t = PointCloud(self.y_in, self.x_in, _validated=True,
                        cost=self.p if cf is None else (lambda yb, xb: cf(xb, yb).t()))
         t._range = self._range
         return t
@@ -393,7 +436,18 @@ class Grid(Geometry):
 
     symmetric = True
 
-    def __init__(self, axes, *, scale: float = 1.0):
+    def __init__(self, axes, *, scale: float = 1.0, _validated: bool = False):
+        if not _validated:
+            from ..core.errors import InputError
+            from ..core.validation import check_positive
+
+            if not isinstance(axes, (list, tuple)) or not axes:
+                raise InputError("axes: expected a non-empty list of 1-D coordinate tensors")
+            for k, t in enumerate(axes):
+                _check_tensor(t, f"axes[{k}]", (1,), False)
+            if len({t.dtype for t in axes}) > 1:
+                raise InputError("axes: all axes need the same dtype")
+            scale = check_positive(scale, "scale")
         self.axes = [t.detach() for t in axes]
         self.scale = float(scale)
         ref = self.axes[0]

@@ -186,7 +186,7 @@ def jko(rho0, *, energy: str = "heat", tau: float, n_steps: int, eps: float | No
     sigma = 2.0 * tau / eps
     D, m_exp = diffusion, exponent
     log_vol = math.log(vol)
-    geom = Grid(axes)
+    geom = Grid(axes, _validated=True)
     def prox(w: torch.Tensor, _eps: float = eps) -> torch.Tensor:
         """log of argmin_mu sigma F(mu) + KL(mu | e^w) on cell masses mu."""
         if energy in ("heat", "fokker_planck"):

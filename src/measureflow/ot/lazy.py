@@ -123,7 +123,7 @@ def sinkhorn_points(x, y, a=None, b=None, *, eps=None, rho=None, max_iter: int =
             raise InputError("init: expected a pair (f, g) of potentials")
         init = (check_shape(ctx.tensor(init[0], "init"), "init", (n,)),
                 check_shape(ctx.tensor(init[1], "init"), "init", (m,)))
-    geom = PointCloud(x, y, cost=_cost_arg(cost))
+    geom = PointCloud(x, y, cost=_cost_arg(cost), _validated=True)
     if chunk is not None:
         geom.block_rows = chunk
     schedule = resolve_schedule(eps_scaling, eps, geom.cost_range, init=init, dtype=x.dtype)

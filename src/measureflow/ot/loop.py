@@ -240,11 +240,30 @@ class Coupled(Marginal):
 # eps schedules
 # ------------------------------------------------------------------------------------------
 
+def _check_schedule(sched) -> None:
+    from ..core.errors import InputError
+    from ..core.validation import check_in_range, check_int, check_positive
+
+    if isinstance(sched.q, bool) or isinstance(sched.q, str):
+        raise InputError(f"q: expected a factor in (0, 1), got {sched.q!r}")
+    check_in_range(sched.q, "q", 0.0, 1.0, low_open=True, high_open=True)
+    if hasattr(sched, "stage_tol"):
+        check_positive(sched.stage_tol, "stage_tol")
+        check_int(sched.stage_iter, "stage_iter", min_value=1)
+        if isinstance(sched.stage_tol, torch.Tensor):
+            raise InputError("stage_tol: expected a Python number")
+    if isinstance(sched.q, torch.Tensor):
+        raise InputError("q: expected a Python number")
+
+
 @dataclasses.dataclass(frozen=True)
 class Schedule:
-    """Base of the eps schedules (see the module docstring)."""
+    """Base of the eps schedules (see the module docstring). ``q`` in (0, 1)."""
 
     q: float = 0.5
+
+    def __post_init__(self):
+        _check_schedule(self)
 
     def stages(self, eps: float, scale: float) -> list[float]:
         """Decreasing eps values from ``scale`` (the cost range) down to ``eps`` (last)."""

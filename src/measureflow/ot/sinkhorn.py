@@ -174,7 +174,7 @@ def sinkhorn_ot(a: torch.Tensor, b: torch.Tensor, C: torch.Tensor, *, eps: float
         schedule = Scaling(float(eps_scaling), stage_iter=stage_iter)
     else:
         schedule = eps_scaling
-    return entropic_solve(Dense(C), a, b, eps=eps, rho=rho, tol=tol, max_iter=max_iter,
+    return entropic_solve(Dense(C, _validated=True), a, b, eps=eps, rho=rho, tol=tol, max_iter=max_iter,
                           init=init, schedule=schedule, recenter=recenter, relax=relax,
                           callback=callback, verbose=verbose, warn_stacklevel=5)
 
@@ -212,7 +212,7 @@ def symmetric_sinkhorn_ot(a: torch.Tensor, C: torch.Tensor, *, eps: float,
         schedule = Scaling(float(eps_scaling), stage_iter=stage_iter)
     else:
         schedule = eps_scaling
-    return symmetric_sinkhorn(Dense(C, symmetric=True), a, eps=eps, tol=tol, max_iter=max_iter,
+    return symmetric_sinkhorn(Dense(C, symmetric=True, _validated=True), a, eps=eps, tol=tol, max_iter=max_iter,
                               schedule=schedule)
 
 

@@ -208,7 +208,7 @@ def solve(a, b, C=None, *, eps=None, rho=None, max_iter: int | None = None,
         f0 = check_shape(ctx.tensor(init[0], "init"), "init", (n,))
         g0 = check_shape(ctx.tensor(init[1], "init"), "init", (m,))
         init = (f0, g0)
-    geom = Dense(C)
+    geom = Dense(C, _validated=True)
     schedule = resolve_schedule(eps_scaling, eps, geom.cost_range, init=init, dtype=C.dtype)
     res = entropic_solve(geom, a, b, eps=eps, rho=rho, tol=tol, max_iter=max_iter, init=init,
                          schedule=schedule, recenter=bool(recenter), relax=check_relax(relax),
