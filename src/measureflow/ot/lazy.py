@@ -159,6 +159,16 @@ def _check_same_inputs(res, x, y, a, b):
     return ctx
 
 
+def _check_result(res, x, y, a, b) -> None:
+    """``res`` carries a plan; re-passed inputs, if any, must be the solve's own."""
+    if x is not None or y is not None:
+        if x is None or y is None:
+            raise InputError("x, y: give both or neither (the result keeps its inputs)")
+        _check_same_inputs(res, x, y, a, b)
+    if getattr(res, "engine", None) is None:
+        raise InputError("res: expected an entropic OTResult (from sinkhorn_points)")
+
+
 def plan_block(res: OTResult, x=None, y=None, a=None, b=None, i0: int = 0,
                i1: int | None = None):
     """Rows ``i0:i1`` of the plan P_ij = a_i b_j exp((f_i + g_j - |x_i - y_j|^2)/eps), shape
@@ -167,12 +177,7 @@ def plan_block(res: OTResult, x=None, y=None, a=None, b=None, i0: int = 0,
     ``x, y, a, b`` may be omitted (the result keeps its inputs); if given they must be those of
     the solve (``InputError`` otherwise: a plan block for other weights is not a plan).
     """
-    if x is not None or y is not None:
-        if x is None or y is None:
-            raise InputError("x, y: give both or neither (the result keeps its inputs)")
-        _check_same_inputs(res, x, y, a, b)
-    if getattr(res, "engine", None) is None:
-        raise InputError("res: expected an entropic OTResult (from sinkhorn_points)")
+    _check_result(res, x, y, a, b)
     i0 = check_int(i0, "i0", min_value=0)
     i1 = None if i1 is None else check_int(i1, "i1", min_value=0)
     return res.plan_block(i0, i1)
@@ -188,10 +193,5 @@ def lazy_plan_apply(res: OTResult, x=None, y=None, v=None, a=None, b=None, *,
     if v is None:
         raise InputError("v: missing vector")
     chunk = None if chunk is None else check_int(chunk, "chunk", min_value=1)
-    if x is not None or y is not None:
-        if x is None or y is None:
-            raise InputError("x, y: give both or neither (the result keeps its inputs)")
-        _check_same_inputs(res, x, y, a, b)
-    if getattr(res, "engine", None) is None:
-        raise InputError("res: expected an entropic OTResult (from sinkhorn_points)")
+    _check_result(res, x, y, a, b)
     return res.apply(v, axis=0 if transpose else 1)
