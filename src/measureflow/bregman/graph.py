@@ -63,32 +63,38 @@ class GraphW1Result(SolverResult):
 
     Attributes
     ----------
-    value:
+    value : float or 0-d tensor
         ``exact``: W1(b1, b2). ``flow_sinkhorn``: the regularised dual value D_gamma(h) (the
         paper's estimate of W1; it carries an O(gamma) bias and need not be a bound).
-    flow:
-        Signed flow per undirected edge (E,), positive from ``edges[e, 0]`` to ``edges[e, 1]``.
+    flow : array, shape (E,)
+        Signed flow per undirected edge, positive from ``edges[e, 0]`` to ``edges[e, 1]``.
         For ``flow_sinkhorn`` with ``round=True`` this is the rounded feasible flow.
-    raw_flow:
-        ``flow_sinkhorn`` only: the net flow of the last iterate before rounding (else None).
-    potential:
-        Node potential phi (n,), W1 = <phi, b1 - b2> for a 1-Lipschitz phi (exact: optimal).
-    edges, lengths:
-        The deduplicated undirected edge list (E, 2) with ``edges[:, 0] < edges[:, 1]`` and its
-        lengths (E,), in the order used by ``flow``.
-    residual:
+    raw_flow : array, shape (E,), or None
+        ``flow_sinkhorn`` only: the net flow of the last iterate before rounding.
+    potential : array, shape (n,)
+        Node potential phi, W1 = <phi, b1 - b2> for a 1-Lipschitz phi (exact: optimal).
+    edges, lengths : arrays, shapes (E, 2) and (E,)
+        The deduplicated undirected edge list with ``edges[:, 0] < edges[:, 1]`` and its
+        lengths, in the order used by ``flow``.
+    residual : float
         ||div(flow_iterate) - (b1 - b2)||_1 of the solver's flow (for ``flow_sinkhorn``, the
         unrounded iterate: the stopping criterion). ``errors`` traces it relative to ||b1-b2||_1.
-    lower, upper:
+    lower, upper : float
         Certified bounds lower <= W1 <= upper: <phi', b1 - b2> for phi' = phi scaled to be
         1-Lipschitz on edges, and the cost of the (rounded) feasible flow.
-    gap:
+    gap : float
         upper - lower (0 up to round-off for ``exact``).
-    lipschitz_violation:
+    lipschitz_violation : float
         max_e (|phi_u - phi_v| - w_e)_+ of ``potential``.
-    certificate:
+    certificate : bool or None
         ``exact`` only: True iff residual, Lipschitz violation and gap are all below
         ``tol`` (default 1e-8 x mass x max length).
+    method, solver : str
+        The method and exact solver used (``"flow_sinkhorn"`` twice for flow-Sinkhorn).
+    gamma : float or None
+        flow-Sinkhorn's regularisation (set from ``eps`` when not given).
+    converged, n_iter, errors
+        As every :class:`~measureflow.core.results.SolverResult`.
     """
 
     value: Any = None
@@ -160,14 +166,47 @@ def _edge_array(x, name: str = "graph") -> np.ndarray:
 def graph_edges(graph, n: int | None = None, *, lengths=None, weight: str = "weight"):
     """Parse ``graph`` into ``(n, edges (E, 2) int64 with u < v, lengths (E,) float64 NumPy)``.
 
-    Accepted forms: a SciPy sparse (n, n) matrix whose stored off-diagonal entries are edge
-    lengths (both triangles may be given; they must agree; duplicate stored entries are summed,
-    as SciPy does), an ``(E, 2)`` integer array of edges together with ``lengths=`` (or a tuple
-    ``(edges, lengths)``), or a networkx graph (lengths from the edge attribute ``weight``,
-    default 1; node order = ``list(G.nodes)``). The graph is undirected: duplicate edges keep
-    the smallest length, self-loops are dropped. The returned edges are sorted by
-    ``(u, v)``. Raises :class:`InputError` on NaN/Inf, negative or complex lengths, non-integer
-    or out-of-range node indices.
+    The graph is undirected: duplicate edges keep the smallest length, self-loops are dropped,
+    and the returned edges are sorted by ``(u, v)``.
+
+    Parameters
+    ----------
+    graph : scipy sparse matrix, array_like of int, tuple or networkx.Graph
+        A SciPy sparse (n, n) matrix whose stored off-diagonal entries are edge lengths (both
+        triangles may be given; they must agree; duplicate stored entries are summed, as SciPy
+        does), an ``(E, 2)`` integer array of edges together with ``lengths=`` (or a tuple
+        ``(edges, lengths)``), or a networkx graph (lengths from the edge attribute ``weight``,
+        default 1; node order = ``list(G.nodes)``).
+    n : int, optional
+        Expected number of nodes (an edge array may leave the last nodes isolated).
+    lengths : array_like, shape (E,), optional
+        Edge lengths, only with an edge array.
+    weight : str, default "weight"
+        The networkx edge attribute holding the lengths.
+
+    Returns
+    -------
+    n : int
+        Number of nodes.
+    edges : ndarray of int64, shape (E, 2)
+        Unique undirected edges with ``edges[:, 0] < edges[:, 1]``, sorted.
+    lengths : ndarray of float64, shape (E,)
+        Their lengths.
+
+    Raises
+    ------
+    InputError
+        NaN/Inf, negative or complex lengths, an asymmetric sparse matrix, non-integer or
+        out-of-range node indices, a node count different from ``n``, lengths given twice or
+        missing.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.bregman import graph_edges
+    >>> n, e, w = graph_edges((np.array([[1, 0], [1, 2], [0, 1]]), np.array([3.0, 2.0, 1.0])))
+    >>> n, e.tolist(), w.tolist()                  # the duplicate edge keeps length 1
+    (3, [[0, 1], [1, 2]], [1.0, 2.0])
     """
     if not isinstance(weight, str):
         raise InputError(f"weight: expected the name (str) of an edge attribute, got {weight!r}")
@@ -613,29 +652,33 @@ def graph_w1(graph, b1, b2, *, method: str = "exact", gamma=None, eps=None, leng
 
     Parameters
     ----------
-    graph:
+    graph : scipy sparse matrix, array_like of int, tuple or networkx.Graph
         SciPy sparse (n, n) matrix of lengths, an (E, 2) edge array (with ``lengths=``, or a
-        tuple ``(edges, lengths)``), or a networkx graph (attribute ``weight``, default 1).
-        Must be connected; lengths real, finite and >= 0 (floats allowed).
-    b1, b2:
+        tuple ``(edges, lengths)``), or a networkx graph (attribute ``weight``, default 1); see
+        :func:`graph_edges`. Must be connected; lengths real, finite and >= 0 (floats allowed).
+    b1, b2 : array_like or Tensor, shape (n,)
         Nonnegative masses on the n nodes with equal totals (relative 1e-6).
-    method:
-        ``"exact"`` (min-cost flow) or ``"flow_sinkhorn"`` (arXiv 2602.01372, Sec. 5).
-    solver:
+    method : {"exact", "flow_sinkhorn"}, default "exact"
+        Min-cost flow, or flow-Sinkhorn (arXiv 2602.01372, Sec. 5).
+    lengths : array_like or Tensor, shape (E,), optional
+        Edge lengths when ``graph`` is an edge array.
+    weight : str, default "weight"
+        networkx edge attribute holding the lengths.
+    solver : {"network_simplex", "highs", "ortools"}, default "network_simplex"
         ``exact`` only. ``"network_simplex"`` (default; POT's sparse network simplex on a
         transportation lifting, float data), ``"highs"`` (SciPy HiGHS dual simplex on the
         signed-flow LP, float data) or ``"ortools"`` (OR-Tools cost scaling, integer lengths
         and masses only, optional package; potentials by Bellman-Ford on the residual graph).
-    gamma, eps:
-        flow-Sinkhorn only. ``gamma``: regularisation (units of length). If ``gamma`` is None,
-        ``eps`` (an absolute accuracy on W1) sets it as in the paper's accuracy theorem,
+    gamma, eps : float, optional
+        flow-Sinkhorn only (one of them is required). ``gamma``: regularisation (units of
+        length). If ``gamma`` is None, ``eps`` (an absolute accuracy on W1) sets it as in the paper's accuracy theorem,
         gamma = eps / (2 X0 log p), where p = 2E arcs and X0 = mass x min(n - 1, ecc / w_min)
         bounds the optimal flow's l1 mass (ecc = twice the weighted eccentricity of node 0).
-    z:
-        Reference mass per arc of the KL term gamma KL(f | z). Default X0 / p (the paper's
-        choice, KL bias <= gamma X0 log p); the reference code uses z = 1, whose bias grows
+    z : float, optional
+        Reference mass per arc of the KL term gamma KL(f | z) (> 0). Default X0 / p (the
+        paper's choice, KL bias <= gamma X0 log p); the reference code uses z = 1, whose bias grows
         like gamma x p.
-    max_iter, tol, check_every:
+    max_iter, tol, check_every : int, float, int
         flow-Sinkhorn stops when ||div f - (b1-b2)||_1 <= tol ||b1-b2||_1 (default
         max(1e-6, 10 eps_dtype D / gamma), D >= the weighted diameter: the round-off floor of
         the flows, so float32 converges by default), checked every ``check_every`` sweeps;
@@ -643,10 +686,10 @@ def graph_w1(graph, b1, b2, *, method: str = "exact", gamma=None, eps=None, leng
         ``max_iter`` caps the simplex iterations (``network_simplex``, ``highs``; OR-Tools has
         no cap) and ``tol`` (default 1e-8 x mass x max length, absolute) is the certificate's
         tolerance.
-    omega:
-        Relaxation of the potential update (0.5 = the exact alternating projections; the
-        reference code's 0.8 is over-relaxation outside the theory).
-    round:
+    omega : float, default 0.5
+        Relaxation of the potential update, in (0, 1) (0.5 = the exact alternating
+        projections; the reference code's 0.8 is over-relaxation outside the theory).
+    round : bool, default True
         flow-Sinkhorn: repair the iterate's divergence error on a minimum spanning tree so
         ``flow`` is feasible and ``upper`` a true upper bound.
 
@@ -662,13 +705,31 @@ def graph_w1(graph, b1, b2, *, method: str = "exact", gamma=None, eps=None, leng
         (with a ConvergenceWarning), ``value`` NaN, and ``lower``/``upper`` still valid bounds
         (``upper`` is inf unless the returned flow is feasible).
 
+    Raises
+    ------
+    InputError
+        Bad masses (not 1-D, negative, NaN, unequal totals), a bad or disconnected graph, an
+        unknown ``method`` / ``solver``, non-integer data for ``"ortools"``, flow-Sinkhorn
+        without ``gamma`` or ``eps``, or a ``gamma`` too small for the dtype (the flows
+        would overflow or carry a relative round-off above 1e-2).
+
     Examples
     --------
     >>> import numpy as np
+    >>> from measureflow.bregman import graph_w1
     >>> edges = np.array([[0, 1], [1, 2]])
     >>> r = graph_w1((edges, np.array([1.0, 2.0])), [1.0, 0, 0], [0, 0, 1.0])
-    >>> float(r.value), bool(r.certificate)
-    (3.0, True)
+    >>> float(r.value), bool(r.certificate), r.flow.tolist()
+    (3.0, True, [1.0, 1.0])
+    >>> s = graph_w1((edges, np.array([1.0, 2.0])), [1.0, 0, 0], [0, 0, 1.0],
+    ...              method="flow_sinkhorn", eps=0.01)
+    >>> bool(s.converged), bool(s.lower <= 3.0 <= s.upper), bool(abs(s.value - 3.0) < 0.01)
+    (True, True, True)
+
+    References
+    ----------
+    G. Peyre, "Robust sublinear rates for iterative Bregman projections", arXiv:2602.01372,
+    2026, Sec. 5 (flow-Sinkhorn).
     """
     method = check_choice(method, "method", ("exact", "flow_sinkhorn"))
     if isinstance(graph, tuple) and len(graph) == 2:
@@ -843,16 +904,71 @@ def _lengths_tensor(ctx, graph, lengths, e, w, n):
 
 
 def flow_sinkhorn(graph, b1, b2, *, gamma=None, eps=None, **kwargs) -> GraphW1Result:
-    """Shorthand for ``graph_w1(graph, b1, b2, method="flow_sinkhorn", ...)``."""
+    """W1 on a graph by flow-Sinkhorn: ``graph_w1(graph, b1, b2, method="flow_sinkhorn", ...)``.
+
+    Computes the entropic estimate D_gamma of W1(b1, b2) = min { sum_e w_e |F_e| : div F = b1 -
+    b2 } (a distance, not a square) with the single-potential update of arXiv 2602.01372,
+    Sec. 5. See :func:`graph_w1` for every argument, the result and the errors.
+
+    Parameters
+    ----------
+    graph, b1, b2 :
+        As in :func:`graph_w1`.
+    gamma : float, optional
+        Regularisation in length units (> 0).
+    eps : float, optional
+        Target absolute accuracy on W1; sets gamma when ``gamma`` is None (one is required).
+    **kwargs :
+        Other keyword arguments of :func:`graph_w1` (``lengths``, ``z``, ``max_iter``, ``tol``,
+        ``check_every``, ``omega``, ``round``, ``weight``).
+
+    Returns
+    -------
+    GraphW1Result
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.bregman import flow_sinkhorn
+    >>> r = flow_sinkhorn((np.array([[0, 1], [1, 2]]), np.array([1.0, 2.0])),
+    ...                   [1.0, 0, 0], [0, 0, 1.0], eps=0.01)
+    >>> r.method, bool(r.converged), round(float(r.upper), 6)
+    ('flow_sinkhorn', True, 3.0)
+
+    References
+    ----------
+    G. Peyre, "Robust sublinear rates for iterative Bregman projections", arXiv:2602.01372,
+    2026, Sec. 5.
+    """
     return graph_w1(graph, b1, b2, method="flow_sinkhorn", gamma=gamma, eps=eps, **kwargs)
 
 
 def line_graph_w1(b1, b2, lengths=None) -> float:
-    """Closed form on a path 0-1-...-(n-1): W1 = sum_i l_i |sum_{j<=i} (b1 - b2)_j|.
+    """W1 on the path graph 0-1-...-(n-1) in closed form: sum_i l_i |sum_{j<=i} (b1 - b2)_j|.
 
-    ``lengths`` (n-1,) are the lengths of the edges (i, i+1) (default 1). A distance, not its
-    square. NumPy/lists in; returns a float. Bad input (NaN, shapes, negative entries, unequal
-    masses) raises :class:`InputError`.
+    A distance, not its square (the flow on edge (i, i+1) is the cumulated mass difference).
+
+    Parameters
+    ----------
+    b1, b2 : array_like, shape (n,), n >= 1
+        Nonnegative node masses with equal totals (relative 1e-6).
+    lengths : array_like, shape (n - 1,), optional
+        Nonnegative lengths of the edges (i, i+1) (default 1).
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    InputError
+        NaN, wrong shapes, negative entries or unequal masses.
+
+    Examples
+    --------
+    >>> from measureflow.bregman import line_graph_w1
+    >>> line_graph_w1([1.0, 0, 0], [0, 0, 1.0], [1.0, 2.0])
+    3.0
     """
     for arg, name in ((b1, "b1"), (b2, "b2"), (lengths, "lengths")):
         _check_array_arg(arg, name)
