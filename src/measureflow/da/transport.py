@@ -297,9 +297,10 @@ class Transport(_Mixin, _Base):
             P = res.plan
             if err <= self.class_tol:
                 return res, k, ok
-        report_convergence(max_solves == 1, "da.Transport (class_reg MM)", max_solves,
+        # class_max_iter = 1: only the unpenalised first solve ran, the MM was never checked
+        report_convergence(False, "da.Transport (class_reg MM)", max_solves,
                            errors[-1] if errors else math.nan, self.class_tol, stacklevel=4)
-        return res, max_solves, ok and max_solves == 1
+        return res, max_solves, False
 
     # ------------------------------------------------------------------------- mapping
     def _check_fitted(self, what):
