@@ -671,7 +671,8 @@ def graph_w1(graph, b1, b2, *, method: str = "exact", gamma=None, eps=None, leng
         and masses only, optional package; potentials by Bellman-Ford on the residual graph).
     gamma, eps : float, optional
         flow-Sinkhorn only (one of them is required). ``gamma``: regularisation (units of
-        length). If ``gamma`` is None, ``eps`` (an absolute accuracy on W1) sets it as in the paper's accuracy theorem,
+        length). If ``gamma`` is None, ``eps`` (an absolute accuracy on W1) sets it as in the
+        paper's accuracy theorem,
         gamma = eps / (2 X0 log p), where p = 2E arcs and X0 = mass x min(n - 1, ecc / w_min)
         bounds the optimal flow's l1 mass (ecc = twice the weighted eccentricity of node 0).
     z : float, optional

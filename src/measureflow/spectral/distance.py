@@ -48,24 +48,26 @@ class SpectralWassersteinResult(SolverResult):
 
     Attributes
     ----------
-    value:
+    value : float or 0-d tensor
         W_gamma = gamma_p(Sigma_plan)^{1/2}: the distance attained by ``plan`` (an upper bound
         within ``gap`` of the optimum). Differentiable in x, y by the envelope theorem (plan
         fixed; for p = inf through <Q, Sigma_plan>, since lambda_max is often degenerate).
-    plan:
-        Optimal coupling (n, m), a mixture of exact-LP vertex plans.
-    Q:
+    plan : array, shape (n, m)
+        Optimal coupling, a mixture of exact-LP vertex plans.
+    Q : array, shape (d, d)
         The maximizing matrix of the max-min formula (Q in K_p, the certified lower bound
         <Q, Sigma_{pi_Q}> = ``lower``); I for p = 1.
-    gap:
+    gap : float or 0-d tensor
         Certified duality gap on the *squared* scale: value^2 - lower >= 0.
-    lower:
+    lower : float or 0-d tensor
         Certified lower bound of W_gamma^2 (max over the generated Q of W2^2 between the
         Q^{1/2}-pushed measures).
-    moment:
-        Sigma_plan (d, d).
-    p:
+    moment : array, shape (d, d)
+        Sigma_plan.
+    p : float
         The Schatten index.
+    converged, n_iter, errors
+        Of the cutting plane (p > 1) or the LP (p = 1).
     """
 
     value: Any = None
@@ -78,11 +80,40 @@ class SpectralWassersteinResult(SolverResult):
 
 
 def gauge_value(S, p):
-    """gamma_p(S) = ||lambda(S)||_p for symmetric PSD S (..., d, d), p in [1/2, inf].
+    """Spectral gauge gamma_p(S) = ||lambda(S)||_p of symmetric PSD matrices S (..., d, d).
 
-    p = 1: trace, p = inf: lambda_max (the squared spectral Wasserstein cost of a displacement
-    moment S, arXiv 2604.04891 Sec. 3). Negative round-off eigenvalues are clipped to 0.
-    NumPy in/out or torch in/out (differentiable); S must be symmetric PSD (InputError).
+    p = 1: trace, p = inf: lambda_max. gamma_p(Sigma_pi) of a displacement moment is the
+    squared spectral Wasserstein cost of the plan pi (arXiv 2604.04891, Sec. 3). Negative
+    round-off eigenvalues are clipped to 0.
+
+    Parameters
+    ----------
+    S : array_like or Tensor, shape (..., d, d)
+        Symmetric positive semidefinite matrices.
+    p : float or "inf"
+        Schatten index in [1/2, inf].
+
+    Returns
+    -------
+    float or array, shape (...)
+        NumPy in/out or torch in/out (differentiable).
+
+    Raises
+    ------
+    InputError
+        ``S`` not square, not symmetric or not PSD, ``p`` outside [1/2, inf].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.spectral import gauge_value
+    >>> S = np.diag([1.0, 4.0])
+    >>> gauge_value(S, 1), gauge_value(S, "inf"), round(gauge_value(S, 2), 6)
+    (5.0, 4.0, 4.123106)
+
+    References
+    ----------
+    G. Peyre, "Muon dynamics as a spectral Wasserstein flow", arXiv:2604.04891, 2026, Sec. 3.
     """
     ctx = ArrayContext(S)
     S = ctx.tensor(S, "S")
@@ -113,9 +144,36 @@ def _moment(x, y, a, b, P):
 
 
 def displacement_moment(x, y, plan):
-    """Sigma_pi = sum_ij plan_ij (y_j - x_i)(y_j - x_i)^T (uncentered), shape (d, d).
+    """Displacement second moment Sigma_pi = sum_ij plan_ij (y_j - x_i)(y_j - x_i)^T.
 
-    ``plan`` (n, m) must be nonnegative (a coupling, any total mass): InputError otherwise.
+    Uncentered; tr Sigma_pi is the transport cost of the plan for |x - y|^2 (no 1/2) and
+    gamma_p(Sigma_pi) its spectral Wasserstein cost (arXiv 2604.04891, Sec. 3).
+
+    Parameters
+    ----------
+    x : array_like or Tensor, shape (n, d)
+    y : array_like or Tensor, shape (m, d)
+    plan : array_like or Tensor, shape (n, m)
+        Nonnegative coupling (any total mass).
+
+    Returns
+    -------
+    array, shape (d, d)
+
+    Raises
+    ------
+    InputError
+        ``x``, ``y`` not 2-D or of different dimensions, ``plan`` of the wrong shape or with a
+        negative entry.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.spectral import displacement_moment
+    >>> x, y = np.array([[0.0, 0.0], [1.0, 0.0]]), np.array([[0.0, 1.0], [1.0, 3.0]])
+    >>> print(displacement_moment(x, y, np.eye(2) / 2))
+    [[0. 0.]
+     [0. 5.]]
     """
     ctx = ArrayContext(x, y, plan)
     x, y, P = ctx.tensor(x, "x"), ctx.tensor(y, "y"), ctx.tensor(plan, "plan")
@@ -131,16 +189,62 @@ def displacement_moment(x, y, plan):
 def spectral_wasserstein(x, y, a=None, b=None, *, p, tol: float = 1e-6, max_iter: int = 200):
     """Spectral Wasserstein distance W_gamma_p between two weighted point clouds.
 
-    mu = sum_i a_i delta_{x_i}, nu = sum_j b_j delta_{y_j} (uniform if ``a``/``b`` is None;
-    masses must match); ``p`` in [1, inf]. Returns a :class:`SpectralWassersteinResult`.
+    W_gamma(mu, nu)^2 = min_{pi in Pi(mu, nu)} gamma_p(Sigma_pi), Sigma_pi = int (y - x)(y -
+    x)^T dpi, gamma_p(S) = ||lambda(S)||_p: a distance, not its square (arXiv 2604.04891,
+    Sec. 3, Thm. "minmax"). p = 1 is W2 for the cost |x - y|^2 (no 1/2); for p > 1 optimal
+    plans may split mass even between uniform clouds of equal size. Comparison with W2:
+    W2 / sqrt(d) <= W_gamma_inf <= W_gamma_p <= W2.
 
     - p = 1: the exact LP with cost |y_j - x_i|^2 (``measureflow.ot.solve(eps=None)``, POT's
       network simplex); value = W2, Q = I, gap = LP duality gap (0 up to round-off).
     - p > 1: the max-min formula W^2 = max_{Q in K_p} W2^2(Q^{1/2}#mu, Q^{1/2}#nu) (concave in
       Q; K_p = {Q >= 0, ||Q||_{S_p'} <= 1}), every inner problem an exact LP through
       ``measureflow.ot.solve``, combined with the primal problem over mixtures of the LP plans
-      by the cutting plane of :mod:`measureflow.spectral._maxmin`. Stops when the certified gap
-      value^2 - lower <= ``tol`` x value^2; otherwise ``converged=False`` with a warning.
+      by the cutting plane of :mod:`measureflow.spectral._maxmin`.
+
+    Parameters
+    ----------
+    x : array_like or Tensor, shape (n, d)
+    y : array_like or Tensor, shape (m, d)
+        Non-empty point clouds of the same dimension.
+    a, b : array_like, shapes (n,) and (m,), optional
+        Nonnegative weights with equal totals (relative 1e-6); default uniform.
+    p : float or "inf"
+        Schatten index in [1, inf] (keyword-only, required).
+    tol : float, default 1e-6
+        Stop when the certified gap value^2 - lower <= tol x value^2 (> 0).
+    max_iter : int, default 200
+        Cutting-plane iterations (>= 1).
+
+    Returns
+    -------
+    SpectralWassersteinResult
+        Not certified within ``max_iter`` (or an LP not converged): ``converged=False`` and a
+        ``ConvergenceWarning``.
+
+    Raises
+    ------
+    InputError
+        Clouds not 2-D, empty or of different dimensions, bad weights or unequal masses, ``p``
+        outside [1, inf], bad ``tol`` / ``max_iter``.
+
+    Examples
+    --------
+    >>> import math
+    >>> import numpy as np
+    >>> from measureflow.spectral import spectral_wasserstein
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(6, 2)), rng.normal(size=(6, 2)) + [2.0, 0.0]
+    >>> w2 = spectral_wasserstein(x, y, p=1).value
+    >>> r = spectral_wasserstein(x, y, p=math.inf)
+    >>> bool(r.converged), bool(w2 / math.sqrt(2) <= r.value <= w2)
+    (True, True)
+    >>> bool(r.value ** 2 - r.lower <= 1e-6 * r.value ** 2)      # certified
+    True
+
+    References
+    ----------
+    G. Peyre, "Muon dynamics as a spectral Wasserstein flow", arXiv:2604.04891, 2026, Sec. 3.
     """
     from .. import ot as mot
 
@@ -233,9 +337,23 @@ def _sqrt_psd_np(Q: np.ndarray) -> np.ndarray:
 class SpectralBuresResult(SolverResult):
     """Full output of :func:`spectral_bures` (``full_output=True``).
 
-    ``value`` (distance), ``K`` (optimal cross-covariance), ``Q`` (maximizing matrix of the
-    max-min form), ``gap`` (certified, squared scale; 0 for the closed form), ``lower``,
-    ``method`` (``"closed_form"`` or ``"maxmin"``).
+    Attributes
+    ----------
+    value : float or 0-d tensor
+        The distance.
+    K : array, shape (d, d), or None
+        Optimal cross-covariance (None for the p = 1 closed form).
+    Q : array, shape (d, d), or None
+        Maximizing matrix of the max-min form (I for p = 1; None for the commuting closed form
+        with p > 1 and for ``"primal"``).
+    gap : float or None
+        Certified gap on the squared scale (0 for the closed form, None for ``"primal"``).
+    lower : float or None
+        Certified lower bound of W^2 (None for ``"primal"``).
+    method : str
+        ``"closed_form"``, ``"maxmin"`` or ``"primal"``.
+    converged, n_iter, errors
+        Of the iterative method (``True, 0, []`` for the closed form).
     """
 
     value: Any = None
@@ -257,9 +375,18 @@ def spectral_bures(S0, S1, p, m0=None, m1=None, *, method: str = "auto", tol: fl
         W^2 = min_K gamma_p(dm dm^T + S0 + S1 - K - K^T)  s.t.  [[S0, K], [K^T, S1]] >= 0,
 
     dm = m1 - m0 (means default 0); the mean enters *inside* gamma (it separates only for
-    p = 1). arXiv 2604.04891, Prop. "gaussian" (App. D). ``p`` in [1, inf].
+    p = 1). arXiv 2604.04891, Prop. "gaussian" (App. D). p = 1 is the Bures-Wasserstein
+    distance W2 (cost |x - y|^2).
 
-    method:
+    Parameters
+    ----------
+    S0, S1 : array_like or Tensor, shape (d, d)
+        Symmetric PSD covariances.
+    p : float or "inf"
+        Schatten index in [1, inf].
+    m0, m1 : array_like, shape (d,), optional
+        Means (default 0).
+    method : {"auto", "closed_form", "maxmin", "primal"}, default "auto"
         ``"closed_form"`` (Cor. "commuting": S0 S1 = S1 S0 and, unless p = 1, dm = 0):
         W^2 = gamma_p((S0^{1/2} - S1^{1/2})^2), plus |dm|^2 for p = 1 (then it is Bures-W2 for
         any S0, S1); ``"maxmin"``: the general solver, W^2 = max_{Q in K_p} [Bures^2(Q^{1/2} S0
@@ -273,16 +400,44 @@ def spectral_bures(S0, S1, p, m0=None, m1=None, *, method: str = "auto", tol: fl
         when the objective changes by less than 0.01 ``tol`` (relative) in an iteration, after
         at least 10 iterations (a stall test, not a gap);
         ``"auto"``: closed form when it applies, else maxmin.
-    max_iter:
+    tol : float, default 1e-8
+        Relative tolerance (> 0) of the certified gap (maxmin) or of the stall test (primal).
+    max_iter : int, optional
         Iteration cap, honoured exactly: cutting-plane iterations (maxmin, default 300) or
         accelerated-gradient iterations (primal, default 6000). Hitting it gives
         ``converged=False`` and a ConvergenceWarning.
-    full_output:
+    full_output : bool, default False
         Return a :class:`SpectralBuresResult` instead of the distance.
 
-    NumPy in/out or torch in/out. Gradients in (S0, S1, m0, m1) are envelope gradients: the
-    optimal contraction R (K = S0^{1/2} R S1^{1/2}) is held fixed (for p = inf through
-    <Q*, M>); the closed form is differentiated directly. Hand-written (NumPy/SciPy/torch).
+    Returns
+    -------
+    float, 0-d tensor or SpectralBuresResult
+        NumPy in/out or torch in/out. Gradients in (S0, S1, m0, m1) are envelope gradients:
+        the optimal contraction R (K = S0^{1/2} R S1^{1/2}) is held fixed (for p = inf through
+        <Q*, M>); the closed form is differentiated directly.
+
+    Raises
+    ------
+    InputError
+        Covariances not symmetric PSD or of different shapes, means of the wrong shape, ``p``
+        outside [1, inf], an unknown ``method``, ``"closed_form"`` where it does not apply
+        (non-commuting S0, S1 or different means, p > 1), bad ``tol`` / ``max_iter``.
+
+    Examples
+    --------
+    >>> import math
+    >>> import numpy as np
+    >>> from measureflow.spectral import spectral_bures
+    >>> S0, S1 = np.diag([1.0, 4.0]), np.diag([4.0, 1.0])   # commuting: closed form
+    >>> spectral_bures(S0, S1, math.inf), round(spectral_bures(S0, S1, 1), 6)
+    (1.0, 1.414214)
+    >>> r = spectral_bures(np.array([[2.0, 1.0], [1.0, 2.0]]), S1, math.inf, full_output=True)
+    >>> r.method, bool(r.converged), round(float(r.value), 4)
+    ('maxmin', True, 0.7507)
+
+    References
+    ----------
+    G. Peyre, "Muon dynamics as a spectral Wasserstein flow", arXiv:2604.04891, 2026, App. D.
     """
     ctx = ArrayContext(S0, S1, m0, m1)
     S0, S1 = ctx.tensor(S0, "S0"), ctx.tensor(S1, "S1")

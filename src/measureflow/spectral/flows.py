@@ -51,9 +51,21 @@ __all__ = ["ParticleFlowResult", "particle_flow", "affine_covariance_rhs", "gaus
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ParticleFlowResult(FlowResult):
-    """Result of :func:`particle_flow`: ``trajectory`` (T+1, n, d) at ``times`` (T+1,),
-    ``final`` (n, d), ``energies`` (T+1,), ``dual_norms`` (T+1,) = N*_mu(g)^2 (the dissipation
-    rate). ``positions`` is kept as an alias of ``trajectory`` (its name before 0.2)."""
+    """Result of :func:`particle_flow`.
+
+    Attributes
+    ----------
+    trajectory : array, shape (T+1, n, d)
+        Recorded positions (``positions`` is kept as an alias, its name before 0.2).
+    times : array, shape (T+1,)
+    final : array, shape (n, d)
+    energies : array, shape (T+1,)
+        The energy at the recorded positions.
+    dual_norms : array, shape (T+1,)
+        N*_mu(g)^2, the dissipation rate -dE/dt of the continuous flow.
+    converged, n_iter, errors
+        ``True``, the number of steps, ``[]`` (a fixed-horizon integrator).
+    """
 
     energies: Any = None
     dual_norms: Any = None
@@ -64,12 +76,62 @@ def particle_flow(energy: Callable, x0, *, p=math.inf, weights=None, step: float
                   n_steps: int, max_displacement: float | None = None, record_every: int = 1):
     """Explicit Euler for the Schatten-p normalized flow of a particle energy.
 
-    ``energy(X) -> scalar`` is Fcal(mu_X) for mu_X = sum_i w_i delta_{X_i} (torch, autograd);
-    the force is g(x_i) = dE/dX_i / w_i and X <- X + step * particle_lmo(g, w, p). p = 1 is the
-    Wasserstein-2 gradient flow, p = inf the mean-field Muon flow (Sec. 5). ``max_displacement``
-    caps ||Delta X||_F per step (the paper's experiments use such a cap; None = no cap).
-    Integrated by :class:`measureflow.ot.integrate.ParticleFlow`. Returns a
-    :class:`ParticleFlowResult` (always ``converged=True``: a fixed-horizon integrator).
+    The force is g(x_i) = dE/dX_i / w_i (the Wasserstein gradient of Fcal) and each step is
+    X <- X + step * v with v = :func:`~measureflow.spectral.particle_lmo` (g, w, p): the
+    mean-field ODE dx_i/dt = J_p^mu(g)(x_i) of the PDE d_t mu + div(mu v) = 0. p = 1 is the
+    Wasserstein-2 gradient flow, p = inf the mean-field Muon flow (arXiv 2604.04891, Sec. 2 and
+    5, Prop. "particle"). Integrated by :class:`measureflow.ot.integrate.ParticleFlow`.
+
+    Parameters
+    ----------
+    energy : callable
+        ``energy(X) -> scalar tensor``, Fcal(mu_X) for mu_X = sum_i w_i delta_{X_i}
+        (differentiable by torch autograd).
+    x0 : array_like or Tensor, shape (n, d)
+        Initial positions.
+    p : float or "inf", default inf
+        Schatten index in [1/2, inf].
+    weights : array_like, shape (n,), optional
+        Positive particle weights (default uniform 1/n).
+    step : float
+        Time step (> 0).
+    n_steps : int
+        Number of steps (>= 0).
+    max_displacement : float, optional
+        Cap on ||Delta X||_F per step (> 0; the paper's experiments use such a cap; None = no
+        cap).
+    record_every : int, default 1
+        Record every that many steps (>= 1).
+
+    Returns
+    -------
+    ParticleFlowResult
+        Always ``converged=True`` (a fixed-horizon integrator). NumPy in -> NumPy out.
+
+    Raises
+    ------
+    InputError
+        ``x0`` not 2-D, non-positive weights, ``energy`` not callable, bad ``p`` / ``step`` /
+        ``n_steps`` / ``record_every`` / ``max_displacement``.
+    FloatingPointError
+        The energy became non-finite (reduce the step or cap the displacement).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.spectral.flows import particle_flow
+    >>> x0 = np.array([[1.0, 0.0], [0.0, 2.0], [-1.0, -1.0]])
+    >>> energy = lambda X: 0.5 * (X ** 2).sum(1).mean()   # Fcal(mu) = int |x|^2 / 2 dmu
+    >>> r = particle_flow(energy, x0, step=0.1, n_steps=10)   # Muon flow (p = inf)
+    >>> r.trajectory.shape, bool(np.all(np.diff(r.energies) < 0))
+    ((11, 3, 2), True)
+    >>> bool(np.allclose(particle_flow(energy, x0, p=1, step=0.1, n_steps=10).final,
+    ...                  0.9 ** 10 * x0))               # p = 1: Euler for dx/dt = -x
+    True
+
+    References
+    ----------
+    G. Peyre, "Muon dynamics as a spectral Wasserstein flow", arXiv:2604.04891, 2026, Sec. 2 and 5.
     """
     ctx = ArrayContext(x0, weights)
     X = ctx.tensor(x0, "x0").detach().clone()
@@ -121,10 +183,47 @@ def particle_flow(energy: Callable, x0, *, p=math.inf, weights=None, step: float
 
 
 def affine_covariance_rhs(H, Sigma, p):
-    """dSigma/dt for the force g(x) = H x on N(0, Sigma) (App. F), without inverses.
+    """dSigma/dt of N(0, Sigma) moved by the normalized velocity of the force g(x) = H x.
 
-    K = H Sigma^{1/2}, B = J_p(K) (matrix LMO), dSigma/dt = B Sigma^{1/2} + (B Sigma^{1/2})^T:
-    the selected velocity is v(x) = A x with A Sigma^{1/2} = J_p(H Sigma^{1/2}).
+    K = H Sigma^{1/2}, B = J_p(K) (:func:`~measureflow.spectral.schatten_lmo`), dSigma/dt =
+    B Sigma^{1/2} + (B Sigma^{1/2})^T: the selected velocity is v(x) = A x with A Sigma^{1/2} =
+    J_p(H Sigma^{1/2}), computed without inverses (arXiv 2604.04891, App. F).
+
+    Parameters
+    ----------
+    H : array_like or Tensor, shape (d, d)
+        Linear force.
+    Sigma : array_like or Tensor, shape (d, d)
+        Symmetric PSD covariance.
+    p : float or "inf"
+        Schatten index in [1/2, inf].
+
+    Returns
+    -------
+    array, shape (d, d)
+        Symmetric dSigma/dt.
+
+    Raises
+    ------
+    InputError
+        ``Sigma`` not symmetric PSD, ``H`` of another shape, bad ``p``.
+
+    Examples
+    --------
+    >>> import math
+    >>> import numpy as np
+    >>> from measureflow.spectral.flows import affine_covariance_rhs
+    >>> H, S = np.diag([1.0, 2.0]), np.eye(2)
+    >>> print(affine_covariance_rhs(H, S, 1))             # p = 1: v = -H x
+    [[-2.  0.]
+     [ 0. -4.]]
+    >>> print(affine_covariance_rhs(H, S, math.inf))      # Muon: -||H||_* times the polar factor
+    [[-6.  0.]
+     [ 0. -6.]]
+
+    References
+    ----------
+    G. Peyre, "Muon dynamics as a spectral Wasserstein flow", arXiv:2604.04891, 2026, App. F.
     """
     from ..core.linalg import sqrtm_psd
 
@@ -152,10 +251,34 @@ def _gaussian_args(ctx, m, S, m_bar, S_bar):
 
 
 def gaussian_kl(m, S, m_bar, S_bar):
-    """KL(N(m, S) || N(m_bar, S_bar)) (natural log), S and S_bar positive definite (d, d).
+    """Kullback-Leibler divergence KL(N(m, S) || N(m_bar, S_bar)) (natural log).
 
-    = 1/2 [tr(S_bar^{-1} S) + (m - m_bar)^T S_bar^{-1} (m - m_bar) - d + log det S_bar
-    - log det S]. NumPy in/out or torch in/out (differentiable).
+    KL = 1/2 [tr(S_bar^{-1} S) + (m - m_bar)^T S_bar^{-1} (m - m_bar) - d + log det S_bar
+    - log det S].
+
+    Parameters
+    ----------
+    m, m_bar : array_like or Tensor, shape (d,)
+        Means.
+    S, S_bar : array_like or Tensor, shape (d, d)
+        Positive definite covariances.
+
+    Returns
+    -------
+    float or 0-d tensor
+        NumPy in/out or torch in/out (differentiable).
+
+    Raises
+    ------
+    InputError
+        Covariances not symmetric positive definite, shapes that do not match.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.spectral.flows import gaussian_kl
+    >>> gaussian_kl(np.zeros(2), np.eye(2), np.ones(2), np.eye(2))     # |m - m_bar|^2 / 2
+    1.0
     """
     ctx = ArrayContext(m, S, m_bar, S_bar)
     return ctx.wrap(_gaussian_kl(*_gaussian_args(ctx, m, S, m_bar, S_bar)))
@@ -175,7 +298,39 @@ def gaussian_kl_rhs(m, S, m_bar, S_bar, p, *, rtol: float = 1e-12):
     H = S_bar^{-1} - S^{-1}, b = S_bar^{-1}(m - m_bar), F = H S H + b b^T (the force covariance),
     P = N^{2-q} F^{(q-2)/2} with N^q = tr F^{q/2} (P = I for p = 1, tr(F^{1/2}) F^{+1/2} for
     p = inf); dm/dt = -P b, dS/dt = P (I - S_bar^{-1} S) + (I - S S_bar^{-1}) P.
-    S, S_bar positive definite; p in [1/2, inf]. NumPy in/out or torch in/out.
+
+    Parameters
+    ----------
+    m, m_bar : array_like or Tensor, shape (d,)
+        Current and target means.
+    S, S_bar : array_like or Tensor, shape (d, d)
+        Current and target covariances, positive definite.
+    p : float or "inf"
+        Schatten index in [1/2, inf].
+    rtol : float, default 1e-12
+        Relative eigenvalue cutoff on F (>= 0): powers are taken on its range.
+
+    Returns
+    -------
+    (dm, dS) : tuple of arrays, shapes (d,) and (d, d)
+        NumPy in/out or torch in/out.
+
+    Raises
+    ------
+    InputError
+        Covariances not positive definite, shapes that do not match, bad ``p`` or ``rtol``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.spectral.flows import gaussian_kl_rhs
+    >>> dm, dS = gaussian_kl_rhs(np.zeros(2), 2 * np.eye(2), np.zeros(2), np.eye(2), 1)
+    >>> print(dm, dS.diagonal())                          # p = 1: dS = 2 (I - S)
+    [0. 0.] [-2. -2.]
+
+    References
+    ----------
+    G. Peyre, "Muon dynamics as a spectral Wasserstein flow", arXiv:2604.04891, 2026, App. H.
     """
     ctx = ArrayContext(m, S, m_bar, S_bar)
     args = _gaussian_args(ctx, m, S, m_bar, S_bar)
@@ -228,9 +383,20 @@ def _gaussian_kl_rhs(m, S, m_bar, S_bar, p, *, rtol: float = 1e-12):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GaussianFlowResult(FlowResult):
-    """Result of :func:`gaussian_kl_flow`: ``final`` = (m, S) at time T, ``trajectory`` =
-    (means (T+1, d), covs (T+1, d, d)), ``times`` (T+1,), ``kl`` (T+1,).
-    ``means`` and ``covs`` are kept as aliases of the two trajectory components."""
+    """Result of :func:`gaussian_kl_flow`.
+
+    Attributes
+    ----------
+    final : (array (d,), array (d, d))
+        (m, S) at time T.
+    trajectory : (array (T+1, d), array (T+1, d, d))
+        Recorded means and covariances (also as the aliases ``means`` and ``covs``).
+    times : array, shape (T+1,)
+    kl : array, shape (T+1,)
+        KL(N(m, S) || N(m_bar, S_bar)) along the path.
+    converged, n_iter, errors
+        ``True``, the number of steps, ``[]``.
+    """
 
     kl: Any = None
     means = result_alias("trajectory", 0, "recorded means")
@@ -238,11 +404,47 @@ class GaussianFlowResult(FlowResult):
 
 
 def gaussian_kl_flow(m0, S0, m_bar, S_bar, p, *, T: float, dt: float, method: str = "rk4"):
-    """Integrate :func:`gaussian_kl_rhs` on [0, T] with n = round(T / dt) steps of T / n (App. H).
+    """Schatten-p flow of KL(. || N(m_bar, S_bar)) on Gaussians, integrated on [0, T].
 
-    ``method``: ``"rk4"`` (classical Runge-Kutta, default) or ``"euler"``, by
-    :func:`measureflow.ot.integrate.odeint`. Records every step; ``kl`` is
-    KL(N(m, S) || N(m_bar, S_bar)) along the path (it decreases).
+    Integrates :func:`gaussian_kl_rhs` with n = max(1, round(T / dt)) steps of T / n by
+    :func:`measureflow.ot.integrate.odeint`, recording every step (arXiv 2604.04891, App. H).
+
+    Parameters
+    ----------
+    m0, m_bar : array_like or Tensor, shape (d,)
+        Initial and target means.
+    S0, S_bar : array_like or Tensor, shape (d, d)
+        Initial and target covariances, positive definite.
+    p : float or "inf"
+        Schatten index in [1/2, inf].
+    T, dt : float
+        Horizon and step (> 0).
+    method : {"rk4", "euler"}, default "rk4"
+
+    Returns
+    -------
+    GaussianFlowResult
+        ``kl`` decreases along the path.
+
+    Raises
+    ------
+    InputError
+        Covariances not positive definite, shapes that do not match, bad ``p`` / ``T`` /
+        ``dt`` / ``method``.
+
+    Examples
+    --------
+    >>> import math
+    >>> import numpy as np
+    >>> from measureflow.spectral.flows import gaussian_kl_flow
+    >>> r = gaussian_kl_flow(np.ones(2), np.diag([2.0, 0.5]), np.zeros(2), np.eye(2), math.inf,
+    ...                      T=1.0, dt=0.05)
+    >>> r.means.shape, bool(np.all(np.diff(r.kl) <= 0)), bool(r.kl[-1] < 0.1 * r.kl[0])
+    ((21, 2), True, True)
+
+    References
+    ----------
+    G. Peyre, "Muon dynamics as a spectral Wasserstein flow", arXiv:2604.04891, 2026, App. H.
     """
     ctx = ArrayContext(m0, S0, m_bar, S_bar)
     S0, Sb = ctx.tensor(S0, "S0"), ctx.tensor(S_bar, "S_bar")
@@ -271,8 +473,38 @@ def gaussian_kl_flow(m0, S0, m_bar, S_bar, p, *, T: float, dt: float, method: st
 
 
 def rank_loss_threshold(p, alpha: float) -> float:
-    """R_p = alpha 2^{p/(p-1)} (R_inf = 2 alpha; R_1 = inf): the largest |r| reachable before
-    a balanced mode (a = b = alpha at t = 0) loses rank (App. F, Prop. "boundary")."""
+    """Rank-loss threshold R_p = alpha 2^{p/(p-1)} of the modal ODE (App. F, Prop. "boundary").
+
+    The largest |r| reachable before a balanced mode (a = b = alpha at t = 0) loses rank:
+    R_inf = 2 alpha, R_1 = inf (gradient flow never loses rank).
+
+    Parameters
+    ----------
+    p : float or "inf"
+        Schatten index in [1, inf].
+    alpha : float
+        Initial balanced scale (> 0).
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    InputError
+        ``p`` outside [1, inf], ``alpha`` not positive.
+
+    Examples
+    --------
+    >>> import math
+    >>> from measureflow.spectral.flows import rank_loss_threshold
+    >>> rank_loss_threshold(math.inf, 1.0), rank_loss_threshold(2, 1.0), rank_loss_threshold(1, 1.0)
+    (2.0, 4.0, inf)
+
+    References
+    ----------
+    G. Peyre, "Muon dynamics as a spectral Wasserstein flow", arXiv:2604.04891, 2026, App. F.
+    """
     p = check_p(p, low=1.0)
     alpha = check_positive(alpha, "alpha")
     if p == 1:
@@ -282,8 +514,33 @@ def rank_loss_threshold(p, alpha: float) -> float:
 
 
 def modal_invariant(a, b, p):
-    """Conserved quantity of one mode while a, b > 0: a b (p = 1), a^eta + b^eta with
-    eta = (p - 1)/(2p - 1) (p > 1; eta = 1/2 at p = inf)."""
+    """Conserved quantity of one mode of the modal ODE while a, b > 0 (App. F).
+
+    a b for p = 1; a^eta + b^eta with eta = (p - 1)/(2p - 1) for p > 1 (eta = 1/2 at p = inf).
+
+    Parameters
+    ----------
+    a, b : array_like
+        Nonnegative mode variables (a = s + r, b = s - r), broadcastable.
+    p : float or "inf"
+        Schatten index in [1, inf].
+
+    Returns
+    -------
+    ndarray
+
+    Raises
+    ------
+    InputError
+        Negative or non-finite ``a`` / ``b``, shapes that do not broadcast, bad ``p``.
+
+    Examples
+    --------
+    >>> import math
+    >>> from measureflow.spectral.flows import modal_invariant
+    >>> float(modal_invariant(1.0, 4.0, math.inf)), float(modal_invariant(1.0, 4.0, 1))
+    (3.0, 4.0)
+    """
     p = check_p(p, low=1.0)
     a, b = _modal_arrays(a=a, b=b)
     for nm, v in (("a", a), ("b", b)):
@@ -304,10 +561,42 @@ def modal_rhs(a, b, beta, p):
 
     N^q = sum_j |r_j - beta_j|^q (a_j^{q/2} + b_j^{q/2});
     da_i/dt = -2 N^{2-q} psi_q(r_i - beta_i) a_i^{q/2},  db_i/dt = +2 N^{2-q} psi_q(.) b_i^{q/2},
-    psi_q(e) = e |e|^{q-2}. Energy 1/2 sum (r - beta)^2 decreases at rate N^2.
-    ``a``, ``b``, ``beta`` broadcast to (..., modes) (the sum runs over the last axis);
-    ``p`` in [1, inf]; a, b >= 0 (negative round-off, down to -1e-12 x max(1, |a|), is clipped).
-    NumPy in/out.
+    psi_q(e) = e |e|^{q-2}, q = 2p / (2p - 1). Energy 1/2 sum (r - beta)^2 decreases at rate
+    N^2 (linear two-layer network, one mode per singular value of the target beta).
+
+    Parameters
+    ----------
+    a, b : array_like
+        Mode variables a = s + r, b = s - r, >= 0 (negative round-off, down to -1e-12 x
+        max(1, |a|), is clipped).
+    beta : array_like
+        Target singular values; ``a``, ``b``, ``beta`` broadcast to (..., modes) (the sum runs
+        over the last axis, at least one mode).
+    p : float or "inf"
+        Schatten index in [1, inf].
+
+    Returns
+    -------
+    (da, db) : tuple of ndarrays
+        NumPy out.
+
+    Raises
+    ------
+    InputError
+        Negative ``a`` / ``b``, non-finite input, shapes that do not broadcast, no mode, bad
+        ``p``.
+
+    Examples
+    --------
+    >>> import math
+    >>> from measureflow.spectral.flows import modal_rhs
+    >>> da, db = modal_rhs([1.0], [1.0], [1.0], math.inf)      # r = 0 < beta: a grows
+    >>> da.tolist(), db.tolist()
+    ([4.0], [-4.0])
+
+    References
+    ----------
+    G. Peyre, "Muon dynamics as a spectral Wasserstein flow", arXiv:2604.04891, 2026, App. F.
     """
     p = check_p(p, low=1.0)
     a, b, beta = _modal_arrays(a=a, b=b, beta=beta)
@@ -349,10 +638,22 @@ def _modal_rhs(a: np.ndarray, b: np.ndarray, beta: np.ndarray, p: float):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ModalFlowResult(FlowResult):
-    """Result of :func:`modal_flow`: ``trajectory`` = (r, s) recorded (T+1, ..., modes),
-    ``final`` = (r, s) at time T, ``times``, ``energy`` (T+1, ...), ``extinction_r`` (r at the
-    first step where a mode's a or b reached 0; NaN if never) and ``extinction_time``.
-    ``r`` and ``s`` are kept as aliases of the two trajectory components."""
+    """Result of :func:`modal_flow`.
+
+    Attributes
+    ----------
+    trajectory : (array, array), shapes (T+1, ..., modes)
+        Recorded r = (a - b)/2 and s = (a + b)/2 (also as the aliases ``r`` and ``s``).
+    final : (array, array)
+        (r, s) at time T.
+    times : array, shape (T+1,)
+    energy : array, shape (T+1, ...)
+        1/2 sum (r - beta)^2.
+    extinction_r, extinction_time : arrays, shape (..., modes)
+        r and the time at the first step where a mode's a or b reached 0 (NaN if never).
+    converged, n_iter, errors
+        ``True``, the number of steps, ``[]``.
+    """
 
     energy: Any = None
     extinction_r: Any = None
@@ -362,11 +663,47 @@ class ModalFlowResult(FlowResult):
 
 
 def modal_flow(r0, s0, beta, p, *, T: float, dt: float, record_every: int = 1):
-    """RK4 for the modal ODE with rank-loss handling (extinct eigenvalues projected to 0).
+    """RK4 for the modal ODE (:func:`modal_rhs`) with rank-loss handling (App. F).
 
-    ``r0``, ``s0``, ``beta`` broadcast to (..., modes); requires s0 >= |r0|. n = round(T / dt)
-    steps of T / n by :func:`measureflow.ot.integrate.odeint` (RK4, then a, b <- max(a, b, 0):
-    :func:`~measureflow.ot.integrate.project_nonnegative`). NumPy in/out.
+    n = max(1, round(T / dt)) steps of T / n by :func:`measureflow.ot.integrate.odeint` (RK4,
+    then a, b <- max(a, b, 0): :func:`~measureflow.ot.integrate.project_nonnegative`; extinct
+    eigenvalues stay 0). A balanced mode whose target exceeds :func:`rank_loss_threshold` loses
+    rank near r = R_p.
+
+    Parameters
+    ----------
+    r0, s0, beta : array_like
+        Initial r, s and the targets, broadcast to (..., modes); s0 >= |r0|.
+    p : float or "inf"
+        Schatten index in [1, inf].
+    T, dt : float
+        Horizon and step (> 0).
+    record_every : int, default 1
+        Record every that many steps (>= 1).
+
+    Returns
+    -------
+    ModalFlowResult
+        NumPy out.
+
+    Raises
+    ------
+    InputError
+        s0 < |r0|, shapes that do not broadcast, non-finite input, bad ``p`` / ``T`` / ``dt``
+        / ``record_every``.
+
+    Examples
+    --------
+    >>> import math
+    >>> import numpy as np
+    >>> from measureflow.spectral.flows import modal_flow
+    >>> r = modal_flow([0.0], [1.0], [3.0], math.inf, T=3.0, dt=0.01)   # beta > R_inf = 2
+    >>> round(float(r.extinction_r[0]), 1), round(float(r.final[0][0]), 4)
+    (2.0, 3.0)
+
+    References
+    ----------
+    G. Peyre, "Muon dynamics as a spectral Wasserstein flow", arXiv:2604.04891, 2026, App. F.
     """
     r0, s0, beta = _modal_arrays(r0=r0, s0=s0, beta=beta)
     r0, s0, beta = _broadcast_modes(r0=r0, s0=s0, beta=beta)
@@ -410,10 +747,41 @@ def modal_flow(r0, s0, beta, p, *, T: float, dt: float, record_every: int = 1):
 
 
 def displacement_interpolation(x, y, plan, t: float, *, threshold: float = 0.0):
-    """mu_t = ((1 - t) x + t y)_# pi: atoms z_ij = (1 - t) x_i + t y_j with weights pi_ij.
+    """Displacement interpolation mu_t = ((1 - t) x + t y)_# pi of a plan.
 
-    For an optimal plan of W_gamma (monotone gauge) this is a constant-speed geodesic
-    (Sec. 4, static = dynamic). Returns (points (k, d), weights (k,)) over pi_ij > threshold.
+    Atoms z_ij = (1 - t) x_i + t y_j with weights pi_ij. For an optimal plan of W_gamma
+    (monotone gauge) this is a constant-speed geodesic (arXiv 2604.04891, Sec. 4, static =
+    dynamic).
+
+    Parameters
+    ----------
+    x : array_like or Tensor, shape (n, d)
+    y : array_like or Tensor, shape (m, d)
+    plan : array_like or Tensor, shape (n, m)
+        Nonnegative coupling.
+    t : float
+        Time in [0, 1].
+    threshold : float, default 0.0
+        Keep the atoms with pi_ij > threshold (>= 0).
+
+    Returns
+    -------
+    (points, weights) : arrays, shapes (k, d) and (k,)
+
+    Raises
+    ------
+    InputError
+        Shapes that do not match, a negative plan entry, ``t`` outside [0, 1], negative
+        ``threshold``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.spectral.flows import displacement_interpolation
+    >>> x, y = np.array([[0.0, 0.0], [1.0, 0.0]]), np.array([[0.0, 1.0], [1.0, 3.0]])
+    >>> z, w = displacement_interpolation(x, y, np.eye(2) / 2, 0.5)
+    >>> z.tolist(), w.tolist()
+    ([[0.0, 0.5], [1.0, 1.5]], [0.5, 0.5])
     """
     ctx = ArrayContext(x, y, plan)
     x, y, P = ctx.tensor(x, "x"), ctx.tensor(y, "y"), ctx.tensor(plan, "plan")
@@ -430,10 +798,47 @@ def displacement_interpolation(x, y, plan, t: float, *, threshold: float = 0.0):
 
 
 def interpolation_action(x, y, plan, p, *, n_times: int = 16):
-    """Numerical Benamou-Brenier action int_0^1 gamma_p(int v_t v_t^T dmu_t) dt of the
-    displacement interpolation, with velocities from finite differences of the atom positions
-    on ``n_times`` intervals (midpoint rule). Equals gamma_p(Sigma_plan) for any plan; for an
-    optimal plan it equals W_gamma^2 (static = dynamic, Thm. in Sec. 4)."""
+    """Benamou-Brenier action int_0^1 gamma_p(int v_t v_t^T dmu_t) dt of a displacement path.
+
+    Velocities from finite differences of the atom positions of
+    :func:`displacement_interpolation` on ``n_times`` intervals (midpoint rule). Equals
+    gamma_p(Sigma_plan) for any plan; for an optimal plan it equals W_gamma^2 (a square; static
+    = dynamic, arXiv 2604.04891, Thm. in Sec. 4).
+
+    Parameters
+    ----------
+    x, y, plan :
+        As in :func:`displacement_interpolation`.
+    p : float or "inf"
+        Schatten index in [1, inf].
+    n_times : int, default 16
+        Number of time intervals (>= 1).
+
+    Returns
+    -------
+    float or 0-d tensor
+
+    Raises
+    ------
+    InputError
+        As :func:`displacement_interpolation`, and bad ``p`` / ``n_times``.
+
+    Examples
+    --------
+    >>> import math
+    >>> import numpy as np
+    >>> from measureflow.spectral import displacement_moment, gauge_value
+    >>> from measureflow.spectral.flows import interpolation_action
+    >>> x, y = np.array([[0.0, 0.0], [1.0, 0.0]]), np.array([[0.0, 1.0], [1.0, 3.0]])
+    >>> P = np.eye(2) / 2
+    >>> a = interpolation_action(x, y, P, math.inf)
+    >>> bool(np.isclose(a, gauge_value(displacement_moment(x, y, P), math.inf)))
+    True
+
+    References
+    ----------
+    G. Peyre, "Muon dynamics as a spectral Wasserstein flow", arXiv:2604.04891, 2026, Sec. 4.
+    """
     from .distance import _gauge
 
     ctx = ArrayContext(x, y, plan)

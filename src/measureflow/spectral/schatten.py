@@ -58,7 +58,29 @@ def check_p(p, name: str = "p", *, low: float = 0.5) -> float:
 def dual_exponent(p: float) -> float:
     """q = (2p)' = 2p / (2p - 1): the dual-norm exponent of the velocity norm ||.||_{S_2p}.
 
-    ``p`` in [1/2, inf] (InputError otherwise): q = 2 at p = 1, q = 1 at p = inf, q = inf at 1/2.
+    The velocity norm N(V) = ||V||_{S_2p} has the dual norm ||G||_{S_q}: q = 2 at p = 1
+    (Frobenius, gradient descent), q = 1 at p = inf (nuclear norm, Muon), q = inf at p = 1/2.
+
+    Parameters
+    ----------
+    p : float or "inf"
+        Schatten index of the gauge, in [1/2, inf].
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    InputError
+        ``p`` not a number in [1/2, inf].
+
+    Examples
+    --------
+    >>> import math
+    >>> from measureflow.spectral import dual_exponent
+    >>> dual_exponent(1), dual_exponent(math.inf), dual_exponent(2)
+    (2.0, 1.0, 1.3333333333333333)
     """
     p = check_p(p)
     if math.isinf(p):
@@ -73,11 +95,38 @@ def _default_rtol(G: torch.Tensor) -> float:
 
 
 def schatten_norm(M, p) -> Any:
-    """||M||_{S_p} = (sum_i s_i(M)^p)^{1/p}, batched over leading dimensions.
+    """Schatten norm ||M||_{S_p} = (sum_i s_i(M)^p)^{1/p}, batched over leading dimensions.
 
-    ``p`` in (0, inf] (p < 1 is a quasi-norm); p = inf is the operator norm, p = 1 the nuclear
-    norm, p = 2 the Frobenius norm (computed without an SVD). Singular values come from
+    p = inf is the operator norm, p = 1 the nuclear norm, p = 2 the Frobenius norm (computed
+    without an SVD); p < 1 gives a quasi-norm. Singular values come from
     ``torch.linalg.svdvals`` (differentiable away from repeated singular values).
+
+    Parameters
+    ----------
+    M : array_like or Tensor, shape (..., m, n)
+        Matrix or batch of matrices.
+    p : float or "inf"
+        Index in (0, inf].
+
+    Returns
+    -------
+    float or array, shape (...)
+        NumPy in -> NumPy out (a Python float for one matrix); a tensor in -> a tensor.
+
+    Raises
+    ------
+    InputError
+        ``M`` with fewer than 2 dimensions, ``p`` not positive.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.spectral import schatten_norm
+    >>> M = np.diag([3.0, 4.0])
+    >>> schatten_norm(M, 1), schatten_norm(M, 2), schatten_norm(M, "inf")
+    (7.0, 5.0, 4.0)
+    >>> schatten_norm(np.stack([M, 2 * M]), 1).tolist()
+    [7.0, 14.0]
     """
     ctx = ArrayContext(M)
     M = ctx.tensor(M, "M")
@@ -130,11 +179,19 @@ def _singular_response(s: torch.Tensor, p: float, rtol: float) -> torch.Tensor:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PolarResult(SolverResult):
-    """Polar factor from :func:`polar_factor`.
+    """Result of :func:`polar_factor`.
 
-    ``polar`` is Z ~ U W^T; ``orth_error`` = ||Z Z^T - I_k||_F over the smaller side
-    (k = min(m, n)), the documented stopping error (it bounds max_i |s_i(Z)^2 - 1|); ``errors`` is
-    its trace. ``nuclear_norm`` = tr(Z^T G) ~ ||G||_* (batched).
+    Attributes
+    ----------
+    polar : array, shape (..., m, n)
+        Z ~ U W^T.
+    orth_error : float or array, shape (...)
+        ||Z Z^T - I_k||_F over the smaller side (k = min(m, n)), the stopping error (it bounds
+        max_i |s_i(Z)^2 - 1|); ``errors`` is its trace (max over the batch).
+    nuclear_norm : float or array, shape (...)
+        tr(Z^T G) ~ ||G||_*.
+    converged, n_iter, errors
+        As every :class:`~measureflow.core.results.SolverResult`.
     """
 
     polar: Any = None
@@ -146,8 +203,16 @@ class PolarResult(SolverResult):
 class LMOResult(SolverResult):
     """Normalized step with diagnostics (``schatten_lmo(..., return_info=True)``).
 
-    ``direction`` is J_p(G); ``orth_error`` is the polar factor's orthogonality error for the fast
-    path (0.0 for the SVD path); ``method`` names the path used.
+    Attributes
+    ----------
+    direction : array, shape (..., m, n)
+        J_p(G).
+    orth_error : float or array
+        The polar factor's orthogonality error for the fast path (0.0 for the SVD path).
+    method : str
+        The path used (``"svd"`` or ``"fast"``).
+    converged, n_iter, errors
+        Of the Newton-Schulz iteration (``True, 0, []`` for the SVD path).
     """
 
     direction: Any = None
@@ -195,13 +260,47 @@ def _default_polar_tol(G: torch.Tensor) -> float:
 def polar_factor(G, *, tol: float | None = None, max_iter: int = 60, lower: float = 1e-3):
     """Polar factor U W^T of a full-rank G (..., m, n) by matrix products only.
 
-    Scaled Newton-Schulz (Chen & Chow, SIAM J. Matrix Anal. Appl. 2014): after dividing G by
-    ||G G^T||_F^{1/2} (>= s_max), iterate Z <- a Z (3 I - a^2 Z^T Z) / 2 with the scaling
-    a = sqrt(3 / (1 + l + l^2)) optimal for singular values in [l, 1], l updated by the same
-    cubic (``lower`` is the initial guess of s_min / s_max; a wrong guess only costs iterations).
-    Stops when ||Z Z^T - I||_F <= ``tol`` (default 50 x eps x min(m, n)). Singular values that
-    are exactly 0 stay 0 and tiny ones converge slowly, so the error is reported, never hidden:
-    use ``schatten_lmo(method="svd")`` for rank-deficient input. Written by hand (torch matmuls).
+    For the compact SVD G = U diag(s) W^T the polar factor is U W^T (the Muon direction up to
+    sign and scale). Scaled Newton-Schulz (Chen & Chow, SIAM J. Matrix Anal. Appl. 2014): after
+    dividing G by ||G G^T||_F^{1/2} (>= s_max), iterate Z <- a Z (3 I - a^2 Z^T Z) / 2 with the
+    scaling a = sqrt(3 / (1 + l + l^2)) optimal for singular values in [l, 1], l updated by the
+    same cubic. Singular values that are exactly 0 stay 0 and tiny ones converge slowly, so the
+    error is reported, never hidden: use ``schatten_lmo(method="svd")`` for rank-deficient
+    input. Written by hand (torch matmuls).
+
+    Parameters
+    ----------
+    G : array_like or Tensor, shape (..., m, n)
+        Full-rank matrix or batch.
+    tol : float, optional
+        Stop when ||Z Z^T - I||_F <= tol (> 0; default 50 x eps x min(m, n)).
+    max_iter : int, default 60
+        Maximum number of iterations (>= 0).
+    lower : float, default 1e-3
+        Initial guess of s_min / s_max (> 0; values above 1 are read as 1); a wrong guess only
+        costs iterations.
+
+    Returns
+    -------
+    PolarResult
+        Not converged within ``max_iter``: ``converged=False`` and a ``ConvergenceWarning``.
+
+    Raises
+    ------
+    InputError
+        ``G`` with fewer than 2 dimensions, bad ``tol`` / ``max_iter`` / ``lower``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.spectral import polar_factor
+    >>> G = np.array([[2.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    >>> r = polar_factor(G)
+    >>> U, s, Wt = np.linalg.svd(G, full_matrices=False)
+    >>> bool(r.converged), bool(np.allclose(r.polar, U @ Wt))
+    (True, True)
+    >>> bool(np.isclose(r.nuclear_norm, s.sum()))                 # tr(Z^T G) = ||G||_*
+    True
     """
     ctx = ArrayContext(G)
     G = ctx.tensor(G, "G")
@@ -222,19 +321,64 @@ def schatten_lmo(G, p, *, method: str = "svd", rtol: float | None = None,
                  tol: float | None = None, max_iter: int = 60, return_info: bool = False):
     """Schatten-p normalized step J_p(G) = -||G||_{S_q}^{2-q} U diag(s^{q-1}) W^T, q = 2p/(2p-1).
 
-    Batched over leading dimensions of ``G`` (..., m, n); ``p`` in [1/2, inf]. It is the minimizer
-    of <G, V> + ||V||_{S_2p}^2 / 2 (arXiv 2604.04891, App. A, Prop. "schatten"); p = 1 returns -G,
-    p = inf returns -||G||_* U W^T (trace-scaled Muon direction), p = 1/2 returns
-    -s_max x (average of u_i w_i^T over the tied top singular values).
+    For the compact SVD G = U diag(s) W^T, J_p(G) is the minimizer of <G, V>_F + ||V||_{S_2p}^2
+    / 2 (the matrix LMO; arXiv 2604.04891, App. A, Prop. "schatten"); p = 1 returns -G
+    (gradient descent), p = inf returns -||G||_* U W^T (trace-scaled Muon direction), p = 1/2
+    returns -s_max x (average of u_i w_i^T over the tied top singular values). Exact identities:
+    <G, J_p(G)> = -||G||_{S_q}^2 and ||J_p(G)||_{S_2p} = ||G||_{S_q}.
 
-    method:
-        ``"svd"`` (reference, LAPACK SVD; relative rank cutoff ``rtol``, default eps x max(m, n))
-        or ``"fast"``: the polar factor Z = U W^T by :func:`polar_factor` (matmuls only), then for
-        p = inf J = -tr(Z^T G) Z; for finite p the small symmetric factor H = Z^T G = W diag(s) W^T
-        (or G Z^T) is diagonalised with ``torch.linalg.eigh`` and J = -Z phi(H). The fast path
-        assumes full rank and reports the orthogonality error of Z (``return_info=True``).
-    return_info:
+    Parameters
+    ----------
+    G : array_like or Tensor, shape (..., m, n)
+        Gradient matrix or batch (leading dimensions are batched).
+    p : float or "inf"
+        Schatten index of the gauge, in [1/2, inf].
+    method : {"svd", "fast"}, default "svd"
+        ``"svd"`` (reference, LAPACK SVD) or ``"fast"``: the polar factor Z = U W^T by
+        :func:`polar_factor` (matmuls only), then for p = inf J = -tr(Z^T G) Z; for finite p
+        the small symmetric factor H = Z^T G = W diag(s) W^T (or G Z^T) is diagonalised with
+        ``torch.linalg.eigh`` and J = -Z phi(H). The fast path assumes full rank and reports
+        the orthogonality error of Z (``return_info=True``).
+    rtol : float, optional
+        Relative rank cutoff: singular values <= rtol x s_max count as 0 (>= 0; default
+        eps x max(m, n)); J is 0 on the numerical kernel.
+    tol, max_iter : float, int
+        Newton-Schulz stopping rule of the fast path (see :func:`polar_factor`).
+    return_info : bool, default False
         If True return an :class:`LMOResult` (direction, orth_error, converged, n_iter, method).
+
+    Returns
+    -------
+    array or LMOResult
+        J_p(G), shape of ``G`` (NumPy in -> NumPy out, a tensor in -> a tensor with autograd).
+
+    Raises
+    ------
+    InputError
+        ``G`` with fewer than 2 dimensions, ``p`` outside [1/2, inf], an unknown ``method``,
+        negative ``rtol``, bad ``tol`` / ``max_iter``.
+
+    Examples
+    --------
+    >>> import math
+    >>> import numpy as np
+    >>> from measureflow.spectral import dual_exponent, schatten_lmo, schatten_norm
+    >>> G = np.array([[2.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    >>> J = schatten_lmo(G, math.inf)                  # -||G||_* U W^T: all s_i equal
+    >>> print(np.round(np.linalg.svd(J, compute_uv=False) / schatten_norm(G, 1), 6))
+    [1. 1.]
+    >>> bool(np.allclose(schatten_lmo(G, 1), -G))
+    True
+    >>> q = dual_exponent(3)
+    >>> J3 = schatten_lmo(G, 3)
+    >>> bool(np.isclose((G * J3).sum(), -schatten_norm(G, q) ** 2))
+    True
+    >>> bool(np.isclose(schatten_norm(J3, 6), schatten_norm(G, q)))
+    True
+
+    References
+    ----------
+    G. Peyre, "Muon dynamics as a spectral Wasserstein flow", arXiv:2604.04891, 2026, App. A.
     """
     ctx = ArrayContext(G)
     G = ctx.tensor(G, "G")
@@ -317,9 +461,51 @@ def particle_lmo(G, weights=None, p=math.inf, *, rtol: float | None = None,
     v_i = J_p(diag(sqrt w) G)_i / sqrt(w_i). p = 1 gives v = -g; p = inf gives
     v = -tr(S^{1/2}) S^{+1/2} g (Muon whitens the force covariance).
 
-    Clock convention: autograd of F(X) = Fcal(mu_X) returns rows w_i g(x_i); pass
-    ``from_gradient=True`` to divide by w first (otherwise, with uniform weights 1/n, time is
-    rescaled by n). ``weights=None`` means uniform 1/n.
+    Parameters
+    ----------
+    G : array_like or Tensor, shape (n, d)
+        Force per particle (or the autograd gradient with ``from_gradient=True``).
+    weights : array_like, shape (n,), optional
+        Nonnegative particle weights (default uniform 1/n).
+    p : float or "inf", default inf
+        Schatten index in [1/2, inf].
+    rtol : float, optional
+        Relative eigenvalue cutoff on S (>= 0; default eps x max(n, d)).
+    from_gradient : bool, default False
+        Clock convention: autograd of F(X) = Fcal(mu_X) returns rows w_i g(x_i); pass True to
+        divide by w first (weights must then be > 0); otherwise, with uniform weights 1/n,
+        time is rescaled by n.
+
+    Returns
+    -------
+    array, shape (n, d)
+        The velocities v(x_i).
+
+    Raises
+    ------
+    InputError
+        ``G`` not 2-D, bad weights (shape, negative, zero with ``from_gradient``), ``p``
+        outside [1/2, inf], negative ``rtol``.
+
+    Examples
+    --------
+    The dual pairing equals minus the squared dual norm, int g.v dmu = -N*_mu(g)^2:
+
+    >>> import numpy as np
+    >>> from measureflow.spectral import dual_norm, particle_lmo, velocity_norm
+    >>> G = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    >>> V = particle_lmo(G)                               # p = inf, weights 1/3
+    >>> round(float((G * V).sum(1).mean()), 6), round(dual_norm(G) ** 2, 6)
+    (-4.333333, 4.333333)
+    >>> bool(np.isclose(velocity_norm(V), dual_norm(G)))
+    True
+    >>> bool(np.allclose(particle_lmo(G, p=1), -G))
+    True
+
+    References
+    ----------
+    G. Peyre, "Muon dynamics as a spectral Wasserstein flow", arXiv:2604.04891, 2026,
+    Cor. "selectors".
     """
     ctx = ArrayContext(G, weights)
     p = check_p(p)
@@ -346,7 +532,41 @@ def _particle_lmo(G: torch.Tensor, w: torch.Tensor, p: float,
 
 
 def velocity_norm(V, weights=None, p=math.inf):
-    """N_mu(v) = gamma_p(int v v^T dmu)^{1/2} = ||diag(sqrt w) V||_{S_2p} for particles (n, d)."""
+    """Velocity norm N_mu(v) = gamma_p(int v v^T dmu)^{1/2} = ||diag(sqrt w) V||_{S_2p}.
+
+    gamma_p(S) = ||lambda(S)||_p; p = 1 gives the L2(mu) norm of v (Wasserstein-2 geometry),
+    p = inf the square root of lambda_max of the velocity second moment (Muon geometry).
+
+    Parameters
+    ----------
+    V : array_like or Tensor, shape (n, d)
+        Velocity per particle.
+    weights : array_like, shape (n,), optional
+        Nonnegative particle weights (default uniform 1/n).
+    p : float or "inf", default inf
+        Schatten index in [1/2, inf].
+
+    Returns
+    -------
+    float or 0-d tensor
+
+    Raises
+    ------
+    InputError
+        ``V`` not 2-D, bad weights, ``p`` outside [1/2, inf].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.spectral import velocity_norm
+    >>> V = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> round(velocity_norm(V, p=1), 6), round(velocity_norm(V), 6)   # sqrt(tr), sqrt(lambda_max)
+    (1.0, 0.707107)
+
+    References
+    ----------
+    G. Peyre, "Muon dynamics as a spectral Wasserstein flow", arXiv:2604.04891, 2026, Sec. 2.
+    """
     ctx = ArrayContext(V, weights)
     p = check_p(p)
     V, w = _particle_args(ctx, V, weights, False, "V")
@@ -355,7 +575,41 @@ def velocity_norm(V, weights=None, p=math.inf):
 
 
 def dual_norm(G, weights=None, p=math.inf):
-    """N*_mu(g) = ||diag(sqrt w) G||_{S_q}, q = 2p/(2p-1): the dual of :func:`velocity_norm`."""
+    """Dual norm N*_mu(g) = ||diag(sqrt w) G||_{S_q}, q = 2p/(2p-1), of :func:`velocity_norm`.
+
+    N*_mu(g)^2 is the dissipation rate of the normalized flow: int g.v dmu = -N*_mu(g)^2 for
+    v = :func:`particle_lmo` (g). p = 1 gives the L2(mu) norm of g, p = inf the nuclear norm.
+
+    Parameters
+    ----------
+    G : array_like or Tensor, shape (n, d)
+        Force per particle.
+    weights : array_like, shape (n,), optional
+        Nonnegative particle weights (default uniform 1/n).
+    p : float or "inf", default inf
+        Schatten index in [1/2, inf].
+
+    Returns
+    -------
+    float or 0-d tensor
+
+    Raises
+    ------
+    InputError
+        ``G`` not 2-D, bad weights, ``p`` outside [1/2, inf].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.spectral import dual_norm
+    >>> G = np.array([[2.0, 0.0], [0.0, 2.0]])
+    >>> round(dual_norm(G, p=1), 6), round(dual_norm(G), 6)          # L2(mu), nuclear
+    (2.0, 2.828427)
+
+    References
+    ----------
+    G. Peyre, "Muon dynamics as a spectral Wasserstein flow", arXiv:2604.04891, 2026, Sec. 2.
+    """
     ctx = ArrayContext(G, weights)
     p = check_p(p)
     G, w = _particle_args(ctx, G, weights, False)
