@@ -181,7 +181,7 @@ class _Flag:
 ROWS = _rows()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference(name: str):
     row = next(r for r in ROWS if r.name == name)
     with warnings.catch_warnings():
