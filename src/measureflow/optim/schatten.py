@@ -71,17 +71,39 @@ def newton_schulz_quintic(G: torch.Tensor, coefficients=_NS_COEFFS, steps: int =
     Parameters
     ----------
     G : torch.Tensor
-        A real matrix (m, n) (any float dtype; computed in bfloat16).
-    coefficients : three finite numbers (a, b, c).
-    steps : int
-        Number of iterations, >= 0.
-    eps : float
+        A real finite matrix (m, n) (any float dtype; computed in bfloat16).
+    coefficients : tuple of 3 floats, default (3.4445, -4.7750, 2.0315)
+        Finite (a, b, c).
+    steps : int, default 5
+        Number of iterations, in [0, 100).
+    eps : float, default 1e-7
         Floor of the Frobenius norm, finite and > 0.
 
     Returns
     -------
     torch.Tensor
         The bfloat16 (m, n) matrix.
+
+    Raises
+    ------
+    InputError
+        ``G`` not a 2-D real torch tensor or with NaN/Inf, bad ``coefficients`` / ``steps`` /
+        ``eps``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.optim import newton_schulz_quintic
+    >>> X = newton_schulz_quintic(torch.tensor([[3.0, 0.0], [0.0, 1.0]]))
+    >>> s = torch.linalg.svdvals(X.float())
+    >>> X.dtype, bool(((s > 0.5) & (s < 1.5)).all())     # roughly orthogonal, not exactly
+    (torch.bfloat16, True)
+
+    References
+    ----------
+    K. Jordan et al., "Muon: an optimizer for hidden layers in neural networks", 2024
+    (https://kellerjordan.github.io/posts/muon/); G. Peyre, "Muon dynamics as a spectral
+    Wasserstein flow", arXiv:2604.04891, 2026, App. B.
     """
     if not isinstance(G, torch.Tensor):
         raise InputError(f"G: expected a torch tensor, got {type(G).__name__}")
@@ -185,27 +207,63 @@ def _as_matrix(t: torch.Tensor) -> torch.Tensor:
 class Schatten(Optimizer):
     """Schatten-p normalized steps with momentum (arXiv 2604.04891; Muon is p = inf).
 
+    Each matrix parameter X (a parameter of ndim >= 2 viewed as (shape[0], prod(shape[1:])), a
+    bias or scalar as 1 x n) moves by X <- (1 - lr wd) X - lr r D, with D the unit-ball LMO of
+    ||.||_{S_2p} at the momentum average A (``scale="unit"``; the polar factor U W^T for
+    p = inf) or the paper's trace-scaled step -J_p(A) = ||A||_{S_q}^{2-q} U diag(s^{q-1}) W^T
+    (``scale="schatten"``; plain momentum SGD for p = 1), q = 2p / (2p - 1), and r the
+    learning-rate ratio of ``adjust_lr_fn``: the explicit Euler step of the Schatten-p
+    normalized flow (Sec. 2, App. B). Details: the module docstring and docs/spectral.md.
+
     Parameters
     ----------
-    params:
-        Iterable of parameters or parameter groups.
-    lr:
-        Learning rate (step size tau of X <- X + tau J).
-    p:
+    params : iterable
+        Parameters or parameter groups (dicts; their options are validated when added).
+    lr : float or 0-d Tensor
+        Learning rate (step size tau of X <- X + tau J), finite and >= 0.
+    p : float or "inf", default inf
         Schatten index of the gauge, in [1/2, inf] (1: gradient descent, inf: Muon).
-    momentum, nesterov:
-        EMA momentum as in ``torch.optim.Muon`` (see the module docstring); momentum = 0 uses the
-        raw gradient.
-    weight_decay:
-        Decoupled weight decay.
-    scale:
-        ``"unit"`` (unit-norm update in S_2p; Muon) or ``"schatten"`` (the paper's -J_p).
-    polar:
-        ``"svd"``, ``"fast"`` or (p = inf only) ``"newton_schulz"``.
-    ns_coefficients, ns_steps, eps:
+    momentum : float, default 0.95
+        EMA momentum in [0, 1) as in ``torch.optim.Muon`` (B <- momentum B + (1 - momentum) g);
+        0 uses the raw gradient.
+    nesterov : bool, default True
+        Step along (1 - momentum) g + momentum B instead of B.
+    weight_decay : float, default 0.0
+        Decoupled weight decay (finite, >= 0).
+    scale : {"unit", "schatten"}, default "unit"
+        Unit-norm update in S_2p (Muon) or the paper's -J_p.
+    polar : {"svd", "fast", "newton_schulz"}, default "svd"
+        LMO solver; ``"newton_schulz"`` (the quintic iteration of
+        :func:`newton_schulz_quintic`) for p = inf only.
+    ns_coefficients, ns_steps, eps : tuple, int, float
         Parameters of the quintic Newton-Schulz iteration (``polar="newton_schulz"``).
-    adjust_lr_fn:
-        ``"none"``, ``"original"`` (= ``None``) or ``"match_rms_adamw"``.
+    adjust_lr_fn : {"none", "original", "match_rms_adamw", None}, default "none"
+        Learning-rate ratio for an A x B matrix: 1, sqrt(max(1, A/B)) (``"original"`` =
+        ``None``), 0.2 sqrt(max(A, B)).
+
+    Raises
+    ------
+    InputError
+        A bad option (at construction, or when a parameter group is added), naming it;
+        ``polar="newton_schulz"`` with a finite p.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.optim import Schatten
+    >>> W = torch.nn.Parameter(torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))
+    >>> opt = Schatten([W], lr=0.1, momentum=0.0)            # p = inf, unit scale
+    >>> W.grad = torch.tensor([[1.0, 0.0], [0.0, 3.0], [0.0, 0.0]])
+    >>> opt.step()
+    >>> print(W.detach())                                  # W - lr U W^T: both directions move 0.1
+    tensor([[1.9000, 0.0000],
+            [0.0000, 0.9000],
+            [0.0000, 0.0000]])
+
+    References
+    ----------
+    G. Peyre, "Muon dynamics as a spectral Wasserstein flow", arXiv:2604.04891, 2026, Sec. 2
+    and App. B.
     """
 
     def __init__(self, params, lr: float, p: float = math.inf, momentum: float = 0.95,
@@ -219,8 +277,16 @@ class Schatten(Optimizer):
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict) -> None:
-        """Add a parameter group; its options (merged with the defaults) are validated here,
-        so a bad per-group option raises InputError naming it at construction, not at step()."""
+        """Add a parameter group; its options (merged with the defaults) are validated here.
+
+        A bad per-group option raises :class:`~measureflow.InputError` naming it at
+        construction, not at ``step()``; an unknown option is an ``InputError`` too.
+
+        Parameters
+        ----------
+        param_group : dict
+            ``{"params": [...], <option>: value, ...}`` with options among the constructor's.
+        """
         if not isinstance(param_group, dict):
             raise InputError(f"params: a parameter group must be a dict, got "
                              f"{type(param_group).__name__}")
@@ -263,7 +329,22 @@ class Schatten(Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        """One step: momentum, Schatten-p direction per matrix, weight decay, update."""
+        """One step: momentum, Schatten-p direction per matrix, weight decay, update.
+
+        Parameters
+        ----------
+        closure : callable, optional
+            Re-evaluates the model and returns the loss (run with gradients enabled).
+
+        Returns
+        -------
+        The closure's loss, or None.
+
+        Raises
+        ------
+        RuntimeError
+            Complex parameters or sparse gradients.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -315,6 +396,45 @@ class Muon(Schatten):
     Unlike torch's, non-2-D parameters are accepted (1 x n rule of :class:`Schatten`), and a
     matrix with a side of length 1 moves by the exact g / |g| (torch's quintic iteration gives
     about 0.69 g / |g| there): the one case where the two differ.
+
+    Parameters
+    ----------
+    params : iterable
+        Parameters or parameter groups.
+    lr : float, default 1e-3
+    weight_decay : float, default 0.1
+        Decoupled weight decay.
+    momentum : float, default 0.95
+    nesterov : bool, default True
+    ns_coefficients, eps, ns_steps :
+        Quintic Newton-Schulz parameters (see :func:`newton_schulz_quintic`).
+    adjust_lr_fn : {None, "none", "original", "match_rms_adamw"}, default None
+        ``None`` = ``"original"``: lr x sqrt(max(1, A/B)) for an A x B matrix.
+    polar : {"newton_schulz", "fast", "svd"}, default "newton_schulz"
+    scale : {"unit", "schatten"}, default "unit"
+
+    Raises
+    ------
+    InputError
+        A bad option, naming it (see :class:`Schatten`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.optim import Muon
+    >>> W = torch.nn.Parameter(torch.zeros(3, 2))
+    >>> opt = Muon([W], lr=0.1, weight_decay=0.0, momentum=0.0, polar="svd")
+    >>> W.grad = torch.tensor([[1.0, 0.0], [0.0, 3.0], [0.0, 0.0]])
+    >>> opt.step()
+    >>> print(W.detach())              # -lr sqrt(3/2) U W^T ("original" lr adjustment)
+    tensor([[-0.1225,  0.0000],
+            [ 0.0000, -0.1225],
+            [ 0.0000,  0.0000]])
+
+    References
+    ----------
+    K. Jordan et al., "Muon: an optimizer for hidden layers in neural networks", 2024;
+    G. Peyre, "Muon dynamics as a spectral Wasserstein flow", arXiv:2604.04891, 2026, App. B.
     """
 
     def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1,
