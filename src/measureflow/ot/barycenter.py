@@ -39,8 +39,10 @@ from ..core.progress import Monitor, check_callback
 from ..core.random import make_generator
 from ..core.results import SolverResult, report_convergence
 from ..core.validation import check_int, check_positive, check_weights
+from .exact import exact_ot
 from .geometry import Dense
-from .loop import Coupled, Hard, SinkhornState, sinkhorn_loop
+from .loop import Coupled, Hard, SinkhornState, default_tol, sinkhorn_loop
+from .sinkhorn import check_relax, entropic_solve, resolve_schedule
 
 __all__ = ["barycenter", "BarycenterResult"]
 
@@ -126,6 +128,18 @@ def _fixed_support(ctx, hists, C, support, lam, eps, max_iter, tol, callback, ve
         errors=out.errors)
 
 
+def _inner_plan(w, b, C, eps):
+    """The plan of ``ot.solve(w, b, C, eps=eps)`` with its defaults, on validated tensors
+    (the tensor-only internals the public face calls: no validation inside the loop)."""
+    if eps is None:
+        return exact_ot(w, b, C, tol=1e-9)
+    geom = Dense(C, _validated=True)
+    schedule = resolve_schedule("auto", eps, geom.cost_range, dtype=C.dtype)
+    return entropic_solve(geom, w, b, eps=eps, tol=default_tol(C.dtype, float(w.sum())),
+                          max_iter=10_000, schedule=schedule, relax=check_relax("auto"),
+                          description="ot.barycenter (free support)")
+
+
 def _free_support(ctx, clouds, lam, eps, n_points, init, init_weights, max_iter, tol, seed,
                   callback, verbose):
     Ys, Bs = [], []
@@ -166,8 +180,6 @@ def _free_support(ctx, clouds, lam, eps, n_points, init, init_weights, max_iter,
     w = check_weights(None if init_weights is None else ctx.tensor(init_weights, "init_weights"),
                       N, "init_weights", like=X)
     w = w / w.sum()
-    from .solve import solve  # local import: solve -> sinkhorn, no cycle at import time
-
     errors: list[float] = []
     converged = False
     it = 0
@@ -179,8 +191,8 @@ def _free_support(ctx, clouds, lam, eps, n_points, init, init_weights, max_iter,
         value = X.new_zeros(())
         inner_ok = True
         for k in range(K):
-            C = sqdist(X.detach(), Ys[k].detach())
-            r = solve(w.detach(), Bs[k].detach(), C, eps=eps)
+            r = _inner_plan(w.detach(), Bs[k].detach(), sqdist(X.detach(), Ys[k].detach()),
+                            eps)
             inner_ok = inner_ok and bool(r.converged)
             Xn = Xn + lam[k] * (r.plan @ Ys[k].detach()) / w.detach()[:, None]
             value = value + lam[k] * r.linear_cost
