@@ -146,13 +146,13 @@ def test_free_support_two_clouds_is_mccann_interpolation():
 def test_free_support_inner_nonconvergence_is_not_converged(monkeypatch):
     import sys
 
-    solve_mod = sys.modules["measureflow.ot.solve"]
-    real = solve_mod.solve
+    bary_mod = sys.modules["measureflow.ot.barycenter"]
+    real = bary_mod.entropic_solve
 
     def starved(*args, **kwargs):  # inner entropic solves capped at 2 iterations
         return real(*args, **{**kwargs, "max_iter": 2, "tol": 1e-14})
 
-    monkeypatch.setattr(solve_mod, "solve", starved)
+    monkeypatch.setattr(bary_mod, "entropic_solve", starved)
     rng = np.random.default_rng(4)
     X, Y = rng.normal(size=(8, 2)), rng.normal(size=(8, 2)) + 2
     with pytest.warns(ConvergenceWarning, match="free support"):
