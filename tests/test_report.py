@@ -394,12 +394,8 @@ SECTION_WITHOUT_LOCATION: set[str] = set()
 
 #: Experiments with claims whose statement quotes no paper location and does not say it checks
 #: something of ours ("derived", "sanity check", "not in the paper"). Each entry must disappear
-#: when fixed (strict xfail). State of 2 Dec 2026, 02:20 (claims being rewritten).
-CLAIMS_WITHOUT_LOCATION: set[str] = {
-    "conservation.attention-conv", "conservation.intrinsic-criteria",
-    "conservation.random-architectures", "sampling.best-sigma", "sampling.diffusion-exact-vs-mc",
-    "sampling.diffusion-min-noise", "sampling.error-vs-sigma", "sampling.score-optimization",
-}
+#: when fixed (strict xfail). Empty since 2 Dec 2026: every claim quotes a location or is marked.
+CLAIMS_WITHOUT_LOCATION: set[str] = set()
 
 #: Cheap experiments whose claims are checked by the fast suite (the others: ``-m slow``).
 CHEAP = ("conservation.resnet-blocks", "sampling.anisotropy", "spectral.muon-optimizer",

@@ -155,7 +155,8 @@ def random_architectures(cfg):
         sum(r["poly2"] == r["known"] for r in polys), atol=0))
     rel = [r for r in rows if r["family"] == "relu"]
     claims.append(Claim.holds(
-        "C (arXiv 2508.07370): the path-lifting of ReLU networks has the Frobenius property "
+        "C abstract (v2) (path-lifting of ReLU networks gives an intrinsic dynamic): the "
+        "path-lifting has the Frobenius property "
         "(dim Lie = rank dphi, certified at level 0) for every random ReLU architecture",
         all(r["frobenius"] for r in rel)))
     claims.append(Claim.holds(
@@ -226,8 +227,8 @@ def attention_conv(cfg):
     claims.append(Claim.close("Softmax + cross-entropy layer: exactly m laws (column sums, "
                               "Prop 3.11)", sm.expected_laws, c.n_laws, atol=0))
     att = [r for r in rows if r["arch"].startswith("attention")]
-    claims.append(Claim.holds("arXiv 2508.07370 (attention fails the Frobenius property): "
-                              "dim Lie > rank dphi, the laws need brackets",
+    claims.append(Claim.holds("Derived consequence of D Thm 3.8 (not stated in the papers): attention fails the "
+                              "Frobenius property (dim Lie > rank dphi), so its laws need brackets",
                               all(not r["frobenius"] for r in att)))
     return Outcome(metrics=dict(rows=rows), claims=claims)
 
@@ -615,8 +616,8 @@ def intrinsic_criteria(cfg):
         "the product follows the intrinsic flow "
         "z' = -K(z) grad f (max relative gap, finest L)", 1e-3, ode[-1]["max_rel_error"],
         note="K(z) is our continuum-limit derivation; the paper's formula was not available"))
-    claims.append(Claim.at_most("C (neural ODE as the limit of deep linear nets): the gap "
-                                "vanishes with depth L (log-log slope in L)", -0.9, rate))
+    claims.append(Claim.at_most("C abstract (v2) (linear neural ODE = limit of deep linear "
+                                "nets): the gap vanishes with depth L (log-log slope in L)", -0.9, rate))
     claims.append(Claim.at_least("C abstract (relaxed balanced inits are needed): generic "
                                  "path: gap is 10x larger",
                                  10 * ode[-1]["max_rel_error"], generic))

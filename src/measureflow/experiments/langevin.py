@@ -133,7 +133,7 @@ def error_vs_sigma(cfg):
                            f"false-alarm 1e-3. Max relative deviation {np.max(rel):.3f} "
                            "(metrics). Previous claims (30 datasets per point): max relative "
                            "deviation 0.084 <= 0.1 and max |z| 1.85 <= 4"),
-        Claim.at_most("ULA chains' empirical covariance agrees with the exact law reached "
+        Claim.at_most("Derived exact ULA law: the chains' empirical covariance agrees with it "
                       f"(max entrywise |z| over {n_entries} entries)", bonferroni_z(n_entries),
                       zchain,
                       note="standard error sqrt((C_ij^2 + C_ii C_jj) / n) of a Gaussian second "
@@ -335,7 +335,7 @@ def best_sigma(cfg):
     ]
     for gam, lo, up, s_star in brackets:
         claims.append(Claim.within(
-            f"The theory optimum lies in the Monte Carlo confidence interval of the minimiser "
+            f"The derived theory optimum lies in the Monte Carlo confidence interval of the minimiser "
             f"over the sigma grid (gamma={gam:g})", lo, up, s_star,
             note="interval: grid points within 3 combined standard errors of the MC minimum, "
                  "widened to their neighbours (an end of the grid leaves that side open). "
@@ -417,7 +417,7 @@ def score_optimization(cfg):
                     note=f"tolerance 3 x slope SE ({fit['slope_se']:.3f}, propagated from the MC "
                          "standard errors) + 0.05 (O(tau) "
                          "relative corrections); previously atol 0.25 (measured 1.15)"),
-        Claim.holds("Every SGD run gave a stable Langevin iteration", unstable == 0,
+        Claim.holds("Sanity check: every SGD run gave a stable Langevin iteration", unstable == 0,
                     detail=unstable),
     ]
     return Outcome(metrics=dict(taus=cfg.taus, theory=th, mc=mc, mc_se=se, slope=fit,
