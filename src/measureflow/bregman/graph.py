@@ -25,8 +25,10 @@ sources), the value and a certificate. Two methods:
   graph (vectorised Bellman-Ford). Every exact path returns a checked certificate (feasible
   flow, 1-Lipschitz potential, zero gap).
 * ``method="flow_sinkhorn"`` -- the single-potential log-domain update of Peyre (2026),
-  arXiv 2602.01372, Sec. 5 (written here in torch with scatter operations, O(E) per sweep, runs
-  on GPU unchanged), with a rounding step to a feasible flow.
+  arXiv 2602.01372, Sec. 5, run by the transport engine (a signed
+  :class:`~measureflow.ot.geometry.Graph`, its :class:`~measureflow.ot.loop.Divergence` block,
+  :func:`~measureflow.ot.loop.cyclic_loop`: scatter reductions, O(E) per sweep, GPU
+  unchanged), with a rounding step to a feasible flow.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ from ..core.validation import (
     check_positive,
     check_shape,
 )
+from ..ot.geometry import Graph
+from ..ot.loop import Divergence, PotentialProjection, cyclic_loop
 
 __all__ = ["GraphW1Result", "graph_w1", "flow_sinkhorn", "graph_edges", "line_graph_w1"]
 
@@ -535,77 +539,36 @@ def _certify(n, e, w, b, F, phi, tol):
 
 # ----------------------------------------------------------------------------- flow-Sinkhorn
 
-def _asinh_exp(L: torch.Tensor) -> torch.Tensor:
-    """arsinh(exp(L)) without overflow: L + log(1 + sqrt(1 + exp(-2L))) for L > 0."""
-    Lp = L.clamp_min(0.0)
-    Ln = L.clamp_max(0.0)
-    big = Lp + torch.log1p(torch.sqrt(1.0 + torch.exp(-2.0 * Lp)))
-    small = torch.asinh(torch.exp(Ln))
-    return torch.where(L > 0, big, small)
-
-
-def _scatter_lse(vals: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
-    """out[i, c] = log sum_{k: index[k] = i} exp(vals[k, c]) (vals (p, C))."""
-    C = vals.shape[1]
-    idx = index[:, None].expand(-1, C)
-    m = torch.full((n, C), -math.inf, dtype=vals.dtype, device=vals.device)
-    m = m.scatter_reduce(0, idx, vals, reduce="amax", include_self=True)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    s = torch.zeros((n, C), dtype=vals.dtype, device=vals.device)
-    s = s.index_add(0, index, torch.exp(vals - m[index]))
-    return m + torch.log(s)
-
-
 def flow_sinkhorn_iterations(head: torch.Tensor, tail: torch.Tensor, w: torch.Tensor,
                              b: torch.Tensor, gamma: float, *, z: float = 1.0,
                              max_iter: int = 10_000, tol: float = 1e-6, check_every: int = 10,
                              omega: float = 0.5, v0: torch.Tensor | None = None,
                              callback=None):
-    """Core flow-Sinkhorn loop on directed arcs (both orientations of every edge present).
+    """Core flow-Sinkhorn loop on directed arcs, run by the transport engine.
 
     Arc k carries f_k = z exp((-w_k + (v_head - v_tail) / 2) / gamma) from ``tail[k]`` to
-    ``head[k]``. One sweep (arXiv 2602.01372, Sec. 5, stable arsinh form):
+    ``head[k]``: the signed :class:`~measureflow.ot.geometry.Graph` with potential
+    phi = -v / 2, whose :class:`~measureflow.ot.loop.Divergence` block is projected by
+    :func:`~measureflow.ot.loop.cyclic_loop` (arXiv 2602.01372, Sec. 5, stable arsinh form).
+    One sweep updates every node at once from the current flows::
 
-        alpha+-_i = gamma log sum_{k: head_k = i} z exp((-w_k +- v_tail_k / 2) / gamma)
-        beta_i    = (b_i / 2) exp(-(alpha+_i + alpha-_i) / (2 gamma))
-        v_i      <- v_i + 2 omega (v_i/2 + (alpha+_i - alpha-_i)/2 - gamma arsinh(beta_i) - v_i)
+        v_i <- v_i + 2 omega (v_exact_i - v_i),   v_exact = (v + v_full) / 2,
 
-    ``omega = 1/2`` is the exact alternating KL projection of the paper. Every
-    ``check_every`` sweeps: relative residual ||div f - b||_1 / ||b||_1 (stop when <= tol),
-    and v is recentred (gauge). Returns (v, n_iter, errors, converged).
+    v_full_i the exact root of div f = b at node i with the neighbours fixed; ``omega = 1/2``
+    is the exact alternating KL projection of the lifted problem. Every ``check_every`` sweeps:
+    v is recentred (gauge), the relative residual ||div f - b||_1 / ||b||_1 is recorded (stop
+    when <= tol) and ``callback(it, v)`` runs. Returns (v, n_iter, errors, converged).
     """
     n = b.shape[0]
-    lw = math.log(z) - w / gamma
-    bnorm = float(b.abs().sum())
-    logb = torch.log(torch.where(b != 0, b.abs() / 2, torch.ones_like(b)))
-    sgn = torch.sign(b)
-    v = torch.zeros(n, dtype=w.dtype, device=w.device) if v0 is None else v0.clone()
-    errors: list[float] = []
-    converged = False
-    it = 0
-    while it < max_iter:
-        t = v[tail] / (2.0 * gamma)
-        lse = _scatter_lse(torch.stack([lw + t, lw - t], 1), head, n)
-        L = logb - 0.5 * (lse[:, 0] + lse[:, 1])
-        ash = torch.where(sgn != 0, sgn * _asinh_exp(L), torch.zeros_like(L))
-        v_exact = 0.5 * v + 0.5 * gamma * (lse[:, 0] - lse[:, 1]) - gamma * ash
-        v = v_exact if omega == 0.5 else v + 2.0 * omega * (v_exact - v)
-        it += 1
-        if it % check_every == 0 or it == max_iter:
-            v = v - v.mean()
-            f = torch.exp(lw + (v[head] - v[tail]) / (2.0 * gamma))
-            div = (torch.zeros_like(v).index_add(0, tail, f) - torch.zeros_like(v)
-                   .index_add(0, head, f))
-            err = float((div - b).abs().sum()) / max(bnorm, 1e-300)
-            errors.append(err)
-            if callback is not None:
-                callback(it, v)
-            if not math.isfinite(err):
-                break
-            if err <= tol:
-                converged = True
-                break
-    return v, it, errors, converged
+    geom = Graph(tail, head, w, n, log_z=math.log(z), signed=True, _validated=True)
+    proj = PotentialProjection(geom, Divergence(b), gamma, omega=omega, gauge=True)
+    bnorm = max(float(b.abs().sum()), 1e-300)
+    phi = torch.zeros(n, dtype=w.dtype, device=w.device) if v0 is None else -0.5 * v0
+    hook = None if callback is None else (lambda it, x, duals: callback(it, -2.0 * x))
+    out = cyclic_loop(phi, [proj], tol=tol * bnorm, max_iter=max_iter,
+                      check_every=check_every, eps=gamma, on_check=hook,
+                      description="flow-Sinkhorn")
+    return -2.0 * out.x, out.n_iter, [e / bnorm for e in out.errors], out.converged
 
 
 def _tree_round(n, e, w, r):

@@ -42,6 +42,8 @@ from ..core.arrays import ArrayContext
 from ..core.errors import InputError
 from ..core.results import SolverResult, report_convergence
 from ..core.validation import check_int, check_nonnegative, check_positive
+from ..ot.geometry import log_marginal, scatter_lse
+from ..ot.loop import Projection, asinh_exp, cyclic_loop
 from .graph import _check_array_arg, _check_connected, _edge_array, _real_array, graph_edges
 
 __all__ = ["Block", "RowMarginal", "ColMarginal", "KLRowMarginal", "KLColMarginal",
@@ -158,7 +160,7 @@ class _Marginal(Block):
         return torch.zeros(red, dtype=gam.dtype, device=gam.device)
 
     def project(self, logx, u, gam):
-        lse = torch.logsumexp(logx, self.axis)
+        lse = log_marginal(logx, self.axis)
         fin = torch.isfinite(lse)
         d = torch.where(fin, self.logt - torch.where(fin, lse, torch.zeros_like(lse)),
                         torch.zeros_like(lse))
@@ -251,7 +253,7 @@ class _KLMarginal(_Marginal):
 
     def project(self, logx, u, gam):
         g = self.g
-        lse_wo = torch.logsumexp(logx, self.axis) - u / g
+        lse_wo = log_marginal(logx, self.axis) - u / g
         u_new = g * self.rho / (g + self.rho) * (self.logt - lse_wo)
         return logx + ((u_new - u) / g).unsqueeze(self.axis), u_new
 
@@ -463,7 +465,7 @@ class BarycenterCoupling(Block):
         return torch.zeros(red, dtype=gam.dtype, device=gam.device)
 
     def project(self, logx, u, gam):
-        lr = torch.logsumexp(logx, self.axis)
+        lr = log_marginal(logx, self.axis)
         wk = (self.gk / self.gk.sum()).reshape(-1, *([1] * (lr.ndim - 1)))
         logq = (wk * lr).sum(0, keepdim=True)
         d = logq - lr
@@ -472,21 +474,6 @@ class BarycenterCoupling(Block):
     def residual(self, logx, u):
         r = torch.exp(logx).sum(self.axis)
         return float((r - r.mean(0, keepdim=True)).abs().sum())
-
-
-def _scatter_lse(vals: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
-    m = torch.full((n,), _NEG_INF, dtype=vals.dtype, device=vals.device)
-    m = m.scatter_reduce(0, index, vals, reduce="amax", include_self=True)
-    m0 = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    s = torch.zeros(n, dtype=vals.dtype, device=vals.device).index_add(0, index,
-                                                                       torch.exp(vals - m0[index]))
-    return m0 + torch.log(s)
-
-
-def _asinh_exp(L):
-    Lp, Ln = L.clamp_min(0.0), L.clamp_max(0.0)
-    return torch.where(L > 0, Lp + torch.log1p(torch.sqrt(1.0 + torch.exp(-2.0 * Lp))),
-                       torch.asinh(torch.exp(Ln)))
 
 
 class GraphDivergence(Block):
@@ -559,10 +546,10 @@ class GraphDivergence(Block):
         return torch.zeros(self.n, dtype=gam.dtype, device=gam.device)
 
     def project(self, logx, u, gam):
-        LR = _scatter_lse(logx[0], self.head, self.n)
-        LC = _scatter_lse(logx[1], self.tail, self.n)
+        LR = scatter_lse(logx[0], self.head, self.n)
+        LC = scatter_lse(logx[1], self.tail, self.n)
         L = self.logb - 0.5 * (LR + LC)
-        ash = torch.where(self.sgn != 0, self.sgn * _asinh_exp(L), torch.zeros_like(L))
+        ash = torch.where(self.sgn != 0, self.sgn * asinh_exp(L), torch.zeros_like(L))
         logs = 0.5 * (LC - LR) - ash
         logx = torch.stack([logx[0] + logs[self.head], logx[1] - logs[self.tail]])
         return logx, u - self.g * logs
@@ -682,6 +669,25 @@ class KLProjectionResult(SolverResult):
     seminorms: list = dataclasses.field(default_factory=list)
 
 
+class _Bound(Projection):
+    """A :class:`Block` (whose methods also take gamma) as an engine projection."""
+
+    def __init__(self, blk: Block, gam: torch.Tensor):
+        self.blk, self.gam = blk, gam
+
+    def project(self, x, u):
+        return self.blk.project(x, u, self.gam)
+
+    def residual(self, x, u):
+        return self.blk.residual(x, u)
+
+
+def _dual_value(blocks, duals, Zg, gam, logx):
+    """F_gamma(u) = sum_k -H_k^*(-u_k) + <gamma, z> - <gamma, x(u)>."""
+    return sum(blk.dual_term(u) for blk, u in zip(blocks, duals)) + Zg \
+        - (gam * torch.exp(logx)).sum()
+
+
 def kl_projections(C, blocks: Sequence[Block], gamma, z=None, *, max_iter: int = 1000,
                    tol: float = 1e-9, check_every: int = 1) -> KLProjectionResult:
     """Cyclic KL projections for min <C, x> + gamma KL(x | z) + sum_k H_k(A_k x).
@@ -795,34 +801,23 @@ def kl_projections(C, blocks: Sequence[Block], gamma, z=None, *, max_iter: int =
     logx = logz - C / gam
     Zg = (gam * zt).sum()
 
-    def dual_value():
-        return sum(blk.dual_term(u) for blk, u in zip(blocks, duals)) + Zg \
-            - (gam * torch.exp(logx)).sum()
+    dvals, semis = [], []
 
-    dvals, errors, semis = [], [], []
-    converged = False
-    it = 0
-    while it < max_iter:
-        for k, blk in enumerate(blocks):
-            logx, duals[k] = blk.project(logx, duals[k], gam)
-        it += 1
-        if it % check_every == 0 or it == max_iter:
-            errs = [blk.residual(logx, u) for blk, u in zip(blocks, duals)]
-            err = float(sum(errs))
-            errors.append(err)
-            dvals.append(float(dual_value().detach()))
-            semis.append(max(blk.seminorm(u) for blk, u in zip(blocks, duals)))
-            if not math.isfinite(err):
-                break
-            if err <= tol:
-                converged = True
-                break
+    def record(it, lx, us):
+        dvals.append(float(_dual_value(blocks, us, Zg, gam, lx).detach()))
+        semis.append(max(blk.seminorm(u) for blk, u in zip(blocks, us)))
+
+    out = cyclic_loop(logx, [_Bound(blk, gam) for blk in blocks], duals, tol=tol,
+                      max_iter=max_iter, check_every=check_every, on_check=record,
+                      description="kl_projections")
+    logx, duals, it, errors, converged = out.x, out.duals, out.n_iter, out.errors, out.converged
     report_convergence(converged, "kl_projections", it, errors[-1] if errors else math.nan, tol)
     x = torch.exp(logx)
     kl = (torch.special.xlogy(x, x) - torch.special.xlogy(x, zt) - x + zt)
     primal = (C * x).sum() + (gam * kl).sum() + sum(blk.primal_term(x) for blk in blocks)
     res = KLProjectionResult(
-        x=x, duals=tuple(duals), dual_value=dual_value(), dual_values=dvals,
+        x=x, duals=tuple(duals), dual_value=_dual_value(blocks, duals, Zg, gam, logx),
+        dual_values=dvals,
         primal_value=primal, residuals=[blk.residual(logx, u) for blk, u in zip(blocks, duals)],
         seminorm=semis[-1] if semis else 0.0, seminorms=semis, converged=converged, n_iter=it,
         errors=errors)
