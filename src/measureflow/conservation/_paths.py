@@ -24,8 +24,26 @@ __all__ = ["DAG", "path_lifting", "mlp_dag", "dag_laws"]
 class DAG:
     """A DAG ReLU network layout on a flat parameter vector.
 
-    ``edges``: tuples (src, dst, param_index); ``biases``: dict node -> param_index;
-    ``inputs``/``outputs``: node lists; ``n_params``: length of the flat vector.
+    Attributes
+    ----------
+    n_nodes : int
+    edges : tuple of (int, int, int)
+        (src, dst, param_index) for each weighted edge.
+    inputs, outputs : tuple of int
+        Input and output nodes.
+    biases : dict of int to int
+        node -> param_index of its bias.
+    n_params : int
+        Length of the flat vector.
+    hidden : tuple of int
+        Nodes that are neither inputs nor outputs (property).
+
+    Examples
+    --------
+    >>> from measureflow.conservation.intrinsic import mlp_dag
+    >>> dag = mlp_dag([2, 3, 1])
+    >>> dag.n_nodes, dag.n_params, dag.hidden
+    (6, 9, (2, 3, 4))
     """
 
     n_nodes: int
@@ -37,6 +55,8 @@ class DAG:
 
     @property
     def hidden(self) -> tuple:
+        """Nodes that are neither inputs nor outputs.
+        """
         io = set(self.inputs) | set(self.outputs)
         return tuple(v for v in range(self.n_nodes) if v not in io)
 
@@ -94,11 +114,40 @@ def _enumerate_paths(dag: DAG) -> list[list[int]]:
 
 
 def path_lifting(dag: DAG) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]:
-    """Return ``(phi, n_paths)``: the path-lifting of ``dag`` as a callable on flat theta.
+    """Path-lifting phi of a DAG ReLU network, as a callable on the flat theta.
 
-    phi(theta)_p = prod_{e in p} theta_e (times the starting bias). Paths are enumerated once;
-    phi is a gather + product, so it is ``torch.func``-transformable. Sizes grow like the number
-    of paths (product of the widths for an MLP): meant for the small networks of the theory.
+    phi(theta)_p = prod_(e in p) theta_e (times the bias at the start of p), one coordinate per
+    path from an input or a bias node to an output (Gonon et al. 2024; arXiv 2508.07370 Sec. 3).
+    Paths are enumerated once; phi is a gather + product, so it is ``torch.func``-transformable.
+    Sizes grow like the number of paths (the product of the widths for an MLP): meant for the
+    small networks of the theory.
+
+    Parameters
+    ----------
+    dag : DAG
+
+    Returns
+    -------
+    (callable, int)
+        ``(phi, n_paths)``.
+
+    Raises
+    ------
+    InputError
+        ``dag`` not a DAG, a cycle, an index out of range, no path to an output.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.conservation.intrinsic import mlp_dag, path_lifting
+    >>> phi, n_paths = path_lifting(mlp_dag([2, 3, 1]))
+    >>> n_paths, phi(torch.arange(9.0)).tolist()[:2]    # 2 x 3 paths; W1[0,0] W2[0,0], W1[1,0] W2[0,1]
+    (6, [0.0, 14.0])
+
+    References
+    ----------
+    A. Gonon, N. Brisebarre, E. Riccietti, R. Gribonval, "A path-norm toolkit for modern networks",
+    ICLR 2024. S. Marcotte, R. Gribonval, G. Peyre, arXiv:2508.07370, Sec. 3.
     """
     _check_dag(dag)
     paths = _enumerate_paths(dag)
@@ -119,8 +168,30 @@ def mlp_dag(dims: Sequence[int], bias: bool = False) -> DAG:
     """The DAG of a layered MLP with widths ``dims = [n_0, ..., n_q]``.
 
     Flat layout (the one of :func:`measureflow.conservation.architectures.relu_deep`): for each
-    layer i = 1..q, the weight W_i of shape (n_i, n_{i-1}) row-major, then its bias b_i (if
-    ``bias``).
+    layer i = 1..q, the weight W_i of shape (n_i, n_(i-1)) row-major, then its bias b_i (if
+    ``bias``). Nodes are numbered layer by layer.
+
+    Parameters
+    ----------
+    dims : sequence of int
+        At least two positive widths.
+    bias : bool, default False
+
+    Returns
+    -------
+    DAG
+
+    Raises
+    ------
+    InputError
+        Fewer than two widths, a width < 1.
+
+    Examples
+    --------
+    >>> from measureflow.conservation.intrinsic import mlp_dag
+    >>> dag = mlp_dag([2, 3, 1], bias=True)
+    >>> len(dag.edges), dag.n_params, dag.outputs
+    (9, 13, (5,))
     """
     dims = [int(d) for d in dims]
     if len(dims) < 2 or min(dims) < 1:
@@ -144,10 +215,37 @@ def mlp_dag(dims: Sequence[int], bias: bool = False) -> DAG:
 
 
 def dag_laws(dag: DAG) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Per hidden neuron v: |incoming weights|^2 + bias_v^2 - |outgoing weights|^2.
+    """Laws of a DAG ReLU network: per hidden neuron v, |incoming weights|^2 + bias_v^2 - |outgoing weights|^2.
 
-    These are conserved by gradient flow for any loss (ReLU rescaling invariance); for a DAG
-    they are all the laws of the path-lifting (arXiv 2508.07370 Cor. 3.4, unverified number).
+    They are conserved by gradient flow for any loss (ReLU rescaling invariance); for a DAG they are
+    all the laws of the path-lifting (arXiv 2508.07370 Cor. 3.4, number unverified).
+
+    Parameters
+    ----------
+    dag : DAG
+
+    Returns
+    -------
+    callable
+        ``laws(theta)`` -> tensor of shape (number of hidden nodes,), torch-differentiable.
+
+    Raises
+    ------
+    InputError
+        ``dag`` not a valid DAG.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.conservation.intrinsic import dag_laws, mlp_dag
+    >>> laws = dag_laws(mlp_dag([2, 3, 1]))
+    >>> laws(torch.arange(9.0)).tolist()                 # neuron 0: 0^2 + 1^2 - 6^2
+    [-35.0, -36.0, -23.0]
+
+    References
+    ----------
+    S. Marcotte, R. Gribonval, G. Peyre, "Intrinsic training dynamics of deep neural networks",
+    arXiv:2508.07370, Sec. 3.
     """
     _check_dag(dag)
     hidden = dag.hidden

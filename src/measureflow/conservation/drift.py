@@ -40,15 +40,26 @@ __all__ = ["DriftResult", "track_laws", "one_step_change", "weight_decay_rescali
 
 @dataclasses.dataclass(frozen=True)
 class DriftResult:
-    """Laws along a trajectory.
+    """Laws along a trajectory (result of :func:`track_laws`).
 
-    ``values``: (n_steps + 1, n_laws) law values at theta_0..theta_K; ``losses``: (n_steps,)
-    minibatch losses at the iterates where the steps were taken; ``abs_drift``:
-    |h(theta_k) - h(theta_0)| per law; ``relative_drift``: |h(theta_k) - h(theta_0)|_2 /
-    |h(theta_0)|_2; ``sum_relative_drift``: |H_k - H_0| / |H_0| for H = sum of the laws
-    (the quantity of arXiv 2506.06194 Fig. 1, eq. 17); ``grad_sq_norms``: (n_steps,) squared
-    norm of the minibatch gradient at each step (the C_L of Prop. 5.1 along the run);
-    ``optimizer``: its class name.
+    Attributes
+    ----------
+    values : torch.Tensor, shape (n_steps + 1, n_laws)
+        Law values at theta_0..theta_K.
+    losses : torch.Tensor, shape (n_steps,)
+        Minibatch losses at the iterates where the steps were taken.
+    abs_drift : torch.Tensor, shape (n_steps + 1, n_laws)
+        |h(theta_k) - h(theta_0)| per law.
+    relative_drift : torch.Tensor, shape (n_steps + 1,)
+        |h(theta_k) - h(theta_0)|_2 / |h(theta_0)|_2.
+    sum_relative_drift : torch.Tensor, shape (n_steps + 1,)
+        |H_k - H_0| / |H_0| for H = sum of the laws (the quantity of arXiv 2506.06194 Fig. 1,
+        eq. 17).
+    grad_sq_norms : torch.Tensor, shape (n_steps,)
+        Squared norm of the minibatch gradient at each step (the C_L of Prop. 5.1 along the
+        run).
+    optimizer : str
+        The optimizer's class name.
     """
 
     values: torch.Tensor
@@ -76,20 +87,72 @@ def track_laws(model: nn.Module, laws: Callable[[nn.Module], torch.Tensor],
                lr_schedule: Callable[[int], float] | None = None) -> DriftResult:
     """Train ``model`` in place and record ``laws(model)`` after every step.
 
+    Gradient flow conserves the laws exactly; a discrete step changes a quadratic law by
+    O(lr^2 |grad|^2) (arXiv 2506.06194, Sec. 5, Prop. 5.1): this records that drift.
+
     Parameters
     ----------
-    model: any ``torch.nn.Module``.
-    laws: callable model -> tensor of law values (flattened), e.g.
-        :func:`~measureflow.conservation.architectures.attention_laws_torch`.
-    loss_fn: callable (model, batch) -> scalar loss.
-    batches: a sequence/iterable of batches (GD: pass the full batch each time) or a callable
-        k -> batch. ``n_steps`` defaults to ``len(batches)``.
-    optimizer: ``"gd"``/``"sgd"`` (plain steps), ``"momentum"`` (heavy ball, ``momentum``),
-        ``"adam"`` (``betas``), or any ``torch.optim.Optimizer`` instance already built on the
-        model's parameters (then ``lr``/``momentum``/``betas``/``weight_decay`` are ignored).
-    lr_schedule: optional callable k -> factor; step k uses the learning rate
-        factor * (the optimizer's initial lr), e.g. ``lambda k: 1 / (k + 1)`` for the decaying
-        steps tau_k = tau_0 / (k + 1) of arXiv 2506.06194 Prop. 5.1.
+    model : torch.nn.Module
+        Trained in place.
+    laws : callable
+        model -> tensor of law values (flattened), e.g.
+        :func:`~measureflow.conservation.architectures.mlp_laws_torch`.
+    loss_fn : callable
+        (model, batch) -> scalar loss (a non-finite loss raises).
+    batches : sequence, iterable or callable
+        Non-empty batches (GD: pass the full batch each time), cycled, or a callable k ->
+        batch.
+    optimizer : {"gd", "sgd", "momentum", "adam"} or torch.optim.Optimizer, default "sgd"
+        Plain steps, heavy ball (``momentum``), Adam (``betas``), or any optimizer instance
+        already built on the model's parameters (then ``lr``/``momentum``/``betas``/
+        ``weight_decay`` are ignored).
+    lr : float, default 1e-2
+        Learning rate (> 0).
+    n_steps : int, optional
+        Number of steps (default ``len(batches)``; required with a callable).
+    momentum : float, default 0.9
+    betas : (float, float), default (0.9, 0.999)
+        Adam's, each in [0, 1).
+    weight_decay : float, default 0.0
+    lr_schedule : callable, optional
+        k -> factor; step k uses the learning rate factor * (the optimizer's initial lr), e.g.
+        ``lambda k: 1 / (k + 1)`` for the decaying steps tau_k = tau_0 / (k + 1) of arXiv
+        2506.06194 Prop. 5.1.
+
+    Returns
+    -------
+    DriftResult
+
+    Raises
+    ------
+    InputError
+        ``model`` not a Module, non-callable ``laws`` / ``loss_fn`` / ``lr_schedule``, an
+        unknown optimizer, bad ``lr`` / ``betas`` / ``weight_decay`` / ``n_steps``, empty
+        ``batches``, a non-finite loss.
+
+    Examples
+    --------
+    The drift of the ReLU laws shrinks like lr^2 at a fixed horizon lr x n_steps:
+
+    >>> import torch
+    >>> from measureflow.conservation.architectures import mlp_laws_torch
+    >>> from measureflow.conservation.drift import track_laws
+    >>> def make():
+    ...     torch.manual_seed(0)
+    ...     return torch.nn.Sequential(torch.nn.Linear(2, 3, bias=False), torch.nn.ReLU(),
+    ...                                torch.nn.Linear(3, 1, bias=False)).double()
+    >>> X = torch.linspace(-1, 1, 32, dtype=torch.float64).reshape(16, 2)
+    >>> y = X[:, :1] ** 2
+    >>> loss = lambda m, b: ((m(b[0]) - b[1]) ** 2).mean()
+    >>> big = track_laws(make(), mlp_laws_torch, loss, [(X, y)], n_steps=10, lr=0.1)
+    >>> small = track_laws(make(), mlp_laws_torch, loss, [(X, y)], n_steps=100, lr=0.01)
+    >>> big.values.shape, big.optimizer, bool(small.relative_drift[-1] < big.relative_drift[-1])
+    (torch.Size([11, 3]), 'SGD', True)
+
+    References
+    ----------
+    S. Marcotte, R. Gribonval, G. Peyre, "Transformative or conservative? Conservation laws
+    for ResNets and Transformers", ICML 2025, arXiv:2506.06194, Sec. 5.
     """
     if not isinstance(model, nn.Module):
         raise InputError("model: expected a torch.nn.Module")
@@ -167,8 +230,47 @@ def one_step_change(law: Callable[[torch.Tensor], torch.Tensor], theta: torch.Te
     theta' = (1 - lr * weight_decay) theta - lr * grad. For a quadratic law h with
     <grad h(theta), grad> = 0 the change is exactly 1/2 lr^2 grad^T Hess h(theta) grad; with
     weight decay (h homogeneous quadratic) it is ((1 - lr wd)^2 - 1) h(theta) +
-    1/2 lr^2 grad^T Hess h grad. The Hessian term is a second directional derivative by nested
-    ``torch.func.jvp``. ``law`` maps the flat parameters to a scalar or a vector of laws.
+    1/2 lr^2 grad^T Hess h grad [derived from a degree-2 Taylor expansion; the mechanism
+    behind arXiv 2506.06194 Prop. 5.1]. The Hessian term is a second directional derivative
+    by nested ``torch.func.jvp``.
+
+    Parameters
+    ----------
+    law : callable
+        Maps the flat parameters to a scalar or a vector of laws.
+    theta, grad : torch.Tensor, shape (D,)
+        Finite tensors of the same shape (``grad`` is cast to theta's dtype).
+    lr : float
+        Step size (> 0).
+    weight_decay : float, default 0.0
+        Decoupled weight decay (>= 0).
+
+    Returns
+    -------
+    torch.Tensor
+        The change, shaped like ``law(theta)``.
+
+    Raises
+    ------
+    InputError
+        ``law`` not callable, ``theta`` / ``grad`` not tensors, of different shapes or
+        non-finite, bad ``lr`` / ``weight_decay``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.conservation.drift import one_step_change
+    >>> law = lambda t: t[0] ** 2 - t[1] ** 2
+    >>> theta = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    >>> grad = torch.tensor([2.0, 1.0], dtype=torch.float64)   # <grad h, grad> = 0
+    >>> pred = one_step_change(law, theta, grad, 0.1)
+    >>> round(float(pred), 6), bool(torch.isclose(pred, law(theta - 0.1 * grad) - law(theta)))
+    (0.03, True)
+
+    References
+    ----------
+    S. Marcotte, R. Gribonval, G. Peyre, "Transformative or conservative? Conservation laws
+    for ResNets and Transformers", ICML 2025, arXiv:2506.06194, Prop. 5.1.
     """
     if not callable(law):
         raise InputError("law: expected a callable on flat parameters")
@@ -198,9 +300,43 @@ def weight_decay_rescaling(law: Callable[[torch.Tensor], torch.Tensor],
                            weight_decay: float | Callable[[float], float]) -> Callable:
     """The conserved function under gradient flow with weight decay (arXiv 2506.06194 Thm 2.1).
 
-    Returns ``h_t(theta, t) = law(theta * exp(Lambda(t)))`` with Lambda(t) = weight_decay * t for
-    a constant rate, or Lambda = ``weight_decay`` itself when a callable (the integral of a
-    time-varying rate). For a homogeneous quadratic law this is exp(2 Lambda(t)) law(theta).
+    Under theta' + lambda(t) theta = -grad L the function h_t(theta) = law(theta exp(Lambda(t))),
+    Lambda(t) = int_0^t lambda, is conserved. For a homogeneous quadratic law this is
+    exp(2 Lambda(t)) law(theta).
+
+    Parameters
+    ----------
+    law : callable
+        A law of the flow without weight decay (flat torch parameters -> value).
+    weight_decay : float or callable
+        A constant rate lambda >= 0 (then Lambda(t) = lambda t), or Lambda itself as a callable
+        t -> float (the integral of a time-varying rate).
+
+    Returns
+    -------
+    callable
+        ``h_t(theta, t)``.
+
+    Raises
+    ------
+    InputError
+        ``law`` not callable, a negative constant ``weight_decay``.
+
+    Examples
+    --------
+    >>> import math
+    >>> import torch
+    >>> from measureflow.conservation.drift import weight_decay_rescaling
+    >>> law = lambda t: t[0] ** 2 - t[1] ** 2
+    >>> h = weight_decay_rescaling(law, 0.5)
+    >>> theta = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    >>> bool(torch.isclose(h(theta, 1.0), math.e * law(theta)))   # exp(2 x 0.5 x 1)
+    True
+
+    References
+    ----------
+    S. Marcotte, R. Gribonval, G. Peyre, "Transformative or conservative? Conservation laws
+    for ResNets and Transformers", ICML 2025, arXiv:2506.06194, Thm 2.1.
     """
     if not callable(law):
         raise InputError("law: expected a callable on flat parameters")

@@ -57,7 +57,29 @@ class GradientFields:
     """The gradient fields X_i = grad phi_i of a map ``phi: R^D -> R^d`` (flat in, flat out).
 
     ``X_a(theta) = dphi(theta)^T a`` is evaluated by one vector-Jacobian product, so families with
-    a huge number d of generators (e.g. a network evaluated on many inputs) stay cheap.
+    a huge number d of generators (e.g. a network evaluated on many inputs) stay cheap. Build it
+    with :func:`gradient_fields`.
+
+    Parameters
+    ----------
+    phi : callable
+        ``phi(theta) -> tensor`` on a flat parameter vector (any output shape, flattened),
+        ``torch.func``-transformable.
+
+    Raises
+    ------
+    InputError
+        ``phi`` not callable.
+
+    Examples
+    --------
+    >>> import torch
+    >>> phi = lambda t: (t[:2, None] * t[None, 2:]).reshape(-1)    # U V^T, U, V of shape (2, 1)
+    >>> theta = torch.tensor([1.0, 2.0, 0.5, -1.0], dtype=torch.float64)
+    >>> from measureflow.conservation import gradient_fields
+    >>> X = gradient_fields(phi)
+    >>> X.n_fields(theta), tuple(X.matrix(theta).shape)
+    (4, (4, 4))
     """
 
     phi: Callable[[torch.Tensor], torch.Tensor]
@@ -68,10 +90,12 @@ class GradientFields:
                              f"{type(self.phi).__name__}")
 
     def combo(self, theta: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """The field X_a(theta) = dphi(theta)^T a = sum_i a_i grad phi_i(theta), shape (D,)."""
         out, pullback = vjp(lambda t: self.phi(t).reshape(-1), theta)
         return pullback(a)[0]
 
     def n_fields(self, theta: torch.Tensor) -> int:
+        """The number d of fields (the size of phi(theta))."""
         with torch.no_grad():
             return int(self.phi(theta.detach()).numel())
 
@@ -81,7 +105,34 @@ class GradientFields:
 
 
 def gradient_fields(phi: Callable[[torch.Tensor], torch.Tensor]) -> GradientFields:
-    """Wrap a factorization ``phi`` (callable on a flat parameter vector) as gradient fields."""
+    """Wrap a factorization ``phi`` (callable on a flat parameter vector) as gradient fields.
+
+    The fields X_i = grad phi_i span W_theta = range dphi(theta)^T, the space of loss
+    gradients when the model factors through phi (arXiv 2307.00144, Sec. 2).
+
+    Parameters
+    ----------
+    phi : callable
+        ``phi(theta) -> tensor`` on a flat torch vector, ``torch.func``-transformable.
+
+    Returns
+    -------
+    GradientFields
+
+    Raises
+    ------
+    InputError
+        ``phi`` not callable.
+
+    Examples
+    --------
+    >>> import torch
+    >>> phi = lambda t: (t[:2, None] * t[None, 2:]).reshape(-1)    # U V^T, U, V of shape (2, 1)
+    >>> theta = torch.tensor([1.0, 2.0, 0.5, -1.0], dtype=torch.float64)
+    >>> from measureflow.conservation import gradient_fields, lie_rank
+    >>> lie_rank(gradient_fields(phi), theta)            # 4 parameters, 1 law
+    3
+    """
     if not callable(phi):
         raise InputError("phi: expected a callable on a flat parameter vector")
     return GradientFields(phi)
@@ -192,13 +243,21 @@ class _Basis:
 # ----------------------------------------------------------------------------------- closure
 @dataclasses.dataclass(frozen=True)
 class LieClosure:
-    """Outcome of the filtration at one point.
+    """Outcome of the filtration of :func:`lie_closure` at one point.
 
-    ``rank``: dimension reached; ``ranks_by_depth``: dim W_k(theta) for k = 0, 1, ...;
-    ``basis``: orthonormal rows spanning the trace (shape (rank, D)); ``complete``: the
-    filtration stopped because a level added nothing or the rank reached D (False when it
-    stopped at ``max_depth`` or at the ``n_known`` target); ``certified``: the rank reached
-    ``D - n_known``.
+    Attributes
+    ----------
+    rank : int
+        Dimension reached.
+    ranks_by_depth : tuple of int
+        dim W_k(theta) for k = 0, 1, ...
+    basis : torch.Tensor, shape (rank, D)
+        Orthonormal rows spanning the trace.
+    complete : bool
+        The filtration stopped because a level added nothing or the rank reached D (False
+        when it stopped at ``max_depth`` or at the ``n_known`` target).
+    certified : bool
+        The rank reached ``D - n_known``.
     """
 
     rank: int
@@ -244,10 +303,48 @@ def lie_closure(fields, theta, *, max_depth: int | None = None, rtol: float | No
                 exact_level0_max: int = 4_000_000, level0=None) -> LieClosure:
     """Run the (randomised) filtration W_{k+1} = W_k + [W_0, W_k] at ``theta``.
 
-    See :func:`lie_rank` for the arguments; this returns the full :class:`LieClosure` (torch
-    tensors; ``theta`` is converted to float64 if it is not a tensor). Level 0 uses the exact
-    (d, D) matrix of the fields when d * D <= ``exact_level0_max`` (or the matrix passed as
-    ``level0``), else random combinations like the higher levels.
+    Brackets ``[X, Y](t) = dY(t)[X(t)] - dX(t)[Y(t)]`` of random combinations of the fields, by
+    ``torch.func.jvp`` (arXiv 2307.00144, Sec. 3.3). Level 0 uses the exact (d, D) matrix of
+    the fields when d * D <= ``exact_level0_max`` (or the matrix passed as ``level0``), else
+    random combinations like the higher levels.
+
+    Parameters
+    ----------
+    fields, theta, max_depth, rtol, n_known, seed :
+        As in :func:`lie_rank` (``theta`` is converted to float64 if it is not a tensor).
+    batch_size : int, default 128
+        Random bracket samples per batch (>= 1).
+    exact_level0_max : int, default 4_000_000
+        Largest d * D for which level 0 is the exact field matrix.
+    level0 : torch.Tensor, optional
+        The (d, D) matrix of the fields at theta, when the caller already has it.
+
+    Returns
+    -------
+    LieClosure
+        Torch tensors.
+
+    Raises
+    ------
+    InputError
+        Bad ``fields`` (not callables, empty, wrong dimension, NaN/Inf brackets), ``theta``
+        not a non-empty flat vector, ``rtol`` not in (0, 1), bad ``max_depth`` / ``n_known`` /
+        ``batch_size``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> phi = lambda t: (t[:2, None] * t[None, 2:]).reshape(-1)    # U V^T, U, V of shape (2, 1)
+    >>> theta = torch.tensor([1.0, 2.0, 0.5, -1.0], dtype=torch.float64)
+    >>> from measureflow.conservation import gradient_fields, lie_closure
+    >>> c = lie_closure(gradient_fields(phi), theta)
+    >>> c.rank, c.ranks_by_depth, c.complete                 # W_0 is already closed
+    (3, (3, 3), True)
+
+    References
+    ----------
+    S. Marcotte, R. Gribonval, G. Peyre, "Abide by the law and follow the flow: conservation
+    laws for gradient flows", NeurIPS 2023, arXiv:2307.00144, Sec. 3.
     """
     family = _as_family(fields)
     ctx, th = _flat_theta(theta)
@@ -328,32 +425,58 @@ def lie_rank(fields, theta, *, max_depth: int | None = None, rtol: float | None 
 
     Parameters
     ----------
-    fields:
+    fields : sequence of callables, callable or GradientFields
         The generating vector fields, as (i) a sequence of callables ``f_i(theta) -> R^D``,
         (ii) one callable ``F(theta) -> (d, D)`` whose rows are the fields, or
         (iii) :func:`gradient_fields` ``(phi)`` for X_i = grad phi_i. The callables act on a flat
         torch tensor and must be ``torch.func``-transformable (no in-place ops on inputs,
         no ``.item()``).
-    theta:
-        Point (flat vector of length D; NumPy or torch).
-    max_depth:
+    theta : array_like or Tensor, shape (D,)
+        Point (non-empty flat vector; NumPy or torch).
+    max_depth : int, optional
         Largest bracket depth k of the filtration W_0 subset ... subset W_k (None: until the
         filtration stops growing). ``max_depth=0`` gives rank W_0(theta).
-    rtol:
-        Relative tolerance of the numerical ranks (default 1e-9 in float64, 1e-4 in float32):
-        level 0 counts singular values above ``rtol * sigma_max``; a bracket sample counts as
+    rtol : float, optional
+        Relative tolerance of the numerical ranks, in (0, 1) (default 1e-9 in float64, 1e-4
+        in float32): level 0 counts singular values above ``rtol * sigma_max``; a bracket sample counts as
         new if its normalised residual off the current span has a singular value above ``rtol``.
-    n_known:
-        Number of independent laws already known (optional): the search stops once the rank
+    n_known : int, optional
+        Number of independent laws already known (<= D): the search stops once the rank
         reaches ``D - n_known``, which then certifies that there are no other laws.
-    seed:
+    seed : int or torch.Generator, default 0
         Seed of the random combination coefficients.
+    batch_size : int, default 128
+        Random bracket samples per batch.
 
     Returns
     -------
-    int: the dimension k of Lie(W)(theta); there are D - k independent laws near a generic theta
-    (arXiv 2307.00144 Thm 3.3; arXiv 2506.06194 Thm 2.11). The value is a generic numerical rank:
-    it can be too small at degenerate points.
+    int
+        The dimension k of Lie(W)(theta); there are D - k independent laws near a generic
+        theta (arXiv 2307.00144 Thm 3.3; arXiv 2506.06194 Thm 2.11). The value is a generic
+        numerical rank: it can be too small at degenerate points.
+
+    Raises
+    ------
+    InputError
+        As :func:`lie_closure`.
+
+    Examples
+    --------
+    Two rotations of R^3 generate so(3), whose orbits are spheres: rank 2, one law |theta|^2.
+
+    >>> import torch
+    >>> from measureflow.conservation import lie_rank
+    >>> fields = [lambda t: torch.stack([t[1], -t[0], 0 * t[2]]),
+    ...           lambda t: torch.stack([0 * t[0], t[2], -t[1]])]
+    >>> lie_rank(fields, [1.0, 0.5, 0.2])
+    2
+
+    References
+    ----------
+    S. Marcotte, R. Gribonval, G. Peyre, "Abide by the law and follow the flow: conservation
+    laws for gradient flows", NeurIPS 2023, arXiv:2307.00144, Thm 3.3.
+    S. Marcotte, R. Gribonval, G. Peyre, "Transformative or conservative? Conservation laws
+    for ResNets and Transformers", ICML 2025, arXiv:2506.06194, Thm 2.11.
     """
     return lie_closure(fields, theta, max_depth=max_depth, rtol=rtol, n_known=n_known,
                        seed=seed, batch_size=batch_size).rank
@@ -361,8 +484,19 @@ def lie_rank(fields, theta, *, max_depth: int | None = None, rtol: float | None 
 
 @dataclasses.dataclass(frozen=True)
 class LieRankReport:
-    """:func:`lie_rank` at several points: ``ranks`` (one per point), ``min``, ``max``,
-    ``ranks_by_depth`` (per point), ``n_params`` (D)."""
+    """:func:`lie_rank` at several points (result of :func:`lie_rank_report`).
+
+    Attributes
+    ----------
+    ranks : tuple of int
+        One rank per point.
+    min, max : int
+        Their extremes (the generic dimension is the maximum).
+    ranks_by_depth : tuple of tuples
+        dim W_k per point.
+    n_params : int
+        D.
+    """
 
     ranks: tuple
     min: int
@@ -378,11 +512,43 @@ class LieRankReport:
 
 def lie_rank_report(fields, points, *, n_points: int = 5, seed=0, max_depth: int | None = None,
                     rtol: float | None = None, n_known: int | None = None) -> LieRankReport:
-    """Evaluate :func:`lie_rank` at several random points and report min / max.
+    """Evaluate :func:`lie_rank` at several points and report min / max.
 
-    ``points`` is either an array of shape (P, D) (one point per row) or a sampler
-    ``points(generator) -> theta`` called ``n_points`` times with a ``torch.Generator`` seeded
-    by ``seed``. The generic dimension is the maximum; a smaller minimum flags a degenerate point.
+    The generic dimension is the maximum; a smaller minimum flags a degenerate point.
+
+    Parameters
+    ----------
+    fields :
+        As in :func:`lie_rank`.
+    points : array_like of shape (P, D), or callable
+        One point per row, or a sampler ``points(generator) -> theta`` called ``n_points``
+        times with a ``torch.Generator`` seeded by ``seed``.
+    n_points : int, default 5
+        Number of sampled points (>= 1; sampler only).
+    seed : int, default 0
+        Seed of the sampler and of the per-point bracket seeds.
+    max_depth, rtol, n_known :
+        As in :func:`lie_rank`.
+
+    Returns
+    -------
+    LieRankReport
+
+    Raises
+    ------
+    InputError
+        ``points`` not of shape (P, D) with P >= 1, and as :func:`lie_closure`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from measureflow.conservation import lie_rank_report
+    >>> fields = [lambda t: torch.stack([t[1], -t[0], 0 * t[2]]),
+    ...           lambda t: torch.stack([0 * t[0], t[2], -t[1]])]
+    >>> rep = lie_rank_report(fields, np.random.default_rng(0).normal(size=(3, 3)))
+    >>> rep.ranks, rep.stable
+    ((2, 2, 2), True)
     """
     gen = make_generator(seed)
     if callable(points):
@@ -412,20 +578,29 @@ class LawCount:
 
     Attributes
     ----------
-    n_params: D.
-    rank_dphi: rank of the generators at theta (rank dphi(theta), or for
+    n_params : int
+        D.
+    rank_dphi : int
+        Rank of the generators at theta (rank dphi(theta), or for
         :func:`number_of_laws_model` the sampled rank of W_theta).
-    dim_lie: dimension of the trace of the generated Lie algebra (a lower bound on it when
+    dim_lie : int
+        Dimension of the trace of the generated Lie algebra (a lower bound on it when
         ``exact`` is False).
-    n_laws: D - dim_lie (an upper bound when ``exact`` is False).
-    ranks_by_depth: dim W_k(theta), k = 0, 1, ...
-    frobenius: dim_lie == rank_dphi (W is closed under brackets at theta).
-    n_known: number of known laws passed in (or None).
-    certified: n_known was given and n_laws == n_known, i.e. the known laws are complete.
+    n_laws : int
+        D - dim_lie (an upper bound when ``exact`` is False).
+    ranks_by_depth : tuple of int
+        dim W_k(theta), k = 0, 1, ...
+    frobenius : bool
+        dim_lie == rank_dphi (W is closed under brackets at theta).
+    n_known : int or None
+        Number of known laws passed in.
+    certified : bool
+        n_known was given and n_laws == n_known, i.e. the known laws are complete.
         This assumes the n_known laws are genuine and independent (the search stops at rank
         D - n_known). A rank seen above D - n_known contradicts n_known: it is never certified,
         the bound is dropped and the closure computed in full.
-    exact: the count is proven (up to the numerical rank and the probability-one randomised
+    exact : bool
+        The count is proven (up to the numerical rank and the probability-one randomised
         closure): for :func:`number_of_laws`, the filtration of the fields grad phi_i stopped;
         for :func:`number_of_laws_model`, the count is certified by ``n_known`` or the sampled
         inputs are proven to span W_theta (``phi`` given and rank R = rank dphi). Otherwise
@@ -454,10 +629,47 @@ def number_of_laws(phi: Callable, theta, *, n_known: int | None = None,
                    max_depth: int | None = None, rtol: float | None = None, seed=0) -> LawCount:
     """Count the conservation laws of a factorization ``phi`` at ``theta`` (arXiv 2307.00144).
 
-    ``phi`` maps the flat parameter vector to R^d (any shape, flattened). The generators are
-    the gradient fields X_i = grad phi_i, i.e. W_theta = range dphi(theta)^T (the case V_l = R^n
-    with phi "rich enough", arXiv 2506.06194 Cor. 2.8 / Thm 3.4); fold a loss projection P_l
-    into ``phi`` when V_l != R^n. Returns D - dim Lie(W)(theta) as :class:`LawCount`.
+    The number of functionally independent laws near theta is D - dim Lie(W)(theta) (Frobenius
+    theorem; arXiv 2307.00144 Thm 3.3). The generators are the gradient fields X_i = grad
+    phi_i, i.e. W_theta = range dphi(theta)^T (the case V_l = R^n with phi "rich enough",
+    arXiv 2506.06194 Cor. 2.8 / Thm 3.4); fold a loss projection P_l into ``phi`` when
+    V_l != R^n.
+
+    Parameters
+    ----------
+    phi : callable
+        Maps the flat parameter vector to R^d (any shape, flattened), ``torch.func``-
+        transformable.
+    theta : array_like or Tensor, shape (D,)
+        The point.
+    n_known, max_depth, rtol, seed :
+        As in :func:`lie_rank`.
+
+    Returns
+    -------
+    LawCount
+
+    Raises
+    ------
+    InputError
+        ``phi`` not callable, and as :func:`lie_closure`.
+
+    Examples
+    --------
+    U V^T with U, V of shape (2, 1): the one law is |U|^2 - |V|^2.
+
+    >>> import torch
+    >>> phi = lambda t: (t[:2, None] * t[None, 2:]).reshape(-1)    # U V^T, U, V of shape (2, 1)
+    >>> theta = torch.tensor([1.0, 2.0, 0.5, -1.0], dtype=torch.float64)
+    >>> from measureflow.conservation import number_of_laws
+    >>> c = number_of_laws(phi, theta)
+    >>> c.n_laws, c.rank_dphi, c.frobenius, c.status
+    (1, 3, True, 'exact')
+
+    References
+    ----------
+    S. Marcotte, R. Gribonval, G. Peyre, "Abide by the law and follow the flow: conservation
+    laws for gradient flows", NeurIPS 2023, arXiv:2307.00144, Sec. 3.
     """
     if not callable(phi):
         raise InputError("phi: expected a callable on a flat parameter vector")
@@ -502,25 +714,58 @@ def number_of_laws_model(g: Callable, theta, inputs, *, n_known: int | None = No
 
     Parameters
     ----------
-    g:
+    g : callable
         ``g(theta, inputs)`` -> batch of outputs (any shape), ``torch.func``-transformable. With
         ``per_input=True`` (default) the outputs of input j must depend on x_j only (batch
         dimension first): the Jacobian is then formed input by input (``vmap`` of ``jacrev``,
         cost ~ N n_out D); ``per_input=False`` differentiates the whole batch at once
         (``jacrev`` with ``chunk_size``).
-    theta, inputs:
-        The point (flat vector of length D) and the sampled inputs (batch first).
-    n_known:
-        Number of independent laws known to hold (optional).
-    phi:
-        Optional factorization (callable on the flat parameters) used to prove that the inputs
+    theta : array_like or Tensor, shape (D,)
+        The point.
+    inputs : array_like or Tensor, shape (N, ...)
+        The sampled inputs (non-empty batch first; integer tensors allowed).
+    n_known : int, optional
+        Number of independent laws known to hold (<= D).
+    phi : callable, optional
+        Factorization (callable on the flat parameters) used to prove that the inputs
         are enough; raises InputError if rank R > rank dphi (then phi does not factor g).
-    brackets, rtol, max_depth, seed:
+    brackets : bool, default True
+        Compute the Lie closure (else n_laws = D - rank R).
+    rtol, max_depth, seed :
         As in :func:`lie_closure`.
+    chunk_size : int, optional, default 256
+        ``jacrev`` chunk size with ``per_input=False`` (>= 1).
+    per_input : bool, default True
+        Form the Jacobian input by input (see ``g``).
 
     Returns
     -------
-    :class:`LawCount` (``rank_dphi`` is the sampled rank of W_theta).
+    LawCount
+        ``rank_dphi`` is the sampled rank of W_theta.
+
+    Raises
+    ------
+    InputError
+        ``g`` / ``phi`` not callable, empty or non-finite ``inputs``, a NaN Jacobian, rank R >
+        rank dphi (``phi`` does not factor ``g``), and as :func:`lie_closure`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.conservation import number_of_laws_model
+    >>> from measureflow.conservation.architectures import relu_deep
+    >>> arch = relu_deep([3, 4, 2])                      # one law per hidden neuron
+    >>> theta, X = arch.sample_params(), arch.sample_inputs(64)
+    >>> c = number_of_laws_model(arch.g, theta, X, phi=arch.phi)
+    >>> c.n_laws, c.status
+    (4, 'exact')
+    >>> number_of_laws_model(arch.g, theta, X[:1]).status      # one input: only a bound
+    'upper bound'
+
+    References
+    ----------
+    S. Marcotte, R. Gribonval, G. Peyre, "Transformative or conservative? Conservation laws
+    for ResNets and Transformers", ICML 2025, arXiv:2506.06194, Sec. 4.4.
     """
     if not callable(g):
         raise InputError("g: expected a callable g(theta, inputs)")

@@ -60,10 +60,20 @@ def _law(c: torch.Tensor, M: Callable) -> Callable:
 class PolynomialLaws:
     """Polynomial laws found by :func:`polynomial_laws`.
 
-    ``coefficients``: (K, n_monomials) orthonormal basis of the kernel; ``monomials``: the index
-    tuples; ``n_laws``: number of functionally independent laws among them (rank of their
-    gradients at a random point, as in the reference implementation); ``laws``: callables
-    theta -> value, one per kernel vector; ``singular_values`` of the sampled system.
+    Attributes
+    ----------
+    n_laws : int
+        Number of functionally independent laws among them (rank of their gradients at a
+        random point, as in the reference implementation).
+    coefficients : torch.Tensor, shape (K, n_monomials)
+        Orthonormal basis of the kernel (each row defined up to sign).
+    monomials : list of tuple
+        The index tuples (i_1 <= ... <= i_k) of theta_{i_1} ... theta_{i_k}.
+    laws : list of callable
+        theta -> value, one per kernel vector.
+    singular_values : torch.Tensor
+        Of the sampled linear system.
+    degree : int
     """
 
     n_laws: int
@@ -75,10 +85,11 @@ class PolynomialLaws:
 
     @property
     def n_kernel(self) -> int:
+        """Dimension K of the kernel (laws found, not necessarily independent)."""
         return int(self.coefficients.shape[0])
 
     def evaluate(self, theta: torch.Tensor) -> torch.Tensor:
-        """All laws at ``theta`` (vector of length ``n_kernel``)."""
+        """All laws at ``theta`` (a flat torch vector): a vector of length ``n_kernel``."""
         return self.coefficients.to(theta) @ _monomial_map(self.monomials, theta.numel())(theta)
 
 
@@ -87,10 +98,57 @@ def polynomial_laws(fields, degree: int, *, n_params: int | None = None,
                     seed=0, scale: float = 1.0) -> PolynomialLaws:
     """Polynomial laws of degree ``degree`` of the vector fields ``fields`` on R^``n_params``.
 
-    ``fields``: as in :func:`~measureflow.conservation.lie_rank` (list of callables, a callable
-    returning the (d, D) field matrix, or ``gradient_fields(phi)``). ``n_params`` (D) is
-    required because callables do not reveal it. Sample points are N(0, scale^2 I) (float64).
-    Returns :class:`PolynomialLaws`; ``n_laws`` counts the independent ones.
+    P(theta) = sum_alpha a_alpha theta^alpha is a law iff <grad P(theta), X_j(theta)> = 0 for
+    all theta and j, a linear system in the coefficients a, imposed here at random points
+    (arXiv 2307.00144, Sec. 2.4, second algorithm); the laws span its kernel.
+
+    Parameters
+    ----------
+    fields :
+        As in :func:`~measureflow.conservation.lie_rank` (list of callables, a callable
+        returning the (d, D) field matrix, or ``gradient_fields(phi)``).
+    degree : int
+        Polynomial degree (>= 1).
+    n_params : int
+        D (>= 1); required because callables do not reveal it.
+    homogeneous : bool, default True
+        Only monomials of total degree ``degree`` (else every degree 1..``degree``).
+    rtol : float, default 1e-9
+        Singular values below rtol x the largest define the kernel (> 0).
+    n_points : int, optional
+        Initial number of sample points (default: enough for the number of monomials, + 3);
+        points are then added 3 at a time until the kernel stops shrinking.
+    seed : int, default 0
+    scale : float, default 1.0
+        Sample points are N(0, scale^2 I) (float64).
+
+    Returns
+    -------
+    PolynomialLaws
+        ``n_laws`` counts the independent ones.
+
+    Raises
+    ------
+    InputError
+        ``n_params`` missing or different from the fields' dimension, more than 20000
+        monomials, bad ``degree`` / ``rtol`` / ``scale`` / ``n_points``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.conservation import gradient_fields, polynomial_laws
+    >>> phi = lambda t: (t[:2, None] * t[None, 2:]).reshape(-1)    # U V^T, U, V of shape (2, 1)
+    >>> laws = polynomial_laws(gradient_fields(phi), 2, n_params=4)
+    >>> laws.n_laws, laws.n_kernel                    # |U|^2 - |V|^2, up to a factor
+    (1, 1)
+    >>> theta = torch.tensor([1.0, 2.0, 0.5, -1.0], dtype=torch.float64)
+    >>> round(abs(float(laws.evaluate(theta)[0])), 6)       # (1 + 4 - 0.25 - 1) / 2
+    1.875
+
+    References
+    ----------
+    S. Marcotte, R. Gribonval, G. Peyre, "Abide by the law and follow the flow: conservation
+    laws for gradient flows", NeurIPS 2023, arXiv:2307.00144, Sec. 2.4.
     """
     family = _as_family(fields)
     degree = check_int(degree, "degree", min_value=1)
