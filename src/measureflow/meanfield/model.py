@@ -35,10 +35,34 @@ __all__ = ["TwoLayer", "wrap_torus"]
 
 
 def wrap_torus(z, period: float):
-    """Minimum-image representative of ``z`` in [-period/2, period/2) (componentwise).
+    """Minimum-image representative of ``z`` in [-period/2, period/2), componentwise.
 
-    ``z``: array of any shape; ``period`` > 0 and finite. NumPy in, NumPy out; tensor in,
-    tensor out (autograd kept).
+    wrap(z) = ((z + P/2) mod P) - P/2: the coordinates of the torus R^d / (P Z)^d used by the RBF
+    features of :class:`TwoLayer` (arXiv:2504.18208, App. B).
+
+    Parameters
+    ----------
+    z : array_like or Tensor
+        Any shape.
+    period : float
+        P > 0, finite.
+
+    Returns
+    -------
+    array or Tensor
+        Shape of ``z``. NumPy in, NumPy out; tensor in, tensor out (autograd kept).
+
+    Raises
+    ------
+    InputError
+        ``period`` <= 0 or non-finite, ``z`` not a real array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.meanfield import wrap_torus
+    >>> wrap_torus(np.array([2.5, -2.0, 1.0]), 4.0).tolist()
+    [-1.5, -2.0, 1.0]
     """
     ctx = ArrayContext(z)
     zt = ctx.tensor(z, "z")
@@ -51,26 +75,65 @@ def _wrap(z: torch.Tensor, period: float) -> torch.Tensor:
 
 
 class TwoLayer(torch.nn.Module):
-    """Mean-field two-layer network f(x) = (1/M) sum_j u_j phi(w_j, x).
+    """Mean-field two-layer network f(x) = (1/M) sum_j u_j phi(w_j, x) (a ``torch.nn.Module``).
+
+    The outer weights carry the 1/M factor, so u plays the role of a density (u_j ~ dmu*/dmu at
+    the particle w_j in the teacher-student limit; arXiv:2504.18208 Sec. 2, normalisations of the
+    reference implementation). ``activation="relu"``: phi(w, x) = max(<w, x>, 0) (no bias);
+    ``activation="rbf"``: phi(w, x) = (2 / b^2) exp(-|wrap(w - x)| / b).
 
     Parameters
     ----------
-    features:
-        Initial features w_j, array (M, d). With ``domain="sphere"`` they are normalised to unit
-        norm, with ``domain="torus"`` wrapped into [-period/2, period/2)^d.
-    activation:
-        ``"relu"`` (phi = max(<w, x>, 0)) or ``"rbf"`` (phi = 2/b^2 exp(-|wrap(w - x)|/b)).
-    domain:
-        ``"sphere"`` (unit sphere S^{d-1}) or ``"torus"`` (R^d / (period Z)^d); the projection
-        applied after every feature update (:meth:`project_`).
-    outer:
-        Initial outer weights u (M,), default all ones (the teacher convention).
-    period, bandwidth:
-        Torus period P (default 4) and RBF bandwidth b (default 0.5), as in App. B.
+    features : array_like or Tensor, shape (M, d)
+        Initial features w_j. With ``domain="sphere"`` they are normalised to unit norm (no zero
+        row), with ``domain="torus"`` wrapped into [-period/2, period/2)^d.
+    activation : {"relu", "rbf"}, default "relu"
+    domain : {"sphere", "torus"}, default "sphere"
+        Unit sphere S^(d-1) or R^d / (period Z)^d: the projection applied after every feature
+        update (:meth:`project_`).
+    outer : array_like or Tensor, shape (M,), optional
+        Initial outer weights u, default all ones (the teacher convention).
+    period : float, default 4.0
+        Torus period P (App. B).
+    bandwidth : float, default 0.5
+        RBF bandwidth b (App. B).
 
-    The parameters are ``self.features`` (M, d) and ``self.outer`` (M,), torch ``Parameter``s of
-    the dtype/device of ``features`` (float64 for NumPy input). ``forward`` follows the library
-    convention: NumPy in, NumPy out; tensor in, tensor out with autograd.
+    Attributes
+    ----------
+    features : torch.nn.Parameter, shape (M, d)
+    outer : torch.nn.Parameter, shape (M,)
+        Of the dtype/device of ``features`` (float64 for NumPy input).
+    width, dim : int
+        M and d.
+
+    Raises
+    ------
+    InputError
+        Bad ``activation`` / ``domain``, ``features`` not a non-empty (M, d) array, a zero feature
+        on the sphere, ``outer`` of the wrong shape, ``period`` / ``bandwidth`` <= 0.
+
+    Notes
+    -----
+    ``forward`` follows the library convention: NumPy in, NumPy out; tensor in, tensor out with
+    autograd.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.meanfield import TwoLayer
+    >>> net = TwoLayer(np.array([[3.0, 4.0], [0.0, -2.0]]))      # projected on the sphere
+    >>> net.features.detach().numpy().tolist()
+    [[0.6, 0.8], [0.0, -1.0]]
+    >>> net(np.eye(2)).tolist()                                    # (relu(0.6) + 0) / 2, ...
+    [0.3, 0.4]
+    >>> rbf = TwoLayer(np.zeros((3, 2)), "rbf", "torus")
+    >>> rbf(np.zeros((1, 2))).tolist()                             # 2 / b^2 at distance 0
+    [8.0]
+
+    References
+    ----------
+    R. Barboni, G. Peyre, F.-X. Vialard, "Ultra-fast feature learning for the training of
+    two-layer neural networks in the two-timescale regime", arXiv:2504.18208, Sec. 2, App. B.
     """
 
     def __init__(self, features, activation: str = "relu", domain: str = "sphere", *,
@@ -106,6 +169,8 @@ class TwoLayer(torch.nn.Module):
 
     @property
     def dim(self) -> int:
+        """Input dimension d.
+        """
         return self.features.shape[1]
 
     # ------------------------------------------------------------------ maths
@@ -116,13 +181,15 @@ class TwoLayer(torch.nn.Module):
         return self
 
     def project(self, W: torch.Tensor) -> torch.Tensor:
-        """Projection of a feature array on the domain (out of place)."""
+        """Projection of a feature array on the domain, out of place (sphere: normalise; torus: wrap).
+        """
         if self.domain == "sphere":
             return W / W.norm(dim=-1, keepdim=True)
         return _wrap(W, self.period)
 
     def feature_matrix(self, x: torch.Tensor, W: torch.Tensor | None = None) -> torch.Tensor:
-        """Phi_nj = phi(w_j, x_n) for x (N, d) (a tensor); ``W`` defaults to the features."""
+        """Feature matrix Phi_nj = phi(w_j, x_n) for x (N, d) (a tensor); ``W`` defaults to the features.
+        """
         W = self.features if W is None else W
         if self.activation == "relu":
             return torch.relu(x @ W.T)

@@ -55,26 +55,36 @@ _CENTER = {"biased": 0.0, "unbiased": 1.0}
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainResult(SolverResult):
-    """History of a VarPro / two-timescale run.
+    """History of a VarPro / two-timescale run (result of :func:`varpro_train`, :func:`two_timescale_train`).
 
     Attributes
     ----------
-    features, outer:
-        Final features W (M, d) and outer weights u (M,) (also written into the model).
-    risk:
-        (steps + 1,) objective at steps 0..steps: for VarPro the reduced risk
-        F(W_k) = J(u*(W_k), W_k); for two-timescale the loss J(u_k, W_k).
-    times:
-        (steps + 1,) time of each entry, k * time_scale.
-    snapshot_steps, snapshots, snapshot_outer:
-        Steps at which the feature distribution was stored, features (S, M, d) and outer
-        weights (S, M) there (the empirical feature measure is (1/M) sum_j delta_{w_j}).
-    method, lam, time_scale, regularization:
+    features : array or Tensor, shape (M, d)
+        Final features W (also written into the model).
+    outer : array or Tensor, shape (M,)
+        Final outer weights u (also written into the model).
+    risk : array or Tensor, shape (steps + 1,)
+        Objective at steps 0..steps: for VarPro the reduced risk F(W_k) = J(u*(W_k), W_k); for
+        two-timescale the loss J(u_k, W_k).
+    times : array or Tensor, shape (steps + 1,)
+        Time of each entry, k x time_scale.
+    snapshot_steps : list of int
+        Steps at which the feature distribution was stored.
+    snapshots : array or Tensor, shape (S, M, d)
+        Features there (the empirical feature measure is (1/M) sum_j delta_(w_j)).
+    snapshot_outer : array or Tensor, shape (S, M)
+        Outer weights there.
+    method : str
+    lam, time_scale : float
+    regularization : str
         The run's settings.
-
-    There is no stopping tolerance: the run takes ``steps`` steps. ``errors`` holds the same
-    risk trace as ``risk`` (as Python floats); ``converged`` is False only if the iterates became
-    non-finite (the run then stops early and a ``ConvergenceWarning`` is emitted).
+    converged : bool
+        False only if the iterates became non-finite (the run then stops early with a
+        ``ConvergenceWarning``): there is no stopping tolerance, the run takes ``steps`` steps.
+    n_iter : int
+        Steps taken.
+    errors : list of float
+        The risk trace, as Python floats.
     """
 
     features: Any
@@ -145,9 +155,51 @@ def _check_common(model, x, y, lam, regularization):
 def ridge_outer(model: TwoLayer, x, y, *, lam: float, regularization: str = "biased"):
     """Exact outer weights u*(W) = argmin_u J(u, W) for the model's current features.
 
-    Solves (K + lam I) u = Phi^T y / N + lam c, K = Phi^T Phi / (N M) (c = 0 biased, 1 unbiased),
-    by Cholesky (dual form when N <= M). Differentiable w.r.t. the features and y for tensor
-    input. NumPy in, NumPy out. The model is not modified.
+    J(u, W) = 1/(2 lam) mean_n (f(x_n) - y_n)^2 + 1/2 mean_j (u_j - c)^2 (module docstring), so
+    u* solves (K + lam I) u = Phi^T y / N + lam c with K = Phi^T Phi / (N M) (c = 0 biased,
+    1 unbiased), by Cholesky (dual form when N <= M) (arXiv:2504.18208, Sec. 2-3).
+
+    Parameters
+    ----------
+    model : TwoLayer
+        Not modified.
+    x : array_like or Tensor, shape (N, d)
+    y : array_like or Tensor, shape (N,)
+    lam : float
+        Ridge strength (> 0).
+    regularization : {"biased", "unbiased"}, default "biased"
+        r(u) = u^2 (c = 0) or (u - 1)^2 (c = 1).
+
+    Returns
+    -------
+    array or Tensor, shape (M,)
+        Differentiable w.r.t. the features and y for tensor input. NumPy in, NumPy out.
+
+    Raises
+    ------
+    InputError
+        ``model`` not a TwoLayer, bad shapes, ``lam`` <= 0, unknown ``regularization``.
+
+    Examples
+    --------
+    The gradient of J in u vanishes at u*:
+
+    >>> import torch
+    >>> from measureflow.meanfield import ridge_outer
+    >>> from measureflow.meanfield import TwoLayer, angles_to_circle, sample_circle_teacher
+    >>> X = angles_to_circle(sample_circle_teacher(20, 0.0, seed=1))
+    >>> y = TwoLayer(angles_to_circle(sample_circle_teacher(16, 10.0)))(X).detach()
+    >>> student = TwoLayer(angles_to_circle(sample_circle_teacher(8, 0.0, seed=2)))
+    >>> u = ridge_outer(student, X, y, lam=0.1).requires_grad_(True)
+    >>> Phi = student.feature_matrix(X).detach()
+    >>> J = 0.5 / 0.1 * ((Phi @ u / 8 - y) ** 2).mean() + 0.5 * (u ** 2).mean()
+    >>> float(torch.autograd.grad(J, u)[0].abs().max()) < 1e-12
+    True
+
+    References
+    ----------
+    R. Barboni, G. Peyre, F.-X. Vialard, "Ultra-fast feature learning for the training of
+    two-layer neural networks in the two-timescale regime", arXiv:2504.18208, Sec. 2-3.
     """
     ctx, xt, yt, lam, c = _check_common(model, x, y, lam, regularization)
     return ctx.wrap(_ridge(model.feature_matrix(xt), yt, lam, c))
@@ -156,15 +208,47 @@ def ridge_outer(model: TwoLayer, x, y, *, lam: float, regularization: str = "bia
 def ridge_readout(features, targets, *, lam: float, center: float = 0.0):
     """Exact mean-field readout U = argmin_U J(U) for a fixed feature matrix (multi-output).
 
-        J(U) = 1/(2 lam) mean_(n,i) ((Phi U / M)_(n,i) - Y_(n,i))^2 + 1/2 mean_(j,i) (U_(j,i) - c)^2
-
+    J(U) = 1/(2 lam) mean_(n,i) ((Phi U / M)_(n,i) - Y_(n,i))^2 + 1/2 mean_(j,i) (U_(j,i) - c)^2,
     with Phi the (N, M) feature matrix (M features, e.g. the last hidden layer of a network whose
     last layer is the mean-field layer of arXiv:2504.18208, Sec. 6.2) and Y the (N,) or (N, k)
     targets (one-hot classes for k outputs). The outputs share Phi, so each column solves the
     ridge problem of :func:`ridge_outer`: (K + lam I) U = Phi^T Y / N + lam c with
-    K = Phi^T Phi / (N M) (Cholesky; dual form when N <= M). Returns (M,) or (M, k). NumPy in,
-    NumPy out; tensors in, tensors out (differentiable). ``center`` is c (0: r(u) = u^2, the
-    "biased" regularisation; 1: "unbiased").
+    K = Phi^T Phi / (N M) (Cholesky; dual form when N <= M).
+
+    Parameters
+    ----------
+    features : array_like or Tensor, shape (N, M)
+        Non-empty.
+    targets : array_like or Tensor, shape (N,) or (N, k)
+    lam : float
+        Ridge strength (> 0).
+    center : float, default 0.0
+        c (0: r(u) = u^2, the "biased" regularisation; 1: "unbiased").
+
+    Returns
+    -------
+    array or Tensor, shape (M,) or (M, k)
+        NumPy in, NumPy out; tensors in, tensors out (differentiable).
+
+    Raises
+    ------
+    InputError
+        Bad shapes, ``lam`` <= 0, non-finite ``center``.
+
+    Examples
+    --------
+    With Phi = I (N = M = 3) and lam = 1 the optimality condition (u/M - y)/(lam N M) + u/M = 0
+    gives u = 0.3 y:
+
+    >>> import numpy as np
+    >>> from measureflow.meanfield import ridge_readout
+    >>> np.round(ridge_readout(np.eye(3), np.array([1.0, 2.0, 3.0]), lam=1.0), 12).tolist()
+    [0.3, 0.6, 0.9]
+
+    References
+    ----------
+    R. Barboni, G. Peyre, F.-X. Vialard, "Ultra-fast feature learning for the training of
+    two-layer neural networks in the two-timescale regime", arXiv:2504.18208, Sec. 6.2.
     """
     ctx = ArrayContext(features, targets)
     Phi = ctx.tensor(features, "features")
@@ -185,8 +269,45 @@ def reduced_objective(model: TwoLayer, x, y, *, lam: float, regularization: str 
     """Reduced risk F(W) = min_u J(u, W) = J(u*(W), W) (arXiv:2504.18208, Sec. 3).
 
     Computed with autograd *through* the ridge solve, so ``torch.autograd.grad`` of the result
-    w.r.t. ``model.features`` is the full gradient of F (used to check the envelope gradient of
-    :func:`varpro_train`). Returns a 0-d tensor for tensor input, a float for NumPy input.
+    w.r.t. ``model.features`` is the full gradient of F; by the envelope theorem it equals the
+    gradient of J(u, W) in W at u = u*(W) frozen, the step of :func:`varpro_train`.
+
+    Parameters
+    ----------
+    model, x, y, lam, regularization :
+        As in :func:`ridge_outer`.
+
+    Returns
+    -------
+    float or Tensor
+        A 0-d tensor for tensor input, a float for NumPy input.
+
+    Raises
+    ------
+    InputError
+        As :func:`ridge_outer`.
+
+    Examples
+    --------
+    The envelope theorem, checked by autograd:
+
+    >>> import torch
+    >>> from measureflow.meanfield import TwoLayer, angles_to_circle, sample_circle_teacher
+    >>> X = angles_to_circle(sample_circle_teacher(20, 0.0, seed=1))
+    >>> y = TwoLayer(angles_to_circle(sample_circle_teacher(16, 10.0)))(X).detach()
+    >>> student = TwoLayer(angles_to_circle(sample_circle_teacher(8, 0.0, seed=2)))
+    >>> from measureflow.meanfield import reduced_objective, ridge_outer
+    >>> (gF,) = torch.autograd.grad(reduced_objective(student, X, y, lam=0.1), student.features)
+    >>> u = ridge_outer(student, X, y, lam=0.1).detach()
+    >>> Phi = student.feature_matrix(X)
+    >>> J = 0.5 / 0.1 * ((Phi @ u / 8 - y) ** 2).mean() + 0.5 * (u ** 2).mean()
+    >>> bool(torch.allclose(gF, torch.autograd.grad(J, student.features)[0]))
+    True
+
+    References
+    ----------
+    R. Barboni, G. Peyre, F.-X. Vialard, "Ultra-fast feature learning for the training of
+    two-layer neural networks in the two-timescale regime", arXiv:2504.18208, Sec. 3.
     """
     ctx, xt, yt, lam, c = _check_common(model, x, y, lam, regularization)
     Phi = model.feature_matrix(xt)
@@ -240,26 +361,68 @@ def varpro_train(model: TwoLayer, x, y, *, lam: float, steps: int, time_scale: f
     At every step k = 0..steps-1:
 
     1. exact ridge solve u_k = u*(W_k) (:func:`ridge_outer`); with ``momentum`` m > 0 the
-       reference's averaged variant u_k = m u_{k-1} + (1-m) u*(W_k) (m = 0 is exact VarPro);
+       reference's averaged variant u_k = m u_(k-1) + (1-m) u*(W_k) (m = 0 is exact VarPro);
     2. record the reduced risk F(W_k) = J(u_k, W_k);
     3. gradient step on the features only, with u_k frozen (the envelope gradient of F):
-       W <- W - M * time_scale * grad_W J(u_k, W);
+       W <- W - M time_scale grad_W J(u_k, W);
     4. projection on the model's domain (sphere normalisation / torus wrap).
 
     After the last step u*(W_steps) and F(W_steps) are computed and written into ``model``
-    (trained in place). Time units: t = k * time_scale; each particle moves with velocity
+    (trained in place). Time units: t = k x time_scale; each particle moves with velocity
     grad_w (u^2 / 2) in the mean-field limit (paper, Sec. 4).
 
     Parameters
     ----------
-    model: :class:`TwoLayer` (modified in place).
-    x, y: data (N, d) and targets (N,). NumPy in gives NumPy arrays in the result.
-    lam: ridge strength lam > 0 (the data term is divided by lam).
-    steps: number of full-batch steps.
-    time_scale: time per step (learning rate on W is M * time_scale). Default 2^-10.
-    regularization: ``"biased"`` (r(u) = u^2) or ``"unbiased"`` (r(u) = (u-1)^2).
-    momentum: averaging m in [0, 1) of the ridge solutions (reference's ResNet variant).
-    snapshot_steps: steps at which to store the feature distribution (default {0, steps}).
+    model : TwoLayer
+        Modified in place.
+    x : array_like or Tensor, shape (N, d)
+    y : array_like or Tensor, shape (N,)
+        NumPy in gives NumPy arrays in the result.
+    lam : float
+        Ridge strength (> 0; the data term is divided by lam).
+    steps : int
+        Number of full-batch steps (>= 0).
+    time_scale : float, default 2^-10
+        Time per step (the learning rate on W is M x time_scale).
+    regularization : {"biased", "unbiased"}, default "biased"
+        r(u) = u^2 or (u - 1)^2.
+    momentum : float, default 0.0
+        Averaging m in [0, 1) of the ridge solutions (the reference's ResNet variant).
+    snapshot_steps : sequence of int, optional
+        Steps in [0, steps] at which to store the feature distribution (default {0, steps}).
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    InputError
+        As :func:`ridge_outer`, bad ``steps`` / ``time_scale`` / ``momentum`` /
+        ``snapshot_steps``.
+
+    Warns
+    -----
+    ConvergenceWarning
+        Non-finite iterates (``converged=False``; reduce ``time_scale``).
+
+    Examples
+    --------
+    >>> from measureflow.meanfield import TwoLayer, angles_to_circle, sample_circle_teacher
+    >>> X = angles_to_circle(sample_circle_teacher(20, 0.0, seed=1))
+    >>> y = TwoLayer(angles_to_circle(sample_circle_teacher(16, 10.0)))(X).detach()
+    >>> student = TwoLayer(angles_to_circle(sample_circle_teacher(8, 0.0, seed=2)))
+    >>> from measureflow.meanfield import varpro_train
+    >>> res = varpro_train(student, X, y, lam=0.1, steps=10, time_scale=0.05)
+    >>> res.n_iter, res.snapshot_steps, round(float(res.times[-1]), 6)
+    (10, [0, 10], 0.5)
+    >>> bool((res.risk[1:] < res.risk[:-1]).all())             # the reduced risk decreases
+    True
+
+    References
+    ----------
+    R. Barboni, G. Peyre, F.-X. Vialard, "Ultra-fast feature learning for the training of
+    two-layer neural networks in the two-timescale regime", arXiv:2504.18208, Sec. 3-4.
     """
     ctx, xt, yt, lam, c = _check_common(model, x, y, lam, regularization)
     steps, time_scale, snaps = _steps_args(steps, time_scale, snapshot_steps)
@@ -310,12 +473,48 @@ def two_timescale_train(model: TwoLayer, x, y, *, lam: float, steps: int,
                         snapshot_steps: Sequence[int] | None = None) -> TrainResult:
     """Two-timescale gradient descent on (u, W), the baseline of arXiv:2504.18208 (Sec. 6.1).
 
-    Simultaneous full-batch gradient steps on J(u, W) with learning rate lam * M on the outer
-    weights and M * time_scale on the features (the outer/inner ratio is lam / time_scale),
-    followed by the projection of the features. With ``init_projection`` (default, as in the
-    reference implementation) u starts at the exact ridge solution u*(W_0); otherwise at
-    ``model.outer``. ``risk`` records J(u_k, W_k) (not the reduced risk). Same arguments and
-    result as :func:`varpro_train`; the model is trained in place.
+    Simultaneous full-batch gradient steps on J(u, W) with learning rate lam x M on the outer
+    weights and M x time_scale on the features (the outer/inner ratio is lam / time_scale),
+    followed by the projection of the features. It approximates VarPro when lam / time_scale is
+    large. ``risk`` records J(u_k, W_k) (not the reduced risk).
+
+    Parameters
+    ----------
+    model, x, y, lam, steps, time_scale, regularization, snapshot_steps :
+        As in :func:`varpro_train`; the model is trained in place.
+    init_projection : bool, default True
+        Start u at the exact ridge solution u*(W_0), as the reference implementation does;
+        otherwise at ``model.outer``.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    InputError
+        As :func:`varpro_train`.
+
+    Warns
+    -----
+    ConvergenceWarning
+        Non-finite iterates (``converged=False``).
+
+    Examples
+    --------
+    >>> from measureflow.meanfield import TwoLayer, angles_to_circle, sample_circle_teacher
+    >>> X = angles_to_circle(sample_circle_teacher(20, 0.0, seed=1))
+    >>> y = TwoLayer(angles_to_circle(sample_circle_teacher(16, 10.0)))(X).detach()
+    >>> student = TwoLayer(angles_to_circle(sample_circle_teacher(8, 0.0, seed=2)))
+    >>> from measureflow.meanfield import two_timescale_train
+    >>> res = two_timescale_train(student, X, y, lam=0.1, steps=10, time_scale=0.05)
+    >>> tuple(res.snapshots.shape), bool(res.risk[-1] < res.risk[0])
+    ((2, 8, 2), True)
+
+    References
+    ----------
+    R. Barboni, G. Peyre, F.-X. Vialard, "Ultra-fast feature learning for the training of
+    two-layer neural networks in the two-timescale regime", arXiv:2504.18208, Sec. 6.1.
     """
     ctx, xt, yt, lam, c = _check_common(model, x, y, lam, regularization)
     steps, time_scale, snaps = _steps_args(steps, time_scale, snapshot_steps)
