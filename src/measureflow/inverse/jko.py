@@ -47,6 +47,8 @@ from ..core import (
     report_convergence,
 )
 from ..core.linalg import sqdist
+from ..ot.geometry import Dense
+from ..ot.loop import Hard, log_weights
 from ._optim import minimize_convex, prox_newton_l1
 from .bases import PotentialBasis, quadratic_potential_basis
 from .fenchel_young import FYLoss, check_compute_dtype, dtype_tol, positive_weights, wide
@@ -115,11 +117,20 @@ def _jko_plain_loss(theta, basis, x, y, a, b, tau, const=None, prox_iter=_PROX_M
 
 
 def _free_marginal_plan(a, b, C, eps):
-    """argmin_{P 1 = a} <C, P> + eps KL(P | a (x) b) (second marginal free): closed form."""
-    logb = torch.log(b)
-    f = -eps * torch.logsumexp(logb[None, :] + (-C) / eps, dim=1)
-    plan = torch.exp(torch.log(a)[:, None] + logb[None, :] + (f[:, None] - C) / eps)
-    return f, torch.zeros_like(b), plan
+    """argmin_{P 1 = a} <C, P> + eps KL(P | a (x) b) (second marginal free): closed form.
+
+    One Sinkhorn half-step from g = 0 on the engine's geometry:
+    f_i = -eps log sum_j b_j exp(-C_ij / eps), P_ij = a_i b_j exp((f_i - C_ij) / eps).
+    """
+    geom = Dense(C, _validated=True)
+    pd = geom.pdtype
+    row = Hard(a.detach().to(pd))
+    logb = log_weights(b.detach().to(pd))
+    zero = torch.zeros(row.w.shape, dtype=pd, device=geom.device)
+    with torch.no_grad():
+        f = row.update(zero, geom.lse(zero, logb, eps, axis=1), eps)
+        plan = geom.block(f / eps + row.logw, logb, eps)
+    return f.to(C.dtype), torch.zeros_like(b), plan.to(C.dtype)
 
 
 def _grid_hessian(Fy, plan, a, eps, lam):

@@ -15,10 +15,11 @@ and the plan is P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps). Updates (log domai
     f_i <- -eps log sum_j b_j exp((g_j - C_ij) / eps)                       (hard marginal)
     g_j <- -(lam / (lam + eps)) eps log sum_i a_i exp((f_i - C_ij) / eps)   (KL marginal)
 
-Written by hand: it is the paper's specialised algorithm, with a translation-invariant step
-that keeps it fast when ``lam`` is large. The same problem is solved by the library's general
-solver as ``measureflow.ot.solve(a, b, C, eps=eps, rho=(math.inf, lam))``; a test checks that
-both agree (plans to 1e-9).
+Solved on the transport engine (:func:`measureflow.ot.loop.sinkhorn_loop`: a :class:`Hard`
+row block and a :class:`KL` column block on a :class:`Dense` geometry, with the
+translation-invariant step of Sejourne, Vialard & Peyre (2022) that keeps it fast when ``lam``
+is large). The same problem is ``measureflow.ot.solve(a, b, C, eps=eps, rho=(math.inf, lam))``;
+tests check that both agree, and that the engine reproduces the former hand-written loop.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from ..core import (
     check_weights,
     report_convergence,
 )
-from ..core.threads import serial_if_small
+from ..ot.geometry import Dense, potential_dtype
+from ..ot.loop import KL, Direct, Hard, Scaling, sinkhorn_loop
 
 __all__ = ["semi_unbalanced_sinkhorn", "SemiUnbalancedResult"]
 
@@ -48,11 +50,11 @@ __all__ = ["semi_unbalanced_sinkhorn", "SemiUnbalancedResult"]
 class SemiUnbalancedResult(SolverResult):
     """Result of :func:`semi_unbalanced_sinkhorn`.
 
-    ``value`` is the primal objective evaluated at ``plan`` (after the last f-update, so the first
-    marginal is exact to round-off); ``dual_value`` the dual objective at (f, g); their difference
-    is the duality gap. ``errors`` traces the stopping error
-    ||P^T 1 - b exp(-g / lam)||_1 (``lam = inf``: ||P^T 1 - b||_1), the violation of the only
-    optimality condition not enforced by the last update.
+    ``value`` is the primal objective evaluated at ``plan`` (after a final exact update of f, so
+    the first marginal is exact to round-off); ``dual_value`` the dual objective at (f, g); their difference
+    is the duality gap. ``errors`` traces the stopping error of the engine,
+    ||P 1 - a||_1 + ||P^T 1 - b exp(-g / lam)||_1 (``lam = inf``: b), once per iteration; its
+    last entry is re-measured at the returned pair (first term 0 after the final f-update).
     """
 
     value: Any = None
@@ -70,112 +72,131 @@ def _kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return (torch.xlogy(p, ratio) - p + q).sum()
 
 
-def _translate(g, logb, mass_a, lam):
-    """Exact dual ascent along (f, g) -> (f - c, g + c) (translation-invariant Sinkhorn,
-    Sejourne et al. 2022): the plan is unchanged and the dual term -c |a| - lam <b, e^{-(g+c)/lam}>
-    is maximised at c = lam log(<b, e^{-g/lam}> / |a|). Removes the slow mode of large lam."""
-    if math.isinf(lam):
-        return g
-    c = lam * (torch.logsumexp(logb - g / lam, dim=0) - math.log(mass_a))
-    return g + c
-
-
 def _suot_core(a, b, C, eps, lam, max_iter, tol, g0=None):
-    """Unvalidated core (tensors in, tensors out); see :func:`_suot_core_loop`."""
-    if C.device.type != "cpu":
-        return _suot_core_loop(a, b, C, eps, lam, max_iter, tol, g0)
-    with serial_if_small(C.numel()):
-        return _suot_core_loop(a, b, C, eps, lam, max_iter, tol, g0)
+    """Tensor-only core on the engine: ``(f, g, plan, n_iter, errors, ok)``.
 
-
-def _suot_core_loop(a, b, C, eps, lam, max_iter, tol, g0=None):
-    """Unvalidated core (tensors in, tensors out). Returns (f, g, plan, n_iter, errors, ok).
-
-    Cold starts (``g0=None``) with eps < cost range / 20 first run an eps-scaling warm-up:
-    stages eps_k = range / 2^k (30 iterations each, counted in n_iter) down to eps.
+    The problem is :func:`measureflow.ot.loop.sinkhorn_loop` on a :class:`Dense` geometry with
+    a :class:`Hard` row block (P 1 = a) and a :class:`KL` column block (lam KL(P^T 1 | b);
+    :class:`Hard` for ``lam = inf``), with the translation-invariant step for finite ``lam``.
+    ``tol`` is relative to the mass of a. The returned f is one exact row update after the
+    loop's last measured pair (as in the former loop: P 1 = a to round-off), and the last entry
+    of ``errors`` the column violation ||P^T 1 - b exp(-g / lam)||_1 of the returned pair
+    (``ok`` requires it below the tolerance too). Cold starts (``g0=None``) with eps below a quarter of
+    the cost range use eps-scaling (factor 1/2 from the cost range, at most 30 iterations per
+    intermediate eps); a warm start ``g0`` starts from f = the row update of (0, g0).
+    Potentials and plan are detached, in C's dtype (computed in the engine's potential dtype).
     """
-    loga = torch.log(a)
-    logb = torch.log(b)
-    mass_a = float(a.sum())
-    g = torch.zeros_like(b) if g0 is None else g0.clone()
-    errors: list[float] = []
-    ok = False
-    it = 0
-    used = 0
+    geom = Dense(C, _validated=True)
+    pd = geom.pdtype
+    row = Hard(a.detach().to(pd))
+    col = Hard(b.detach().to(pd)) if math.isinf(lam) else KL(b.detach().to(pd), lam)
     if g0 is None:
-        scale = float(C.max() - C.min())
-        e = scale / 2.0
-        while e > 2 * eps and used + 30 < max_iter:
-            ka = 1.0 if math.isinf(lam) else lam / (lam + e)
-            for _ in range(30):
-                f = -e * torch.logsumexp(logb[None, :] + (g[None, :] - C) / e, dim=1)
-                g = -ka * e * torch.logsumexp(loga[:, None] + (f[:, None] - C) / e, dim=0)
-                g = _translate(g, logb, mass_a, lam)
-            used += 30
-            e /= 2.0
-    kappa = 1.0 if math.isinf(lam) else lam / (lam + eps)
-    f = torch.zeros_like(a)
-    check_every = 10
-    for it in range(used + 1, max_iter + 1):
-        f = -eps * torch.logsumexp(logb[None, :] + (g[None, :] - C) / eps, dim=1)
-        g = -kappa * eps * torch.logsumexp(loga[:, None] + (f[:, None] - C) / eps, dim=0)
-        g = _translate(g, logb, mass_a, lam)
-        if it % check_every == 0 or it == max_iter:
-            f = -eps * torch.logsumexp(logb[None, :] + (g[None, :] - C) / eps, dim=1)
-            logP = loga[:, None] + logb[None, :] + (f[:, None] + g[None, :] - C) / eps
-            col = torch.exp(torch.logsumexp(logP, dim=0))
-            target = b if math.isinf(lam) else b * torch.exp(-g / lam)
-            err = float((col - target).abs().sum())
-            errors.append(err)
-            if not math.isfinite(err):
-                break
-            if err <= tol * float(a.sum()):
-                ok = True
-                break
-    f = -eps * torch.logsumexp(logb[None, :] + (g[None, :] - C) / eps, dim=1)
-    plan = torch.exp(loga[:, None] + logb[None, :] + (f[:, None] + g[None, :] - C) / eps)
-    return f, g, plan, it, errors, ok
+        lo, hi = geom.cost_range()
+        schedule = Scaling(0.5, stage_iter=30) if eps < (hi - lo) / 4.0 else Direct()
+        init = None
+    else:
+        schedule = Direct()
+        g = g0.detach().to(pd)
+        zero = torch.zeros(row.w.shape, dtype=pd, device=geom.device)
+        init = (row.update(zero, geom.lse(zero, g / eps + col.logw, eps, axis=1), eps), g)
+    out = sinkhorn_loop(geom, row, col, eps, tol=tol * row.mass, max_iter=max_iter,
+                        schedule=schedule, init=init, recenter=not math.isinf(lam),
+                        description="semi_unbalanced_sinkhorn")
+    errors = list(out.errors)
+    with torch.no_grad():
+        # the final exact row projection (P 1 = a to round-off): the primal is then evaluated
+        # at a feasible plan (error second order in the dual error); the last stopping error
+        # is re-measured at the returned pair
+        f = row.update(out.f, out.logr, eps)
+        logc = geom.lse(f / eps + row.logw, out.g / eps, eps, axis=0)
+        errors[-1] = float(col.violation(out.g, logc))
+        plan = geom.block(f / eps + row.logw, out.g / eps + col.logw, eps)
+    ok = bool(out.converged) and errors[-1] <= tol * row.mass
+    dt = C.dtype
+    return f.to(dt), out.g.to(dt), plan.to(dt), out.n_iter, errors, ok
 
 
 def _suot_values(a, b, C, eps, lam, f, g, plan):
-    """(primal, dual) objective values of the semi-unbalanced problem."""
-    ab = a[:, None] * b[None, :]
-    primal = (C * plan).sum() + eps * _kl(plan, ab)
-    if not math.isinf(lam):
-        primal = primal + lam * _kl(plan.sum(0), b)
-        dual_g = -lam * (b * torch.expm1(-g / lam)).sum()
-    else:
-        dual_g = (b * g).sum()
-    dual = (a * f).sum() + dual_g - eps * (plan.sum() - ab.sum())
-    return primal, dual
+    """(primal, dual) objective values of the semi-unbalanced problem.
+
+    The primal is evaluated at ``plan`` (detached); the returned primal carries the gradient
+    of the dual in (a, b, C) at the fixed potentials (envelope theorem: d/dC = plan), the
+    value being the primal's.
+    """
+    pd = potential_dtype(C.dtype, C.device)
+    ap, bp, Cp = a.to(pd), b.to(pd), C.detach().to(pd)
+    fp, gp, P = f.detach().to(pd), g.detach().to(pd), plan.detach().to(pd)
+    with torch.no_grad():
+        ab = ap[:, None] * bp[None, :]
+        primal = (Cp * P).sum() + eps * _kl(P, ab)
+        if not math.isinf(lam):
+            primal = primal + lam * _kl(P.sum(0), bp)
+    dual_g = (bp * gp).sum() if math.isinf(lam) else -lam * (bp * torch.expm1(-gp / lam)).sum()
+    mass = Dense(C, _validated=True).mass(ap, bp, fp, gp, eps)
+    dual = (ap * fp).sum() + dual_g - eps * (mass - ap.sum() * bp.sum())
+    primal = primal + (dual - dual.detach())
+    return primal.to(C.dtype), dual.to(C.dtype)
 
 
 def semi_unbalanced_sinkhorn(a, b, C, *, eps: float, lam: float = math.inf,
                              max_iter: int = 10000, tol: float = 1e-9, init=None,
                              warn: bool = True) -> SemiUnbalancedResult:
-    """Solve the semi-unbalanced entropic OT problem above (hard first, KL second marginal).
+    r"""Semi-unbalanced entropic OT: hard first marginal, KL-penalised second marginal.
+
+    Solves (arXiv 2505.07124, v3 Sec. 3; cost used as given, no 1/2)::
+
+        min_{P >= 0, P 1 = a}  <C, P> + eps KL(P | a (x) b) + lam KL(P^T 1 | b)
+
+    with KL(p | q) = sum p log(p / q) - p + q, by the engine's log-domain Sinkhorn loop
+    (:func:`measureflow.ot.loop.sinkhorn_loop`; translation-invariant step for finite ``lam``,
+    eps-scaling from the cost range on cold starts). The plan is
+    P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps).
 
     Parameters
     ----------
-    a, b:
+    a, b : array or tensor or None
         Weights (n,), (m,) (``None``: uniform). Must be positive (log-domain references).
-    C:
+    C : array or tensor
         Cost matrix (n, m).
-    eps:
-        Entropic weight > 0 (reference measure a (x) b).
-    lam:
-        Weight of KL(P^T 1 | b) (> 0, ``math.inf`` for the balanced problem).
-    max_iter, tol:
-        Stop when ||P^T 1 - b exp(-g/lam)||_1 <= tol * sum(a) (checked every 10 iterations).
-    init:
-        Optional initial second potential g (m,) (warm start).
-    warn:
-        Emit :class:`~measureflow.ConvergenceWarning` on non-convergence (default True).
+    eps : float
+        Entropic weight > 0 (reference measure a (x) b), in cost units.
+    lam : float, default inf
+        Weight of KL(P^T 1 | b) (> 0; ``math.inf`` for the balanced problem).
+    max_iter : int, default 10000
+        Bound on the total number of Sinkhorn iterations (all eps stages).
+    tol : float, default 1e-9
+        Stop when the L1 violation of the optimality conditions,
+        ||P 1 - a||_1 + ||P^T 1 - b exp(-g / lam)||_1, is at most ``tol * sum(a)`` (checked
+        every iteration, and again at the returned pair after a final exact f-update; raised to 100 x machine epsilon of the data dtype, so float32
+        converges with the default).
+    init : array or tensor, optional
+        Initial second potential g (m,) (warm start; f starts from its exact update).
+    warn : bool, default True
+        Emit :class:`~measureflow.ConvergenceWarning` on non-convergence.
 
     Returns
     -------
-    SemiUnbalancedResult with ``value`` (primal objective at the plan), ``dual_value``, ``plan``,
-    ``potential_f``, ``potential_g`` and the convergence fields.
+    SemiUnbalancedResult
+        ``value`` (primal objective at ``plan``; differentiable in a, b, C by the envelope
+        theorem on the dual, d value / d C = plan), ``dual_value``, ``plan``,
+        ``potential_f``, ``potential_g`` (detached) and ``converged``, ``n_iter``, ``errors``
+        (the stopping error above, mass units). NumPy in, NumPy out.
+
+    Examples
+    --------
+    >>> import numpy as np, math
+    >>> from measureflow.inverse import semi_unbalanced_sinkhorn
+    >>> C = np.array([[0.0, 1.0], [1.0, 0.0]])
+    >>> r = semi_unbalanced_sinkhorn([0.5, 0.5], [0.5, 0.5], C, eps=0.1, lam=1.0)
+    >>> r.converged, np.allclose(r.plan.sum(1), 0.5)
+    (True, True)
+
+    References
+    ----------
+    Chizat, Peyre, Schmitzer & Vialard (2018), "Scaling algorithms for unbalanced optimal
+    transport problems", Math. Comp. Sejourne, Vialard & Peyre (2022), "Faster unbalanced
+    optimal transport: translation invariant Sinkhorn and 1-D Frank-Wolfe", AISTATS.
+    arXiv 2505.07124 (sharpened iJKO, Sec. 3).
     """
     from .fenchel_young import check_compute_dtype
     ctx = ArrayContext(a, b, C)
@@ -201,7 +222,7 @@ def semi_unbalanced_sinkhorn(a, b, C, *, eps: float, lam: float = math.inf,
     primal, dual = _suot_values(a, b, C, eps, lam, f, g, plan)
     if warn:
         report_convergence(ok, "semi_unbalanced_sinkhorn", it, errors[-1] if errors else math.nan,
-                           tol)
+                           tol * float(a.detach().sum()))
     return ctx.wrap(SemiUnbalancedResult(value=primal, dual_value=dual, plan=plan, potential_f=f,
                                          potential_g=g, eps=eps, lam=lam, converged=ok,
                                          n_iter=it, errors=errors))
