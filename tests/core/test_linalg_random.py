@@ -1,27 +1,42 @@
 import numpy as np
 import torch
 
+from _tol import eps, tol_solve
 from measureflow.core import loglog_fit, make_generator, seed_everything
 from measureflow.core.linalg import cost_matrix, invsqrtm_psd, psd_power, sqdist, sqrtm_psd
 
 
-def test_sqrtm_and_inverse_sqrt():
+def test_sqrtm_and_inverse_sqrt(dtype):
     g = torch.Generator().manual_seed(0)
-    A = torch.randn(5, 5, generator=g, dtype=torch.float64)
-    S = A @ A.T + 0.1 * torch.eye(5, dtype=torch.float64)
+    A = torch.randn(5, 5, generator=g, dtype=torch.float64).to(dtype)
+    S = A @ A.T + 0.1 * torch.eye(5, dtype=dtype)
+    # eigendecomposition of a size-5 SPD matrix: relative error <= c n cond eps (cond(S) =
+    # lmax / lmin); R R and S^-1/2 S S^-1/2 are checked against S and I in that unit (a wrong
+    # root, e.g. no square root of the eigenvalues, is off by O(1))
+    ev = torch.linalg.eigvalsh(S.double())
+    tol = tol_solve(float(ev[-1] / ev[0]), 5, dtype)
     R = sqrtm_psd(S)
-    torch.testing.assert_close(R @ R, S)
-    torch.testing.assert_close(invsqrtm_psd(S) @ S @ invsqrtm_psd(S), torch.eye(5, dtype=S.dtype))
-    torch.testing.assert_close(psd_power(S, 2.0), S @ S)
+    torch.testing.assert_close(R @ R, S, rtol=tol, atol=tol * float(ev[-1]))
+    torch.testing.assert_close(invsqrtm_psd(S) @ S @ invsqrtm_psd(S), torch.eye(5, dtype=S.dtype),
+                               rtol=tol, atol=tol)
+    torch.testing.assert_close(psd_power(S, 2.0), S @ S, rtol=tol, atol=tol * float(ev[-1]) ** 2)
 
 
-def test_sqdist_matches_cdist_and_has_no_half():
-    x = torch.randn(7, 3, dtype=torch.float64)
-    y = torch.randn(5, 3, dtype=torch.float64)
-    torch.testing.assert_close(sqdist(x, y), torch.cdist(x, y) ** 2)
+def test_sqdist_matches_cdist_and_has_no_half(dtype):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 3, generator=g, dtype=dtype)
+    y = torch.randn(5, 3, generator=g, dtype=dtype)
+    # sqdist expands |x|^2 + |y|^2 - 2<x, y> (cdist below 25 points sums (x - y)^2): the
+    # cancellation leaves an absolute error <= c d eps (|x_i|^2 + |y_j|^2), d = 3, c = 4
+    # (a missing factor 2 or a half-distance convention is off by O(|x - y|^2))
+    scale = (x * x).sum(1)[:, None] + (y * y).sum(1)[None]
+    atol = 4 * 3 * eps(dtype) * scale
+    assert bool(((sqdist(x, y) - torch.cdist(x, y) ** 2).abs() <= atol).all())
     assert torch.all(torch.diagonal(sqdist(x, x)) == 0)
-    torch.testing.assert_close(cost_matrix(x, y, 1), torch.cdist(x, y))
-    torch.testing.assert_close(cost_matrix(x, y, 3), torch.cdist(x, y) ** 3)
+    tol = 4 * 3 * eps(dtype)  # cdist vs the same kernel: a few roundings of a length-3 sum
+    torch.testing.assert_close(cost_matrix(x, y, 1), torch.cdist(x, y), rtol=tol, atol=tol)
+    torch.testing.assert_close(cost_matrix(x, y, 3), torch.cdist(x, y) ** 3, rtol=3 * tol,
+                               atol=3 * tol)
 
 
 def test_generators_are_deterministic():
