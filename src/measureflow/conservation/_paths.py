@@ -55,8 +55,7 @@ class DAG:
 
     @property
     def hidden(self) -> tuple:
-        """Nodes that are neither inputs nor outputs.
-        """
+        """Nodes that are neither inputs nor outputs."""
         io = set(self.inputs) | set(self.outputs)
         return tuple(v for v in range(self.n_nodes) if v not in io)
 
@@ -141,7 +140,7 @@ def path_lifting(dag: DAG) -> tuple[Callable[[torch.Tensor], torch.Tensor], int]
     >>> import torch
     >>> from measureflow.conservation.intrinsic import mlp_dag, path_lifting
     >>> phi, n_paths = path_lifting(mlp_dag([2, 3, 1]))
-    >>> n_paths, phi(torch.arange(9.0)).tolist()[:2]    # 2 x 3 paths; W1[0,0] W2[0,0], W1[1,0] W2[0,1]
+    >>> n_paths, phi(torch.arange(9.0)).tolist()[:2]    # W1[0,0] W2[0,0], W1[1,0] W2[0,1]
     (6, [0.0, 14.0])
 
     References
@@ -215,7 +214,7 @@ def mlp_dag(dims: Sequence[int], bias: bool = False) -> DAG:
 
 
 def dag_laws(dag: DAG) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Laws of a DAG ReLU network: per hidden neuron v, |incoming weights|^2 + bias_v^2 - |outgoing weights|^2.
+    """Laws of a DAG ReLU network: per hidden neuron v, |incoming|^2 + bias_v^2 - |outgoing|^2.
 
     They are conserved by gradient flow for any loss (ReLU rescaling invariance); for a DAG they are
     all the laws of the path-lifting (arXiv 2508.07370 Cor. 3.4, number unverified).

@@ -94,13 +94,11 @@ class Architecture:
 
     @property
     def n_params(self) -> int:
-        """D, the length of the flat parameter vector.
-        """
+        """D, the length of the flat parameter vector."""
         return sum(math.prod(s) for s in self.shapes.values())
 
     def unflatten(self, theta: torch.Tensor) -> dict:
-        """Named views of the flat vector, in layout order (dict name -> tensor).
-        """
+        """Named views of the flat vector, in layout order (dict name -> tensor)."""
         out, k = {}, 0
         for name, shape in self.shapes.items():
             n = math.prod(shape)
@@ -109,8 +107,7 @@ class Architecture:
         return out
 
     def flatten(self, params: dict) -> torch.Tensor:
-        """Inverse of :meth:`unflatten`: concatenate the named blocks into theta.
-        """
+        """Inverse of :meth:`unflatten`: concatenate the named blocks into theta."""
         return torch.cat([torch.as_tensor(params[n]).reshape(-1) for n in self.shapes])
 
 
@@ -725,8 +722,8 @@ def relu_resnet(m: int, hidden: Sequence[int], *, bias: bool = False) -> Archite
     --------
     >>> from measureflow.conservation.architectures import relu_resnet
     >>> arch = relu_resnet(2, [2, 3])
-    >>> arch.n_params, arch.n_known, arch.expected_laws, tuple(arch.laws(arch.sample_params()).shape)
-    (20, 5, 5, (5,))
+    >>> arch.n_params, arch.n_known, arch.expected_laws, arch.laws(arch.sample_params()).numel()
+    (20, 5, 5, 5)
 
     References
     ----------
@@ -884,7 +881,7 @@ def softmax_layer(n: int, m: int) -> Architecture:
 
 # ----------------------------------------------------------------------------- helpers
 def known_rank(arch: Architecture, theta, *, rtol: float = 1e-9) -> int:
-    """Numerical rank of the Jacobian of ``arch.laws`` at ``theta`` (number of independent known laws).
+    """Numerical rank of the Jacobian of ``arch.laws`` at ``theta`` (independent known laws).
 
     Singular values of the Jacobian (``torch.func.jacrev``) above ``rtol`` x the largest are
     counted.
@@ -971,7 +968,7 @@ def linear_laws_torch(first: nn.Linear, second: nn.Linear) -> torch.Tensor:
 
 
 def mlp_laws_torch(model: nn.Sequential) -> torch.Tensor:
-    """Laws of a Linear/ReLU ``nn.Sequential``, one per hidden neuron, in the order of :func:`relu_deep`.
+    """Laws of a Linear/ReLU ``nn.Sequential``, one per hidden neuron (order of :func:`relu_deep`).
 
     h = |row of W_i|^2 + b_i^2 - |column of W_(i+1)|^2 for every hidden neuron (autograd kept).
 

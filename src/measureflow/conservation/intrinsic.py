@@ -171,7 +171,7 @@ class KernelInclusion:
 
 def kernel_inclusion(phi: Callable, theta, *, laws: Callable | None = None, rtol: float = 1e-9,
                      tol: float = 1e-7) -> KernelInclusion:
-    """Check ker dphi(theta) ∩ ker dh(theta) ⊆ ker dM(theta), the kernel criterion for intrinsic dynamics.
+    """Check ker dphi(theta) ∩ ker dh(theta) ⊆ ker dM(theta) (kernel criterion, intrinsic dynamics).
 
     The flow of z = phi(theta) is intrinsic when M(theta) = dphi dphi^T only depends on phi(theta)
     on the level set of the laws h; the inclusion is its necessary condition at theta (arXiv
@@ -616,7 +616,7 @@ def _roots(z2: torch.Tensor, Lam: torch.Tensor) -> torch.Tensor:
 
 
 def metric_deep_linear(Z: torch.Tensor, lams: Sequence[float]) -> torch.Tensor:
-    """Intrinsic metric of phi = U_L ... U_1 (square n x n) on U_(i+1)^T U_(i+1) - U_i U_i^T = lam_i I.
+    """Intrinsic metric of phi = U_L ... U_1 (n x n) on U_(i+1)^T U_(i+1) - U_i U_i^T = lam_i I.
 
     With Lambda_i = sum_(j<i) lam_j (Lambda_1 = 0), Z = A diag(z) B^T (SVD) and s_k the root of
     prod_i (s + Lambda_i) = z_k^2 with s + min Lambda >= 0:
@@ -920,7 +920,7 @@ class NeuralODEFlow(FlowResult):
 
 def neural_ode_flow(A0: torch.Tensor, target: torch.Tensor, mu: float, *, t_max: float = 0.5,
                     n_t: int = 50) -> NeuralODEFlow:
-    """Integrate the parameter flow of the linear neural ODE and the intrinsic flow of Z side by side.
+    """Integrate the parameter flow of the linear neural ODE and the intrinsic flow of Z together.
 
     Loss f(Z) = 1/2 |Z - target|_F^2. Parameter flow: A_i' = -L grad_(A_i) f(neural_ode_product(A))
     (the L^2 gradient of the piecewise-constant path; autograd through ``matrix_exp``). Intrinsic

@@ -438,8 +438,9 @@ def lie_rank(fields, theta, *, max_depth: int | None = None, rtol: float | None 
         filtration stops growing). ``max_depth=0`` gives rank W_0(theta).
     rtol : float, optional
         Relative tolerance of the numerical ranks, in (0, 1) (default 1e-9 in float64, 1e-4
-        in float32): level 0 counts singular values above ``rtol * sigma_max``; a bracket sample counts as
-        new if its normalised residual off the current span has a singular value above ``rtol``.
+        in float32): level 0 counts singular values above ``rtol * sigma_max``; a bracket
+        sample counts as new if its normalised residual off the current span has a singular
+        value above ``rtol``.
     n_known : int, optional
         Number of independent laws already known (<= D): the search stops once the rank
         reaches ``D - n_known``, which then certifies that there are no other laws.

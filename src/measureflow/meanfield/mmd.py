@@ -151,7 +151,8 @@ def mmd(x, y, a=None, b=None, *, period: float | None = None, chunk: int | None 
     References
     ----------
     R. Barboni, G. Peyre, F.-X. Vialard, "Ultra-fast feature learning for the training of
-    two-layer neural networks in the two-timescale regime", arXiv:2504.18208, Sec. 6.1. G. J. Szekely, M. L. Rizzo, "Energy statistics: a class of statistics based on
+    two-layer neural networks in the two-timescale regime", arXiv:2504.18208, Sec. 6.1.
+    G. J. Szekely, M. L. Rizzo, "Energy statistics: a class of statistics based on
     distances", J. Stat. Plann. Inference 143 (2013).
     """
     for v, nm in ((x, "x"), (y, "y"), (a, "a"), (b, "b")):

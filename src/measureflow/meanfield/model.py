@@ -169,8 +169,7 @@ class TwoLayer(torch.nn.Module):
 
     @property
     def dim(self) -> int:
-        """Input dimension d.
-        """
+        """Input dimension d."""
         return self.features.shape[1]
 
     # ------------------------------------------------------------------ maths
@@ -181,15 +180,15 @@ class TwoLayer(torch.nn.Module):
         return self
 
     def project(self, W: torch.Tensor) -> torch.Tensor:
-        """Projection of a feature array on the domain, out of place (sphere: normalise; torus: wrap).
-        """
+        """Projection of a feature array on the domain, out of place (sphere: normalise; torus:
+        wrap)."""
         if self.domain == "sphere":
             return W / W.norm(dim=-1, keepdim=True)
         return _wrap(W, self.period)
 
     def feature_matrix(self, x: torch.Tensor, W: torch.Tensor | None = None) -> torch.Tensor:
-        """Feature matrix Phi_nj = phi(w_j, x_n) for x (N, d) (a tensor); ``W`` defaults to the features.
-        """
+        """Feature matrix Phi_nj = phi(w_j, x_n) for x (N, d) (a tensor); ``W`` defaults to the
+        features."""
         W = self.features if W is None else W
         if self.activation == "relu":
             return torch.relu(x @ W.T)

@@ -168,7 +168,7 @@ def ultrafast_diffusion(mu0, mu_star, T: float, *, times=None, length: float = 2
                         dt0: float | None = None, max_dt: float | None = None,
                         tol: float = 1e-10, min_dt: float = 1e-14, max_newton: int = 30,
                         max_steps: int | None = None) -> DiffusionResult:
-    """Solve the weighted ultra-fast diffusion d_t mu = -1/2 div(mu grad((mu*/mu)^2)) on the circle or the 2-D torus.
+    """Solve d_t mu = -1/2 div(mu grad((mu*/mu)^2)) (weighted ultra-fast diffusion) on a 1-D/2-D torus.
 
     The lam -> 0 limit of VarPro (arXiv:2504.18208, Sec. 4-5): the Wasserstein-2 gradient flow
     of E(mu) = 1/2 int (mu*)^2 / mu. Finite volumes on a uniform periodic grid, fully implicit

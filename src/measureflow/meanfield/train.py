@@ -55,7 +55,7 @@ _CENTER = {"biased": 0.0, "unbiased": 1.0}
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainResult(SolverResult):
-    """History of a VarPro / two-timescale run (result of :func:`varpro_train`, :func:`two_timescale_train`).
+    """History of a VarPro / two-timescale run (:func:`varpro_train`, :func:`two_timescale_train`).
 
     Attributes
     ----------

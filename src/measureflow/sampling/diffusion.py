@@ -91,8 +91,22 @@ SCHEMES = {"sde": ("euler", "exponential"), "ode": ("euler", "exponential", "heu
 class VPGrid:
     """Uniform time grid t_0 = t_min < ... < t_K = T with the VP quantities at each t_k.
 
-    Attributes: ``t`` (times), ``beta`` (beta(t_k)), ``alpha`` (exp(-B(t_k))), ``s`` (noise
-    amplitude sqrt(1 - alpha_k^2), s_0 = sigma_min), ``delta`` (B(t_k) - B(t_{k-1}), 0 at k=0).
+    Built by :func:`vp_grid`; tuples of K + 1 floats.
+
+    Attributes
+    ----------
+    t : tuple of float
+        Times.
+    beta : tuple of float
+        beta(t_k).
+    alpha : tuple of float
+        exp(-B(t_k)), B(t) = int_0^t beta.
+    s : tuple of float
+        Noise amplitude sqrt(1 - alpha_k^2) (s_0 = sigma_min).
+    delta : tuple of float
+        B(t_k) - B(t_(k-1)) (0 at k = 0).
+    n_steps : int
+        K (property).
     """
 
     t: tuple
@@ -103,6 +117,7 @@ class VPGrid:
 
     @property
     def n_steps(self) -> int:
+        """Number K of steps (len(t) - 1)."""
         return len(self.t) - 1
 
 
@@ -149,14 +164,48 @@ def _vp_grid(sigma_min: float, n_steps: int, T: float, beta: tuple) -> VPGrid:
 def vp_grid(sigma_min: float, n_steps: int, *, T: float = 5.0, beta=(1.0, 1.0)) -> VPGrid:
     """The sampler's time grid: uniform in t from t_min (noise amplitude ``sigma_min``) to T.
 
-    B(t_min) = -log(1 - sigma_min^2) / 2 for the schedule beta(t) = beta_min + (beta_max -
-    beta_min) t / T (see :func:`diffusion_pipeline`).
+    t_min solves B(t_min) = -log(1 - sigma_min^2) / 2 for the schedule beta(t) = beta_min +
+    (beta_max - beta_min) t / T, B(t) = int_0^t beta (see :func:`diffusion_pipeline`).
+
+    Parameters
+    ----------
+    sigma_min : float
+        Minimal noise amplitude in (0, 1): the sampler stops at t_min with s_(t_min) = sigma_min
+        (x_(t_min) = sqrt(1 - sigma_min^2) x_0 + sigma_min z).
+    n_steps : int
+        Number K of steps of the uniform grid from t_min to T (>= 1; step h = (T - t_min) / K).
+    T : float, default 5.0
+        Horizon (> 0).
+    beta : (float, float), default (1.0, 1.0)
+        (beta_min, beta_max), both > 0.
+
+    Returns
+    -------
+    VPGrid
+
+    Raises
+    ------
+    InputError
+        ``sigma_min`` outside (0, 1) or not reached before T, bad ``n_steps`` / ``T`` / ``beta``.
 
     Examples
     --------
+    With beta = 1, alpha_t = exp(-t) and s_t^2 + alpha_t^2 = 1:
+
+    >>> import math
+    >>> from measureflow.sampling import vp_grid
     >>> g = vp_grid(0.1, 4)
-    >>> round(g.s[0], 12), len(g.t)
-    (0.1, 5)
+    >>> round(g.s[0], 12), len(g.t), g.t[-1]
+    (0.1, 5, 5.0)
+    >>> math.isclose(g.alpha[-1], math.exp(-5.0)), round(g.s[2] ** 2 + g.alpha[2] ** 2, 12)
+    (True, 1.0)
+
+    References
+    ----------
+    N. Hurault, M. Terris, T. Moreau, G. Peyre, "From score matching to diffusion: a
+    fine-grained error analysis in the Gaussian setting", arXiv:2503.11615 (v3).
+    E. Pierret, B. Galerne, "Diffusion models for Gaussian distributions: exact solutions and
+    Wasserstein errors", ICML 2025.
     """
     return _vp_grid(*_check_schedule(sigma_min, n_steps, T, beta))
 
@@ -233,23 +282,59 @@ def _output_covariance_batch(S: torch.Tensor, grid: VPGrid, process: str, scheme
 def diffusion_covariance(second_moment=None, *, score_matrices=None, sigma_min: float,
                          n_steps: int, process: str = "sde", scheme: str = "euler",
                          T: float = 5.0, beta=(1.0, 1.0), denoise: bool = False):
-    """Exact covariance of the sampler's output, from N(0, I) at T, for given scores.
+    """Exact covariance of the sampler's output, from N(0, I) at T, for given linear scores.
 
-    Either ``second_moment`` S (d, d) or a batch (R, d, d): closed-form scores
-    A_k = (alpha_k^2 S + s_k^2 I)^{-1} at every level (what :func:`diffusion_pipeline` does with
-    S = X^T X / N, batched over datasets); or ``score_matrices`` (K + 1, d, d) or a batch
-    (R, K + 1, d, d), the matrices A_0..A_K of any fitted linear score. The covariance is
-    C <- M_k C M_k^T + q_k I over the scheme's step maps (module docstring).
+    C <- M_k C M_k^T + q_k I over the scheme's step maps y -> M_k y + sqrt(q_k) xi (module
+    docstring). Either closed-form scores A_k = (alpha_k^2 S + s_k^2 I)^(-1) at every level from a
+    second moment S (what :func:`diffusion_pipeline` does with S = X^T X / N, batched over
+    datasets), or the matrices A_0..A_K of any fitted linear score.
 
-    Returns (d, d) or (R, d, d), same kind as the input (NumPy or tensor).
+    Parameters
+    ----------
+    second_moment : array_like or Tensor, shape (d, d) or (R, d, d), optional
+        PSD S (exactly one of ``second_moment`` and ``score_matrices``).
+    score_matrices : array_like or Tensor, shape (K + 1, d, d) or (R, K + 1, d, d), optional
+    sigma_min : float
+        Minimal noise amplitude in (0, 1): the sampler stops at t_min with s_(t_min) = sigma_min
+        (x_(t_min) = sqrt(1 - sigma_min^2) x_0 + sigma_min z).
+    n_steps : int
+        Number K of steps of the uniform grid from t_min to T (>= 1; step h = (T - t_min) / K).
+    process : {"sde", "ode"}, default "sde"
+    scheme : {"euler", "exponential", "heun"}, default "euler"
+        ``"heun"`` for the ODE only.
+    T : float, default 5.0
+    beta : (float, float), default (1.0, 1.0)
+    denoise : bool, default False
+        Tweedie denoiser at t_min.
+
+    Returns
+    -------
+    array or Tensor, shape (d, d) or (R, d, d)
+        Same kind as the input (NumPy or tensor).
+
+    Raises
+    ------
+    InputError
+        Both or neither of ``second_moment`` / ``score_matrices``, bad shapes, non-PSD S, an
+        unknown process or scheme, a bad schedule.
 
     Examples
     --------
+    The probability-flow ODE with the exact score of N(0, I) (S = I) keeps N(0, I):
+
     >>> import numpy as np
+    >>> from measureflow.sampling import diffusion_covariance
     >>> C = diffusion_covariance(np.eye(2), sigma_min=0.01, n_steps=400, process="ode",
     ...                          scheme="heun")
     >>> bool(np.allclose(C, np.eye(2), atol=1e-6))
     True
+
+    References
+    ----------
+    N. Hurault, M. Terris, T. Moreau, G. Peyre, "From score matching to diffusion: a
+    fine-grained error analysis in the Gaussian setting", arXiv:2503.11615 (v3).
+    E. Pierret, B. Galerne, "Diffusion models for Gaussian distributions: exact solutions and
+    Wasserstein errors", ICML 2025.
     """
     if (second_moment is None) == (score_matrices is None):
         raise InputError("second_moment: give exactly one of second_moment and score_matrices")
@@ -283,20 +368,32 @@ class DiffusionResult(SolverResult):
 
     Attributes
     ----------
-    target_covariance: Sigma (d, d), or None for raw samples without ``covariance``.
-    empirical_covariance: S = X^T X / N.
-    times: the grid t_0 = t_min < ... < t_K = T.
-    noise_levels: s_k = sqrt(1 - alpha_k^2) at the grid times (s_0 = sigma_min).
-    score_matrices: (K + 1, d, d), A_k with the learned score s(y, t_k) = -A_k y.
-    covariance: covariance of the output law (exact; the mean is 0).
-    samples: (n_chains, d) simulated outputs (None when n_chains = 0).
-    w2: W2(N(0, Sigma), N(0, covariance)) (a distance, Bures formula); None without target.
-    w2_samples: W2 between the target and N(0, samples^T samples / n_chains) (carries the
-        chains' own sampling error); None without target or with fewer than 2 chains.
-
-    ``n_iter``: score iterations per level (0 for the closed form); ``errors``: the DSM loss gap
-    L_k(A_k) - min L_k per level k = 0..K; ``converged`` is False when SGD diverged or the
-    output covariance overflowed (then a ``ConvergenceWarning`` is emitted).
+    target_covariance : array or Tensor, shape (d, d), or None
+        Sigma; None for raw samples without ``covariance``.
+    empirical_covariance : array or Tensor, shape (d, d)
+        S = X^T X / N.
+    times : array or Tensor, shape (K + 1,)
+        The grid t_0 = t_min < ... < t_K = T.
+    noise_levels : array or Tensor, shape (K + 1,)
+        s_k = sqrt(1 - alpha_k^2) at the grid times (s_0 = sigma_min).
+    score_matrices : array or Tensor, shape (K + 1, d, d)
+        A_k, the learned score is s(y, t_k) = -A_k y.
+    covariance : array or Tensor, shape (d, d)
+        Covariance of the output law (exact; the mean is 0).
+    samples : array or Tensor, shape (n_chains, d), or None
+        Simulated outputs (None when n_chains = 0).
+    w2 : float or None
+        W2(N(0, Sigma), N(0, covariance)) (a distance, Bures formula); None without target.
+    w2_samples : float or None
+        W2 between the target and N(0, samples^T samples / n_chains) (carries the chains' own
+        sampling error); None without target or with fewer than 2 chains.
+    n_iter : int
+        Score iterations per level (0 for the closed form).
+    errors : list of float
+        The DSM loss gap L_k(A_k) - min L_k per level k = 0..K.
+    converged : bool
+        False when SGD diverged or the output covariance overflowed (a ``ConvergenceWarning``
+        is then emitted).
     """
 
     target_covariance: Any
@@ -344,44 +441,78 @@ def diffusion_pipeline(data, *, sigma_min: float, n_steps: int, process: str = "
                        score: str = "closed_form", score_step: float | None = None,
                        score_iters: int | None = None, denoise: bool = False,
                        n_chains: int = 1000, covariance=None, seed=0) -> DiffusionResult:
-    """N samples -> linear DSM at every noise level -> VP backward SDE/ODE -> exact output law.
+    """Diffusion sampler of a centred Gaussian: DSM at every level -> VP backward SDE/ODE -> exact law.
 
-    Hurault et al., arXiv:2503.11615 (v3, diffusion sampler); conventions of Pierret & Galerne
-    (ICML 2025); formulas in the module docstring and ``docs/sampling.md``.
+    Every process and scheme is linear in the state for a linear score, so the output is exactly
+    N(0, C) (:func:`diffusion_covariance`); chains simulate it. Hurault et al., arXiv:2503.11615
+    (v3, diffusion sampler); conventions of Pierret & Galerne (ICML 2025); formulas in the module
+    docstring and ``docs/sampling.md``.
 
     Parameters
     ----------
-    data:
-        Samples X (N, d) of the centred target, or a pair ``(spectrum, n_samples)``: the target
-        is N(0, diag(spectrum)) and N samples are drawn with ``seed`` (every step commutes with
-        rotations, so a diagonal target loses no generality).
-    sigma_min: minimal noise amplitude in (0, 1): the sampler stops at t_min with
-        s_{t_min} = sigma_min (x_{t_min} = sqrt(1 - sigma_min^2) x_0 + sigma_min z).
-    n_steps: number K of steps of the uniform grid from t_min to T (step h = (T - t_min) / K).
-    process: ``"sde"`` (backward SDE) or ``"ode"`` (probability-flow ODE).
-    scheme: ``"euler"`` (Euler-Maruyama for the SDE), ``"exponential"`` (exponential
-        integrator) or, for the ODE, ``"heun"``.
-    T, beta: horizon and linear schedule (beta_min, beta_max) of the forward process.
-    score: ``"closed_form"``, ``"gd"``, ``"sgd"`` (fitted on the samples at every level) or
-        ``"exact"`` (the true score of the target, -(alpha^2 Sigma + s^2 I)^{-1} y: no
-        score-matching error; needs the target covariance).
-    score_step, score_iters: tau and K of gd/sgd, the same at every level (defaults:
-        tau = 0.5 / max lambda_max(Q_k) for gd, 0.05 / max tr(Q_k) for sgd;
-        K = ceil(8 / (2 tau min lambda_min(Q_k)))).
-    denoise: apply the Tweedie denoiser at t_min.
-    n_chains: number of simulated chains (0: none). covariance: the true target covariance
-        when ``data`` are raw samples. seed: int or torch.Generator (data, SGD, chains).
+    data : array_like or Tensor of shape (N, d), or (spectrum, n_samples)
+        Samples X of the centred target, or a pair: the target is N(0, diag(spectrum)) and N
+        samples are drawn with ``seed`` (every step commutes with rotations, so a diagonal target
+        loses no generality).
+    sigma_min : float
+        Minimal noise amplitude in (0, 1): the sampler stops at t_min with s_(t_min) = sigma_min
+        (x_(t_min) = sqrt(1 - sigma_min^2) x_0 + sigma_min z).
+    n_steps : int
+        Number K of steps of the uniform grid from t_min to T (>= 1; step h = (T - t_min) / K).
+    process : {"sde", "ode"}, default "sde"
+        Backward SDE or probability-flow ODE.
+    scheme : {"euler", "exponential", "heun"}, default "euler"
+        Euler(-Maruyama), exponential integrator, or (ODE only) Heun.
+    T : float, default 5.0
+        Horizon of the forward process.
+    beta : (float, float), default (1.0, 1.0)
+        Linear schedule (beta_min, beta_max).
+    score : {"closed_form", "gd", "sgd", "exact"}, default "closed_form"
+        Fitted on the samples at every level, or the true score of the target
+        -(alpha^2 Sigma + s^2 I)^(-1) y (no score-matching error; needs the target covariance).
+    score_step, score_iters : float, int, optional
+        tau and K of gd/sgd, the same at every level (defaults: tau = 0.5 / max lambda_max(Q_k)
+        for gd, 0.05 / max tr(Q_k) for sgd; K = ceil(8 / (2 tau min lambda_min(Q_k)))).
+    denoise : bool, default False
+        Apply the Tweedie denoiser at t_min.
+    n_chains : int, default 1000
+        Simulated chains (0: none).
+    covariance : array_like or Tensor, shape (d, d), optional
+        The true target covariance when ``data`` are raw samples.
+    seed : int or torch.Generator, default 0
+        Data, SGD, chains.
 
     Returns
     -------
-    :class:`DiffusionResult`; the law N(0, covariance) is exact, the chains simulate it.
-    NumPy in, NumPy out; tensors in give tensors (autograd kept on the closed-form path).
+    DiffusionResult
+        NumPy in, NumPy out; tensors in give tensors (autograd kept on the closed-form path).
+
+    Raises
+    ------
+    InputError
+        Bad ``data`` / ``covariance``, an unknown process / scheme / score, a bad schedule,
+        ``score="exact"`` without a target covariance.
+
+    Warns
+    -----
+    ConvergenceWarning
+        SGD diverged or the output covariance overflowed (``converged=False``).
 
     Examples
     --------
-    >>> r = diffusion_pipeline(([1.0, 0.25], 10**6), sigma_min=0.05, n_steps=200, n_chains=0)
-    >>> r.w2 < 0.05
-    True
+    >>> import numpy as np
+    >>> from measureflow.sampling import diffusion_covariance, diffusion_pipeline
+    >>> r = diffusion_pipeline(([1.0, 0.25], 1000), sigma_min=0.05, n_steps=50, n_chains=0)
+    >>> C = diffusion_covariance(r.empirical_covariance, sigma_min=0.05, n_steps=50)
+    >>> r.score_matrices.shape, bool(np.allclose(r.covariance, C)), bool(r.w2 < 0.2)
+    ((51, 2, 2), True, True)
+
+    References
+    ----------
+    N. Hurault, M. Terris, T. Moreau, G. Peyre, "From score matching to diffusion: a
+    fine-grained error analysis in the Gaussian setting", arXiv:2503.11615 (v3).
+    E. Pierret, B. Galerne, "Diffusion models for Gaussian distributions: exact solutions and
+    Wasserstein errors", ICML 2025.
     """
     check_choice(process, "process", PROCESSES)
     check_choice(scheme, "scheme", SCHEMES[process])

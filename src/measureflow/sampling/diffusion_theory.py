@@ -53,18 +53,41 @@ __all__ = ["DiffusionErrorTerms", "diffusion_w2_error"]
 
 @dataclasses.dataclass(frozen=True)
 class DiffusionErrorTerms(_Terms):
-    """Expected W2^2 (squared distance) error of :func:`~measureflow.sampling.diffusion_pipeline`.
+    """Expected W2^2 error of :func:`~measureflow.sampling.diffusion_pipeline`, by source.
 
-    total = min_noise + initialization + discretization + optimization + generalization.
-    bias = the error at N = infinity with the deterministic score (all terms but
-    generalization and the sgd optimization term), exact.
-    kernel: (d, d) symmetric K with total = lambda^T K lambda (a kernel-type norm of the
-    spectrum); generalization_kernel: K_N with generalization = lambda^T K_N lambda.
-    per_direction: bias split by eigen-direction.
-    output_variance: g(lambda), the output variances at N = infinity.
-    continuous_variance: output variances of the continuous backward process with the exact
-        score started at N(0, I) (the h -> 0 limit of every scheme).
-    exact / asymptotic: names of the exact terms and of the leading-order expansions.
+    total = min_noise + initialization + discretization + optimization + generalization =
+    lambda^T kernel lambda (a kernel-type norm of the spectrum). Fields are tensors for tensor
+    input, floats / arrays for NumPy input; ``as_dict()`` returns them as a dict.
+
+    Attributes
+    ----------
+    total : float
+    bias : float
+        The error at N = infinity with the deterministic score (all terms but generalization and
+        the sgd optimization term), exact.
+    min_noise : float
+        W2^2(Sigma, law of x_(t_min)) (Tweedie-denoised if ``denoise``), exact.
+    initialization : float
+        Starting at N(0, I) instead of p_T (exact; ~alpha_T^4).
+    discretization : float
+        The scheme with the exact score minus the continuous process (exact).
+    optimization : float
+        gd: exact difference; sgd: first order in tau; closed form: 0.
+    generalization : float
+        First order in 1/N (asymptotic).
+    kernel : array, shape (d, d)
+        Symmetric K with total = lambda^T K lambda.
+    generalization_kernel : array, shape (d, d)
+        K_N with generalization = lambda^T K_N lambda.
+    per_direction : array, shape (d,)
+        bias split by eigen-direction.
+    output_variance : array, shape (d,)
+        g(lambda), the output variances at N = infinity.
+    continuous_variance : array, shape (d,)
+        Output variances of the continuous backward process with the exact score started at
+        N(0, I) (the h -> 0 limit of every scheme).
+    exact, asymptotic : tuple of str
+        Names of the exact terms and of the leading-order expansions.
     """
 
     total: Any
@@ -143,28 +166,61 @@ def diffusion_w2_error(spectrum, *, sigma_min: float, n_steps: int, n_samples: i
                        beta=(1.0, 1.0), score: str = "closed_form",
                        score_step: float | None = None, score_iters: int | None = None,
                        denoise: bool = False) -> DiffusionErrorTerms:
-    """Expected W2^2(N(0, Sigma), output law) of :func:`diffusion_pipeline`, by source.
+    """Expected W2^2(N(0, Sigma), output law) of :func:`diffusion_pipeline`, split by source.
+
+    The four sources named in arXiv:2503.11615 v3 (generalization and optimization of score
+    matching, discretization and minimal noise of the diffusion) plus the initialization at
+    N(0, I); exact spectral maps except the 1/N and tau expansions (module docstring,
+    docs/sampling.md).
 
     Parameters
     ----------
-    spectrum: eigenvalues lambda_i > 0 of Sigma (the data power spectrum).
-    sigma_min, n_steps, process, scheme, T, beta, denoise: as in :func:`diffusion_pipeline`.
-    n_samples: N (``math.inf``: generalization = 0).
-    score: ``"closed_form"``, ``"gd"`` (``score_step`` tau and ``score_iters`` K required) or
-        ``"sgd"`` (stationary SGD with step tau = ``score_step``, first order in tau; not for
-        ``scheme="heun"``, whose steps share levels).
+    spectrum : array_like or Tensor, shape (d,)
+        Eigenvalues lambda_i > 0 of Sigma (the data power spectrum).
+    sigma_min, n_steps, process, scheme, T, beta, denoise :
+        As in :func:`diffusion_pipeline`.
+    n_samples : int or float
+        N (``math.inf``: generalization = 0).
+    score : {"closed_form", "gd", "sgd"}, default "closed_form"
+        gd: ``score_step`` tau and ``score_iters`` K required; sgd: stationary SGD with step
+        tau = ``score_step``, first order in tau (not for ``scheme="heun"``, whose steps share
+        levels).
+    score_step : float, optional
+    score_iters : int, optional
 
     Returns
     -------
-    :class:`DiffusionErrorTerms` (tensors for tensor input, floats/arrays for NumPy input;
-    tensors are detached: there is no gradient with respect to ``spectrum``). The average over
-    datasets of W2^2 matches ``total`` up to O(N^-2) (+ O(tau^2) for sgd).
+    DiffusionErrorTerms
+        Tensors are detached: no gradient with respect to ``spectrum``. The average over
+        datasets of W2^2 matches ``total`` up to O(N^-2) (+ O(tau^2) for sgd).
+
+    Raises
+    ------
+    InputError
+        Bad spectrum, schedule, process / scheme / score, missing gd/sgd arguments.
 
     Examples
     --------
+    The minimal-noise term is W2^2 between N(0, lambda) and N(0, alpha^2 lambda + sigma_min^2),
+    alpha^2 = 1 - sigma_min^2: 0 for lambda = 1, (0.5 - sqrt(0.4375))^2 for lambda = 0.25 and
+    sigma_min = 0.5:
+
+    >>> import math
+    >>> from measureflow.sampling import diffusion_w2_error
+    >>> t = diffusion_w2_error([1.0, 0.25], sigma_min=0.5, n_steps=50, n_samples=math.inf)
+    >>> round(float(t.min_noise), 6), round((0.5 - math.sqrt(0.4375)) ** 2, 6)
+    (0.026062, 0.026062)
     >>> t = diffusion_w2_error([1.0, 0.1], sigma_min=0.1, n_steps=100, n_samples=1000)
-    >>> bool(t.total > t.generalization > 0)
-    True
+    >>> lam = [1.0, 0.1]
+    >>> bool(t.total > t.generalization > 0), bool(abs(t.total - lam @ t.kernel @ lam) < 1e-12)
+    (True, True)
+
+    References
+    ----------
+    N. Hurault, M. Terris, T. Moreau, G. Peyre, "From score matching to diffusion: a
+    fine-grained error analysis in the Gaussian setting", arXiv:2503.11615 (v3).
+    E. Pierret, B. Galerne, "Diffusion models for Gaussian distributions: exact solutions and
+    Wasserstein errors", ICML 2025.
     """
     ctx = ArrayContext(spectrum)
     lam = _check_spectrum(ctx, spectrum).detach().to(torch.float64)
