@@ -51,19 +51,31 @@ def cost_tensor(x: torch.Tensor, y: torch.Tensor, p: float) -> torch.Tensor:
 def dist(x, y=None, metric="sqeuclidean"):
     """Cost matrix C_ij = c(x_i, y_j) between point clouds x (n, d) and y (m, d).
 
+    c(x, y) = |x - y|^p for the Euclidean norm: p = 2 (``"sqeuclidean"``, the W_2 cost, no
+    1/2), p = 1 (``"euclidean"``) or any p >= 1. The one public cost builder of measureflow
+    (docs/conventions.md, "Costs and distances").
+
     Parameters
     ----------
-    x, y:
-        Point clouds (1-D arrays are points on the line); ``y=None`` means ``y = x``.
-    metric:
-        ``"sqeuclidean"`` (default): |x_i - y_j|^2, the cost of W_2 (no 1/2 -- GeomLoss's p = 2
-        cost is half of it, OTT-JAX's ``SqEuclidean`` and POT's default are the same);
+    x, y : array_like or Tensor
+        Point clouds (n, d) and (m, d) (1-D arrays are points on the line); ``y=None`` means
+        ``y = x``.
+    metric : {"sqeuclidean", "euclidean"} or float, default "sqeuclidean"
+        ``"sqeuclidean"``: |x_i - y_j|^2, the cost of W_2 (no 1/2 -- GeomLoss's p = 2 cost is
+        half of it, OTT-JAX's ``SqEuclidean`` and POT's default are the same);
         ``"euclidean"``: |x_i - y_j|; a number p >= 1: |x_i - y_j|^p.
 
     Returns
     -------
-    (n, m) array: NumPy for NumPy/list input, a tensor (same dtype/device, differentiable)
-    for tensor input.
+    ndarray or Tensor
+        (n, m) cost: NumPy for NumPy/list input, a tensor (same dtype/device, differentiable)
+        for tensor input. ``dist(x)`` has an exact zero diagonal.
+
+    Raises
+    ------
+    InputError
+        ``x`` / ``y`` not a non-empty finite point cloud, different dimensions, or ``metric``
+        not one of the names nor a number >= 1.
 
     Examples
     --------
@@ -72,6 +84,23 @@ def dist(x, y=None, metric="sqeuclidean"):
     >>> ot.dist(np.array([[0.0, 0.0], [1.0, 1.0]]), np.array([[0.0, 1.0]]))
     array([[1.],
            [1.]])
+    >>> x = np.array([[0.0, 0.0], [3.0, 4.0]])
+    >>> ot.dist(x, metric="euclidean")        # |x_i - x_j|, 3-4-5 triangle
+    array([[0., 5.],
+           [5., 0.]])
+    >>> bool(np.allclose(ot.dist(x, metric=3), ot.dist(x, metric="euclidean") ** 3))
+    True
+
+    Same matrix as POT's ``ot.dist`` (squared Euclidean by default):
+
+    >>> import ot as pot
+    >>> y = np.array([[1.0, 2.0], [0.5, -1.0], [2.0, 0.0]])
+    >>> bool(np.allclose(ot.dist(x, y), pot.dist(x, y)))
+    True
+
+    References
+    ----------
+    G. Peyre, M. Cuturi, "Computational Optimal Transport", 2019, Sec. 2.4 (W_p costs).
     """
     ctx = ArrayContext(x, y)
     p = metric_power(metric)

@@ -135,6 +135,37 @@ def prox_kinetic(f0: torch.Tensor, m0: torch.Tensor, gamma: float):
     f is the largest real root of (f - f0)(f + gamma)^2 = gamma |m0|^2 / 2, found by Cardano's
     formula in u = f + gamma (u^3 - A u^2 - c = 0, A = f0 + gamma) and polished by two safeguarded
     Newton steps; m = f m0 / (f + gamma); (0, 0) when f <= 0.
+
+    Parameters
+    ----------
+    f0 : Tensor
+        Densities (...,).
+    m0 : Tensor
+        Momenta (..., d).
+    gamma : float
+        Proximal step > 0.
+
+    Returns
+    -------
+    (Tensor, Tensor)
+        (f, m) of the shapes of (f0, m0).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.ot.dynamic import prox_kinetic
+    >>> f0 = torch.tensor([1.0], dtype=torch.float64)
+    >>> m0 = torch.tensor([[2.0]], dtype=torch.float64)
+    >>> f, m = prox_kinetic(f0, m0, 0.5)
+    >>> bool(torch.allclose((f - f0) * (f + 0.5) ** 2, 0.5 * m0[:, 0] ** 2 / 2))   # the cubic
+    True
+    >>> bool(torch.allclose(m, f[:, None] * m0 / (f[:, None] + 0.5)))
+    True
+
+    References
+    ----------
+    N. Papadakis, G. Peyre, E. Oudet, "Optimal transport with proximal splitting", SIAM J.
+    Imaging Sci. 7(1), 2014, Prop. 1.
     """
     c = 0.5 * gamma * (m0 * m0).sum(-1)
     A = f0 + gamma
@@ -197,9 +228,41 @@ def benamou_brenier(rho0, rho1, *, extent=None, n_time: int = 32, max_iter: int 
     The iterations run without autograd: torch input gives torch output on the same
     device/dtype, but detached (no gradient through ``value``).
 
-    Convergence: the discrete W_2^2 differs from the continuous one by the discretisation error
-    (first order in the grid sizes; the staggered scheme also adds some numerical diffusion of
-    the interpolated densities, see PPO 2014 Sec. 5).
+    Raises
+    ------
+    InputError
+        Negative or non-finite densities, different grids or masses, a bad ``extent``,
+        ``n_time``, ``max_iter``, ``tol``, ``gamma`` or ``relaxation``.
+
+    Notes
+    -----
+    The discrete W_2^2 differs from the continuous one by the discretisation error (first
+    order in the grid sizes; the staggered scheme also adds some numerical diffusion of the
+    interpolated densities, see PPO 2014 Sec. 5).
+
+    Examples
+    --------
+    A Gaussian bump of unit mass translated by 1/4 on [0, 1]: W_2^2 = (1/4)^2 = 0.0625; a coarse
+    12-cell, 4-step grid gets it to a few percent, and every time slice keeps the mass:
+
+    >>> import numpy as np
+    >>> from measureflow import ot
+    >>> x = (np.arange(12) + 0.5) / 12
+    >>> bump = lambda c: np.exp(-(x - c) ** 2 / (2 * 0.08 ** 2))
+    >>> rho0, rho1 = bump(0.3), bump(0.55)
+    >>> rho0, rho1 = rho0 / (rho0.sum() / 12), rho1 / (rho1.sum() / 12)
+    >>> res = ot.benamou_brenier(rho0, rho1, n_time=4, tol=1e-3)
+    >>> bool(res.converged), abs(res.value - 0.0625) < 0.005
+    (True, True)
+    >>> print(np.round(res.densities.sum(1) / 12, 9))
+    [1. 1. 1. 1. 1.]
+
+    References
+    ----------
+    J.-D. Benamou, Y. Brenier, "A computational fluid mechanics solution to the
+    Monge-Kantorovich mass transfer problem", Numer. Math. 84(3), 2000. N. Papadakis, G.
+    Peyre, E. Oudet, "Optimal transport with proximal splitting", SIAM J. Imaging Sci. 7(1),
+    2014.
     """
     ctx = ArrayContext(rho0, rho1)
     r0 = check_nonnegative(ctx.tensor(rho0, "rho0"), "rho0").detach()

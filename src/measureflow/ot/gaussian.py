@@ -65,7 +65,49 @@ def _bures2(S0, S1):
 def bures_wasserstein2(m0, S0, m1, S1):
     """Squared W2 between N(m0, S0) and N(m1, S1): |m0 - m1|^2 + B^2(S0, S1) (cost |x-y|^2).
 
-    Batched over leading dimensions. NumPy in -> float/array out; tensors keep autograd.
+    B^2(S0, S1) = tr S0 + tr S1 - 2 tr (S0^{1/2} S1 S0^{1/2})^{1/2} (Bures metric squared);
+    a squared distance, for the cost |x - y|^2 without 1/2. Singular (PSD) covariances are
+    allowed.
+
+    Parameters
+    ----------
+    m0, m1 : array_like or Tensor
+        Means (..., d).
+    S0, S1 : array_like or Tensor
+        Covariances (..., d, d), symmetric PSD.
+
+    Returns
+    -------
+    float or ndarray or Tensor
+        W2^2, batched over leading dimensions. NumPy in -> float/array out; tensors keep
+        autograd.
+
+    Raises
+    ------
+    InputError
+        Mismatched dimensions, non-symmetric or non-PSD covariances.
+
+    Examples
+    --------
+    For commuting covariances B^2 = sum_i (sqrt(s0_i) - sqrt(s1_i))^2: here 3^2 + (5 - 1)^2:
+
+    >>> import numpy as np
+    >>> from measureflow import ot
+    >>> print(round(ot.bures_wasserstein2([0.0, 0.0], np.eye(2), [3.0, 0.0],
+    ...                                   np.diag([25.0, 1.0])), 10))
+    25.0
+
+    Its square root is :func:`bures_wasserstein`:
+
+    >>> print(round(ot.bures_wasserstein([0.0, 0.0], np.eye(2), [3.0, 0.0],
+    ...                                  np.diag([25.0, 1.0])), 10))
+    5.0
+
+    References
+    ----------
+    OT course notes, arXiv 2505.06589, Sec. "Gaussian case / Bures". D. C. Dowson, B. V. Landau,
+    "The Frechet distance between multivariate normal distributions", J. Multivariate Anal.
+    12(3), 1982.
     """
     ctx = ArrayContext(m0, S0, m1, S1)
     m0, S0, m1, S1 = _gauss_args(ctx, m0, S0, m1, S1)
@@ -75,9 +117,38 @@ def bures_wasserstein2(m0, S0, m1, S1):
 def bures_wasserstein(m0, S0, m1, S1):
     """W2 distance (not its square) between N(m0, S0) and N(m1, S1), cost |x - y|^2.
 
-    W2 = sqrt(|m0 - m1|^2 + tr S0 + tr S1 - 2 tr (S0^{1/2} S1 S0^{1/2})^{1/2}).
-    Singular (PSD) covariances are allowed. Batched; differentiable away from W2 = 0 (the square
-    root is not differentiable at 0; use :func:`bures_wasserstein2` there).
+    W2 = sqrt(|m0 - m1|^2 + tr S0 + tr S1 - 2 tr (S0^{1/2} S1 S0^{1/2})^{1/2}). Singular (PSD)
+    covariances are allowed. Differentiable away from W2 = 0 (the square root is not
+    differentiable at 0; use :func:`bures_wasserstein2` there).
+
+    Parameters
+    ----------
+    m0, m1 : array_like or Tensor
+        Means (..., d).
+    S0, S1 : array_like or Tensor
+        Covariances (..., d, d), symmetric PSD.
+
+    Returns
+    -------
+    float or ndarray or Tensor
+        W2, batched over leading dimensions.
+
+    Raises
+    ------
+    InputError
+        Mismatched dimensions, non-symmetric or non-PSD covariances.
+
+    Examples
+    --------
+    In 1-D, W2 = sqrt((m0 - m1)^2 + (s0 - s1)^2) with s the standard deviations:
+
+    >>> from measureflow import ot
+    >>> print(round(ot.bures_wasserstein([0.0], [[1.0]], [4.0], [[16.0]]), 10))
+    5.0
+
+    References
+    ----------
+    OT course notes, arXiv 2505.06589, Sec. "Gaussian case / Bures".
     """
     ctx = ArrayContext(m0, S0, m1, S1)
     m0, S0, m1, S1 = _gauss_args(ctx, m0, S0, m1, S1)
@@ -94,7 +165,41 @@ def gaussian_map(m0, S0, m1, S1):
     """Brenier map between Gaussians, returned as ``(A, shift)`` with T(x) = A x + shift.
 
     A = S0^{-1/2} (S0^{1/2} S1 S0^{1/2})^{1/2} S0^{-1/2}, shift = m1 - A m0, so that T pushes
-    N(m0, S0) to N(m1, S1). S0 must be positive definite (the map is not unique otherwise).
+    N(m0, S0) to N(m1, S1) and is optimal for the cost |x - y|^2. See also
+    :class:`measureflow.ot.GaussianMap` (the same map under the ``TransportMap`` interface).
+
+    Parameters
+    ----------
+    m0, m1 : array_like or Tensor
+        Means (..., d).
+    S0, S1 : array_like or Tensor
+        Covariances (..., d, d), symmetric PSD.
+        S0 must be positive definite (the map is not unique otherwise).
+
+    Returns
+    -------
+    (A, shift)
+        A (..., d, d) symmetric PSD, shift (..., d).
+
+    Raises
+    ------
+    InputError
+        Mismatched dimensions, non-PSD covariances or a singular S0.
+
+    Examples
+    --------
+    A pushes S0 to S1: A S0 A = S1.
+
+    >>> import numpy as np
+    >>> from measureflow import ot
+    >>> S0, S1 = np.array([[2.0, 0.5], [0.5, 1.0]]), np.array([[1.0, -0.3], [-0.3, 3.0]])
+    >>> A, shift = ot.gaussian_map([0.0, 0.0], S0, [1.0, 2.0], S1)
+    >>> bool(np.allclose(A @ S0 @ A, S1)), bool(np.allclose(A, A.T)), shift.tolist()
+    (True, True, [1.0, 2.0])
+
+    References
+    ----------
+    OT course notes, arXiv 2505.06589, Sec. "Gaussian case / Bures".
     """
     ctx = ArrayContext(m0, S0, m1, S1)
     m0, S0, m1, S1 = _gauss_args(ctx, m0, S0, m1, S1)
@@ -107,10 +212,46 @@ def gaussian_map(m0, S0, m1, S1):
 def gaussian_geodesic(m0, S0, m1, S1, t):
     """McCann interpolation between N(m0, S0) and N(m1, S1) at time(s) t in [0, 1].
 
-    Returns ``(m_t, S_t)`` with m_t = (1 - t) m0 + t m1 and
-    S_t = ((1 - t) I + t A) S0 ((1 - t) I + t A), A the Brenier map matrix; W2(mu_0, mu_t) =
-    t W2(mu_0, mu_1) (constant-speed geodesic). ``t`` may be a scalar or a 1-D array (stacked
-    on a new leading axis). S0 must be positive definite.
+    m_t = (1 - t) m0 + t m1 and S_t = ((1 - t) I + t A) S0 ((1 - t) I + t A), A the Brenier map
+    matrix (:func:`gaussian_map`); W2(mu_0, mu_t) = t W2(mu_0, mu_1) (constant-speed geodesic,
+    cost |x - y|^2).
+
+    Parameters
+    ----------
+    m0, m1 : array_like or Tensor
+        Means (..., d).
+    S0, S1 : array_like or Tensor
+        Covariances (..., d, d), symmetric PSD.
+        S0 must be positive definite.
+    t : float or array_like
+        A scalar or a 1-D array of times in [0, 1] (stacked on a new leading axis).
+
+    Returns
+    -------
+    (m_t, S_t)
+        Means and covariances at the times ``t``.
+
+    Raises
+    ------
+    InputError
+        Bad Gaussians (as :func:`gaussian_map`) or times outside [0, 1].
+
+    Examples
+    --------
+    In 1-D the standard deviation interpolates linearly: s_t = (1 - t) 1 + t 3 = 2 at t = 1/2.
+
+    >>> from measureflow import ot
+    >>> m, S = ot.gaussian_geodesic([0.0], [[1.0]], [2.0], [[9.0]], 0.5)
+    >>> print(m.round(10).tolist(), S.round(10).tolist())
+    [1.0] [[4.0]]
+    >>> m, S = ot.gaussian_geodesic([0.0], [[1.0]], [2.0], [[9.0]], [0.0, 1.0])
+    >>> S.ravel().round(10).tolist()
+    [1.0, 9.0]
+
+    References
+    ----------
+    R. J. McCann, "A convexity principle for interacting gases", Adv. Math. 128(1), 1997;
+    OT course notes, arXiv 2505.06589, Sec. "Gaussian case / Bures".
     """
     ctx = ArrayContext(m0, S0, m1, S1, t if not isinstance(t, (int, float)) else None)
     m0, S0, m1, S1 = _gauss_args(ctx, m0, S0, m1, S1)
@@ -135,7 +276,19 @@ def gaussian_geodesic(m0, S0, m1, S1, t):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GaussianBarycenterResult(SolverResult):
-    """``mean`` (d,), ``cov`` (d, d); ``errors``: ||S_{k+1} - S_k||_F / ||S_k||_F per iteration."""
+    """Result of :func:`gaussian_barycenter`.
+
+    Attributes
+    ----------
+    mean : ndarray or Tensor
+        (d,) barycenter mean sum_k w_k m_k.
+    cov : ndarray or Tensor
+        (d, d) barycenter covariance.
+    converged, n_iter : bool, int
+        See :class:`measureflow.core.results.SolverResult`.
+    errors : list of float
+        ||S_{k+1} - S_k||_F / ||S_k||_F per iteration.
+    """
 
     mean: object = None
     cov: object = None
@@ -143,13 +296,57 @@ class GaussianBarycenterResult(SolverResult):
 
 def gaussian_barycenter(means, covs, weights=None, *, max_iter: int = 500, tol: float = 1e-12,
                         init=None) -> GaussianBarycenterResult:
-    """W2 (Bures) barycenter of Gaussians N(means[k], covs[k]) with weights w_k (sum 1).
+    """W2 (Bures) barycenter of Gaussians N(means[k], covs[k]) with weights w_k.
 
     Minimises sum_k w_k W2^2(nu, N(m_k, S_k)) over Gaussians nu (cost |x-y|^2). The mean is
     sum_k w_k m_k; the covariance is the fixed point of S = sum_k w_k (S^{1/2} S_k S^{1/2})^{1/2},
-    computed by the Alvarez-Esteban, del Barrio, Cuesta-Albertos & Matran (2016) iteration,
-    stopped when the relative Frobenius change is below ``tol``. Covariances must be PD for the
-    fixed point to be unique (at least one PD is required).
+    computed by the Alvarez-Esteban, del Barrio, Cuesta-Albertos & Matran (2016) iteration
+    S <- S^{-1/2} (sum_k w_k (S^{1/2} S_k S^{1/2})^{1/2})^2 S^{-1/2}.
+
+    Parameters
+    ----------
+    means : array_like or Tensor
+        (K, d) means.
+    covs : array_like or Tensor
+        (K, d, d) PSD covariances; at least one must be PD for the fixed point to be unique.
+    weights : array_like or Tensor, optional
+        (K,) nonnegative weights (default uniform); normalised to sum 1 (the barycenter of a
+        weighted family does not depend on the total weight).
+    max_iter : int, default 500
+        Iteration cap.
+    tol : float, default 1e-12
+        Stop when the relative Frobenius change ||S_{k+1} - S_k||_F / ||S_k||_F < tol.
+    init : array_like or Tensor, optional
+        (d, d) PD starting covariance (default sum_k w_k S_k).
+
+    Returns
+    -------
+    GaussianBarycenterResult
+        ``mean``, ``cov``, ``converged``, ``n_iter``, ``errors``; not converged:
+        ``converged=False`` and a ``ConvergenceWarning``.
+
+    Raises
+    ------
+    InputError
+        Bad shapes, non-PSD covariances, a singular start, bad weights, ``max_iter`` or ``tol``.
+
+    Examples
+    --------
+    For commuting covariances the barycenter's square root is the mean of the square roots:
+    sqrt(S) = (diag(1, 2) + diag(3, 4)) / 2 = diag(2, 3).
+
+    >>> import numpy as np
+    >>> from measureflow import ot
+    >>> res = ot.gaussian_barycenter([[0.0, 0.0], [2.0, 4.0]],
+    ...                              [np.diag([1.0, 4.0]), np.diag([9.0, 16.0])])
+    >>> print(res.mean.tolist(), (np.round(res.cov, 8) + 0.0).tolist(), bool(res.converged))
+    [1.0, 2.0] [[4.0, 0.0], [0.0, 9.0]] True
+
+    References
+    ----------
+    P. C. Alvarez-Esteban, E. del Barrio, J. A. Cuesta-Albertos, C. Matran, "A fixed-point
+    approach to barycenters in Wasserstein space", J. Math. Anal. Appl. 441(2), 2016. M. Agueh,
+    G. Carlier, "Barycenters in the Wasserstein space", SIAM J. Math. Anal. 43(2), 2011.
     """
     ctx = ArrayContext(means, covs, weights)
     M = ctx.tensor(means, "means")

@@ -88,10 +88,35 @@ _warm: set = set()   # kernel variants (name, dtypes, p, d) already compiled in 
 def set_backend(backend: str) -> str:
     """Select the kernel path: ``"auto"`` (default), ``"compiled"`` or ``"eager"``.
 
-    Returns the previous setting (so it can be restored). ``"compiled"`` compiles every
-    reduction regardless of size (falling back to eager, with one warning, if compilation
-    fails); ``"eager"`` never compiles. Process-wide; also settable by the environment variable
-    ``MEASUREFLOW_OT_BACKEND`` before import.
+    ``"auto"`` compiles a reduction with at least ``AUTO_NUMEL`` = 2^22 entries, or at least
+    ``WARM_NUMEL`` = 2^16 once its kernel variant is compiled in the process; ``"compiled"``
+    compiles every reduction regardless of size (falling back to eager, with one warning, if
+    compilation fails); ``"eager"`` never compiles. Both paths give the same numbers to rounding.
+    Process-wide; also settable by the environment variable ``MEASUREFLOW_OT_BACKEND`` before
+    import.
+
+    Parameters
+    ----------
+    backend : {"auto", "compiled", "eager"}
+
+    Returns
+    -------
+    str
+        The previous setting (so it can be restored).
+
+    Raises
+    ------
+    InputError
+        Any other value.
+
+    Examples
+    --------
+    >>> from measureflow import ot
+    >>> old = ot.set_backend("eager")
+    >>> ot.get_backend()
+    'eager'
+    >>> ot.set_backend(old)
+    'eager'
     """
     from ..core.errors import InputError
 
@@ -104,12 +129,35 @@ def set_backend(backend: str) -> str:
 
 
 def get_backend() -> str:
-    """The current kernel path setting (see :func:`set_backend`)."""
+    """The current kernel path setting (see :func:`set_backend`).
+
+    Returns
+    -------
+    str
+        ``"auto"``, ``"compiled"`` or ``"eager"``.
+
+    Examples
+    --------
+    >>> from measureflow import ot
+    >>> ot.get_backend() in ("auto", "compiled", "eager")
+    True
+    """
     return _state["backend"]
 
 
 def compiled_available() -> bool:
-    """False once a compilation has failed in this process (the eager path is then used)."""
+    """False once a compilation has failed in this process (the eager path is then used).
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> from measureflow.ot import kernels
+    >>> isinstance(kernels.compiled_available(), bool)
+    True
+    """
     return _state["broken"] is None
 
 
@@ -117,8 +165,28 @@ def use_compiled(numel: int, variant=None) -> bool:
     """Whether a reduction over ``numel`` entries runs compiled under the current setting.
 
     ``"auto"``: when ``numel >= AUTO_NUMEL``, or ``numel >= WARM_NUMEL`` and the kernel
-    ``variant`` (a key naming the kernel, dtypes, p and dimension) was already compiled in this
-    process (the compile latency is then paid).
+    ``variant`` was already compiled in this process (the compile latency is then paid);
+    ``"eager"`` or a failed compilation: never; ``"compiled"``: always.
+
+    Parameters
+    ----------
+    numel : int
+        Number of cost entries of the reduction.
+    variant : tuple, optional
+        Key naming the kernel, dtypes, p and dimension (:func:`dense_variant`,
+        :func:`points_variant`).
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> from measureflow.ot import kernels
+    >>> old = kernels.set_backend("eager")
+    >>> kernels.use_compiled(kernels.AUTO_NUMEL)
+    False
+    >>> _ = kernels.set_backend(old)
     """
     b = _state["backend"]
     if b == "eager" or _state["broken"] is not None:
@@ -209,17 +277,61 @@ def _get_compiled(name: str):
 
 
 def dense_variant(C, u, ed=None) -> tuple:
-    """Key of the compiled dense kernels for these argument types (see :func:`use_compiled`)."""
+    """Key of the compiled dense kernels for these argument types (see :func:`use_compiled`).
+
+    Parameters
+    ----------
+    C : Tensor
+        Cost.
+    u : Tensor
+        Row terms.
+    ed : torch.dtype, optional
+        dtype of exp().
+
+    Returns
+    -------
+    tuple
+        Hashable key (kernel family, dtypes, rank of u, device type).
+    """
     return ("dense", C.dtype, u.dtype, u.ndim, C.dtype if ed is None else ed, C.device.type)
 
 
 def points_variant(x, p, ed) -> tuple:
-    """Key of the compiled point-cloud kernels for these argument types."""
+    """Key of the compiled point-cloud kernels for these argument types.
+
+    Parameters
+    ----------
+    x : Tensor
+        Point cloud (n, d).
+    p : float
+        Cost exponent.
+    ed : torch.dtype or None
+        dtype of exp().
+
+    Returns
+    -------
+    tuple
+        Hashable key (dtypes, p, dimension, device type).
+    """
     return ("points", x.dtype, x.shape[-1], float(p), ed, x.device.type)
 
 
 def dense_compiled(C, u, ed=None) -> bool:
-    """Whether the dense reductions of C run compiled under the current setting."""
+    """Whether the dense reductions of C run compiled under the current setting.
+
+    Parameters
+    ----------
+    C : Tensor
+        Cost (n, m).
+    u : Tensor
+        Row terms.
+    ed : torch.dtype, optional
+        dtype of exp().
+
+    Returns
+    -------
+    bool
+    """
     return use_compiled(C.numel(), dense_variant(C, u, ed))
 
 
@@ -283,7 +395,38 @@ def _accept(sums: torch.Tensor, m: int, ed: torch.dtype) -> bool:
 
 
 def dense_sum(C, u, v, s, *, ed=None, compiled: bool | None = None):
-    """sum_j exp(u_i + v_j - s C_ij) (one pass, exponents clamped below at log(tiny) + 1)."""
+    """sum_j exp(u_i + v_j - s C_ij) (one pass, exponents clamped below at log(tiny) + 1).
+
+    Parameters
+    ----------
+    C : Tensor
+        Cost (n, m).
+    u : Tensor
+        (n,) (or (..., n)) row terms: potential / eps + log-weight.
+    v : Tensor
+        (m,) (or (..., m)) column terms.
+    s : Tensor
+        0-d tensor, 1 / eps.
+    ed : torch.dtype, optional
+        dtype of exp() (default C's; the sums accumulate in u's dtype).
+    compiled : bool, optional
+        Force the compiled (True) or eager (False) path; ``None``: :func:`use_compiled`.
+
+    Returns
+    -------
+    Tensor
+        (n,) sums, in u's dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.ot import kernels
+    >>> C = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    >>> z, s = torch.zeros(2, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
+    >>> out = kernels.dense_sum(C, z, z, s, compiled=False)
+    >>> bool(torch.allclose(out, (1 + torch.exp(-torch.tensor(1.0, dtype=torch.float64))).expand(2)))
+    True
+    """
     ed = C.dtype if ed is None else ed
     if compiled is None:
         compiled = dense_compiled(C, u, ed)
@@ -295,9 +438,45 @@ def dense_sum(C, u, v, s, *, ed=None, compiled: bool | None = None):
 def dense_lse(C, u, v, s, *, ed=None, compiled: bool | None = None, stabilized: bool = True):
     """log sum_j exp(u_i + v_j - s C_ij) for C (n, m), u (..., n), v (..., m), s a 0-d tensor.
 
-    ``ed``: dtype of exp() (default C's). ``stabilized=True`` tries the one-pass sum first
-    (exact when u, v are near-optimal potentials) and falls back to the two-pass max-shifted
-    form when a sum is out of range; ``False`` goes straight to the two-pass form.
+    ``stabilized=True`` tries the one-pass sum first (exact when u, v are near-optimal
+    potentials) and falls back to the two-pass max-shifted form when a sum is out of range;
+    ``False`` goes straight to the two-pass form.
+
+    Parameters
+    ----------
+    C : Tensor
+        Cost (n, m).
+    u : Tensor
+        (n,) (or (..., n)) row terms: potential / eps + log-weight.
+    v : Tensor
+        (m,) (or (..., m)) column terms.
+    s : Tensor
+        0-d tensor, 1 / eps.
+    ed : torch.dtype, optional
+        dtype of exp() (default C's).
+    compiled : bool, optional
+        Force the compiled (True) or eager (False) path; ``None``: :func:`use_compiled`.
+    stabilized : bool, default True
+
+    Returns
+    -------
+    Tensor
+        (..., n), in u's dtype.
+
+    Examples
+    --------
+    Agrees with ``torch.logsumexp``, also where the one-pass sum would underflow:
+
+    >>> import torch
+    >>> from measureflow.ot import kernels
+    >>> C = torch.tensor([[0.0, 1.0, 4.0], [1.0, 0.0, 1.0]], dtype=torch.float64)
+    >>> u, v = torch.zeros(2, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    >>> for eps in (1.0, 1e-3):
+    ...     s = torch.tensor(1 / eps, dtype=torch.float64)
+    ...     ref = torch.logsumexp(u[:, None] + v[None] - s * C, dim=1)
+    ...     print(bool(torch.allclose(kernels.dense_lse(C, u, v, s, compiled=False), ref)))
+    True
+    True
     """
     ed = C.dtype if ed is None else ed
     if compiled is None:
@@ -312,7 +491,38 @@ def dense_lse(C, u, v, s, *, ed=None, compiled: bool | None = None, stabilized: 
 
 
 def dense_apply(C, u, v, s, W):
-    """sum_j exp(u_i + v_j - s C_ij) W_j. for W (m,) or (m, k) (row blocks, BLAS matmul)."""
+    """sum_j exp(u_i + v_j - s C_ij) W_j. for W (m,) or (m, k) (row blocks, BLAS matmul).
+
+    The plan-vector product P W of the plan P_ij = exp(u_i + v_j - s C_ij).
+
+    Parameters
+    ----------
+    C : Tensor
+        Cost (n, m).
+    u : Tensor
+        (n,) (or (..., n)) row terms: potential / eps + log-weight.
+    v : Tensor
+        (m,) (or (..., m)) column terms.
+    s : Tensor
+        0-d tensor, 1 / eps.
+    W : Tensor
+        (m,) or (m, k).
+
+    Returns
+    -------
+    Tensor
+        (n,) or (n, k), in u's dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.ot import kernels
+    >>> C = torch.tensor([[0.0, 1.0], [2.0, 0.5]], dtype=torch.float64)
+    >>> u, v = torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    >>> s, W = torch.tensor(2.0, dtype=torch.float64), torch.tensor([1.0, -1.0], dtype=torch.float64)
+    >>> bool(torch.allclose(kernels.dense_apply(C, u, v, s, W), torch.exp(-s * C) @ W))
+    True
+    """
     vec = W.ndim == 1
     Wm = (W[:, None] if vec else W).to(u.dtype)
     n, m = C.shape
@@ -328,7 +538,40 @@ _PC_BLOCK = 2**22  # cost block (entries) when a compiled dense kernel runs on c
 
 def points_sum(x, y, u, v, s, p: float, *, ed, compiled: bool | None = None,
                rows: int | None = None):
-    """sum_j exp(u_i + v_j - s |x_i - y_j|^p) without storing the cost (x, y in u's dtype)."""
+    """sum_j exp(u_i + v_j - s |x_i - y_j|^p) without storing the cost (x, y in u's dtype).
+
+    Parameters
+    ----------
+    x, y : Tensor
+        Point clouds (n, d), (m, d), in u's dtype.
+    u, v : Tensor
+        (n,), (m,) row and column terms.
+    s : Tensor
+        0-d tensor, 1 / eps.
+    p : float
+        Exponent of the cost |x_i - y_j|^p.
+    ed : torch.dtype
+        dtype of exp().
+    compiled : bool, optional
+        Force the compiled or eager path; ``None``: :func:`use_compiled`.
+    rows : int, optional
+        Rows per eager block.
+
+    Returns
+    -------
+    Tensor
+        (n,).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.ot import kernels
+    >>> x = torch.tensor([[0.0], [1.0]], dtype=torch.float64); y = x.clone()
+    >>> z, s = torch.zeros(2, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
+    >>> out = kernels.points_sum(x, y, z, z, s, 2.0, ed=torch.float64, compiled=False)
+    >>> bool(torch.allclose(out, torch.exp(-kernels.points_cost(x, y, 2.0)).sum(1)))
+    True
+    """
     n, m = x.shape[0], y.shape[0]
     if compiled is None:
         compiled = use_compiled(n * m, points_variant(x, p, ed))
@@ -342,7 +585,43 @@ def points_sum(x, y, u, v, s, p: float, *, ed, compiled: bool | None = None,
 
 def points_lse(x, y, u, v, s, p: float, *, ed, compiled: bool | None = None,
                stabilized: bool = True, rows: int | None = None):
-    """log sum_j exp(u_i + v_j - s |x_i - y_j|^p), streamed (see :func:`dense_lse`)."""
+    """log sum_j exp(u_i + v_j - s |x_i - y_j|^p), streamed (see :func:`dense_lse`).
+
+    Parameters
+    ----------
+    x, y : Tensor
+        Point clouds (n, d), (m, d), in u's dtype.
+    u, v : Tensor
+        (n,), (m,) row and column terms.
+    s : Tensor
+        0-d tensor, 1 / eps.
+    p : float
+        Exponent of the cost |x_i - y_j|^p.
+    ed : torch.dtype
+        dtype of exp().
+    compiled : bool, optional
+        Force the compiled or eager path; ``None``: :func:`use_compiled`.
+    stabilized : bool, default True
+        One-pass sums first, two-pass fallback (see :func:`dense_lse`).
+    rows : int, optional
+        Rows per eager block.
+
+    Returns
+    -------
+    Tensor
+        (n,).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.ot import kernels
+    >>> x = torch.tensor([[0.0], [1.0], [3.0]], dtype=torch.float64)
+    >>> z, s = torch.zeros(3, dtype=torch.float64), torch.tensor(100.0, dtype=torch.float64)
+    >>> out = kernels.points_lse(x, x, z, z, s, 2.0, ed=torch.float64, compiled=False)
+    >>> ref = torch.logsumexp(-s * kernels.points_cost(x, x, 2.0), dim=1)
+    >>> bool(torch.allclose(out, ref))
+    True
+    """
     n, m = x.shape[0], y.shape[0]
     if compiled is None:
         compiled = use_compiled(n * m, points_variant(x, p, ed))
@@ -365,6 +644,42 @@ def points_apply(x, y, u, v, s, p: float, W, *, rows: int | None = None, ed=None
 
     Compiled (fused, nothing stored) for k <= 8 columns and d <= ``INLINE_DIM`` when the
     kernel variant is warm or the problem large; otherwise row blocks and a BLAS product.
+
+    Parameters
+    ----------
+    x, y : Tensor
+        Point clouds (n, d), (m, d), in u's dtype.
+    u, v : Tensor
+        (n,), (m,) row and column terms.
+    s : Tensor
+        0-d tensor, 1 / eps.
+    p : float
+        Exponent of the cost |x_i - y_j|^p.
+    W : Tensor
+        (m,) or (m, k).
+    rows : int, optional
+        Rows per eager block.
+    ed : torch.dtype, optional
+        dtype of exp() (default x's).
+    compiled : bool, optional
+        Force the compiled or eager path; ``None``: :func:`use_compiled`.
+
+    Returns
+    -------
+    Tensor
+        (n,) or (n, k).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.ot import kernels
+    >>> x = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    >>> y = torch.tensor([[0.5], [2.0], [3.0]], dtype=torch.float64)
+    >>> u, v = torch.zeros(2, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    >>> s, W = torch.tensor(1.0, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    >>> out = kernels.points_apply(x, y, u, v, s, 2.0, W, compiled=False)
+    >>> bool(torch.allclose(out, torch.exp(-kernels.points_cost(x, y, 2.0)) @ W))
+    True
     """
     vec = W.ndim == 1
     Wm = (W[:, None] if vec else W).to(u.dtype)
@@ -383,12 +698,57 @@ def points_apply(x, y, u, v, s, p: float, W, *, rows: int | None = None, ed=None
 
 
 def points_cost(x, y, p: float):
-    """The cost block |x_i - y_j|^p (materialised), in x's dtype."""
+    """The cost block |x_i - y_j|^p (materialised), in x's dtype.
+
+    Parameters
+    ----------
+    x, y : Tensor
+        (n, d), (m, d).
+    p : float
+        Exponent.
+
+    Returns
+    -------
+    Tensor
+        (n, m).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.ot import kernels
+    >>> x = torch.tensor([[0.0, 0.0]], dtype=torch.float64)
+    >>> y = torch.tensor([[3.0, 4.0]], dtype=torch.float64)
+    >>> kernels.points_cost(x, y, 2.0).tolist(), kernels.points_cost(x, y, 1.0).tolist()
+    ([[25.0]], [[5.0]])
+    """
     return _cost_block(x, y, p)
 
 
 def points_cost_range(x, y, p: float, *, compiled: bool | None = None) -> tuple[float, float]:
-    """(min, max) of |x_i - y_j|^p over all pairs, streamed."""
+    """(min, max) of |x_i - y_j|^p over all pairs, streamed.
+
+    Parameters
+    ----------
+    x, y : Tensor
+        (n, d), (m, d).
+    p : float
+        Exponent.
+    compiled : bool, optional
+        Force the compiled or eager path; ``None``: :func:`use_compiled`.
+
+    Returns
+    -------
+    (float, float)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.ot import kernels
+    >>> x = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    >>> y = torch.tensor([[1.0], [3.0]], dtype=torch.float64)
+    >>> kernels.points_cost_range(x, y, 2.0, compiled=False)
+    (0.0, 9.0)
+    """
     n, m = x.shape[0], y.shape[0]
     if compiled is None:
         compiled = use_compiled(n * m, ("range",) + points_variant(x, p, None))

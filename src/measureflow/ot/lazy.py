@@ -73,30 +73,79 @@ def sinkhorn_points(x, y, a=None, b=None, *, eps=None, rho=None, max_iter: int =
                     callback=None, verbose: bool = False, **kwargs) -> OTResult:
     """Entropic OT between point clouds x (n, d), y (m, d) without storing the n x m cost.
 
-    Same problem, iteration, stopping rule and outputs as
-    ``ot.solve(a, b, C, eps=eps, rho=rho, ...)`` with C_ij = |x_i - y_j|^2 (squared Euclidean,
-    no 1/2): ``value`` = OT_eps (dual objective at the returned potentials),
-    ``linear_cost`` = <C, P>, potentials (f, g) with P_ij = a_i b_j exp((f_i + g_j - C_ij)/eps),
-    stop when the L1 marginal violation is <= ``tol`` (default
-    :func:`~measureflow.ot.loop.default_tol`: 1e-8 x mass in float64, 1e-5 x mass in float32);
-    ``eps_scaling``, ``init``, ``relax``, ``recenter``, ``callback``, ``verbose`` as in
-    ``ot.solve``.
-    1-D arrays are read as points on the line; ``a``/``b`` default to uniform 1/n, 1/m;
-    ``rho`` a number, a pair or None (balanced; masses must match).
+    Same problem, iteration, stopping rule and outputs as ``ot.solve(a, b, C, eps=eps,
+    rho=rho, ...)`` with C_ij = |x_i - y_j|^2 (squared Euclidean, no 1/2) by default::
 
-    ``cost``: ``"sqeuclidean"`` (default, |x - y|^2), ``"euclidean"`` (|x - y|), a power
-    ``p >= 1`` (|x - y|^p), or a callable ``cost(xb, yb)`` returning the (len(xb), len(yb))
-    cost block (torch ops; evaluated on row blocks, differentiable for gradients).
+        OT_eps = min_P <C, P> + eps KL(P | a x b) [+ rho KL(P1 | a) + rho KL(P^T1 | b)],
 
-    ``plan`` is ``None``: use the result's methods (``res.apply(v)``, ``res.apply(w, axis=0)``,
-    ``res.plan_block(i0, i1)``, ``res.marginals()``), streamed. ``chunk``: rows per block on the
-    eager path (default: blocks of about 2^18 entries); the compiled path (problems of more
-    than 2^20 entries, :mod:`measureflow.ot.kernels`) evaluates the cost inside a fused kernel
-    and stores no block at all. ``method = "sinkhorn_points"``.
+    ``value`` = OT_eps (dual objective at the returned potentials), ``linear_cost`` = <C, P>,
+    potentials (f, g) with P_ij = a_i b_j exp((f_i + g_j - C_ij)/eps). The geometry is a
+    :class:`~measureflow.ot.geometry.PointCloud`: memory O((n + m) d + block), time O(n m d) per
+    iteration (course notes arXiv 2505.06589, Sec. "Entropic regularization").
 
-    Gradients of ``value`` w.r.t. x, y, a, b (tensor inputs with requires_grad) by the envelope
-    theorem, computed in a streamed backward pass; potentials and ``linear_cost`` are detached.
-    NumPy in -> NumPy out, tensors in -> tensors out.
+    Parameters
+    ----------
+    x, y : array_like or Tensor
+        Point clouds (n, d), (m, d); 1-D arrays are points on the line.
+    a, b : array_like or Tensor, optional
+        Weights (uniform 1/n, 1/m if ``None``).
+    eps : float
+        Regularisation > 0 in cost units (required).
+    rho : None or float or pair, optional
+        Marginal KL penalties as in :func:`~measureflow.ot.solve`; ``None``: balanced (masses
+        must match).
+    max_iter : int, default 10000
+        Iteration cap.
+    tol : float, optional
+        L1 marginal violation (mass units); default :func:`~measureflow.ot.loop.default_tol`
+        (1e-8 x mass in float64, 1e-5 x mass in float32).
+    chunk : int, optional
+        Rows per block on the eager path (default: blocks of about 2^18 entries); the compiled
+        path (:mod:`measureflow.ot.kernels`) evaluates the cost inside a fused kernel and stores
+        no block at all.
+    eps_scaling, init, relax, recenter :
+        As in :func:`~measureflow.ot.solve`.
+    cost : {"sqeuclidean", "euclidean"} or float or callable, default "sqeuclidean"
+        |x - y|^2, |x - y|, |x - y|^p (p >= 1), or ``cost(xb, yb)`` returning the (len(xb),
+        len(yb)) cost block (torch ops; evaluated on row blocks, differentiable for gradients).
+    callback, verbose :
+        Progress hooks (docs/ot.md, "Progress and callbacks").
+    **kwargs
+        Only to catch POT / GeomLoss spellings (InputError naming the measureflow spelling).
+
+    Returns
+    -------
+    OTResult
+        ``method = "sinkhorn_points"``, ``plan = None``: use the result's methods
+        (``res.apply(v)``, ``res.apply(w, axis=0)``, ``res.plan_block(i0, i1)``,
+        ``res.marginals()``, ``res.dense_plan()``), streamed. Gradients of ``value`` w.r.t. x,
+        y, a, b (tensor inputs with requires_grad) by the envelope theorem, computed in a
+        streamed backward pass; potentials and ``linear_cost`` are detached. NumPy in -> NumPy
+        out, tensors in -> tensors out. Not converged: ``converged=False`` and a
+        ``ConvergenceWarning``.
+
+    Raises
+    ------
+    InputError
+        Missing or non-positive ``eps``, bad point clouds, weights, ``rho``, ``max_iter``,
+        ``tol``, ``chunk``, ``init`` or ``cost``, unequal masses in a balanced problem, or a
+        foreign keyword argument.
+
+    Examples
+    --------
+    Same value and plan as :func:`~measureflow.ot.solve` on the dense cost
+    :func:`~measureflow.ot.dist`:
+
+    >>> import numpy as np
+    >>> from measureflow import ot
+    >>> x = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    >>> y = np.array([[0.5, 0.5], [1.5, 1.0]])
+    >>> res = ot.sinkhorn_points(x, y, eps=0.5)
+    >>> dense = ot.solve(None, None, ot.dist(x, y), eps=0.5)
+    >>> res.plan is None, bool(abs(res.value - dense.value) < 1e-9)
+    (True, True)
+    >>> bool(np.allclose(res.dense_plan(), dense.plan, atol=1e-9))
+    True
     """
     if kwargs:
         foreign_kwargs(kwargs, "ot.sinkhorn_points")
@@ -171,11 +220,39 @@ def _check_result(res, x, y, a, b) -> None:
 
 def plan_block(res: OTResult, x=None, y=None, a=None, b=None, i0: int = 0,
                i1: int | None = None):
-    """Rows ``i0:i1`` of the plan P_ij = a_i b_j exp((f_i + g_j - |x_i - y_j|^2)/eps), shape
-    (i1 - i0, m), from a :func:`sinkhorn_points` result: the same as ``res.plan_block(i0, i1)``.
+    """Rows ``i0:i1`` of the plan of a :func:`sinkhorn_points` result (same as ``res.plan_block(i0, i1)``).
 
-    ``x, y, a, b`` may be omitted (the result keeps its inputs); if given they must be those of
-    the solve (``InputError`` otherwise: a plan block for other weights is not a plan).
+    P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps), C_ij = |x_i - y_j|^2 for the default cost;
+    the block has shape (i1 - i0, m). Kept for compatibility.
+
+    Parameters
+    ----------
+    res : OTResult
+        A result of :func:`sinkhorn_points`.
+    x, y, a, b : optional
+        May be omitted (the result keeps its inputs); if given they must be those of the solve
+        (``InputError`` otherwise: a plan block for other weights is not a plan).
+    i0, i1 : int
+        Row range (``i1=None``: to the last row).
+
+    Returns
+    -------
+    ndarray or Tensor
+        (i1 - i0, m) block.
+
+    Raises
+    ------
+    InputError
+        ``res`` not an entropic point-cloud result, re-passed inputs that differ, bad range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow import ot
+    >>> x, y = np.array([0.0, 1.0, 2.0]), np.array([0.5, 1.5])
+    >>> res = ot.sinkhorn_points(x, y, eps=1.0)
+    >>> bool(np.allclose(ot.lazy.plan_block(res, i0=1, i1=3), res.dense_plan()[1:3]))
+    True
     """
     _check_result(res, x, y, a, b)
     i0 = check_int(i0, "i0", min_value=0)
@@ -185,11 +262,47 @@ def plan_block(res: OTResult, x=None, y=None, a=None, b=None, i0: int = 0,
 
 def lazy_plan_apply(res: OTResult, x=None, y=None, v=None, a=None, b=None, *,
                     transpose: bool = False, chunk: int | None = None):
-    """P v (v of shape (m,) or (m, k)), or P^T v (v (n,) or (n, k)) if ``transpose``, streamed,
-    for the plan of a :func:`sinkhorn_points` result: the same as ``res.apply(v, axis=1 or 0)``.
+    """P v, or P^T v if ``transpose``, streamed, for the plan of a :func:`sinkhorn_points` result.
 
-    ``x, y, a, b`` may be omitted (the result keeps its inputs); if given they must be those
-    of the solve."""
+    The same as ``res.apply(v, axis=1 or 0)``; kept for compatibility.
+
+    Parameters
+    ----------
+    res : OTResult
+        A result of :func:`sinkhorn_points`.
+    x, y, a, b : optional
+        May be omitted (the result keeps its inputs); if given they must be those of the solve.
+    v : array_like or Tensor
+        Shape (m,) or (m, k); (n,) or (n, k) with ``transpose``.
+    transpose : bool, default False
+        Apply P^T instead of P.
+    chunk : int, optional
+        Accepted for compatibility (validated, unused: the result's geometry sets the blocks).
+
+    Returns
+    -------
+    ndarray or Tensor
+        (n,) / (n, k), or (m,) / (m, k) with ``transpose``.
+
+    Raises
+    ------
+    InputError
+        Missing ``v``, bad ``chunk``, ``res`` not an entropic point-cloud result, re-passed
+        inputs that differ.
+
+    Examples
+    --------
+    P 1 = a and P^T 1 = b (uniform weights here) at convergence:
+
+    >>> import numpy as np
+    >>> from measureflow import ot
+    >>> x, y = np.array([0.0, 1.0, 2.0]), np.array([0.5, 1.5])
+    >>> res = ot.sinkhorn_points(x, y, eps=1.0)
+    >>> print(np.round(ot.lazy_plan_apply(res, v=np.ones(2)), 6))
+    [0.333333 0.333333 0.333333]
+    >>> print(np.round(ot.lazy_plan_apply(res, v=np.ones(3), transpose=True), 6))
+    [0.5 0.5]
+    """
     if v is None:
         raise InputError("v: missing vector")
     chunk = None if chunk is None else check_int(chunk, "chunk", min_value=1)

@@ -71,6 +71,22 @@ class TransportMap:
     the estimator it claims to be) and ``has_inverse``, and implement ``_transform(z)`` on a
     validated tensor z (k, dim_in) in the map's compute dtype. :meth:`transform` (and
     ``__call__``) validate the points once and return the kind of array they were given.
+
+    Attributes
+    ----------
+    dim_in, dim_out : int
+        Dimensions of the source and target spaces.
+    domain : str
+        Where the formula is the estimator it claims to be.
+    has_inverse : bool
+        Whether :meth:`inverse` returns a reverse map.
+
+    Examples
+    --------
+    >>> from measureflow import ot
+    >>> T = ot.LaguerreMap([[0.0], [1.0]], [0.0, 0.0])
+    >>> isinstance(T, ot.TransportMap), T.dim_in, T.has_inverse
+    (True, 1, False)
     """
 
     dim_in: int
@@ -84,7 +100,21 @@ class TransportMap:
     def transform(self, x):
         """Images T(x) of the points ``x`` (k, d_in) (1-D: k points on the line), shape (k, d_out).
 
-        NumPy in -> NumPy out (float64); tensor in -> tensor out (same device and dtype).
+        Parameters
+        ----------
+        x : array_like or Tensor
+            Points (k, d_in).
+
+        Returns
+        -------
+        ndarray or Tensor
+            (k, d_out). NumPy in -> NumPy out (float64); tensor in -> tensor out (same device and
+            dtype).
+
+        Raises
+        ------
+        InputError
+            ``x`` not a finite point cloud, or of a dimension other than ``dim_in``.
         """
         ctx = ArrayContext(x)
         z = check_points(ctx.tensor(x, "x"), "x")
@@ -94,7 +124,17 @@ class TransportMap:
         return ctx.wrap(self._transform(z).to(z.dtype))
 
     def inverse(self) -> TransportMap:
-        """The reverse map (target -> source), when the estimator has one (``has_inverse``)."""
+        """The reverse map (target -> source), when the estimator has one (``has_inverse``).
+
+        Returns
+        -------
+        TransportMap
+
+        Raises
+        ------
+        NotImplementedError
+            For maps without an inverse (the message gives the map's domain).
+        """
         raise NotImplementedError(f"{type(self).__name__} has no inverse: {self.domain}")
 
     def _transform(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
@@ -128,16 +168,26 @@ class BarycentricMap(TransportMap):
         The plan P. An :class:`~measureflow.ot.OTResult` is used through its plan products
         (``res.apply``), so streamed results (``ot.sinkhorn_points``, ``plan=None``) work.
 
+    Attributes
+    ----------
+    values : ndarray or Tensor
+        (n, d_out): the projection at the training points; rows of P with zero mass have no
+        image (NaN).
+
+    Raises
+    ------
+    InputError
+        Bad point clouds, a plan of the wrong shape, with negative entries or without mass.
+
     Notes
     -----
-    ``values`` (n, d_out) holds the projection at the training points; rows of P with zero
-    mass have no image (NaN). ``transform(z)`` extends it to any z by the nearest-neighbour
-    rule of Ferradans, Papadakis, Peyre & Aujol (2014) that POT's ``ot.da`` uses out of
-    sample: T(z) = T(x_k) + (z - x_k), x_k the training point (with positive row mass) nearest
-    to z in Euclidean distance. At a training point this is its barycentric image (with
-    duplicated training points, the first one's). ``inverse()`` is the barycentric projection
-    of P^T (target -> source), the reverse *estimator*, not the functional inverse (they agree
-    when P is a scaled permutation). Gradients flow from ``plan`` (a tensor) and from z.
+    ``transform(z)`` extends the projection to any z by the nearest-neighbour rule of Ferradans,
+    Papadakis, Peyre & Aujol (2014) that POT's ``ot.da`` uses out of sample: T(z) = T(x_k) +
+    (z - x_k), x_k the training point (with positive row mass) nearest to z in Euclidean
+    distance. At a training point this is its barycentric image (with duplicated training
+    points, the first one's). ``inverse()`` is the barycentric projection of P^T (target ->
+    source), the reverse *estimator*, not the functional inverse (they agree when P is a scaled
+    permutation). Gradients flow from ``plan`` (a tensor) and from z.
 
     Examples
     --------
@@ -150,6 +200,14 @@ class BarycentricMap(TransportMap):
     [1.0, 4.0]
     >>> T([[1.5]]).ravel().tolist()      # nearest training point 1.0, shifted by 0.5
     [4.5]
+    >>> T.inverse().values.ravel().tolist()   # y_j -> sum_i P_ij x_i / sum_i P_ij
+    [0.0, 0.0, 1.0]
+
+    References
+    ----------
+    S. Ferradans, N. Papadakis, G. Peyre, J.-F. Aujol, "Regularized discrete optimal
+    transport", SIAM J. Imaging Sci. 7(3), 2014. N. Courty, R. Flamary, D. Tuia, A.
+    Rakotomamonjy, "Optimal transport for domain adaptation", IEEE TPAMI 39(9), 2017.
     """
 
     has_inverse = True
@@ -206,7 +264,12 @@ class BarycentricMap(TransportMap):
         return vals[idx] + (z - self.x.to(z.dtype)[idx])
 
     def inverse(self) -> BarycentricMap:
-        """Barycentric projection of P^T: y_j -> sum_i P_ij x_i / sum_i P_ij (reverse estimator)."""
+        """Barycentric projection of P^T: y_j -> sum_i P_ij x_i / sum_i P_ij (reverse estimator).
+
+        Returns
+        -------
+        BarycentricMap
+        """
         inv = object.__new__(BarycentricMap)
         inv._setup(self.y, self.x, self._plan, 1 - self._axis, self._numpy)
         return inv
@@ -282,6 +345,12 @@ class EntropicMap(TransportMap):
         c(x, y) = |x - y|^p with p = 2, 1 or the number given (p >= 1); must be the cost of the
         solve.
 
+    Raises
+    ------
+    InputError
+        Non-positive ``eps``, a callable or bad ``cost``, shapes that do not match ``y``, bad
+        weights, or only one of ``x`` / ``potential_f``.
+
     Notes
     -----
     Computed by the engine's streamed point-cloud reductions (log-sum-exp then one
@@ -296,14 +365,18 @@ class EntropicMap(TransportMap):
     >>> from measureflow import ot
     >>> rng = np.random.default_rng(0)
     >>> x, y = rng.normal(size=(30, 2)), rng.normal(size=(20, 2)) + 3.0
-    >>> C = ((x[:, None] - y[None]) ** 2).sum(-1)
-    >>> res = ot.solve(None, None, C, eps=1.0)
+    >>> res = ot.solve(None, None, ot.dist(x, y), eps=1.0)
     >>> T = ot.EntropicMap.from_result(res, x, y)
     >>> B = ot.BarycentricMap(x, y, res)
     >>> bool(np.allclose(T(x), B.values, atol=1e-12))     # equal on the training points
     True
     >>> T(np.zeros((1, 2))).shape                          # and defined anywhere
     (1, 2)
+
+    References
+    ----------
+    A.-A. Pooladian, J. Niles-Weed, "Entropic estimation of optimal transport maps",
+    arXiv:2109.12004, 2021.
     """
 
     def __init__(self, y, potential_g, eps, b=None, *, x=None, potential_f=None, a=None,
@@ -338,9 +411,30 @@ class EntropicMap(TransportMap):
 
     @classmethod
     def from_result(cls, res: OTResult, x, y, a=None, b=None, *, cost="sqeuclidean"):
-        """Entropic map (with its inverse) from an entropic result of ``ot.solve`` /
-        ``ot.sinkhorn_points`` on supports ``x``, ``y`` with weights ``a``, ``b`` (default
-        uniform) and the cost used by that solve."""
+        """Entropic map (with its inverse) from an entropic result of ``ot.solve`` / ``ot.sinkhorn_points``.
+
+        Parameters
+        ----------
+        res : OTResult
+            Result of an entropic solve (``eps > 0``).
+        x, y : array_like or Tensor
+            The source and target supports of that solve.
+        a, b : array_like or Tensor, optional
+            Their weights (default uniform).
+        cost : 'sqeuclidean' | 'euclidean' | float
+            The cost used by that solve.
+
+        Returns
+        -------
+        EntropicMap
+            With ``has_inverse = True``.
+
+        Raises
+        ------
+        InputError
+            ``res`` not an entropic result (the exact LP has no entropic map: use
+            :class:`BarycentricMap`).
+        """
         if not isinstance(res, OTResult) or res.eps is None:
             raise InputError("res: expected the result of an entropic solve (eps > 0); the "
                              "exact LP has no entropic map (use BarycentricMap)")
@@ -356,7 +450,17 @@ class EntropicMap(TransportMap):
             return _EntropicMapFn.forward(_NoCtx(), z, y, v, self.eps, self.p)
 
     def inverse(self) -> EntropicMap:
-        """The entropic map of the reverse problem, z -> E[x | z], from (x, f, a)."""
+        """The entropic map of the reverse problem, z -> E[x | z], from (x, f, a).
+
+        Returns
+        -------
+        EntropicMap
+
+        Raises
+        ------
+        NotImplementedError
+            Built without ``x`` and ``potential_f`` (use :meth:`from_result`).
+        """
         if self._inv is None:
             raise NotImplementedError("EntropicMap: built without x and potential_f, so it has "
                                       "no inverse (use EntropicMap.from_result)")
@@ -379,9 +483,26 @@ class GaussianMap(TransportMap):
 
     A = S0^{-1/2} (S0^{1/2} S1 S0^{1/2})^{1/2} S0^{-1/2} (:func:`measureflow.ot.gaussian_map`);
     T pushes N(m0, S0) forward to N(m1, S1) and is the optimal map for the squared cost (and
-    for any measure with covariance S0 it is the map of the Gelbrich bound). S0 must be
-    positive definite; :meth:`inverse` (the map from N(m1, S1) back, A^{-1}) needs S1 positive
-    definite. Differentiable in x and in tensor parameters.
+    for any measure with covariance S0 it is the map of the Gelbrich bound). Differentiable in
+    x and in tensor parameters.
+
+    Parameters
+    ----------
+    m0, m1 : array_like or Tensor
+        Means (d,).
+    S0, S1 : array_like or Tensor
+        Covariances (d, d); S0 positive definite. :meth:`inverse` (the map from N(m1, S1) back,
+        A^{-1}) needs S1 positive definite.
+
+    Attributes
+    ----------
+    A, shift : Tensor
+        T(x) = A x + shift, shift = m1 - A m0.
+
+    Raises
+    ------
+    InputError
+        Bad shapes, non-symmetric or non-PSD covariances.
 
     Examples
     --------
@@ -392,6 +513,12 @@ class GaussianMap(TransportMap):
     [[3.0, 1.0]]
     >>> T.inverse()(T([[1.0, 1.0]])).tolist()
     [[1.0, 1.0]]
+
+    References
+    ----------
+    OT course notes, arXiv 2505.06589, Sec. "Gaussian case / Bures". C. R. Givens, R. M.
+    Shortt, "A class of Wasserstein metrics for probability distributions", Michigan Math. J.
+    31(2), 1984.
     """
 
     has_inverse = True
@@ -414,6 +541,12 @@ class GaussianMap(TransportMap):
         return z @ A.T + self.shift.to(dtype=z.dtype, device=z.device)
 
     def inverse(self) -> GaussianMap:
+        """The Brenier map from N(m1, S1) back to N(m0, S0) (A^{-1}; needs S1 positive definite).
+
+        Returns
+        -------
+        GaussianMap
+        """
         m0, S0, m1, S1 = self._args
         if self._numpy:
             m0, S0, m1, S1 = (t.cpu().numpy() for t in (m0, S0, m1, S1))
@@ -429,12 +562,32 @@ class LaguerreMap(TransportMap):
     (Kitagawa, Merigot & Thibert 2019). Piecewise constant in x (gradient 0); no inverse
     (many points map to one). :meth:`assign` gives j(x).
 
+    Parameters
+    ----------
+    y : array_like or Tensor
+        Target points (m, d).
+    psi : array_like or Tensor
+        Laguerre weights (m,) (``psi = 0``: Voronoi cells).
+
+    Raises
+    ------
+    InputError
+        Bad points, or ``psi`` not of shape (m,).
+
     Examples
     --------
     >>> from measureflow import ot
     >>> T = ot.LaguerreMap([[0.0], [1.0]], [0.0, 0.0])      # psi = 0: Voronoi cells
     >>> T([[0.2], [0.7]]).ravel().tolist()
     [0.0, 1.0]
+    >>> T = ot.LaguerreMap([[0.0], [1.0]], [0.0, 0.5])      # cell boundary moves to 0.25
+    >>> T.assign([[0.2], [0.3]]).tolist()
+    [0, 1]
+
+    References
+    ----------
+    J. Kitagawa, Q. Merigot, B. Thibert, "Convergence of a Newton algorithm for semi-discrete
+    optimal transport", J. Eur. Math. Soc. 21(9), 2019.
     """
 
     def __init__(self, y, psi):
@@ -447,13 +600,38 @@ class LaguerreMap(TransportMap):
 
     @classmethod
     def from_result(cls, res: SemiDiscreteResult) -> LaguerreMap:
-        """The Laguerre map of a :func:`measureflow.ot.semidiscrete` result."""
+        """The Laguerre map of a :func:`measureflow.ot.semidiscrete` result.
+
+        Parameters
+        ----------
+        res : SemiDiscreteResult
+
+        Returns
+        -------
+        LaguerreMap
+
+        Raises
+        ------
+        InputError
+            ``res`` not a :class:`~measureflow.ot.SemiDiscreteResult`.
+        """
         if not isinstance(res, SemiDiscreteResult):
             raise InputError("res: expected a SemiDiscreteResult (from ot.semidiscrete)")
         return cls(res.points, res.weights)
 
     def assign(self, x):
-        """Index j(x) of the Laguerre cell of each point (int64, shape (k,))."""
+        """Index j(x) of the Laguerre cell of each point.
+
+        Parameters
+        ----------
+        x : array_like or Tensor
+            Points (k, d).
+
+        Returns
+        -------
+        ndarray or Tensor
+            int64, shape (k,).
+        """
         return laguerre_assign(x, self.y, self.psi)
 
     def _transform(self, z):

@@ -42,22 +42,54 @@ def _weights(ctx, w, shape, name, like):
 def wasserstein_1d(x, y, a=None, b=None, p: float = 1):
     """W_p distance (not its p-th power) between two weighted samples on the real line.
 
+    W_p^p(mu, nu) = M int_0^1 |F_mu^{-1}(t) - F_nu^{-1}(t)|^p dt (M the common mass, F^{-1}
+    the quantile functions of the normalised measures), computed exactly as a finite sum over
+    the merged quantile breaks in O((n + m) log(n + m)) (course notes arXiv 2505.06589, Sec.
+    "Optimal transport in one dimension").
+
     Parameters
     ----------
-    x, y:
+    x, y : array_like or Tensor
         Sample positions, shape (n,) and (m,), or (n, B) and (m, B) for B problems at once
         (samples along axis 0, batch along axis 1, as in SciPy/POT).
-    a, b:
+    a, b : array_like or Tensor, optional
         Nonnegative weights, shape (n,) / (m,) or (n, B) / (m, B); ``None`` = uniform 1/n, 1/m.
         Each pair of measures must have equal total mass (relative 1e-6).
-    p:
+    p : float, default 1
         Exponent p >= 1 of the cost |x - y|^p.
 
     Returns
     -------
-    (W_p^p)^{1/p}, a float (NumPy call) or 0-d tensor, or shape (B,) when batched.
-    Differentiable in x, y (through the sort) and in a, b (through the quantile breaks).
-    Note: POT's ``wasserstein_1d`` returns W_p^p; this returns W_p.
+    float or Tensor
+        (W_p^p)^{1/p}, a float (NumPy call) or 0-d tensor, or shape (B,) when batched.
+        Differentiable in x, y (through the sort) and in a, b (through the quantile breaks).
+        Note: POT's ``wasserstein_1d`` returns W_p^p; this returns W_p.
+
+    Raises
+    ------
+    InputError
+        Bad shapes, negative weights, unequal masses or ``p < 1``.
+
+    Examples
+    --------
+    A translation by 2 moves every quantile by 2, so W_p = 2 for every p:
+
+    >>> import numpy as np
+    >>> from measureflow import ot
+    >>> x = np.array([0.0, 1.0, 3.0])
+    >>> [round(ot.wasserstein_1d(x, x + 2.0, p=p), 12) for p in (1, 2, 3)]
+    [2.0, 2.0, 2.0]
+
+    The same value as the exact LP (``ot.solve``) on the cost |x - y|^p, and as POT (which
+    returns the p-th power):
+
+    >>> import ot as pot
+    >>> y, a = np.array([0.5, 2.0]), np.array([0.2, 0.3, 0.5])
+    >>> W2 = ot.wasserstein_1d(x, y, a, p=2)
+    >>> bool(abs(W2 ** 2 - ot.solve(a, None, ot.dist(x, y)).value) < 1e-12)
+    True
+    >>> bool(abs(W2 ** 2 - pot.wasserstein_1d(x, y, a, np.full(2, 0.5), p=2)) < 1e-12)
+    True
     """
     ctx = ArrayContext(x, y, a, b)
     xt, yt = ctx.tensor(x, "x"), ctx.tensor(y, "y")

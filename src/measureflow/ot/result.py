@@ -19,12 +19,31 @@ class Certificate:
     """Optimality certificate of an exact (LP) transport solution.
 
     For the Kantorovich LP  min <C, P>  s.t.  P >= 0, P 1 = a, P^T 1 = b  and its dual
-    max <a, f> + <b, g>  s.t.  f_i + g_j <= C_ij:
+    max <a, f> + <b, g>  s.t.  f_i + g_j <= C_ij (course notes arXiv 2505.06589, Sec.
+    "Duality"), a triple (P, f, g) is optimal iff it is primal feasible, dual feasible and has
+    zero duality gap; the certificate measures the three.
 
-    - ``primal_residual``: ||P 1 - a||_1 + ||P^T 1 - b||_1 (plus the mass of negative entries);
-    - ``dual_violation``: max_ij (f_i + g_j - C_ij)_+ ;
-    - ``gap``: |<C, P> - <a, f> - <b, g>|  (0 at optimality, by strong duality);
-    - ``valid``: all three are below ``tol`` (relative to the cost scale x mass).
+    Attributes
+    ----------
+    primal_residual : float
+        ||P 1 - a||_1 + ||P^T 1 - b||_1 (plus the mass of negative entries).
+    dual_violation : float
+        max_ij (f_i + g_j - C_ij)_+ .
+    gap : float
+        |<C, P> - <a, f> - <b, g>| (0 at optimality, by strong duality).
+    tol : float
+        The absolute tolerance the three were compared with (``rtol`` x max(max|C| x mass, 1)).
+    valid : bool
+        All three are below ``tol``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow import ot
+    >>> res = ot.solve(None, None, np.array([[0.0, 1.0], [1.0, 0.0]]))
+    >>> cert = res.certificate
+    >>> cert.valid, cert.gap < cert.tol
+    (True, True)
     """
 
     primal_residual: float
@@ -38,6 +57,10 @@ class Certificate:
 class OTResult(SolverResult):
     """Result of :func:`measureflow.ot.solve` (one result type for exact, entropic, unbalanced).
 
+    Also returned by :func:`measureflow.ot.sinkhorn_points`. The plan and potentials follow the
+    convention P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps) for entropic solves; the cost is the
+    one given to the solver (no 1/2).
+
     Attributes
     ----------
     value:
@@ -45,7 +68,7 @@ class OTResult(SolverResult):
     linear_cost:
         <C, P> = sum_ij C_ij P_ij (the transport part alone).
     plan:
-        The coupling P (n, m).
+        The coupling P (n, m) (``None`` for on-the-fly geometries: use :meth:`dense_plan`).
     potential_f, potential_g:
         Dual potentials (n,), (m,).
     certificate:
@@ -54,6 +77,8 @@ class OTResult(SolverResult):
         ``"network_simplex"``, ``"sinkhorn"``, ``"sinkhorn_unbalanced"``, ``"sinkhorn_points"``.
     eps, rho:
         The regularisation solved (``None`` for the exact LP / balanced).
+    converged, n_iter, errors:
+        See :class:`measureflow.core.results.SolverResult`.
 
     Methods
     -------
@@ -62,6 +87,17 @@ class OTResult(SolverResult):
     :meth:`marginals`, :meth:`plan_block` (rows/columns of P) and :meth:`dense_plan` (all of P,
     for on-the-fly geometries such as ``sinkhorn_points`` whose ``plan`` field is ``None``).
     They return NumPy arrays for NumPy calls and tensors otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow import ot
+    >>> a, b = np.array([0.25, 0.75]), np.array([0.5, 0.5])
+    >>> res = ot.solve(a, b, np.array([[0.0, 1.0], [1.0, 0.0]]), eps=0.5)
+    >>> bool(np.allclose(res.apply(np.ones(2)), a)), bool(np.allclose(res.marginals()[1], b))
+    (True, True)
+    >>> bool(np.allclose(res.plan_block(0, 1), res.plan[:1]))
+    True
     """
 
     value: Any = None
@@ -82,30 +118,88 @@ class OTResult(SolverResult):
         return self.engine
 
     def apply(self, v, axis: int = 1):
-        """P v (``axis=1``, v of shape (m,) or (m, k)) or P^T w (``axis=0``, w (n,) or (n, k))."""
+        """P v (``axis=1``) or P^T w (``axis=0``) with the result's plan, without materialising it.
+
+        Parameters
+        ----------
+        v : array_like or Tensor
+            Shape (m,) or (m, k) for ``axis=1``; (n,) or (n, k) for ``axis=0``.
+        axis : {1, 0}, default 1
+            1: P v; 0: P^T v.
+
+        Returns
+        -------
+        ndarray or Tensor
+            (n,) / (n, k) or (m,) / (m, k); NumPy for NumPy solves, detached tensors otherwise.
+
+        Raises
+        ------
+        InputError
+            Bad ``axis`` or a shape of ``v`` that does not match.
+        """
         return self._state().apply(v, axis)
 
     def marginals(self):
-        """(P 1, P^T 1): the row and column marginals of the plan."""
+        """(P 1, P^T 1): the row and column marginals of the plan.
+
+        Returns
+        -------
+        tuple
+            ``(P 1, P^T 1)`` of shapes (n,), (m,).
+        """
         st = self._state()
         return st.marginal(1), st.marginal(0)
 
     def plan_block(self, i0: int = 0, i1: int | None = None, j0: int = 0,
                    j1: int | None = None):
-        """The block P[i0:i1, j0:j1] of the plan (materialised)."""
+        """The block P[i0:i1, j0:j1] of the plan (materialised).
+
+        Parameters
+        ----------
+        i0, i1, j0, j1 : int
+            Row and column ranges (``None`` end: to the last); 0 <= i0 < i1 <= n, likewise for j.
+
+        Returns
+        -------
+        ndarray or Tensor
+            (i1 - i0, j1 - j0) block.
+
+        Raises
+        ------
+        InputError
+            A range outside the plan or empty.
+        """
         return self._state().block(i0, i1, j0, j1)
 
     def dense_plan(self):
-        """The whole plan P (n, m), materialised (for on-the-fly geometries: n m memory)."""
+        """The whole plan P (n, m), materialised (for on-the-fly geometries: n m memory).
+
+        Returns
+        -------
+        ndarray or Tensor
+        """
         return self._state().block(0, None, 0, None)
 
 
 class EngineState:
-    """What an entropic (or exact) result keeps to act with its plan.
+    """What an entropic (or exact) result keeps to act with its plan (internal to :class:`OTResult`).
 
-    ``geom``: the geometry; ``u``, ``v``: log-scaled potentials f / eps + log a,
-    g / eps + log b (or ``plan``: an explicit plan for exact solves); ``numpy``: convert
-    outputs to NumPy; ``dtype``: the data dtype outputs are cast to.
+    Parameters
+    ----------
+    geom : Geometry, optional
+        The geometry of an entropic solve.
+    u, v : Tensor, optional
+        Log-scaled potentials f / eps + log a, g / eps + log b.
+    eps : float, optional
+        The final regularisation.
+    plan : Tensor, optional
+        An explicit plan (exact solves) instead of ``geom, u, v``.
+    numpy : bool, default False
+        Convert outputs to NumPy.
+    dtype : torch.dtype, optional
+        The data dtype outputs are cast to (default: that of ``u`` or ``plan``).
+    la, lb : Tensor, optional
+        Log-weights of the solve (kept for checks).
     """
 
     def __init__(self, *, geom=None, u=None, v=None, eps=None, plan=None, numpy=False,

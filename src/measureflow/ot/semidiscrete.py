@@ -79,9 +79,36 @@ def _chunks(n: int, m: int):
 def laguerre_assign(x, y, psi):
     """Index j(x) = argmin_j |x - y_j|^2 - psi_j of the Laguerre cell containing each point.
 
-    ``x`` (n, d), ``y`` (m, d), ``psi`` (m,) (1-D ``x`` and ``y`` are read as d = 1). Returns an
-    int64 array/tensor of shape (n,). Cost |x - y|^2 (no 1/2), so psi are the weights of
-    :func:`semidiscrete`.
+    Cost |x - y|^2 (no 1/2), so psi are the weights of :func:`semidiscrete`; psi = 0 gives the
+    Voronoi cells (nearest neighbour).
+
+    Parameters
+    ----------
+    x : array_like or Tensor
+        Points (n, d) (1-D: d = 1).
+    y : array_like or Tensor
+        Sites (m, d) (1-D: d = 1).
+    psi : array_like or Tensor
+        Weights (m,).
+
+    Returns
+    -------
+    ndarray or Tensor
+        int64, shape (n,).
+
+    Raises
+    ------
+    InputError
+        Bad point clouds, different dimensions, or ``psi`` not of shape (m,).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow import ot
+    >>> ot.laguerre_assign(np.array([0.2, 0.7]), np.array([0.0, 1.0]), np.zeros(2)).tolist()
+    [0, 1]
+    >>> ot.laguerre_assign(np.array([0.2, 0.7]), np.array([0.0, 1.0]), np.array([0.0, 0.8])).tolist()
+    [1, 1]
     """
     ctx = ArrayContext(x, y, psi)
     x = ctx.tensor(x, "x")
@@ -135,11 +162,23 @@ class SemiDiscreteResult(SolverResult):
     method: str = ""
 
     def assign(self, x):
-        """Laguerre cell index of each point of ``x`` (n, d)."""
+        """Laguerre cell index of each point of ``x`` (n, d) (see :func:`laguerre_assign`).
+
+        Returns
+        -------
+        ndarray or Tensor
+            int64, shape (n,).
+        """
         return laguerre_assign(x, self.points, self.weights)
 
     def map(self, x):
-        """The Laguerre (semi-discrete Brenier) map T(x) = y_{j(x)}, shape (n, d)."""
+        """The Laguerre (semi-discrete Brenier) map T(x) = y_{j(x)}, shape (n, d).
+
+        Returns
+        -------
+        ndarray or Tensor
+            (n, d) images.
+        """
         idx = self.assign(x)
         if isinstance(idx, torch.Tensor):
             return torch.as_tensor(self.points, device=idx.device)[idx]
@@ -407,7 +446,39 @@ def semidiscrete(y, b=None, *, density=None, extent=None, sampler: Callable | No
         ``weights`` psi, ``cell_masses``, ``value`` = Phi(psi) (W_2^2 lower bound, tight at the
         optimum; a Monte-Carlo estimate for ``sgd``), ``primal_cost`` of the Laguerre map,
         ``converged``, ``n_iter``, ``errors``;
-        ``result.map(x)`` applies the Laguerre map.
+        ``result.map(x)`` applies the Laguerre map. Not converged: ``converged=False`` and a
+        ``ConvergenceWarning``.
+
+    Raises
+    ------
+    InputError
+        Neither or both of ``density`` / ``sampler``, a bad grid, extent, target or weights
+        (with a sampler ``b`` must sum to 1), ``method="newton"`` with a sampler, bad
+        ``max_iter`` / ``tol`` / ``init`` / ``batch_size`` / ``lr`` / ``n_eval`` /
+        ``check_every``.
+
+    Examples
+    --------
+    Uniform density on [0, 1] to 1/4 delta_{1/4} + 3/4 delta_{3/4}: the cell boundary is at
+    1/4, so psi_2 - psi_1 = (1/4 - 3/4)^2 = 1/4 and W_2^2 = (1/4^3 + 1/4^3 + 1/2^3) / 3 =
+    5/96 (the 100-pixel grid measure is within 1e-4 of it):
+
+    >>> import numpy as np
+    >>> from measureflow import ot
+    >>> res = ot.semidiscrete(np.array([0.25, 0.75]), np.array([0.25, 0.75]),
+    ...                       density=np.ones(100))
+    >>> bool(res.converged)
+    True
+    >>> print(np.round(res.cell_masses, 9))
+    [0.25 0.75]
+    >>> print(round(float(res.weights[1] - res.weights[0]), 9), abs(res.value - 5 / 96) < 1e-4)
+    0.25 True
+
+    References
+    ----------
+    J. Kitagawa, Q. Merigot, B. Thibert, "Convergence of a Newton algorithm for semi-discrete
+    optimal transport", J. Eur. Math. Soc. 21(9), 2019. A. Genevay, M. Cuturi, G. Peyre, F.
+    Bach, "Stochastic optimization for large-scale optimal transport", NeurIPS 2016.
     """
     ctx = ArrayContext(y, b, density, init)
     y = ctx.tensor(y, "y")

@@ -102,69 +102,137 @@ def solve(a, b, C=None, *, eps=None, rho=None, max_iter: int | None = None,
           recenter: bool = False, callback=None, verbose: bool = False, **kwargs) -> OTResult:
     """Discrete optimal transport between weights ``a`` (n,) and ``b`` (m,) for the cost ``C`` (n, m).
 
-    ``a``/``b`` ``None`` mean uniform weights 1/n, 1/m. NumPy in -> NumPy out; tensors in ->
-    tensors out (same dtype/device), with ``value`` differentiable.
-
     **Exact** (``eps=None``, balanced only): the Kantorovich LP
     min_{P >= 0, P1 = a, P^T1 = b} <C, P>, solved by POT's network simplex with an iteration cap
     scaled to the problem. ``value = linear_cost = <C, P>``; ``certificate`` holds primal
-    feasibility, dual feasibility max(f_i + g_j - C_ij)_+ and the duality gap. Masses must match
-    (relative 1e-6). ``tol`` (default 1e-9) is the relative tolerance of the certificate.
+    feasibility, dual feasibility max(f_i + g_j - C_ij)_+ and the duality gap.
 
-    **Entropic** (``eps > 0``): log-domain Sinkhorn (:mod:`measureflow.ot.sinkhorn`) for
+    **Entropic** (``eps > 0``): log-domain Sinkhorn on the transport engine
+    (:mod:`measureflow.ot.loop`) for ::
 
         OT_eps = min_P <C, P> + eps KL(P | a x b) [+ rho KL(P1 | a) + rho KL(P^T1 | b)],
 
     KL(p | q) = sum p log(p/q) - p + q; the bracket only when ``rho`` is given (unbalanced,
-    KL-penalised marginals; ``rho=None`` or ``inf`` is balanced and needs equal masses).
-    ``rho=(rho_a, rho_b)`` penalises the two marginals separately; an entry ``inf`` (or ``None``)
-    keeps that marginal hard, e.g. ``rho=(inf, lam)`` is the semi-unbalanced problem
-    min_{P1 = a} <C, P> + eps KL(P | a x b) + lam KL(P^T1 | b).
-    ``value`` is OT_eps, evaluated as the dual objective at the returned potentials (equal to
-    the primal objective of ``plan`` at convergence); ``linear_cost = <C, P>``; ``plan``
-    P_ij = a_i b_j exp((f_i + g_j - C_ij)/eps). For probability weights, balanced:
-    0 <= value - OT_0 <= eps min(H(a), H(b)) <= eps log min(n, m) (H = Shannon entropy), and the
-    same bound holds for ``linear_cost - OT_0``.
+    KL-penalised marginals). ``value`` is OT_eps, evaluated as the dual objective at the
+    returned potentials (equal to the primal objective of ``plan`` at convergence);
+    ``linear_cost = <C, P>``; the plan is P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps). For
+    probability weights, balanced: 0 <= value - OT_0 <= eps min(H(a), H(b)) <= eps log min(n, m)
+    (H = Shannon entropy), and the same bound holds for ``linear_cost - OT_0``.
 
-    Stopping rule: L1 marginal violation ||P1 - a~||_1 + ||P^T1 - b~||_1 <= ``tol`` (default
-    :func:`measureflow.ot.loop.default_tol`: 1e-8 x mass in float64, 1e-5 x mass in float32),
-    a~ = a exp(-f/rho_a) (= a for a hard marginal). If ``max_iter`` is hit first, the result
-    has ``converged=False``, a ``ConvergenceWarning`` is emitted, and ``errors[-1]`` is the
-    violation of the returned plan itself (not of an earlier iterate). ``max_iter`` (default
-    10000) bounds the total number of Sinkhorn iterations (one g- and one f-update each).
-    ``init=(f, g)``: warm-start potentials (the first update is the g-step from ``f``; ``g``
-    only stabilises it). ``eps_scaling``: ``"auto"`` (eps-scaling by tolerance with factor 0.5
-    in float64, annealing with factor 0.81 in float32, when eps < 0.1 x cost range and no
-    ``init``), ``None`` (off), a factor in (0, 1) (scaling by tolerance) or a schedule
-    ``ot.Scaling(q, stage_tol, stage_iter)`` / ``ot.Annealing(q)`` (see
-    :mod:`measureflow.ot.loop`). ``relax``: over-relaxation of the final eps stage,
-    f <- f + omega (T(f) - f) (Thibault et al. 2017; Lehmann et al. 2021): ``"auto"`` (default,
-    balanced problems only: omega from the observed convergence rate, with a safeguard that
-    falls back to omega = 1), ``None`` (plain Sinkhorn) or a factor in [1, 2).
-    ``recenter=True``: translation-invariant iteration for
-    unbalanced problems (Sejourne et al. 2022). ``callback(state) -> bool | None`` is called
-    once per iteration (return True to stop; see docs/ot.md, "Progress and callbacks");
-    ``verbose=True`` shows a progress bar. The float32 path computes exponents in float64
-    (mixed precision, see :mod:`measureflow.ot.kernels`).
+    Cost convention: ``C`` is used as given (no 1/2); for W_2 pass C_ij = |x_i - y_j|^2
+    (:func:`measureflow.ot.dist`) and ``value`` is W_2^2, a squared distance (OT course notes,
+    arXiv 2505.06589, Sec. "Kantorovich" and "Entropic regularization").
 
-    The result keeps its geometry: ``res.apply(v)`` (P v), ``res.apply(w, axis=0)`` (P^T w),
-    ``res.marginals()``, ``res.plan_block(i0, i1)``.
+    Parameters
+    ----------
+    a, b : array_like or Tensor or None
+        Nonnegative weights of shapes (n,) and (m,); ``None`` means uniform 1/n, 1/m. Masses
+        are never renormalised: balanced problems need equal masses (relative 1e-6).
+    C : array_like or Tensor
+        Cost matrix (n, m), used as given. The order is ``solve(a, b, C)`` (POT's
+        ``ot.solve(M, a, b)`` order is rejected with a hint).
+    eps : float, optional
+        Entropic regularisation (absolute, in cost units; POT's ``reg``). ``None``: exact LP.
+    rho : float or (float, float), optional
+        Marginal KL penalty (unbalanced OT, needs ``eps``). ``None`` or ``inf``: balanced.
+        ``rho=(rho_a, rho_b)`` penalises the two marginals separately; an entry ``inf`` (or
+        ``None``) keeps that marginal hard, e.g. ``rho=(inf, lam)`` is the semi-unbalanced
+        problem min_{P1 = a} <C, P> + eps KL(P | a x b) + lam KL(P^T1 | b).
+    max_iter : int, optional
+        Entropic: total number of Sinkhorn iterations (one g- and one f-update each), default
+        10000. Exact: cap on the network-simplex iterations (default scaled to the problem).
+    tol : float, optional
+        Entropic stopping rule: L1 marginal violation ||P1 - a~||_1 + ||P^T1 - b~||_1 <= tol,
+        a~ = a exp(-f / rho_a) (= a for a hard marginal); default
+        :func:`measureflow.ot.loop.default_tol` (1e-8 x mass in float64, 1e-5 x mass in
+        float32). Exact: relative tolerance of the certificate, default 1e-9.
+    init : (f, g), optional
+        Warm-start potentials (entropic only); the first update is the g-step from ``f``, ``g``
+        only stabilises it.
+    eps_scaling : "auto" or None or float or schedule, default "auto"
+        ``"auto"``: eps-scaling by tolerance with factor 0.5 in float64, annealing with factor
+        0.81 in float32, when eps < 0.1 x cost range and no ``init``; ``None``: off; a factor
+        in (0, 1): scaling by tolerance; or ``ot.Scaling(q, stage_tol, stage_iter)`` /
+        ``ot.Annealing(q)`` (see :mod:`measureflow.ot.loop`).
+    relax : "auto" or None or float, default "auto"
+        Over-relaxation of the final eps stage, f <- f + omega (T(f) - f) (Thibault et al.
+        2017; Lehmann et al. 2021). ``"auto"`` (balanced problems only): omega from the
+        observed convergence rate, with a safeguard that falls back to omega = 1; ``None``:
+        plain Sinkhorn; a factor in [1, 2).
+    recenter : bool, default False
+        Translation-invariant iteration for unbalanced problems (Sejourne et al. 2022).
+    callback : callable, optional
+        ``callback(state) -> bool | None``, called once per iteration with an
+        ``ot.SinkhornState``; returning True stops (docs/ot.md, "Progress and callbacks").
+    verbose : bool, default False
+        Show a progress bar (iteration, error, eps) on stderr.
+    **kwargs
+        Only to catch POT / OTT-JAX / GeomLoss spellings (``reg``, ``method``, ``M``,
+        ``numItermax``, ...): each raises an ``InputError`` naming the measureflow spelling.
 
-    Gradients (envelope theorem on the dual, no backprop through iterations): d value / dC = P,
-    d value / da = the partial derivative of the dual in a at (f, g) (= f up to an additive
-    constant for balanced probability weights), likewise for b; gradients with respect to
-    points flow through a ``C`` built from them. ``plan``, potentials and ``linear_cost`` are
-    returned detached for entropic solves.
+    Returns
+    -------
+    OTResult
+        ``value``, ``linear_cost``, ``plan``, ``potential_f``, ``potential_g``, ``converged``,
+        ``n_iter``, ``errors`` (and ``certificate`` for the LP). NumPy in -> NumPy out;
+        tensors in -> tensors out (same dtype/device). If ``max_iter`` is hit first: ``converged=False``, a
+        ``ConvergenceWarning``, and ``errors[-1]`` is the violation of the returned plan
+        itself. The result keeps its geometry: ``res.apply(v)`` (P v), ``res.apply(w,
+        axis=0)`` (P^T w), ``res.marginals()``, ``res.plan_block(i0, i1)``.
+
+        Gradients (envelope theorem on the dual, no backprop through iterations): d value /
+        dC = P, d value / da = the partial derivative of the dual in a at (f, g) (= f up to an
+        additive constant for balanced probability weights), likewise for b; gradients with
+        respect to points flow through a ``C`` built from them. ``plan``, potentials and
+        ``linear_cost`` are returned detached for entropic solves.
+
+    Raises
+    ------
+    InputError
+        Bad shapes or weights (``a``, ``b``, ``C``), unequal masses in a balanced problem,
+        ``rho`` or ``init`` without ``eps``, non-positive ``eps`` / ``rho`` / ``tol``, bad
+        ``max_iter``, ``eps_scaling`` or ``relax``, or a foreign keyword argument.
 
     Notes
     -----
-    Cost convention: ``C`` is used as given (no 1/2); for W_2 pass C_ij = |x_i - y_j|^2 and
-    ``value`` is W_2^2 (a squared distance), as in POT's ``emd2`` -- GeomLoss and OTT-JAX's
-    ``PointCloud`` defaults differ by factors of 1/2 or in eps units. The entropic term is
-    KL(P | a x b); in the balanced case it gives the same plan as POT's entropy -H(P) (they
-    differ by a constant on the constraint set), and POT's ``sinkhorn2`` returns <C, P>, i.e.
-    our ``linear_cost``, not ``value``. The exact LP uses POT (network simplex); the Sinkhorn
-    solver is written here.
+    GeomLoss and OTT-JAX's ``PointCloud`` defaults differ by factors of 1/2 in the cost or in
+    eps units. The entropic term is KL(P | a x b); in the balanced case it gives the same plan
+    as POT's entropy -H(P) (they differ by a constant on the constraint set), and POT's
+    ``sinkhorn2`` returns <C, P>, i.e. our ``linear_cost``, not ``value``. The float32 path
+    computes exponents in float64 (mixed precision, see :mod:`measureflow.ot.kernels`). The
+    exact LP uses POT (network simplex); the Sinkhorn solver is written here.
+
+    Examples
+    --------
+    Exact W_2^2 between two 2-point measures on the line: the monotone coupling sends 0 to 0.5
+    and 1 to 2, so W_2^2 = (0.5^2 + 1^2) / 2 = 0.625.
+
+    >>> import numpy as np
+    >>> from measureflow import ot
+    >>> C = ot.dist(np.array([0.0, 1.0]), np.array([0.5, 2.0]))
+    >>> res = ot.solve(None, None, C)
+    >>> print(round(res.value, 10), res.plan.tolist())
+    0.625 [[0.5, 0.0], [0.0, 0.5]]
+
+    Entropic, against POT (``sinkhorn`` / ``sinkhorn2`` give the same plan and <C, P>):
+
+    >>> import ot as pot
+    >>> a, b = np.array([0.2, 0.3, 0.5]), np.array([0.5, 0.5])
+    >>> C = ot.dist(np.array([0.0, 1.0, 2.0]), np.array([0.2, 1.5]))
+    >>> res = ot.solve(a, b, C, eps=0.5)
+    >>> bool(res.converged), bool(np.allclose(res.plan.sum(1), a, atol=1e-8))
+    (True, True)
+    >>> P = pot.sinkhorn(a, b, C, 0.5, stopThr=1e-12, numItermax=10_000)
+    >>> bool(np.abs(res.plan - P).max() < 1e-7)
+    True
+    >>> bool(abs(res.linear_cost - float((C * P).sum())) < 1e-7)
+    True
+
+    References
+    ----------
+    G. Peyre, M. Cuturi, "Computational Optimal Transport", 2019, Ch. 3-4; OT course notes,
+    arXiv 2505.06589. T. Sejourne, F.-X. Vialard, G. Peyre, "Faster unbalanced optimal transport:
+    translation invariant Sinkhorn and 1-D Frank-Wolfe", AISTATS 2022.
     """
     if kwargs:
         foreign_kwargs(kwargs, "ot.solve")
