@@ -34,7 +34,10 @@ def _cli(out: Path, *args: str, table: str = "None", env: dict | None = None,
          fsize: int | None = None, wait: bool = True):
     """Run ``measureflow reproduce`` in a subprocess with the fake experiments registered."""
     # _loaded = True: the subprocess registers the fakes only (no import of the real modules)
-    code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import _fake_experiments as F; "
+    # SIGINT handler reset: a suite started in the background by a non-interactive shell
+    # (nohup cmd &, some CI runners) passes SIGINT = SIG_IGN down, and Python keeps it ignored
+    code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            f"import sys; sys.path.insert(0, {str(HERE)!r}); import _fake_experiments as F; "
             "import measureflow.experiments as E; E._loaded = True; "
             f"F.register({table}); from measureflow.cli import main; "
             f"sys.exit(main(['reproduce', *sys.argv[1:], '--out', {str(out)!r}]))")
