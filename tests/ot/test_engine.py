@@ -417,3 +417,172 @@ def test_loop_with_blocks_directly():
     plan = g.block(out.f / 0.1 + torch.log(at), out.g / 0.1 + torch.log(2 * bt), 0.1)
     assert out.converged
     np.testing.assert_allclose(plan.numpy(), P, atol=1e-11)
+
+
+# ---------------------------------------------------------------------------------------------
+# sparse graphs (Graph geometry), the divergence block and the K-block cyclic loop
+# ---------------------------------------------------------------------------------------------
+
+def _complete_graph(C):
+    from measureflow.ot.geometry import Graph
+
+    n = C.shape[0]
+    i, j = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    return Graph(i.reshape(-1), j.reshape(-1), C.reshape(-1).clone(), n)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000), st.integers(2, 7), st.sampled_from([0.2, 1.0]))
+def test_graph_equals_dense_on_a_complete_graph(seed, n, eps):
+    x, _, a, b = _cloud(seed, n, n)
+    y = np.random.default_rng(seed + 1).normal(size=(n, 2))
+    C = _sq(x, y)
+    C = torch.tensor(C / C.max(), requires_grad=True)
+    D, G = Dense(C), _complete_graph(C.detach())
+    rng = np.random.default_rng(seed)
+    u, v = torch.tensor(rng.normal(size=n)), torch.tensor(rng.normal(size=n))
+    W = torch.tensor(rng.normal(size=(n, 3)))
+    for axis in (0, 1):
+        torch.testing.assert_close(G.lse(u, v, eps, axis), D.lse(u, v, eps, axis),
+                                   rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(G.apply(u, v, eps, W, axis), D.apply(u, v, eps, W, axis),
+                                   rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(G.block(u, v, eps), D.block(u, v, eps), rtol=1e-12, atol=0)
+    torch.testing.assert_close(G.linear_cost(u, v, eps), D.linear_cost(u, v, eps), rtol=1e-12,
+                               atol=0)
+    assert G.cost_range() == pytest.approx(D.cost_range(), rel=1e-15)
+    at, bt = torch.tensor(a), torch.tensor(b)
+    o1 = sinkhorn_loop(G, Hard(at), Hard(bt), eps, tol=1e-10, max_iter=5000)
+    o2 = sinkhorn_loop(D, Hard(at), Hard(bt), eps, tol=1e-10, max_iter=5000)
+    assert o1.converged and o2.converged
+    shift = float((o1.f - o2.f).mean())     # potentials are unique up to f + c, g - c
+    torch.testing.assert_close(o1.f - shift, o2.f, rtol=0, atol=1e-8 * eps)
+    torch.testing.assert_close(o1.g + shift, o2.g, rtol=0, atol=1e-8 * eps)
+
+
+def test_graph_sparse_support_is_ot_restricted_to_the_arcs():
+    """Sinkhorn on a graph = POT's sinkhorn_log on the dense cost that forbids the non-arcs
+    (a cost of 1e3 / eps = 1e4: exp(-1e4) is 0 in float64), and the envelope gradient of the
+    value with respect to the lengths is the plan on the arcs."""
+    from measureflow.ot.geometry import Graph
+
+    rng = np.random.default_rng(3)
+    n = 6
+    C = rng.uniform(0.1, 1.0, (n, n))
+    keep = (rng.random((n, n)) < 0.6) | np.eye(n, dtype=bool)
+    ii, jj = np.nonzero(keep)
+    P0 = keep * rng.uniform(0.5, 1.0, (n, n))       # b = a column marginal of a plan on the
+    a = np.full(n, 1 / n)                           # arcs: the restricted problem is feasible
+    b = (P0 * (a / P0.sum(1))[:, None]).sum(0)
+    eps = 0.1
+    w = torch.tensor(C[ii, jj], requires_grad=True)
+    G = Graph(torch.tensor(ii), torch.tensor(jj), w, n)
+    at, bt = torch.tensor(a), torch.tensor(b)
+    out = sinkhorn_loop(G, Hard(at), Hard(bt), eps, tol=1e-12, max_iter=50_000)
+    assert out.converged
+    M = np.where(keep, C, 1e3)
+    P = pot.bregman.sinkhorn_log(a, b, M, eps, stopThr=1e-14, numItermax=200_000)
+    plan = G.block(out.f / eps + torch.log(at), out.g / eps + torch.log(bt), eps)
+    np.testing.assert_allclose(plan.numpy(), P, atol=1e-10)
+    # d/dw of eps * mass(f, g fixed) at the optimum is -P on the arcs
+    (grad,) = torch.autograd.grad(eps * G.mass(at, bt, out.f, out.g, eps), [w])
+    np.testing.assert_allclose(-grad.numpy(), P[ii, jj], atol=1e-10)
+    assert G.transpose().transpose().lse(out.f, out.g, eps, 1).shape == (n,)
+
+
+def _path_flow_problem(n=9, dtype=torch.float64):
+    from measureflow.ot.geometry import Graph
+
+    e = torch.stack([torch.arange(n - 1), torch.arange(1, n)], 1)
+    tail, head = torch.cat([e[:, 0], e[:, 1]]), torch.cat([e[:, 1], e[:, 0]])
+    w = torch.linspace(0.5, 1.5, n - 1, dtype=dtype).repeat(2)
+    b = torch.zeros(n, dtype=dtype)
+    b[:2], b[-3:] = 0.5, -1 / 3
+    return Graph(tail, head, w, n, signed=True), b, e
+
+
+def test_divergence_block_symmetric_loop_equals_cyclic_loop_and_lifted_projections():
+    """Flow-Sinkhorn three ways: the symmetric two-block loop (averaged update), the K-block
+    loop with omega = 1/2, and bregman's stored-iterate lifted projections (GraphDivergence +
+    Lifting, a different algorithm with the same optimum): same flows, div x = b."""
+    import measureflow.bregman as br
+    from measureflow.ot.loop import Divergence, PotentialProjection, cyclic_loop
+
+    G, b, e = _path_flow_problem(7)
+    gam = 0.3
+    sym = sinkhorn_loop(G, Divergence(b), None, gam, tol=1e-12, max_iter=100_000,
+                        symmetric=True)
+    cyc = cyclic_loop(torch.zeros(len(b), dtype=b.dtype),
+                      [PotentialProjection(G, Divergence(b), gam, omega=0.5, gauge=True)],
+                      tol=1e-12, max_iter=100_000)
+    assert sym.converged and cyc.converged
+    x_sym = torch.exp(G.log_flow(sym.f / gam, sym.f / gam, gam))
+    x_cyc = torch.exp(G.log_flow(cyc.x / gam, cyc.x / gam, gam))
+    torch.testing.assert_close(x_sym, x_cyc, rtol=0, atol=1e-10)
+    div = G.apply(cyc.x / gam, cyc.x / gam, gam, torch.ones_like(G.w))
+    torch.testing.assert_close(div, b, rtol=0, atol=1e-11)
+    Cl, blocks, arcs = br.graph_lifting_problem((e.numpy(), G.w[: len(e)].numpy()),
+                                                np.maximum(b.numpy(), 0),
+                                                np.maximum(-b.numpy(), 0))
+    ref = br.kl_projections(Cl, blocks, gam, tol=1e-12, max_iter=100_000)
+    # graph_lifting_problem's arcs are the edges then their reverses, as in _path_flow_problem
+    np.testing.assert_allclose(x_cyc.numpy(), ref.x[0], atol=1e-9)
+
+
+def test_cyclic_loop_checks_stops_and_differentiates():
+    from measureflow.ot.loop import Divergence, PotentialProjection, cyclic_loop
+
+    G, b, _ = _path_flow_problem(5)
+    P = PotentialProjection(G, Divergence(b), 0.3, omega=0.5, gauge=True)
+    phi0 = torch.zeros(len(b), dtype=b.dtype)
+    out = cyclic_loop(phi0, [P], tol=1e-300, max_iter=23, check_every=5)
+    assert out.n_iter == 23 and len(out.errors) == 5 and not out.converged    # 5,...,20, 23
+    seen = []
+
+    def cb(state):
+        seen.append(state.iteration)
+        assert isinstance(state, SinkhornState) and state.eps == 0.3
+        return state.iteration >= 6
+
+    out = cyclic_loop(phi0, [P], tol=1e-300, max_iter=100, check_every=3, eps=0.3, callback=cb)
+    assert out.stopped and out.n_iter == 6 and seen == [3, 6] and not out.converged
+    nan = PotentialProjection(G, Divergence(b * math.nan), 0.3)
+    out = cyclic_loop(phi0, [nan], tol=1e-9, max_iter=50)
+    assert out.n_iter == 1 and not out.converged and math.isnan(out.error)
+    # autograd runs through the sweeps (the caller's grad mode): the unrolled derivative of
+    # phi_0 - phi_last along a zero-sum change of b equals central finite differences
+
+    def gap(bv):
+        P = PotentialProjection(G, Divergence(bv), 0.3, omega=0.5, gauge=True)
+        out = cyclic_loop(phi0, [P], tol=1e-13, max_iter=50_000)
+        assert out.converged
+        return out.x[0] - out.x[-1]
+
+    d = torch.zeros_like(b)
+    d[0], d[-1] = 1.0, -1.0
+    bb = b.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(gap(bb), [bb])
+    h = 1e-5
+    fd = (gap(b + h * d) - gap(b - h * d)) / (2 * h)
+    assert float(grad @ d) == pytest.approx(float(fd), rel=1e-6)
+
+
+def test_float32_flow_sinkhorn_and_kl_projections_converge_by_default():
+    import measureflow.bregman as br
+
+    rng = np.random.default_rng(0)
+    x = torch.tensor(rng.random((40, 2)), dtype=torch.float32)
+    C = ((x[:, None] - x[None]) ** 2).sum(-1)
+    a = torch.full((40,), 1 / 40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        r = br.kl_projections(C, [br.RowMarginal(a), br.ColMarginal(a)], 0.01,
+                              z=a[:, None] * a[None], max_iter=5000)
+        e = np.stack([np.arange(11), np.arange(1, 12)], 1)
+        b1 = torch.zeros(12)
+        b1[:3] = 1 / 3
+        s = br.graph_w1((e, torch.ones(11)), b1, b1.flip(0), method="flow_sinkhorn",
+                        gamma=0.5)
+    assert r.converged and r.x.dtype == torch.float32
+    assert s.converged and s.value.dtype == torch.float32
+    assert float(s.lower) <= 9.0 + 1e-4 and float(s.upper) >= 9.0 - 1e-4   # W1 = 3 x 3

@@ -43,7 +43,7 @@ from ..core.errors import InputError
 from ..core.results import SolverResult, report_convergence
 from ..core.validation import check_int, check_nonnegative, check_positive
 from ..ot.geometry import log_marginal, scatter_lse
-from ..ot.loop import Projection, asinh_exp, cyclic_loop
+from ..ot.loop import Projection, asinh_exp, cyclic_loop, default_tol
 from .graph import _check_array_arg, _check_connected, _edge_array, _real_array, graph_edges
 
 __all__ = ["Block", "RowMarginal", "ColMarginal", "KLRowMarginal", "KLColMarginal",
@@ -682,6 +682,18 @@ class _Bound(Projection):
         return self.blk.residual(x, u)
 
 
+def _mass_scale(blocks) -> float:
+    """The largest total target mass of the blocks (marginals, divergence), at least 1."""
+    m = 1.0
+    for blk in blocks:
+        t = getattr(blk, "target", None)
+        if t is None:
+            t = getattr(blk, "b", None)
+        if isinstance(t, torch.Tensor) and t.numel():
+            m = max(m, float(t.detach().abs().sum()))
+    return m
+
+
 def _dual_value(blocks, duals, Zg, gam, logx):
     """F_gamma(u) = sum_k -H_k^*(-u_k) + <gamma, z> - <gamma, x(u)>."""
     return sum(blk.dual_term(u) for blk, u in zip(blocks, duals)) + Zg \
@@ -689,7 +701,7 @@ def _dual_value(blocks, duals, Zg, gam, logx):
 
 
 def kl_projections(C, blocks: Sequence[Block], gamma, z=None, *, max_iter: int = 1000,
-                   tol: float = 1e-9, check_every: int = 1) -> KLProjectionResult:
+                   tol: float | None = None, check_every: int = 1) -> KLProjectionResult:
     """Cyclic KL projections for min <C, x> + gamma KL(x | z) + sum_k H_k(A_k x).
 
     KL(x | z) = sum x log(x / z) - x + z. Starts at x0 = z exp(-C / gamma) (u = 0) and applies
@@ -716,8 +728,11 @@ def kl_projections(C, blocks: Sequence[Block], gamma, z=None, *, max_iter: int =
         variables off.
     max_iter : int, default 1000
         Maximum number of sweeps (>= 1).
-    tol : float, default 1e-9
-        Stop when the sum of the block residuals is <= tol (absolute, mass units).
+    tol : float, optional
+        Stop when the sum of the block residuals is <= tol (absolute, mass units). Default
+        1e-9 in float64; for lower precision the engine's dtype-aware
+        :func:`~measureflow.ot.loop.default_tol` (1e-5 x mass in float32, the resolution of a
+        float32 marginal), mass = the largest total target of the blocks (at least 1).
     check_every : int, default 1
         Sweeps between two checks (>= 1).
 
@@ -792,11 +807,14 @@ def kl_projections(C, blocks: Sequence[Block], gamma, z=None, *, max_iter: int =
             raise InputError(f"z: shape {tuple(zt.shape)} does not broadcast to C's shape "
                              f"{tuple(C.shape)}") from None
     max_iter = check_int(max_iter, "max_iter", min_value=1)
-    tol = check_positive(tol, "tol")
+    if tol is not None:
+        tol = check_positive(tol, "tol")
     check_every = check_int(check_every, "check_every", min_value=1)
     gd = gam.detach()
     duals = [blk.init(tuple(C.shape), gd) for blk in blocks]
     _check_balanced_masses(blocks)
+    if tol is None:
+        tol = 1e-9 if C.dtype == torch.float64 else default_tol(C.dtype, _mass_scale(blocks))
     logz = torch.where(zt > 0, torch.log(zt.clamp_min(1e-300)), torch.full_like(zt, _NEG_INF))
     logx = logz - C / gam
     Zg = (gam * zt).sum()

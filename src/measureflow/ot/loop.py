@@ -587,7 +587,7 @@ class Divergence(Marginal):
     def __init__(self, weights: torch.Tensor):
         self.w = weights
         self.logw = torch.zeros_like(weights)
-        self.mass = 0.5 * float(weights.abs().sum())
+        self.mass = 0.5 * float(weights.detach().abs().sum())
         self._logb = torch.log(torch.where(weights != 0, weights.abs() / 2,
                                            torch.ones_like(weights)))
         self._sgn = torch.sign(weights)
@@ -690,6 +690,10 @@ class CyclicOutput:
     stopped: bool = False
 
 
+def _as_float(r) -> float:
+    return float(r.detach()) if isinstance(r, torch.Tensor) else float(r)
+
+
 def cyclic_loop(x, blocks, duals=None, *, tol: float, max_iter: int, check_every: int = 1,
                 eps: float = math.nan, on_check: Callable | None = None,
                 callback: Callable | None = None, verbose: bool = False, label: str = "",
@@ -754,7 +758,7 @@ def cyclic_loop(x, blocks, duals=None, *, tol: float, max_iter: int, check_every
                 continue
             for k, blk in enumerate(blocks):
                 x, duals[k] = blk.normalize(x, duals[k])
-            err = float(sum(float(blk.residual(x, u)) for blk, u in zip(blocks, duals)))
+            err = float(sum(_as_float(blk.residual(x, u)) for blk, u in zip(blocks, duals)))
             errors.append(err)
             if on_check is not None:
                 on_check(it, x, duals)
