@@ -12,6 +12,20 @@ Pillars (subpackages, imported lazily on first attribute access)::
     measureflow.meanfield     VarPro two-timescale training, ultra-fast diffusion
     measureflow.sampling      score matching + Langevin sampling of Gaussians
     measureflow.da            domain adaptation by OT (scikit-learn style ``Transport``)
+
+Top-level names: :class:`InputError` (a ``ValueError`` whose message starts with the
+offending argument's name), :class:`ConvergenceWarning` (an iterative solver stopped before
+its tolerance; its result has ``converged=False``), :class:`ExperimentSkipped` and
+``__version__``. Conventions shared by every pillar (costs |x - y|^2 without 1/2, distances
+vs squares, NumPy in -> NumPy out, potentials, stopping rules): docs/conventions.md.
+
+Examples
+--------
+>>> import measureflow
+>>> measureflow.ot.dist([[0.0, 0.0]], [[3.0, 4.0]]).tolist()     # subpackages load on access
+[[25.0]]
+>>> issubclass(measureflow.InputError, ValueError), isinstance(measureflow.__version__, str)
+(True, True)
 """
 
 from __future__ import annotations

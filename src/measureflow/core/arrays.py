@@ -58,6 +58,34 @@ def check_tensor_kind(t: torch.Tensor, name: str) -> torch.Tensor:
     Meta-device tensors (no values), non-strided layouts (sparse, ...), complex dtypes and
     floating dtypes other than float32/float64 raise :class:`InputError` naming ``name``.
     Integer and bool tensors pass (they are converted by :func:`as_tensor`).
+
+    Parameters
+    ----------
+    t : Tensor
+    name : str
+        Argument name for the error message.
+
+    Returns
+    -------
+    Tensor
+        ``t`` itself.
+
+    Raises
+    ------
+    InputError
+        A tensor of a kind listed above.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.core import InputError, check_tensor_kind
+    >>> check_tensor_kind(torch.ones(2), "x").shape
+    torch.Size([2])
+    >>> try:
+    ...     check_tensor_kind(torch.ones(2, dtype=torch.float16), "x")
+    ... except InputError as exc:
+    ...     print(str(exc)[:33])
+    x: dtype torch.float16 is not sup
     """
     if t.device.type == "meta":
         raise InputError(f"{name}: tensors on the 'meta' device hold no values (only a shape); "
@@ -75,6 +103,23 @@ def check_tensor_kind(t: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def is_tensor(x: Any) -> bool:
+    """Whether ``x`` is a torch tensor.
+
+    Parameters
+    ----------
+    x : object
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from measureflow.core import is_tensor
+    >>> is_tensor(torch.zeros(1)), is_tensor(np.zeros(1))
+    (True, False)
+    """
     return isinstance(x, torch.Tensor)
 
 
@@ -104,9 +149,46 @@ def as_tensor(x: Any, name: str = "x", *, dtype: torch.dtype | None = None,
 
     Tensors keep their dtype/device (and autograd graph) unless ``dtype``/``device`` is given;
     non-contiguous tensors are made contiguous. NumPy arrays, lists and scalars become float64
-    (or ``dtype``). Raises :class:`InputError` naming ``name`` if ``x`` cannot be converted, is
-    of a kind the library does not compute with (meta device, sparse, complex, float16/bfloat16:
-    :func:`check_tensor_kind`) or (``check_finite``) contains NaN/Inf.
+    (or ``dtype``); integers and bools are read as numbers.
+
+    Parameters
+    ----------
+    x : array_like or Tensor
+        The value to convert.
+    name : str, default "x"
+        Argument name for error messages.
+    dtype : torch.dtype, optional
+        float32 or float64 (the compute dtypes).
+    device : torch.device or str, optional
+    check_finite : bool, default True
+        Reject NaN / Inf.
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    InputError
+        Naming ``name``: ``x`` is None, a string, a lone bool, ragged, complex, non-numeric, of a
+        kind the library does not compute with (meta device, sparse, complex, float16/bfloat16:
+        :func:`check_tensor_kind`) or (``check_finite``) contains NaN/Inf.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from measureflow.core import InputError, as_tensor
+    >>> as_tensor([1, 2]).dtype, as_tensor(np.float32(1.0), dtype=torch.float32).dtype
+    (torch.float64, torch.float32)
+    >>> t = torch.ones(2, requires_grad=True)
+    >>> as_tensor(t) is t                     # no copy, autograd kept
+    True
+    >>> try:
+    ...     as_tensor([1.0, float("nan")], "weights")
+    ... except InputError as exc:
+    ...     print(exc)
+    weights: contains NaN or Inf
     """
     if x is None:
         raise InputError(f"{name}: expected an array, got None")
@@ -151,7 +233,25 @@ def as_tensor(x: Any, name: str = "x", *, dtype: torch.dtype | None = None,
 
 
 def to_numpy(x: Any) -> Any:
-    """Tensor -> NumPy (0-d -> Python float/int/bool); other objects are returned unchanged."""
+    """Tensor -> NumPy (0-d -> Python float/int/bool); other objects are returned unchanged.
+
+    The tensor is detached and moved to the CPU.
+
+    Parameters
+    ----------
+    x : object
+
+    Returns
+    -------
+    ndarray or float or int or bool or object
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.core import to_numpy
+    >>> to_numpy(torch.tensor([1.0, 2.0])).tolist(), to_numpy(torch.tensor(3.0)), to_numpy("a")
+    ([1.0, 2.0], 3.0, 'a')
+    """
     if isinstance(x, torch.Tensor):
         arr = x.detach().cpu().numpy()
         if arr.ndim == 0:
@@ -163,6 +263,10 @@ def to_numpy(x: Any) -> Any:
 class ArrayContext:
     """Remembers how a public function was called, to return outputs of the same kind.
 
+    NumPy in -> NumPy out (0-d results as Python floats); a torch tensor among the array
+    arguments -> tensors out on that tensor's device and dtype, autograd kept
+    (docs/conventions.md, "Arrays and devices").
+
     Parameters
     ----------
     *arrays:
@@ -171,6 +275,33 @@ class ArrayContext:
         and the compute dtype is float64 on CPU.
     dtype, device:
         Optional overrides of the compute dtype/device.
+
+    Attributes
+    ----------
+    is_torch, is_numpy : bool
+        Whether the call was a torch call or a NumPy call.
+    dtype : torch.dtype
+        Compute dtype of the call.
+    device : torch.device
+        Compute device of the call.
+
+    Raises
+    ------
+    InputError
+        ``dtype`` not float32/float64, or ``device`` not a device holding data.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from measureflow.core import ArrayContext
+    >>> ctx = ArrayContext(np.ones(2), [1.0, 2.0])
+    >>> x = ctx.tensor([1.0, 2.0], "x")
+    >>> ctx.is_numpy, type(ctx.wrap(2 * x)).__name__, ctx.wrap(x.sum())
+    (True, 'ndarray', 3.0)
+    >>> ctx = ArrayContext(np.ones(2), torch.ones(2, dtype=torch.float32))
+    >>> ctx.tensor(np.ones(2), "a").dtype, ctx.is_torch
+    (torch.float32, True)
     """
 
     def __init__(self, *arrays: Any, dtype: torch.dtype | None = None, device=None):
@@ -197,26 +328,55 @@ class ArrayContext:
 
     @property
     def is_numpy(self) -> bool:
+        """True for a NumPy call (no tensor among the arguments)."""
         return not self.is_torch
 
     def tensor(self, x: Any, name: str, *, check_finite: bool = True) -> torch.Tensor:
-        """Convert one argument to the call's dtype/device (autograd kept for tensors)."""
+        """Convert one argument to the call's dtype/device (autograd kept for tensors).
+
+        Parameters
+        ----------
+        x : array_like or Tensor
+        name : str
+            Argument name for error messages.
+        check_finite : bool, default True
+
+        Returns
+        -------
+        Tensor
+
+        Raises
+        ------
+        InputError
+            As :func:`as_tensor`.
+        """
         return as_tensor(x, name, dtype=self.dtype, device=self.device, check_finite=check_finite)
 
     def zeros(self, *shape: int) -> torch.Tensor:
+        """A tensor of zeros of the call's dtype and device."""
         return torch.zeros(*shape, dtype=self.dtype, device=self.device)
 
     def ones(self, *shape: int) -> torch.Tensor:
+        """A tensor of ones of the call's dtype and device."""
         return torch.ones(*shape, dtype=self.dtype, device=self.device)
 
     def scalar(self, value: float) -> torch.Tensor:
+        """A 0-d tensor of the call's dtype and device."""
         return torch.as_tensor(value, dtype=self.dtype, device=self.device)
 
     def wrap(self, obj: Any) -> Any:
         """Return ``obj`` with every tensor converted to NumPy if this was a NumPy call.
 
-        Handles tensors, tuples, lists, dicts and dataclass instances (recursively). Torch calls
-        return ``obj`` unchanged.
+        Handles tensors, tuples, named tuples, lists, dicts and dataclass instances (recursively);
+        0-d tensors become Python numbers. Torch calls return ``obj`` unchanged.
+
+        Parameters
+        ----------
+        obj : object
+
+        Returns
+        -------
+        object
         """
         if self.is_torch:
             return obj

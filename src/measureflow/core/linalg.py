@@ -42,16 +42,69 @@ def _square(S, name: str) -> torch.Tensor:
 
 
 def sym(M: torch.Tensor) -> torch.Tensor:
-    """Symmetric part (M + M^T) / 2 of square matrices (batched)."""
+    """Symmetric part (M + M^T) / 2 of square matrices (batched).
+
+    Parameters
+    ----------
+    M : Tensor
+        (..., d, d).
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    InputError
+        Not a floating tensor of square matrices.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.core.linalg import sym
+    >>> sym(torch.tensor([[1.0, 2.0], [0.0, 3.0]])).tolist()
+    [[1.0, 1.0], [1.0, 3.0]]
+    """
     _square(M, "M")
     return 0.5 * (M + M.transpose(-1, -2))
 
 
 def psd_power(S: torch.Tensor, t: float, *, rcond: float = 0.0) -> torch.Tensor:
-    """S^t for symmetric PSD ``S`` (batched). Negative round-off eigenvalues are clamped to 0.
+    """S^t for symmetric PSD ``S`` (batched), through ``torch.linalg.eigh`` of (S + S^T) / 2.
 
-    For t < 0 eigenvalues <= ``rcond`` x max eigenvalue are mapped to 0 (pseudo-inverse power).
-    Eigenvalues below -sqrt(eps) x max|eigenvalue| (not round-off) raise InputError.
+    S^t = U diag(lambda^t) U^T; negative round-off eigenvalues are clamped to 0. For t < 0
+    eigenvalues <= ``rcond`` x max eigenvalue are mapped to 0 (pseudo-inverse power).
+    Differentiable (gradients undefined at repeated eigenvalues).
+
+    Parameters
+    ----------
+    S : Tensor
+        (..., d, d) symmetric PSD, finite.
+    t : float
+        Finite exponent.
+    rcond : float, default 0
+        Relative threshold of the pseudo-inverse (t < 0).
+
+    Returns
+    -------
+    Tensor
+        (..., d, d).
+
+    Raises
+    ------
+    InputError
+        Non-square or non-finite ``S``, eigenvalues below -sqrt(eps) x max|eigenvalue| (not
+        round-off), a non-finite ``t`` or a bad ``rcond``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.core.linalg import psd_power
+    >>> S = torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=torch.float64)     # eigenvalues 1, 3
+    >>> R = psd_power(S, 0.5)
+    >>> I = torch.eye(2, dtype=torch.float64)
+    >>> bool(torch.allclose(R @ R, S)), bool(torch.allclose(psd_power(S, -1.0) @ S, I))
+    (True, True)
     """
     _square(S, "S")
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
@@ -80,12 +133,51 @@ def psd_power(S: torch.Tensor, t: float, *, rcond: float = 0.0) -> torch.Tensor:
 
 
 def sqrtm_psd(S: torch.Tensor) -> torch.Tensor:
-    """Principal square root of a symmetric PSD matrix (batched)."""
+    """Principal square root S^{1/2} of a symmetric PSD matrix (batched; see :func:`psd_power`).
+
+    Parameters
+    ----------
+    S : Tensor
+        (..., d, d) symmetric PSD.
+
+    Returns
+    -------
+    Tensor
+        Symmetric PSD R with R R = S.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.core.linalg import sqrtm_psd
+    >>> S = torch.diag(torch.tensor([4.0, 9.0], dtype=torch.float64))
+    >>> sqrtm_psd(S).diagonal().round(decimals=12).tolist()
+    [2.0, 3.0]
+    """
     return psd_power(S, 0.5)
 
 
 def invsqrtm_psd(S: torch.Tensor, *, rcond: float = 1e-12) -> torch.Tensor:
-    """S^{-1/2} (pseudo-inverse on the numerical kernel, threshold ``rcond`` x max eigenvalue)."""
+    """S^{-1/2} (pseudo-inverse on the numerical kernel, threshold ``rcond`` x max eigenvalue).
+
+    Parameters
+    ----------
+    S : Tensor
+        (..., d, d) symmetric PSD.
+    rcond : float, default 1e-12
+        Eigenvalues <= rcond x max eigenvalue are treated as 0.
+
+    Returns
+    -------
+    Tensor
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.core.linalg import invsqrtm_psd
+    >>> S = torch.diag(torch.tensor([4.0, 0.0], dtype=torch.float64))     # singular: pseudo-inverse
+    >>> invsqrtm_psd(S).diagonal().round(decimals=12).add(0.0).tolist()
+    [0.5, 0.0]
+    """
     return psd_power(S, -0.5, rcond=rcond)
 
 
@@ -101,10 +193,36 @@ def _points(x, name: str) -> None:
 def sqdist(x, y):
     """C_ij = |x_i - y_j|^2 for x (..., n, d), y (..., m, d). Clamped at 0 against round-off.
 
-    Uses the expansion |x|^2 + |y|^2 - 2 <x, y> (one matmul); exact zeros on the diagonal of
-    sqdist(x, x) are restored. Tensors in -> tensor out (differentiable); NumPy arrays or lists
-    in -> NumPy out. For a validated public cost builder (and a cancellation-free squared
-    distance) use :func:`measureflow.ot.dist`.
+    Squared Euclidean distance, no 1/2. Uses the expansion |x|^2 + |y|^2 - 2 <x, y> (one
+    matmul), which loses relative accuracy for nearby points far from the origin; exact zeros on
+    the diagonal of sqdist(x, x) are restored. An internal building block: the public,
+    validated and cancellation-free cost builder is :func:`measureflow.ot.dist`. Inputs are not
+    scanned: NaN and Inf propagate.
+
+    Parameters
+    ----------
+    x : Tensor or array_like
+        (..., n, d).
+    y : Tensor or array_like
+        (..., m, d).
+
+    Returns
+    -------
+    Tensor or ndarray
+        (..., n, m). Tensors in -> tensor out (differentiable); NumPy arrays or lists in ->
+        NumPy out.
+
+    Raises
+    ------
+    InputError
+        Not floating point clouds, or different dimensions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.core.linalg import sqdist
+    >>> sqdist(np.array([[0.0, 0.0]]), np.array([[3.0, 4.0], [1.0, 0.0]]))
+    array([[25.,  1.]])
     """
     if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
         from .arrays import ArrayContext
@@ -126,7 +244,37 @@ def sqdist(x, y):
 
 
 def cost_matrix(x: torch.Tensor, y: torch.Tensor, p: float = 2.0) -> torch.Tensor:
-    """C_ij = |x_i - y_j|^p (Euclidean norm). p = 2 is the squared distance (no 1/2)."""
+    """C_ij = |x_i - y_j|^p (Euclidean norm). p = 2 is the squared distance (no 1/2).
+
+    p = 2 is :func:`sqdist`; other p use ``torch.cdist``. Internal building block; the public
+    cost builder is :func:`measureflow.ot.dist`.
+
+    Parameters
+    ----------
+    x, y : Tensor
+        (..., n, d), (..., m, d).
+    p : float, default 2
+        Finite exponent > 0.
+
+    Returns
+    -------
+    Tensor
+        (..., n, m).
+
+    Raises
+    ------
+    InputError
+        Bad ``p`` or point clouds.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.core.linalg import cost_matrix
+    >>> x = torch.tensor([[0.0, 0.0]], dtype=torch.float64)
+    >>> y = torch.tensor([[3.0, 4.0]], dtype=torch.float64)
+    >>> cost_matrix(x, y, 1).tolist(), cost_matrix(x, y, 3).tolist()
+    ([[5.0]], [[125.0]])
+    """
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < math.inf:
         raise InputError(f"p: expected a finite exponent > 0, got {p!r}")
     if p == 2:

@@ -24,7 +24,29 @@ __all__ = ["Monitor", "check_callback"]
 
 
 def check_callback(callback) -> Callable | None:
-    """Validate a ``callback=`` argument (None or callable)."""
+    """Validate a ``callback=`` argument (None or callable).
+
+    Parameters
+    ----------
+    callback : callable or None
+        ``callback(state) -> bool | None``.
+
+    Returns
+    -------
+    callable or None
+        ``callback`` itself.
+
+    Raises
+    ------
+    InputError
+        Anything else.
+
+    Examples
+    --------
+    >>> from measureflow.core.progress import check_callback
+    >>> check_callback(None) is None, check_callback(print) is print
+    (True, True)
+    """
     if callback is not None and not callable(callback):
         from .errors import InputError
 
@@ -37,8 +59,39 @@ class Monitor:
     """Drives ``callback`` and the ``verbose`` progress bar of one solver call.
 
     Use as a context manager; call ``monitor(state)`` once per iteration (it returns True when
-    the callback asked to stop). ``state`` needs ``iteration`` and ``error`` attributes (and
-    optionally ``eps`` and ``label``).
+    the callback asked to stop, and sets ``stopped``). ``state`` needs ``iteration`` and
+    ``error`` attributes (and optionally ``eps`` and ``label``). The bar advances on a log scale
+    from the first error to ``tol``.
+
+    Parameters
+    ----------
+    callback : callable or None
+        ``callback(state) -> bool | None``; returning True stops.
+    verbose : bool
+        Show a rich progress bar on stderr.
+    tol : float
+        The solver's tolerance (end of the bar).
+    description : str
+        Text of the bar.
+
+    Attributes
+    ----------
+    stopped : bool
+        Whether the callback asked to stop.
+    active : bool
+        Whether there is anything to drive (a callback or ``verbose``).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> from measureflow.core.progress import Monitor
+    >>> seen = []
+    >>> with Monitor(lambda s: seen.append(s.error) or s.iteration >= 2, False, 1e-8, "demo") as mon:
+    ...     for k in range(1, 10):
+    ...         if mon(SimpleNamespace(iteration=k, error=10.0 ** -k)):
+    ...             break
+    >>> k, mon.stopped, seen
+    (2, True, [0.1, 0.01])
     """
 
     _STEPS = 1000
@@ -55,6 +108,7 @@ class Monitor:
 
     @property
     def active(self) -> bool:
+        """Whether there is anything to drive (a callback or ``verbose``)."""
         return self.callback is not None or self.verbose
 
     def __enter__(self):

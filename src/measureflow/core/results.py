@@ -23,6 +23,10 @@ __all__ = ["SolverResult", "report_convergence"]
 class SolverResult:
     """Base of all solver results.
 
+    A frozen dataclass (keyword-only fields); every iterative solver family derives its result
+    from it, so all of them expose the same three fields. Subclasses get the short ``repr`` below
+    (scalars by value, arrays by shape and dtype, traces by length).
+
     Attributes
     ----------
     converged:
@@ -31,6 +35,20 @@ class SolverResult:
         Number of iterations performed.
     errors:
         Trace of the stopping error (list of floats), one entry per convergence check.
+
+    Examples
+    --------
+    >>> import dataclasses
+    >>> import numpy as np
+    >>> from measureflow.core.results import SolverResult
+    >>> @dataclasses.dataclass(frozen=True, kw_only=True)
+    ... class MyResult(SolverResult):
+    ...     x: object = None
+    >>> r = MyResult(x=np.zeros((100, 3)), converged=True, n_iter=7, errors=[1.0, 1e-3, 1e-9])
+    >>> r
+    MyResult(x=<array (100, 3) float64>, converged=True, n_iter=7, errors=[3 values, last 1e-09])
+    >>> r.replace(n_iter=8).n_iter, sorted(r.as_dict())
+    (8, ['converged', 'errors', 'n_iter', 'x'])
     """
 
     converged: bool = True
@@ -53,9 +71,27 @@ class SolverResult:
         return f"{type(self).__name__}({', '.join(parts)})"
 
     def replace(self, **changes: Any):
+        """A copy with some fields changed (:func:`dataclasses.replace`).
+
+        Parameters
+        ----------
+        **changes
+            Field values.
+
+        Returns
+        -------
+        SolverResult
+            Of the same type.
+        """
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict:
+        """The fields as a dict ``{name: value}`` (values not copied).
+
+        Returns
+        -------
+        dict
+        """
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
@@ -97,7 +133,40 @@ def _short(v: Any) -> str:
 
 def report_convergence(converged: bool, solver: str, n_iter: int, error: float, tol: float,
                        stacklevel: int = 3) -> None:
-    """Warn (``ConvergenceWarning``) when a solver stopped before reaching ``tol``."""
+    """Warn (``ConvergenceWarning``) when a solver stopped before reaching ``tol``.
+
+    One message format for every solver: "<solver>: not converged after <n_iter> iterations
+    (error <error> > tol <tol>); the result has converged=False". Nothing happens when
+    ``converged`` is True.
+
+    Parameters
+    ----------
+    converged : bool
+        Whether the stopping rule held.
+    solver : str
+        Name of the solver (and its settings) in the message.
+    n_iter : int
+        Iterations performed.
+    error : float
+        Last stopping error.
+    tol : float
+        Tolerance of the stopping rule.
+    stacklevel : int, default 3
+        Passed to :func:`warnings.warn` (3: the caller of the public function).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from measureflow.core import ConvergenceWarning, report_convergence
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     report_convergence(False, "my solver", 10, 0.5, 1e-8)
+    ...     report_convergence(True, "my solver", 3, 1e-9, 1e-8)
+    >>> len(w), w[0].category is ConvergenceWarning
+    (1, True)
+    >>> str(w[0].message)
+    'my solver: not converged after 10 iterations (error 5.000e-01 > tol 1.0e-08); the result has converged=False'
+    """
     if not converged:
         warnings.warn(
             f"{solver}: not converged after {n_iter} iterations (error {error:.3e} > tol {tol:.1e}); "

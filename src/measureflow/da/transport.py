@@ -120,8 +120,21 @@ DENSE_MAX = 2**22
 
 
 class NotFittedError(InputError, _NotFitted):
-    """``transform`` / ``inverse_transform`` called before ``fit`` (an ``InputError``; also
-    scikit-learn's ``NotFittedError`` when scikit-learn is installed)."""
+    """``transform`` / ``inverse_transform`` / ``plan_`` used before ``fit``.
+
+    An :class:`~measureflow.InputError` (so a ``ValueError``); also scikit-learn's
+    ``NotFittedError`` when scikit-learn is installed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.da import NotFittedError, Transport
+    >>> try:
+    ...     Transport().transform(np.zeros((1, 2)))
+    ... except NotFittedError as exc:
+    ...     print(str(exc).split(";")[0])
+    Xs: this Transport is not fitted yet
+    """
 
 
 class Transport(_Mixin, _Base):
@@ -166,6 +179,13 @@ class Transport(_Mixin, _Base):
     n_features_in_ : int
         Dimension of the samples.
 
+    Raises
+    ------
+    InputError
+        At ``fit``: inconsistent parameters (``eps`` with ``'exact'``, ``rho`` without
+        ``'unbalanced'``, missing ``eps`` or ``rho``), bad ``metric`` / ``class_reg`` /
+        ``class_max_iter`` / ``class_tol``, or bad samples.
+
     Examples
     --------
     >>> import numpy as np
@@ -177,6 +197,24 @@ class Transport(_Mixin, _Base):
     ((40, 2), (30, 2))
     >>> bool(abs(da.transform(Xs).mean(0)[0] - Xt.mean(0)[0]) < 1e-8)   # means are transported
     True
+
+    The exact method is POT's ``EMDTransport`` (same plan, same maps):
+
+    >>> import ot as pot
+    >>> ref = pot.da.EMDTransport().fit(Xs=Xs, Xt=Xt)
+    >>> da = Transport("exact").fit(Xs, Xt)
+    >>> bool(np.allclose(da.plan_, ref.coupling_, atol=1e-12))
+    True
+    >>> bool(np.allclose(da.transform(Xs), ref.transform(Xs=Xs), atol=1e-12))
+    True
+
+    References
+    ----------
+    N. Courty, R. Flamary, D. Tuia, A. Rakotomamonjy, "Optimal transport for domain
+    adaptation", IEEE TPAMI 39(9), 2017. S. Ferradans, N. Papadakis, G. Peyre, J.-F. Aujol,
+    "Regularized discrete optimal transport", SIAM J. Imaging Sci. 7(3), 2014. A.-A.
+    Pooladian, J. Niles-Weed, "Entropic estimation of optimal transport maps",
+    arXiv:2109.12004, 2021.
     """
 
     def __init__(self, method=None, eps=None, rho=None, class_reg=None, *,
@@ -226,8 +264,29 @@ class Transport(_Mixin, _Base):
     def fit(self, Xs, Xt, ys=None):
         """Fit the plan between the source sample ``Xs`` (n, d) and the target ``Xt`` (m, d).
 
-        ``ys`` (n,): source labels (any hashable values), used by ``class_reg``. NumPy in ->
-        NumPy fitted arrays; tensors in -> tensors (their dtype and device). Returns ``self``.
+        Uniform weights 1/n, 1/m and the cost |xs_i - xt_j|^p of ``metric`` (module docstring).
+
+        Parameters
+        ----------
+        Xs : array_like or Tensor
+            Source sample (n, d).
+        Xt : array_like or Tensor
+            Target sample (m, d), same d.
+        ys : array_like, optional
+            (n,) source labels (any hashable values), used by ``class_reg`` (required then).
+
+        Returns
+        -------
+        Transport
+            ``self``, with the fitted attributes. NumPy in -> NumPy fitted arrays; tensors in ->
+            tensors (their dtype and device).
+
+        Raises
+        ------
+        InputError
+            Inconsistent parameters (``method`` / ``eps`` / ``rho`` / ``class_reg``), bad samples
+            (NaN, ragged, empty, different numbers of features), missing or misshaped ``ys`` with
+            ``class_reg``.
         """
         method, eps, eta, p = self._resolved()
         ctx = ArrayContext(Xs, Xt)
@@ -327,24 +386,74 @@ class Transport(_Mixin, _Base):
         return ctx.wrap(mapping.transform(z))
 
     def transform(self, Xs):
-        """Map source points: the barycentric projection of the plan on the training sample,
-        the out-of-sample map elsewhere (module docstring). Shape (k, d)."""
+        """Map source points to the target domain, shape (k, d).
+
+        The barycentric projection sum_j P_ij xt_j / sum_j P_ij on the training sample itself;
+        elsewhere the out-of-sample map ``map_`` (entropic map for entropic methods, POT's
+        nearest-neighbour rule for exact and class-regularised plans; module docstring).
+
+        Parameters
+        ----------
+        Xs : array_like or Tensor
+            Points (k, d) of the source domain.
+
+        Returns
+        -------
+        ndarray or Tensor
+            (k, d), the kind of ``Xs``.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        InputError
+            Bad points or another number of features.
+        """
         self._check_fitted("Xs")
         return self._map(Xs, "Xs", self._xs, self._bary._values, self.map_)
 
     def inverse_transform(self, Xt):
-        """Map target points back to the source domain (the plan transposed), shape (k, d)."""
+        """Map target points back to the source domain (the plan transposed), shape (k, d).
+
+        Parameters
+        ----------
+        Xt : array_like or Tensor
+            Points (k, d) of the target domain.
+
+        Returns
+        -------
+        ndarray or Tensor
+            (k, d), the kind of ``Xt``.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        InputError
+            Bad points or another number of features.
+        """
         self._check_fitted("Xt")
         inv = self._bary.inverse()
         return self._map(Xt, "Xt", self._xt, inv._values, self.inverse_map_)
 
     def fit_transform(self, Xs, Xt, ys=None):
-        """``fit(Xs, Xt, ys).transform(Xs)``."""
+        """``fit(Xs, Xt, ys).transform(Xs)``: the barycentric projection of the fitted plan.
+
+        Parameters
+        ----------
+        Xs, Xt, ys :
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        ndarray or Tensor
+            (n, d).
+        """
         return self.fit(Xs, Xt, ys).transform(Xs)
 
     @property
     def plan_(self):
-        """The fitted plan P (n, m) (NumPy for a NumPy fit)."""
+        """The fitted plan P (n, m) (NumPy for a NumPy fit; materialised for streamed solves)."""
         self._check_fitted("plan_")
         P = self.result_.plan
         return P if P is not None else self.result_.dense_plan()   # kind of the fit's input
