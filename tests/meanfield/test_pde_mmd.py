@@ -242,3 +242,20 @@ def test_ultrafast_diffusion_stops_honestly_when_newton_cannot_converge():
     with pytest.raises(InputError, match="^max_steps"):
         mf.ultrafast_diffusion(mu0, mus, 1.0, max_steps=0)
     assert mf.ultrafast_diffusion(mu0, mus, 1.0, max_dt=0.1).converged
+
+
+def test_mmd_chunked_equals_unchunked_in_the_test_dtype(dtype):
+    """Chunking changes the summation order only: equal within the round-off bound of
+    _mmd_rel_tol (dtype-generic: run with MEASUREFLOW_TEST_DTYPE=float32 too)."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 2, dtype=torch.float64, generator=g).to(dtype)
+    y = (torch.randn(30, 2, dtype=torch.float64, generator=g) + 1).to(dtype)
+    full = float(mf.mmd(x, y))
+    assert full > 0.1  # well-separated: the bound below is a meaningful relative tolerance
+    # ~1e-12 in float64, ~5e-4 in float32 (measured errors: 4e-16, 3e-7); a chunk counted
+    # twice or dropped moves MMD by ~S / sq / (2 * 40) ~ 10%: 200x above the float32 bound
+    tol = _mmd_rel_tol(x, y)
+    for chunk in (1, 7, 40):
+        assert float(mf.mmd(x, y, chunk=chunk)) == pytest.approx(full, rel=tol)
+    # and the float32 value agrees with float64 on the same (rounded) inputs, same bound
+    assert float(mf.mmd(x.double(), y.double())) == pytest.approx(full, rel=tol)
