@@ -4,8 +4,9 @@ Implements the velocity fields Gamma_mu(x) of Castin, Ablin, Carrillo, Peyre, "A
 perspective on the dynamics of deep transformers" (arXiv:2501.18322, Sec. 2-3, variants:
 softmax, multi-head, L2, Sinkhorn, sigmoid, masked/causal) for
 mu = sum_j w_j delta_{y_j}. Written by hand in torch (no attention library is used); the
-Sinkhorn kind runs its own log-domain Sinkhorn iterations, which *are* the content of the
-paper's doubly-stochastic attention (Sinkformers, arXiv:2110.11773), not a general OT solver.
+Sinkhorn kind (doubly-stochastic attention, Sinkformers, arXiv:2110.11773) solves its entropic
+OT problem on the transport engine (:func:`measureflow.ot.loop.sinkhorn_loop` over the per-head
+bilinear geometry :class:`measureflow.ot.bilinear.Bilinear`, costs computed in blocks).
 
 Score convention: s(x, y) = <Q x, K y> = y^T A x with A = K^T Q, **no hidden 1/sqrt(d)**.
 """
@@ -29,6 +30,8 @@ from ..core import (
     report_convergence,
 )
 from ..core.validation import _as_float
+from ..ot.bilinear import Bilinear, sinkhorn_fixed_point
+from ..ot.loop import Hard, sinkhorn_loop
 from ._heads import split_heads
 
 __all__ = ["attend", "KINDS", "sinkhorn_potentials", "SinkhornAttentionResult",
@@ -157,54 +160,47 @@ def _online_block_row(q, kp, vy, key_bias, nc):
     return acc, den
 
 
-def _lse_rows(left, right, bias, nc):
-    """(h, m): log sum_j exp(left_i . right_j + bias_j), streamed over j in chunks of nc."""
-    h, m, _ = left.shape
-    n = right.shape[1]
-    run_max = left.new_full((h, m), -math.inf)
-    tot = left.new_zeros(h, m)
-    for j0 in range(0, n, nc):
-        s = left @ right[:, j0:j0 + nc].transpose(1, 2) + bias[:, None, j0:j0 + nc]
-        new_max = torch.maximum(run_max, s.amax(-1))
-        safe = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
-        tot = tot * torch.exp(run_max - safe) + torch.exp(s - safe[..., None]).sum(-1)
-        run_max = new_max
-    return torch.log(tot) + run_max
+class _HeadsHard(Hard):
+    """Hard marginal with attention's stopping error: the largest L1 violation over heads,
+    max_h sum_i |sum_j pi_hij - a_i| (the engine's :class:`Hard` sums over heads)."""
+
+    def violation(self, f, logm):
+        return (self.w * torch.exp(logm) - self.w).abs().sum(-1).max()
 
 
-def _sinkhorn(qp, kp, loga, *, max_iter, tol, mc, nc):
-    """Log-domain Sinkhorn for pi = a (x) a exp(S + u + v), S_ij = qp_i . kp_j (already / eps).
+def _sinkhorn(sp, kp, loga, *, max_iter, tol, mc, nc):
+    """Sinkhorn for pi = a (x) a exp(S + u + v), S_hij = sp_hi . kp_hj (already / eps), on the
+    engine: :func:`~measureflow.ot.loop.sinkhorn_loop` over a
+    :class:`~measureflow.ot.bilinear.Bilinear` geometry at eps = 1 (potentials in units of eps).
+
+    The plain alternating iteration (the cost -<Q x, K y> is not symmetric unless K^T Q is, so
+    the engine's averaged symmetric update does not apply): u <- -lse_j(S_ij + v_j + log a_j),
+    v <- -lse_i(S_ij + u_i + log a_i), error = max over heads of the L1 row violation after
+    each v-update. The loop starts from u = the exact update from v = 0, so its iterates are
+    those of the former hand-written loop. Under autograd the returned v carries the
+    implicit-function gradient of the fixed point (:func:`sinkhorn_fixed_point`), u the
+    gradient of its exact update from v.
 
     Returns (u, v, converged, n_iter, errors) with u, v of shape (h, n) in units of eps.
     """
-    h, n, _ = qp.shape
-    u = qp.new_zeros(h, n)
-    v = qp.new_zeros(h, n)
-    errors: list = []
-    converged = False
-    it = 0
-
-    def rows(bias):
-        return torch.cat([_lse_rows(qp[:, i0:i0 + mc], kp, bias, nc)
-                          for i0 in range(0, n, mc)], 1)
-
-    def cols(bias):
-        return torch.cat([_lse_rows(kp[:, j0:j0 + mc], qp, bias, nc)
-                          for j0 in range(0, n, mc)], 1)
-
-    a = loga.exp()
-    r = rows(v + loga)
-    for it in range(1, max_iter + 1):  # noqa: B007 (it is returned)
-        u = -r
-        v = -cols(u + loga)
-        r = rows(v + loga)
-        # row marginal of the current plan: a_i exp(u_i + r_i)
-        err = float((a * (torch.exp(u + r) - 1.0).abs()).sum(-1).max().detach())
-        errors.append(err)
-        if err <= tol:
-            converged = True
-            break
-    return u, v, converged, it, errors
+    h, n, _ = sp.shape
+    geom = Bilinear(sp.detach(), kp.detach(), rows=mc, cols=nc)
+    pd, dt = geom.pdtype, sp.dtype
+    la = loga.detach().to(pd).expand(h, n).contiguous()
+    row, col = _HeadsHard(la.exp()), _HeadsHard(la.exp())
+    row.logw = col.logw = la
+    zero = torch.zeros_like(la)
+    f0 = row.update(zero, geom.lse(zero, la, 1.0, axis=1), 1.0)
+    out = sinkhorn_loop(geom, row, col, 1.0, tol=tol, max_iter=max_iter, init=(f0, zero),
+                        relax=None, description="sinkhorn attention")
+    u, v = out.f.to(dt), out.g.to(dt)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (sp, kp, loga)):
+        lat = loga.expand(h, n)
+        v = sinkhorn_fixed_point(v, sp, kp, lat, lat, rows=mc, cols=nc, max_iter=max_iter)
+        zu = torch.zeros_like(lat)
+        uv = -Bilinear(sp, kp, rows=mc, cols=nc).lse(zu, v + lat, 1.0, axis=1)
+        u = u + (uv - uv.detach())
+    return u, v, bool(out.converged), out.n_iter, out.errors
 
 
 def _prepare(tokens, weights, ctx, name="tokens"):
@@ -219,24 +215,79 @@ def _prepare(tokens, weights, ctx, name="tokens"):
     return y, w
 
 
-def sinkhorn_potentials(tokens, weights=None, *, Q, K, heads=1, eps=1.0, max_iter=1000,
-                        tol=1e-9, chunk=None) -> SinkhornAttentionResult:
-    """Dual potentials (f, g) of doubly-stochastic attention on mu = sum_j w_j delta_{y_j}.
+def _sinkhorn_tol(tol, dtype) -> float:
+    """``tol`` (default 1e-9) floored at 100 x machine epsilon of ``dtype`` (float32: 1.2e-5,
+    the level its plan entries resolve; a float64 tolerance would never be met)."""
+    tol = 1e-9 if tol is None else check_positive(tol, "tol")
+    return max(tol, 100.0 * torch.finfo(dtype).eps)
 
-    Solves, per head, the entropic OT problem between mu and itself (weights normalised to
-    mass 1) for the cost -<Q x, K y> with regularisation eps, by log-domain Sinkhorn
-    iterations streamed in chunks (never an n x n matrix beyond one block). Stopping error:
-    L1 row-marginal violation ``sum_i |sum_j pi_ij - a_i| <= tol`` (max over heads); on
-    ``max_iter`` a :class:`ConvergenceWarning` is emitted and ``converged=False``.
-    Sinkformers (arXiv:2110.11773); arXiv:2501.18322 (Sinkhorn variant of the Transformer PDE).
+
+def sinkhorn_potentials(tokens, weights=None, *, Q, K, heads=1, eps=1.0, max_iter=1000,
+                        tol=None, chunk=None) -> SinkhornAttentionResult:
+    r"""Dual potentials (f, g) of doubly-stochastic attention on mu = sum_j w_j delta_{y_j}.
+
+    Solves, per head h, the entropic OT problem between mu and itself (a = w / sum w) for the
+    cost C_ij = -<Q_h y_i, K_h y_j> (minus the attention score, no 1/sqrt(d)),
+
+        min_{pi 1 = a, pi^T 1 = a}  <C, pi> + eps KL(pi | a (x) a),
+
+    whose plan is pi_ij = a_i a_j exp((<Q y_i, K y_j> + f_i + g_j) / eps), by the alternating
+    log-domain Sinkhorn iteration of the transport engine
+    (:func:`measureflow.ot.loop.sinkhorn_loop` over the per-head bilinear geometry
+    :class:`measureflow.ot.bilinear.Bilinear`, costs computed in chunks: never an n x n matrix
+    beyond one block). The cost is not symmetric unless K^T Q is, so the two potentials
+    differ. Under autograd the potentials carry implicit-function gradients of the fixed
+    point (see :func:`measureflow.ot.bilinear.sinkhorn_fixed_point`).
+
+    Parameters
+    ----------
+    tokens : (n, d) array or tensor
+        The support points y_j (1-D: n points on the line).
+    weights : (n,) array or tensor, optional
+        Nonnegative weights (default uniform); normalised to mass 1.
+    Q, K : (k, d) array or tensor
+        Query and key maps; ``heads`` splits their rows into equal blocks.
+    heads : int, default 1
+        Number of heads (one OT problem each).
+    eps : float, default 1.0
+        Entropic regularisation (> 0), in score units.
+    max_iter : int, default 1000
+        Iteration cap (one f- and one g-update each).
+    tol : float, optional
+        Stopping tolerance on the L1 row-marginal violation max_h sum_i |sum_j pi_hij - a_i|
+        after each g-update (default 1e-9; floored at 100 x machine epsilon of the data dtype,
+        1.2e-5 in float32). On ``max_iter`` a :class:`ConvergenceWarning` is emitted and
+        ``converged=False``.
+    chunk : int or (int, int), optional
+        Query and key block sizes (default: blocks of at most 2^22 scores).
+
+    Returns
+    -------
+    SinkhornAttentionResult
+        ``potential_f``, ``potential_g`` of shape (heads, n) (cost units), ``converged``,
+        ``n_iter``, ``errors``. NumPy in, NumPy out.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.random.default_rng(0).normal(size=(6, 2))
+    >>> r = sinkhorn_potentials(y, Q=np.eye(2), K=np.eye(2))
+    >>> r.converged, r.potential_f.shape
+    (True, (1, 6))
+
+    References
+    ----------
+    Sander, Ablin, Blondel & Peyre (2022), "Sinkformers: transformers with doubly stochastic
+    attention", AISTATS (arXiv:2110.11773). Castin, Ablin, Carrillo & Peyre (2025),
+    arXiv:2501.18322, Sec. 2-3 (Sinkhorn variant of the Transformer PDE).
     """
     ctx = ArrayContext(tokens, weights, Q, K)
     y, w = _prepare(tokens, weights, ctx)
     Qt, Kt = ctx.tensor(Q, "Q"), ctx.tensor(K, "K")
     eps = check_positive(eps, "eps")
     max_iter = check_int(max_iter, "max_iter", min_value=1)
-    tol = check_positive(tol, "tol")
-    dummy_v = Qt.new_zeros(1, y.shape[1])
+    tol = _sinkhorn_tol(tol, y.dtype)
+    dummy_v = Qt.new_zeros(check_int(heads, "heads", min_value=1), y.shape[1])
     Qh, Kh, _ = split_heads(Qt, Kt, dummy_v, heads, y.shape[1])
     h = Qh.shape[0]
     mc, nc = _chunks(chunk, y.shape[0], y.shape[0], h)
@@ -274,7 +325,7 @@ def _positions(positions, m, n, ctx, same):
 
 
 def attend(queries, tokens, weights=None, *, Q, K, V, kind="softmax", heads=1, eps=1.0,
-           positions=None, chunk=None, bias=0.0, max_iter=1000, tol=1e-9):
+           positions=None, chunk=None, bias=0.0, max_iter=1000, tol=None):
     r"""Attention map Gamma_mu(x) of mu = sum_j w_j delta_{y_j}, evaluated at the queries.
 
     Score s(x, y) = <Q x, K y> = y^T A x with A = K^T Q (**no hidden 1/sqrt(d)**; scale Q).
@@ -341,7 +392,7 @@ def attend(queries, tokens, weights=None, *, Q, K, V, kind="softmax", heads=1, e
         raise InputError("positions: only used with kind='causal'")
     if kind == "sinkhorn":
         max_iter = check_int(max_iter, "max_iter", min_value=1)
-        tol = check_positive(tol, "tol")
+        tol = _sinkhorn_tol(tol, y.dtype)
     return ctx.wrap(_attend(x, y, w, Qh, Kh, Ch, Vt, kind=kind, eps=eps, bias=bias, mc=mc,
                             nc=nc, qpos=qpos, kpos=kpos, max_iter=max_iter, tol=tol))
 
