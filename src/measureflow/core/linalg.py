@@ -193,7 +193,7 @@ def _points(x, name: str) -> None:
 def sqdist(x, y):
     """C_ij = |x_i - y_j|^2 for x (..., n, d), y (..., m, d). Clamped at 0 against round-off.
 
-    Squared Euclidean distance, no 1/2. Uses the expansion |x|^2 + |y|^2 - 2 <x, y> (one
+    Squared Euclidean distance, no 1/2. Uses the expansion |x|^2 + |y|^2 - 2 ``<x, y>`` (one
     matmul), which loses relative accuracy for nearby points far from the origin; exact zeros on
     the diagonal of sqdist(x, x) are restored. An internal building block: the public,
     validated and cancellation-free cost builder is :func:`measureflow.ot.dist`. Inputs are not

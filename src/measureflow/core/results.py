@@ -135,8 +135,8 @@ def report_convergence(converged: bool, solver: str, n_iter: int, error: float, 
                        stacklevel: int = 3) -> None:
     """Warn (``ConvergenceWarning``) when a solver stopped before reaching ``tol``.
 
-    One message format for every solver: "<solver>: not converged after <n_iter> iterations
-    (error <error> > tol <tol>); the result has converged=False". Nothing happens when
+    One message format for every solver: "``<solver>``: not converged after ``<n_iter>`` iterations
+    (error ``<error>`` > tol ``<tol>``); the result has converged=False". Nothing happens when
     ``converged`` is True.
 
     Parameters

@@ -4,9 +4,9 @@ class-regularised), as a scikit-learn transformer.
 Problems (cost C_ij = |xs_i - xt_j|^p, ``metric="sqeuclidean"``: p = 2 and no 1/2; uniform
 weights a = 1/n, b = 1/m, as POT's ``ot.da``):
 
-* ``method="exact"``: min_{P in U(a, b)} <C, P> (network simplex, :func:`measureflow.ot.solve`).
-* ``method="sinkhorn"``: min_{P in U(a, b)} <C, P> + eps KL(P | a x b).
-* ``method="unbalanced"``: min_P <C, P> + eps KL(P | a x b) + rho KL(P1 | a) + rho KL(P^T1 | b).
+* ``method="exact"``: min_{P in U(a, b)} ``<C, P>`` (network simplex, :func:`measureflow.ot.solve`).
+* ``method="sinkhorn"``: min_{P in U(a, b)} ``<C, P>`` + eps KL(P | a x b).
+* ``method="unbalanced"``: min_P ``<C, P>`` + eps KL(P | a x b) + rho KL(P1 | a) + rho KL(P^T1 | b).
 * ``class_reg = eta`` (with source labels ``ys``; any method): adds the group-sparse
   Lp-L1 penalty (p = 1/2, q = 1) of Courty, Flamary, Tuia & Rakotomamonjy (2017, TPAMI 39(9),
   "class-based regularization"; Courty, Flamary & Tuia, ECML 2014)

@@ -5,7 +5,7 @@
     dist(x, y, metric=p)[i, j]             = |x_i - y_j|^p      (p >= 1, Euclidean norm)
 
 The squared distance is computed from per-coordinate differences (dimension <= 16), not from
-|x|^2 + |y|^2 - 2 <x, y>, so nearby points far from the origin keep full relative accuracy
+|x|^2 + |y|^2 - 2 ``<x, y>``, so nearby points far from the origin keep full relative accuracy
 (the expansion, used by POT's ``ot.dist`` and by ``torch.cdist``'s matmul path, loses it), and
 it is exactly 0 on the diagonal of ``dist(x, x)``. The Euclidean distance uses
 ``torch.cdist`` without its matmul shortcut (same accuracy, and a zero gradient at coincident

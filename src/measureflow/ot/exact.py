@@ -24,10 +24,10 @@ def lp_certificate(a: np.ndarray, b: np.ndarray, C: np.ndarray, P: np.ndarray, f
                    g: np.ndarray, *, rtol: float = 1e-9) -> Certificate:
     """Primal feasibility, dual feasibility and duality gap of (P, f, g) for the LP with cost C.
 
-    For min <C, P> s.t. P >= 0, P 1 = a, P^T 1 = b and its dual max <a, f> + <b, g> s.t.
+    For min ``<C, P>`` s.t. P >= 0, P 1 = a, P^T 1 = b and its dual max ``<a, f>`` + ``<b, g>`` s.t.
     f_i + g_j <= C_ij (course notes arXiv 2505.06589, Sec. "Duality"): primal residual
     ||P 1 - a||_1 + ||P^T 1 - b||_1 + mass of negative entries, dual violation
-    max (f_i + g_j - C_ij)_+, gap |<C, P> - <a, f> - <b, g>|.
+    max (f_i + g_j - C_ij)_+, gap ``|<C, P> - <a, f> - <b, g>|``.
 
     Parameters
     ----------
@@ -73,7 +73,7 @@ def lp_certificate(a: np.ndarray, b: np.ndarray, C: np.ndarray, P: np.ndarray, f
 def _repair_duals(a, b, C, f, g):
     """On zero-weight points the simplex duals are arbitrary: take the c-transforms there.
 
-    f_i = min_j (C_ij - g_j) for a_i = 0 (and likewise for g) keeps <a, f> + <b, g> unchanged
+    f_i = min_j (C_ij - g_j) for a_i = 0 (and likewise for g) keeps ``<a, f>`` + ``<b, g>`` unchanged
     and makes the dual pair feasible.
     """
     f = f.copy()
@@ -92,11 +92,11 @@ def _repair_duals(a, b, C, f, g):
 
 def exact_ot(a: torch.Tensor, b: torch.Tensor, C: torch.Tensor, *, max_iter: int | None = None,
              tol: float = 1e-9) -> OTResult:
-    """Solve min_{P in U(a, b)} <C, P> exactly (tensors already validated; see ``ot.solve``).
+    """Solve min_{P in U(a, b)} ``<C, P>`` exactly (tensors already validated; see ``ot.solve``).
 
     The Kantorovich LP (U(a, b) = {P >= 0, P 1 = a, P^T 1 = b}, the cost used as given) by POT's
     network simplex (``ot.lp.emd``); zero-weight duals are replaced by c-transforms and the
-    potentials centred so that <a, f> = <b, g>.
+    potentials centred so that ``<a, f>`` = ``<b, g>``.
 
     Parameters
     ----------

@@ -186,7 +186,7 @@ def project_sphere(x: torch.Tensor) -> torch.Tensor:
 
 
 def sphere_tangent(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """v - <v, x> x: the projection of velocities v onto the tangent space at unit rows x.
+    """v - ``<v, x>`` x: the projection of velocities v onto the tangent space at unit rows x.
 
     Parameters
     ----------
@@ -198,7 +198,7 @@ def sphere_tangent(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     Tensor
-        Tangent velocities, <result_i, x_i> = 0.
+        Tangent velocities, ``<result_i, x_i>`` = 0.
 
     Examples
     --------

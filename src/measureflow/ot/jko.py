@@ -9,7 +9,7 @@ a first-order (implicit Euler) time discretisation of d_t rho = div(rho grad F'(
 
 Entropic version (Peyre 2015, "Entropic approximation of Wasserstein gradient flows", SIAM J.
 Imaging Sci., Secs. 2-3): on a grid with cell masses, W_2^2 is replaced by
-min_{pi 1 = p} <C, pi> + eps sum pi (log pi - 1), so that one step is
+min_{pi 1 = p} ``<C, pi>`` + eps sum pi (log pi - 1), so that one step is
 
     min_pi KL(pi | xi) + (2 tau / eps) F(pi^T 1)   s.t.  pi 1 = rho_k,   xi = exp(-C / eps),
 

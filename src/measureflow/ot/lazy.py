@@ -74,11 +74,11 @@ def sinkhorn_points(x, y, a=None, b=None, *, eps=None, rho=None, max_iter: int =
     """Entropic OT between point clouds x (n, d), y (m, d) without storing the n x m cost.
 
     Same problem, iteration, stopping rule and outputs as ``ot.solve(a, b, C, eps=eps,
-    rho=rho, ...)`` with C_ij = |x_i - y_j|^2 (squared Euclidean, no 1/2) by default::
+    rho=rho, ...)`` with C_ij = |x_i - y_j|^2 (squared Euclidean, no 1/2) by default:
 
         OT_eps = min_P <C, P> + eps KL(P | a x b) [+ rho KL(P1 | a) + rho KL(P^T1 | b)],
 
-    ``value`` = OT_eps (dual objective at the returned potentials), ``linear_cost`` = <C, P>,
+    ``value`` = OT_eps (dual objective at the returned potentials), ``linear_cost`` = ``<C, P>``,
     potentials (f, g) with P_ij = a_i b_j exp((f_i + g_j - C_ij)/eps). The geometry is a
     :class:`~measureflow.ot.geometry.PointCloud`: memory O((n + m) d + block), time O(n m d) per
     iteration (course notes arXiv 2505.06589, Sec. "Entropic regularization").

@@ -18,8 +18,8 @@ __all__ = ["OTResult", "Certificate", "EngineState"]
 class Certificate:
     """Optimality certificate of an exact (LP) transport solution.
 
-    For the Kantorovich LP  min <C, P>  s.t.  P >= 0, P 1 = a, P^T 1 = b  and its dual
-    max <a, f> + <b, g>  s.t.  f_i + g_j <= C_ij (course notes arXiv 2505.06589, Sec.
+    For the Kantorovich LP  min ``<C, P>``  s.t.  P >= 0, P 1 = a, P^T 1 = b  and its dual
+    max ``<a, f>`` + ``<b, g>``  s.t.  f_i + g_j <= C_ij (course notes arXiv 2505.06589, Sec.
     "Duality"), a triple (P, f, g) is optimal iff it is primal feasible, dual feasible and has
     zero duality gap; the certificate measures the three.
 
@@ -30,7 +30,7 @@ class Certificate:
     dual_violation : float
         max_ij (f_i + g_j - C_ij)_+ .
     gap : float
-        |<C, P> - <a, f> - <b, g>| (0 at optimality, by strong duality).
+        ``|<C, P> - <a, f> - <b, g>|`` (0 at optimality, by strong duality).
     tol : float
         The absolute tolerance the three were compared with (``rtol`` x max(max|C| x mass, 1)).
     valid : bool
@@ -66,7 +66,7 @@ class OTResult(SolverResult):
     value:
         The objective of the problem solved (see :func:`measureflow.ot.solve` for which one).
     linear_cost:
-        <C, P> = sum_ij C_ij P_ij (the transport part alone).
+        ``<C, P>`` = sum_ij C_ij P_ij (the transport part alone).
     plan:
         The coupling P (n, m) (``None`` for on-the-fly geometries: use :meth:`dense_plan`).
     potential_f, potential_g:

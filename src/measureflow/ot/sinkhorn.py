@@ -9,7 +9,7 @@ with KL(p | q) = sum p log(p / q) - p + q; a ``None`` (or inf) rho is a hard mar
 
     max_{f, g}  F(f; a) + F(g; b) - eps sum_ij a_i b_j (exp((f_i + g_j - C_ij) / eps) - 1)
 
-with F(f; a) = <a, f> (hard) or -rho <a, exp(-f / rho) - 1> (KL), and the optimal plan is
+with F(f; a) = ``<a, f>`` (hard) or -rho ``<a, exp(-f / rho) - 1>`` (KL), and the optimal plan is
 P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps) (course notes arXiv 2505.06589, Sec. "Entropic
 regularization"; unbalanced: Chizat, Peyre, Schmitzer & Vialard 2018, Sejourne et al. 2019).
 
@@ -18,7 +18,7 @@ The iteration, stopping rule, eps schedules and kernels are those of the engine
 This module turns the engine's potentials into an :class:`~measureflow.ot.result.OTResult`:
 ``value`` = the dual objective at the returned potentials, differentiable in a, b and the
 cost's inputs by the envelope theorem (no backpropagation through iterations);
-``linear_cost`` = <C, P>; ``plan`` (dense geometries) and plan products through the result's
+``linear_cost`` = ``<C, P>``; ``plan`` (dense geometries) and plan products through the result's
 methods.
 """
 
@@ -199,7 +199,7 @@ def entropic_solve(geom: Geometry, a: torch.Tensor, b: torch.Tensor, *, eps: flo
                    warn_stacklevel: int = 4) -> OTResult:
     """Entropic OT on a geometry (tensor-only; inputs validated by the public faces).
 
-    Solves OT_eps = min_P <C, P> + eps KL(P | a x b) + rho_a KL(P1 | a) + rho_b KL(P^T1 | b) (a
+    Solves OT_eps = min_P ``<C, P>`` + eps KL(P | a x b) + rho_a KL(P1 | a) + rho_b KL(P^T1 | b) (a
     ``None`` rho: hard marginal) with the engine's one loop
     (:func:`measureflow.ot.loop.sinkhorn_loop`) and wraps the potentials as an
     :class:`~measureflow.ot.result.OTResult`. The balanced problem needs equal masses (already
@@ -444,7 +444,7 @@ def entropic_dual_value(a, b, C, f, g, eps: float, rho=None):
 
         D(f, g) = F(f; a) + F(g; b) - eps sum_ij a_i b_j (exp((f_i + g_j - C_ij) / eps) - 1)
 
-    with F(f; a) = <a, f> (hard marginal) or -rho <a, exp(-f / rho) - 1> (KL penalty rho); the
+    with F(f; a) = ``<a, f>`` (hard marginal) or -rho ``<a, exp(-f / rho) - 1>`` (KL penalty rho); the
     cost C is used as given (no 1/2). With f, g detached this is the envelope-theorem value: its
     gradient is the gradient of OT_eps at the optimum (d/dC = P, d/da_i = f_i - eps (sum_j b_j
     E_ij - sum_j b_j) for the balanced problem, ...). Course notes arXiv 2505.06589, Sec.

@@ -103,12 +103,12 @@ def solve(a, b, C=None, *, eps=None, rho=None, max_iter: int | None = None,
     """Discrete optimal transport between weights ``a`` (n,) and ``b`` (m,) for the cost ``C`` (n, m).
 
     **Exact** (``eps=None``, balanced only): the Kantorovich LP
-    min_{P >= 0, P1 = a, P^T1 = b} <C, P>, solved by POT's network simplex with an iteration cap
+    min_{P >= 0, P1 = a, P^T1 = b} ``<C, P>``, solved by POT's network simplex with an iteration cap
     scaled to the problem. ``value = linear_cost = <C, P>``; ``certificate`` holds primal
     feasibility, dual feasibility max(f_i + g_j - C_ij)_+ and the duality gap.
 
     **Entropic** (``eps > 0``): log-domain Sinkhorn on the transport engine
-    (:mod:`measureflow.ot.loop`) for ::
+    (:mod:`measureflow.ot.loop`) for
 
         OT_eps = min_P <C, P> + eps KL(P | a x b) [+ rho KL(P1 | a) + rho KL(P^T1 | b)],
 
@@ -137,7 +137,7 @@ def solve(a, b, C=None, *, eps=None, rho=None, max_iter: int | None = None,
         Marginal KL penalty (unbalanced OT, needs ``eps``). ``None`` or ``inf``: balanced.
         ``rho=(rho_a, rho_b)`` penalises the two marginals separately; an entry ``inf`` (or
         ``None``) keeps that marginal hard, e.g. ``rho=(inf, lam)`` is the semi-unbalanced
-        problem min_{P1 = a} <C, P> + eps KL(P | a x b) + lam KL(P^T1 | b).
+        problem min_{P1 = a} ``<C, P>`` + eps KL(P | a x b) + lam KL(P^T1 | b).
     max_iter : int, optional
         Entropic: total number of Sinkhorn iterations (one g- and one f-update each), default
         10000. Exact: cap on the network-simplex iterations (default scaled to the problem).
@@ -198,7 +198,7 @@ def solve(a, b, C=None, *, eps=None, rho=None, max_iter: int | None = None,
     GeomLoss and OTT-JAX's ``PointCloud`` defaults differ by factors of 1/2 in the cost or in
     eps units. The entropic term is KL(P | a x b); in the balanced case it gives the same plan
     as POT's entropy -H(P) (they differ by a constant on the constraint set), and POT's
-    ``sinkhorn2`` returns <C, P>, i.e. our ``linear_cost``, not ``value``. The float32 path
+    ``sinkhorn2`` returns ``<C, P>``, i.e. our ``linear_cost``, not ``value``. The float32 path
     computes exponents in float64 (mixed precision, see :mod:`measureflow.ot.kernels`). The
     exact LP uses POT (network simplex); the Sinkhorn solver is written here.
 
@@ -214,7 +214,7 @@ def solve(a, b, C=None, *, eps=None, rho=None, max_iter: int | None = None,
     >>> print(round(res.value, 10), res.plan.tolist())
     0.625 [[0.5, 0.0], [0.0, 0.5]]
 
-    Entropic, against POT (``sinkhorn`` / ``sinkhorn2`` give the same plan and <C, P>):
+    Entropic, against POT (``sinkhorn`` / ``sinkhorn2`` give the same plan and ``<C, P>``):
 
     >>> import ot as pot
     >>> a, b = np.array([0.2, 0.3, 0.5]), np.array([0.5, 0.5])
