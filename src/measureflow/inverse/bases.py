@@ -21,9 +21,39 @@ __all__ = ["PotentialBasis", "polynomial_potential_basis", "quadratic_potential_
 
 
 def bilinear_cost_basis(x, y):
-    """Cost features C^(k,l)_ij = -x_ik y_jl, shape (dx, dy, n, m) (theta = A gives -x^T A y).
+    """Cost features C^(k,l)_ij = -x_ik y_jl of the bilinear cost c_A(x, y) = -x^T A y.
 
-    ``x`` (n, dx), ``y`` (m, dy); 1-D arrays are read as points on the line.
+    With theta = A (dx, dy), C_theta = sum_(k,l) A_kl C^(k,l) is the cost matrix -x A y^T of the
+    iUOT forward problem (arXiv 2505.07124, :func:`iuot`).
+
+    Parameters
+    ----------
+    x : array_like or Tensor, shape (n, dx)
+    y : array_like or Tensor, shape (m, dy)
+        1-D arrays are read as points on the line.
+
+    Returns
+    -------
+    array or Tensor, shape (dx, dy, n, m)
+        NumPy in, NumPy out.
+
+    Raises
+    ------
+    InputError
+        Bad shapes, non-finite points, a dtype other than float32/float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.inverse import bilinear_cost_basis
+    >>> F = bilinear_cost_basis(np.array([[1.0], [2.0]]), np.array([[3.0]]))
+    >>> F.shape, F[0, 0].ravel().tolist()                   # -x_i y_j
+    ((1, 1, 2, 1), [-3.0, -6.0])
+
+    References
+    ----------
+    G. Andrade, G. Peyre, C. Poon, "Learning from samples: inverse problems over measures",
+    arXiv:2505.07124 (reconstruction, docs/inverse.md).
     """
     from .fenchel_young import check_compute_dtype
     ctx = ArrayContext(x, y)
@@ -34,11 +64,46 @@ def bilinear_cost_basis(x, y):
 
 
 class PotentialBasis:
-    """V_theta(y) = sum_r theta_r phi_r(y) for a torch feature map ``phi: (m, d) -> (m, R)``.
+    """Linear family of potentials V_theta(y) = sum_r theta_r phi_r(y) (the iJKO parametrisation).
 
-    ``phi`` must act row by row (point i's features depend on y_i only) and be twice
-    differentiable with torch autograd. Constant features are not identifiable in iJKO (the first
-    marginal fixes the mass) and should be left out.
+    Wraps a torch feature map ``phi: (m, d) -> (m, R)`` and provides the per-point gradients,
+    Hessians and the prox of tau V_theta used by :func:`~measureflow.inverse.ijko` and
+    :func:`~measureflow.inverse.fy_loss` (``kind="jko"``).
+
+    Parameters
+    ----------
+    phi : callable
+        Torch function (m, d) -> (m, R), acting row by row (point i's features depend on y_i only)
+        and twice differentiable by autograd. Constant features are not identifiable in iJKO (the
+        first marginal fixes the mass) and should be left out.
+    dim : int
+        d (>= 1).
+    size : int
+        R (>= 1).
+    names : list of str, optional
+        Feature names (default ``phi0, phi1, ...``).
+
+    Raises
+    ------
+    InputError
+        ``phi`` not callable, bad ``dim`` / ``size``; ``features`` raises when ``phi`` returns a
+        shape other than (m, R).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.inverse import PotentialBasis
+    >>> basis = PotentialBasis(lambda y: y ** 2, 1, 1, ["y^2"])
+    >>> y = torch.tensor([[3.0]], dtype=torch.float64)
+    >>> basis.potential(torch.tensor([0.5], dtype=torch.float64), y).tolist()    # 0.5 x 9
+    [4.5]
+    >>> basis.jacobian(y).tolist()                                              # d(y^2)/dy
+    [[[6.0]]]
+
+    References
+    ----------
+    G. Andrade, G. Peyre, C. Poon, "Learning from samples: inverse problems over measures",
+    arXiv:2505.07124 (reconstruction, docs/inverse.md).
     """
 
     def __init__(self, phi: Callable[[torch.Tensor], torch.Tensor], dim: int, size: int,
@@ -62,6 +127,7 @@ class PotentialBasis:
         return F
 
     def potential(self, theta: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """V_theta(y) = phi(y) @ theta, shape (m,)."""
         return self.features(y) @ theta
 
     def jacobian(self, y: torch.Tensor) -> torch.Tensor:
@@ -91,12 +157,40 @@ class PotentialBasis:
 
     def prox(self, theta: torch.Tensor, x: torch.Tensor, tau: float, *, max_iter: int = 100,
              tol: float = 1e-12, y0: torch.Tensor | None = None):
-        """prox_{tau V}(x_i) = argmin_y |y - x_i|^2 / (2 tau) + V_theta(y), per point (Newton).
+        """prox_(tau V)(x_i) = argmin_y |y - x_i|^2 / (2 tau) + V_theta(y), point by point (Newton).
 
-        Damped Newton from y = x (or ``y0``, a warm start; step halving until the objective
-        decreases); a point whose
-        Hessian I/tau + D^2 V is not positive definite takes a gradient step instead. Returns
-        ``(y, converged)`` with converged = max_i |grad_i| * tau <= tol * (1 + max |x|).
+        Damped Newton from y = x (or the warm start ``y0``), halving the step until the objective
+        decreases; a point whose Hessian I/tau + D^2 V is not positive definite takes a gradient
+        step instead.
+
+        Parameters
+        ----------
+        theta : Tensor, shape (R,)
+        x : Tensor, shape (n, d)
+        tau : float
+            Step (> 0).
+        max_iter : int, default 100
+        tol : float, default 1e-12
+            Stop when max_i |grad_i| tau <= tol (1 + max |x|).
+        y0 : Tensor, shape (n, d), optional
+
+        Returns
+        -------
+        (Tensor, bool)
+            ``(y, converged)``; False when the iteration cap is reached or the iterates diverge (the
+            prox objective is unbounded below).
+
+        Examples
+        --------
+        For a quadratic V(y) = y^T Q y / 2 + b^T y the prox is -(I + tau Q)^(-1) tau b at x = 0:
+
+        >>> import torch
+        >>> from measureflow.inverse import quadratic_potential_basis
+        >>> basis = quadratic_potential_basis(2)
+        >>> theta = basis.from_quadratic([[2.0, 0.5], [0.5, 1.0]], [1.0, -1.0])
+        >>> y, ok = basis.prox(theta, torch.zeros(1, 2, dtype=torch.float64), 0.5)
+        >>> [round(v, 6) for v in y[0].tolist()], ok
+        ([-0.297872, 0.382979], True)
         """
         x = torch.as_tensor(x)
         theta = torch.as_tensor(theta).detach().to(dtype=x.dtype, device=x.device)
@@ -138,7 +232,39 @@ _MAX_MONOMIALS = 10_000
 
 
 def polynomial_potential_basis(dim: int, degree: int) -> PotentialBasis:
-    """All monomials y^alpha with 1 <= |alpha| <= degree (no constant), in ``dim`` variables."""
+    """Potential basis of the monomials y^alpha, 1 <= |alpha| <= degree (no constant), in ``dim``
+    variables.
+
+    Features are ordered by total degree (then lexicographically, the first variable's power
+    first); ``names`` spell them (``"y0*y1"``, ``"y1^2"``, ...).
+
+    Parameters
+    ----------
+    dim : int
+        Number of variables (>= 1).
+    degree : int
+        Largest total degree (>= 1).
+
+    Returns
+    -------
+    PotentialBasis
+        With comb(dim + degree, degree) - 1 features.
+
+    Raises
+    ------
+    InputError
+        Bad ``dim`` / ``degree``, more than 10000 monomials.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.inverse import polynomial_potential_basis
+    >>> basis = polynomial_potential_basis(2, 2)
+    >>> basis.names
+    ['y0', 'y1', 'y0^2', 'y0*y1', 'y1^2']
+    >>> basis.features(torch.tensor([[2.0, 3.0]], dtype=torch.float64)).tolist()
+    [[2.0, 3.0, 4.0, 6.0, 9.0]]
+    """
     dim = check_int(dim, "dim", min_value=1)
     degree = check_int(degree, "degree", min_value=1)
     count = math.comb(dim + degree, degree) - 1
@@ -164,10 +290,37 @@ def polynomial_potential_basis(dim: int, degree: int) -> PotentialBasis:
 
 
 def quadratic_potential_basis(dim: int) -> PotentialBasis:
-    """V(y) = b^T y + y^T Q y / 2: features y_k, y_k^2 / 2, y_k y_l (k < l).
+    """Potential basis of V(y) = b^T y + y^T Q y / 2: features y_k, y_k^2 / 2, y_k y_l (k < l).
 
-    Use :func:`quadratic_coefficients` / :func:`quadratic_theta` (attributes ``to_quadratic`` and
-    ``from_quadratic`` of the returned basis) to convert between theta and (Q, b).
+    The returned basis carries two converters: ``basis.to_quadratic(theta) -> (Q, b)`` and
+    ``basis.from_quadratic(Q, b) -> theta``.
+
+    Parameters
+    ----------
+    dim : int
+        d (>= 1).
+
+    Returns
+    -------
+    PotentialBasis
+        With 2 d + d (d - 1) / 2 features.
+
+    Raises
+    ------
+    InputError
+        Bad ``dim``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.inverse import quadratic_potential_basis
+    >>> basis = quadratic_potential_basis(2)
+    >>> basis.names
+    ['y0', 'y1', 'y0^2/2', 'y1^2/2', 'y0*y1']
+    >>> theta = basis.from_quadratic([[2.0, 0.5], [0.5, 1.0]], [1.0, -1.0])
+    >>> y = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    >>> basis.potential(theta, y).tolist()          # (2 + 2 + 4) / 2 + 1 - 2
+    [3.0]
     """
     dim = check_int(dim, "dim", min_value=1)
     pairs = [(k, l) for k in range(dim) for l in range(k + 1, dim)]

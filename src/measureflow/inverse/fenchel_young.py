@@ -53,27 +53,33 @@ __all__ = ["FYLoss", "fy_loss", "sharpened_fy_loss"]
 class FYLoss(SolverResult):
     """Value, gradient (and optionally Hessian) of a (sharpened) Fenchel-Young loss at theta.
 
+    Result of :func:`fy_loss` and :func:`sharpened_fy_loss`.
+
     Attributes
     ----------
-    value:
+    value : float or Tensor
         The loss (>= 0 up to the inner tolerance). For tensor input it carries autograd: its
         gradient with respect to theta is ``grad`` (Danskin).
-    grad:
-        Observed minus model feature moments, same shape as theta.
-    observed_moments, model_moments:
+    grad : array or Tensor
+        Observed minus model feature moments, shape of theta.
+    observed_moments, model_moments : array or Tensor
         <phi_r, pi_hat> and <phi_r, pi_theta> (shape of theta).
-    hessian:
+    hessian : array or Tensor or None
         With ``hessian=True``: the Hessian of the loss in theta, shape ``theta.shape * 2``
         (closed-form linear response of the model moments, no differentiation through the
-        solver); else ``None``.
-    plan:
-        The model optimum on the grid (``"uot"``, ``"jko"`` with ``eps``), or ``None`` (plain
-        unregularised jko).
-    prox:
-        Unregularised ``"jko"`` loss: the points prox_{tau V_theta}(x_i) (n, d); else ``None``.
-    potential_f, potential_g:
-        Dual potentials of the inner problem (grid losses), else ``None``.
-    converged, n_iter, errors:
+        solver).
+    plan : array or Tensor or None
+        The model optimum on the grid (``"uot"``, ``"jko"`` with ``eps``); None for the plain
+        unregularised jko loss.
+    prox : array or Tensor or None
+        Unregularised ``"jko"`` loss: the points prox_(tau V_theta)(x_i) (n, d).
+    potential_f, potential_g : array or Tensor or None
+        Dual potentials of the inner problem (grid losses).
+    kind : str
+        ``"uot"`` or ``"jko"``.
+    lam : float
+        The sharpening weight.
+    converged, n_iter, errors :
         Of the inner solver (``errors``: its stopping-error trace).
     """
 
@@ -152,44 +158,55 @@ def fy_loss(theta, basis, observed, *, kind: str = "uot", a=None, b=None, eps=No
             hessian: bool = False) -> FYLoss:
     """Fenchel-Young / suboptimality-gap loss L(theta) = G_theta(pi_hat) - min_pi G_theta(pi).
 
+    G_theta(pi) = <Phi theta, pi> + F(pi) is the forward problem's objective, linear in theta; L is
+    convex, >= 0, and its gradient is the observed minus the model feature moments (Danskin). See
+    the module docstring and arXiv 2505.07124 Sec. 3 [R].
+
     Parameters
     ----------
-    theta:
-        Parameter. ``kind="uot"``: any shape S (e.g. a matrix A for bilinear costs);
-        ``kind="jko"``: shape (R,).
-    basis:
+    theta : array_like or Tensor
+        ``kind="uot"``: any shape S (e.g. a matrix A for bilinear costs); ``kind="jko"``: shape
+        (R,).
+    basis : array_like, Tensor, PotentialBasis or callable
         ``"uot"``: cost features of shape (*S, n, m) (e.g. :func:`bilinear_cost_basis`), so that
         C_theta = sum_r theta_r C^(r). ``"jko"``: a :class:`PotentialBasis` or a torch callable
         y (m, d) -> (m, R).
-    observed:
+    observed : array_like or Tensor, or (x_k, x_next)
         ``"uot"``: the observed plan pi_hat (n, m) (e.g. eye(n) / n for n observed pairs on the
         grid x_i, y_j). ``"jko"``: the snapshots ``(x_k, x_next)`` of shapes (n, d), (m, d).
-    a, b:
+    kind : {"uot", "jko"}, default "uot"
+    a, b : array_like or Tensor, optional
         Reference weights (``None``: uniform 1/n, 1/m). ``"uot"``: the marginal references of the
         forward problem; ``"jko"``: the sample weights of the two snapshots.
-    eps, rho:
-        ``"uot"``: entropic weight (required) and marginal KL weight (``None``: balanced).
-        ``"jko"``: ``eps=None`` gives the unregularised loss (Moreau envelope, continuous y);
-        ``eps > 0`` the entropic loss on the sample grid,
+    eps : float, optional
+        ``"uot"``: entropic weight (required). ``"jko"``: ``None`` gives the unregularised loss
+        (Moreau envelope, continuous y); ``eps > 0`` the entropic loss on the sample grid,
         L(theta) = OT_eps(a, b; Cxy) + <V_theta, b> + eps sum_i a_i log sum_j b_j exp(-C_ij / eps)
-        for probability weights (the log-sum-exp "exponential functional"), with
-        Cxy_ij = |x_i-y_j|^2/(2 tau), C_ij = Cxy_ij + V_theta(y_j) and OT_eps the balanced entropic
-        cost <Cxy, P> + eps KL(P | a (x) b).
-    tau:
+        for probability weights, with Cxy_ij = |x_i-y_j|^2/(2 tau), C_ij = Cxy_ij + V_theta(y_j)
+        and OT_eps the balanced entropic cost <Cxy, P> + eps KL(P | a (x) b).
+    rho : float, optional
+        ``"uot"``: marginal KL weight (``None``: balanced).
+    tau : float, optional
         ``"jko"``: the JKO time step (required).
-    max_iter, tol:
-        Inner solver controls (``None``: the inner solver's defaults). Tolerances below what the
-        dtype resolves are raised to 100 x its machine epsilon (float32: 1.2e-5).
-    hessian:
-        Also return the Hessian in theta (closed-form linear response, see ``docs/inverse.md``).
+    max_iter, tol : int, float, optional
+        Inner solver controls (``None``: its defaults). Tolerances below what the dtype resolves
+        are raised to 100 x its machine epsilon (float32: 1.2e-5).
+    hessian : bool, default False
+        Also return the Hessian in theta (closed-form linear response, ``docs/inverse.md``).
 
     Returns
     -------
-    :class:`FYLoss`: value (>= 0), grad = observed - model moments, the model plan (grid losses)
-    or the prox points (unregularised jko). For the unregularised ``"jko"`` loss, if
-    y -> |x-y|^2/(2 tau) + V_theta(y) has no minimiser the Newton prox reports it and the value
-    is +inf (theta is outside the loss's domain; grad is NaN, converged=False, a
-    ConvergenceWarning is emitted).
+    FYLoss
+        value (>= 0), grad = observed - model moments, the model plan (grid losses) or the prox
+        points (unregularised jko). For the unregularised ``"jko"`` loss, if
+        y -> |x-y|^2/(2 tau) + V_theta(y) has no minimiser the value is +inf (theta is outside the
+        loss's domain; grad is NaN, converged=False, a ConvergenceWarning is emitted).
+
+    Raises
+    ------
+    InputError
+        Unknown ``kind``, bad shapes, missing ``eps`` (uot) or ``tau`` (jko), bad weights or
+        scalars, a dtype other than float32/float64.
 
     Notes
     -----
@@ -198,12 +215,24 @@ def fy_loss(theta, basis, observed, *, kind: str = "uot", a=None, b=None, eps=No
 
     Examples
     --------
-    >>> import numpy as np, measureflow.inverse as inv
+    >>> import numpy as np
+    >>> import measureflow.inverse as inv
     >>> x = np.linspace(-1, 1, 5)[:, None]
     >>> F = inv.bilinear_cost_basis(x, x)
     >>> L = inv.fy_loss(np.ones((1, 1)), F, np.eye(5) / 5, eps=1.0)
-    >>> bool(L.value >= 0)
-    True
+    >>> bool(L.value >= 0), bool(np.allclose(L.grad, L.observed_moments - L.model_moments))
+    (True, True)
+
+    The loss vanishes when the observed plan is the model's own optimum:
+
+    >>> P = L.plan
+    >>> round(float(inv.fy_loss(np.ones((1, 1)), F, P, eps=1.0).value), 8)
+    0.0
+
+    References
+    ----------
+    G. Andrade, G. Peyre, C. Poon, "Learning from samples: inverse problems over measures",
+    arXiv:2505.07124 (reconstruction, docs/inverse.md), Sec. 3.
     """
     return _loss(theta, basis, observed, kind, 0.0, a, b, eps, rho, tau, max_iter, tol, hessian)
 
@@ -213,21 +242,49 @@ def sharpened_fy_loss(theta, basis, observed, *, lam: float, kind: str = "uot", 
                       tol: float | None = None, hessian: bool = False) -> FYLoss:
     """Sharpened FY loss L_lam(theta) = G_theta(pi_hat) - min_pi [G_theta(pi) + lam D(pi, pi_hat)].
 
-    Same arguments as :func:`fy_loss`, plus ``lam`` >= 0 (``lam=0`` gives :func:`fy_loss`). The
-    discrepancies D:
+    D >= 0 with D(pi_hat, pi_hat) = 0, so 0 <= L_lam <= L and the minimisers agree (calibration).
+    The discrepancies D:
 
     - ``"uot"``: D = KL(pi 1 | pi_hat 1) + KL(pi^T 1 | pi_hat^T 1) (observed marginals), solved by
       :func:`measureflow.ot.solve` with marginal weight rho + lam after an exact change of
       reference. With ``rho=None`` (balanced) D is constant and L_lam = L.
-    - ``"jko"``: D = KL(rho | rho_hat_{k+1}) on the sample grid, with entropic smoothing ``eps``
+    - ``"jko"``: D = KL(rho | rho_hat_(k+1)) on the sample grid, with entropic smoothing ``eps``
       (required) and reference a (x) b: the inner problem is the semi-unbalanced OT solved by
       :func:`semi_unbalanced_sinkhorn`; the first term G_theta(pi_hat) is the balanced entropic
       cost OT_eps(a, b; |x-y|^2 / (2 tau)) + <V_theta, b>. ``lam`` must be finite (lam -> inf
       sends L_lam to 0 like Var_b(g + V_theta) / (2 lam)).
 
-    Properties checked in the tests: 0 <= L_lam <= L, the same minimiser (calibration),
-    gradient = autograd = finite differences, Hessian = finite differences of the gradient.
-    [R] reconstruction of arXiv 2505.07124 (``docs/inverse.md``).
+    Parameters
+    ----------
+    theta, basis, observed, kind, a, b, eps, rho, tau, max_iter, tol, hessian :
+        As in :func:`fy_loss`.
+    lam : float
+        Sharpening weight (>= 0; ``lam=0`` gives :func:`fy_loss`).
+
+    Returns
+    -------
+    FYLoss
+
+    Raises
+    ------
+    InputError
+        As :func:`fy_loss`, a negative or infinite ``lam``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import measureflow.inverse as inv
+    >>> x = np.linspace(-1, 1, 5)[:, None]
+    >>> F, obs = inv.bilinear_cost_basis(x, x), np.eye(5) / 5
+    >>> L = inv.fy_loss(np.ones((1, 1)), F, obs, eps=1.0, rho=1.0).value
+    >>> Ls = inv.sharpened_fy_loss(np.ones((1, 1)), F, obs, eps=1.0, rho=1.0, lam=2.0).value
+    >>> bool(0 <= Ls <= L)
+    True
+
+    References
+    ----------
+    G. Andrade, G. Peyre, C. Poon, "Learning from samples: inverse problems over measures",
+    arXiv:2505.07124 (reconstruction, docs/inverse.md), Sec. 3.
     """
     lam = check_nonnegative_scalar(lam, "lam")
     return _loss(theta, basis, observed, kind, lam, a, b, eps, rho, tau, max_iter, tol, hessian)

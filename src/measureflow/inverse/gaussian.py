@@ -44,13 +44,25 @@ _LOG2PI = math.log(2.0 * math.pi)
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GaussianEntropicOT(SolverResult):
-    """Entropic (unbalanced) OT between two (scaled) Gaussians.
+    """Entropic (unbalanced) OT between scaled Gaussians (result of :func:`gaussian_entropic_ot`).
 
-    The optimal plan is ``plan_mass * N(plan_mean, plan_cov)`` on R^{2d} (x first, y second);
-    ``cross_cov`` is its (x, y) covariance block. ``value`` is the primal objective
-    <c, pi> + eps KL(pi | alpha (x) beta) [+ rho KL(pi_1 | alpha) + rho KL(pi_2 | beta)].
-    ``method`` is ``"closed_form"`` (balanced) or ``"gaussian_sinkhorn"`` (unbalanced: Sinkhorn
-    iterated exactly on quadratic potentials; ``errors`` is the trace of the parameter change).
+    Attributes
+    ----------
+    value : float
+        The primal objective <c, pi> + eps KL(pi | alpha (x) beta) [+ rho KL(pi_1 | alpha) +
+        rho KL(pi_2 | beta)], cost |x - y|^2.
+    plan_mean : array or Tensor, shape (2d,)
+    plan_cov : array or Tensor, shape (2d, 2d)
+    plan_mass : float
+        The optimal plan is plan_mass N(plan_mean, plan_cov) on R^(2d) (x first, y second).
+    cross_cov : array or Tensor, shape (d, d)
+        Its (x, y) covariance block.
+    method : str
+        ``"closed_form"`` (balanced) or ``"gaussian_sinkhorn"`` (Sinkhorn iterated exactly on
+        quadratic potentials).
+    converged, n_iter : bool, int
+    errors : list of float
+        Trace of the parameter change of the fixed point (empty for the closed form).
     """
 
     value: Any = None
@@ -157,20 +169,62 @@ def gaussian_entropic_ot(m0, S0, m1, S1, *, eps: float, rho: float | None = None
     eps and the marginal weight gamma = rho).
 
     - Balanced (``rho=None``, needs mass0 == mass1): closed form. With sigma^2 = eps / 2,
-      D = (4 S0^{1/2} S1 S0^{1/2} + sigma^4 I)^{1/2} and the cross-covariance
-      C = (S0^{1/2} D S0^{-1/2} - sigma^2 I) / 2.
+      D = (4 S0^(1/2) S1 S0^(1/2) + sigma^4 I)^(1/2) and the cross-covariance
+      C = (S0^(1/2) D S0^(-1/2) - sigma^2 I) / 2.
     - Unbalanced: the dual potentials stay quadratic, so each Sinkhorn half-step (exponent
-      rho / (rho + eps)) is an exact Gaussian integral; we iterate it on the O(d^2) parameters
-      until they change by less than ``tol`` (Janati et al. solve this fixed point in closed
-      form; we iterate it, which is exact up to ``tol``). The value is the primal objective at the
-      Gaussian plan.
+      rho / (rho + eps)) is an exact Gaussian integral, iterated on the O(d^2) parameters until
+      they change by less than ``tol``. The value is the primal objective at the Gaussian plan.
 
-    ``method``: ``"auto"`` (closed form when balanced, fixed point otherwise) or
-    ``"fixed_point"`` (the Gaussian Sinkhorn iteration in both cases; with ``rho=None`` it is the
-    balanced iteration, an independent check of the closed form). ``max_iter``, ``tol``: of the
-    fixed point (change of the potential parameters; floored at 100 x machine epsilon).
+    Parameters
+    ----------
+    m0, m1 : array_like or Tensor, shape (d,)
+    S0, S1 : array_like or Tensor, shape (d, d)
+        Positive definite.
+    eps : float
+        Entropic weight (> 0).
+    rho : float, optional
+        Marginal KL weight (> 0); None: balanced.
+    mass0, mass1 : float, default 1.0
+        Masses (> 0; equal when balanced).
+    max_iter : int, default 10000
+    tol : float, default 1e-13
+        Of the fixed point (change of the potential parameters; floored at 100 x machine eps).
+    method : {"auto", "fixed_point"}, default "auto"
+        ``"auto"``: closed form when balanced, fixed point otherwise; ``"fixed_point"``: the
+        Gaussian Sinkhorn iteration in both cases (an independent check of the closed form).
 
-    Returns :class:`GaussianEntropicOT`.
+    Returns
+    -------
+    GaussianEntropicOT
+
+    Raises
+    ------
+    InputError
+        Bad shapes, non-positive-definite covariances, unequal masses without ``rho``, bad
+        scalars.
+
+    Examples
+    --------
+    In 1-D with unit variances and eps = 2 sigma^2 = 1 the cross-covariance is
+    (sqrt(4 + sigma^4) - sigma^2) / 2; the fixed point agrees with the closed form:
+
+    >>> import math
+    >>> import numpy as np
+    >>> from measureflow.inverse import gaussian_entropic_ot
+    >>> r = gaussian_entropic_ot(np.zeros(1), np.eye(1), np.ones(1), np.eye(1), eps=1.0)
+    >>> round(float(r.cross_cov[0, 0]), 10), round((math.sqrt(4.25) - 0.5) / 2, 10)
+    (0.7807764064, 0.7807764064)
+    >>> f = gaussian_entropic_ot(np.zeros(1), np.eye(1), np.ones(1), np.eye(1), eps=1.0,
+    ...                          method="fixed_point")
+    >>> math.isclose(f.value, r.value, rel_tol=1e-10), r.method
+    (True, 'closed_form')
+
+    References
+    ----------
+    H. Janati, B. Muzellec, G. Peyre, M. Cuturi, "Entropic optimal transport between unbalanced
+    Gaussian measures has a closed form", NeurIPS 2020.
+    G. Andrade, G. Peyre, C. Poon, "Learning from samples: inverse problems over measures",
+    arXiv:2505.07124 (reconstruction, docs/inverse.md).
     """
     ctx = ArrayContext(m0, S0, m1, S1)
     check_compute_dtype(ctx, "m0")
@@ -236,13 +290,48 @@ def _check_bilinear_inputs(ctx, Sa, Sb):
 def gaussian_bilinear_plan(A, Sa, Sb, *, eps: float):
     """Cross-covariance Gamma of the balanced entropic plan for the bilinear cost -x^T A y.
 
-    Problem: min_pi <-x^T A y, pi> + eps KL(pi | N(0, Sa) (x) N(0, Sb)) over couplings (the
-    means do not matter: they only add terms linear in x or y, absorbed by the potentials).
-    The optimal plan is N(0, [[Sa, Gamma], [Gamma^T, Sb]]) with A = eps Sa^{-1} Gamma S^{-1},
-    S = Sb - Gamma^T Sa^{-1} Gamma. Writing Gamma = Sa^{1/2} K Sb^{1/2} this reads
-    Sa^{1/2} A Sb^{1/2} / eps = K (I - K^T K)^{-1}; with the SVD U diag(s) V^T of the left side,
+    Problem: min_pi <-x^T A y, pi> + eps KL(pi | N(0, Sa) (x) N(0, Sb)) over couplings (means only
+    add terms linear in x or y, absorbed by the potentials). The optimal plan is
+    N(0, [[Sa, Gamma], [Gamma^T, Sb]]) with A = eps Sa^(-1) Gamma S^(-1),
+    S = Sb - Gamma^T Sa^(-1) Gamma. Writing Gamma = Sa^(1/2) K Sb^(1/2) this reads
+    Sa^(1/2) A Sb^(1/2) / eps = K (I - K^T K)^(-1); with the SVD U diag(s) V^T of the left side,
     K = U diag(k) V^T, k = (sqrt(1 + 4 s^2) - 1) / (2 s) (k = 0 where s = 0). [R] derived in
     ``docs/inverse.md``.
+
+    Parameters
+    ----------
+    A : array_like or Tensor, shape (da, db)
+    Sa : array_like or Tensor, shape (da, da)
+    Sb : array_like or Tensor, shape (db, db)
+        Positive definite.
+    eps : float
+        Entropic weight (> 0).
+
+    Returns
+    -------
+    array or Tensor, shape (da, db)
+        Gamma.
+
+    Raises
+    ------
+    InputError
+        Bad shapes, non-positive-definite covariances, ``eps`` <= 0.
+
+    Examples
+    --------
+    :func:`gaussian_bilinear_inverse` undoes it:
+
+    >>> import numpy as np
+    >>> from measureflow.inverse import gaussian_bilinear_inverse, gaussian_bilinear_plan
+    >>> A, Sa, Sb = np.array([[1.0, 0.5], [0.0, 0.3]]), np.eye(2), np.diag([1.0, 2.0])
+    >>> G = gaussian_bilinear_plan(A, Sa, Sb, eps=0.5)
+    >>> bool(np.allclose(gaussian_bilinear_inverse(Sa, Sb, G, eps=0.5), A))
+    True
+
+    References
+    ----------
+    G. Andrade, G. Peyre, C. Poon, "Learning from samples: inverse problems over measures",
+    arXiv:2505.07124 (reconstruction, docs/inverse.md).
     """
     ctx = ArrayContext(A, Sa, Sb)
     check_compute_dtype(ctx, "A")
@@ -258,11 +347,44 @@ def gaussian_bilinear_plan(A, Sa, Sb, *, eps: float):
 
 
 def gaussian_bilinear_inverse(Sa, Sb, Gamma, *, eps: float):
-    """Population inverse for bilinear costs: A = eps Sa^{-1} Gamma (Sb - Gamma^T Sa^{-1} Gamma)^{-1}.
+    """Population inverse for bilinear costs: A = eps Sa^-1 Gamma (Sb - Gamma^T Sa^-1 Gamma)^-1.
 
-    Given the joint covariance [[Sa, Gamma], [Gamma^T, Sb]] (positive definite) of the observed
-    pairs, returns the matrix A of the cost -x^T A y whose balanced entropic plan (weight eps) it
-    is: A = -eps (Sigma^{-1})_{xy}. Inverse of :func:`gaussian_bilinear_plan`.
+    Given the joint covariance Sigma = [[Sa, Gamma], [Gamma^T, Sb]] (positive definite) of the
+    observed pairs, returns the matrix A of the cost -x^T A y whose balanced entropic plan (weight
+    eps) it is: A = -eps (Sigma^(-1))_xy. Inverse of :func:`gaussian_bilinear_plan`.
+
+    Parameters
+    ----------
+    Sa : array_like or Tensor, shape (da, da)
+    Sb : array_like or Tensor, shape (db, db)
+    Gamma : array_like or Tensor, shape (da, db)
+        The joint covariance must be positive definite.
+    eps : float
+        Entropic weight (> 0).
+
+    Returns
+    -------
+    array or Tensor, shape (da, db)
+
+    Raises
+    ------
+    InputError
+        Bad shapes, a joint covariance that is not positive definite, ``eps`` <= 0.
+
+    Examples
+    --------
+    In 1-D: A = eps gamma / (sb - gamma^2 / sa):
+
+    >>> import numpy as np
+    >>> from measureflow.inverse import gaussian_bilinear_inverse
+    >>> A = gaussian_bilinear_inverse(np.eye(1), np.array([[0.73]]), np.array([[0.8]]), eps=1.0)
+    >>> round(float(A[0, 0]), 10), round(0.8 / (0.73 - 0.64), 10)
+    (8.8888888889, 8.8888888889)
+
+    References
+    ----------
+    G. Andrade, G. Peyre, C. Poon, "Learning from samples: inverse problems over measures",
+    arXiv:2505.07124 (reconstruction, docs/inverse.md).
     """
     ctx = ArrayContext(Sa, Sb, Gamma)
     check_compute_dtype(ctx, "Sa")
@@ -278,18 +400,60 @@ def gaussian_bilinear_inverse(Sa, Sb, Gamma, *, eps: float):
 
 
 def gaussian_jko_step(m, S, Q, b, tau: float, *, beta: float = 0.0):
-    """One JKO step from N(m, S) for V(y) = y^T Q y / 2 + b^T y (+ beta * entropy).
+    """One JKO step from N(m, S) for V(y) = y^T Q y / 2 + b^T y (+ beta x entropy).
 
-    rho_{k+1} = argmin_rho W2^2(N(m, S), rho) / (2 tau) + int V drho + beta int rho log rho.
+    rho_(k+1) = argmin_rho W2^2(N(m, S), rho) / (2 tau) + int V drho + beta int rho log rho.
 
-    - beta = 0: rho_{k+1} = N((I + tau Q)^{-1} (m - tau b), (I + tau Q)^{-1} S (I + tau Q)^{-1})
+    - beta = 0: rho_(k+1) = N((I + tau Q)^(-1) (m - tau b), (I + tau Q)^(-1) S (I + tau Q)^(-1))
       (the prox of tau V pushes the measure forward).
     - beta > 0: the optimal map is T(x) = m' + M (x - m) with M symmetric positive definite,
-      M^{-1} = I + tau Q - tau beta S'^{-1} and S' = M S M. With H = I + tau Q, c = tau beta,
-      K0 = H^{-1/2} S H^{-1/2}: S' = H^{-1/2} Z H^{-1/2}, Z = (K0 + 2c I + (K0^2 + 4c K0)^{1/2}) / 2.
+      M^(-1) = I + tau Q - tau beta S'^(-1) and S' = M S M. With H = I + tau Q, c = tau beta,
+      K0 = H^(-1/2) S H^(-1/2): S' = H^(-1/2) Z H^(-1/2),
+      Z = (K0 + 2c I + (K0^2 + 4c K0)^(1/2)) / 2.
       [R] derived in ``docs/inverse.md``, checked against the optimality condition in the tests.
 
-    Requires I + tau Q positive definite. Returns ``(m_next, S_next)``.
+    Parameters
+    ----------
+    m : array_like or Tensor, shape (d,)
+    S : array_like or Tensor, shape (d, d)
+        Positive definite.
+    Q : array_like or Tensor, shape (d, d)
+        Symmetric (I + tau Q must be positive definite).
+    b : array_like or Tensor, shape (d,)
+    tau : float
+        Step (> 0).
+    beta : float, default 0.0
+        Entropy weight (>= 0).
+
+    Returns
+    -------
+    (array or Tensor, array or Tensor)
+        ``(m_next, S_next)``.
+
+    Raises
+    ------
+    InputError
+        Bad shapes, S not positive definite, I + tau Q not positive definite, an overflowing
+        result.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.inverse import gaussian_jko_step
+    >>> m, S = gaussian_jko_step(np.ones(2), np.eye(2), np.eye(2), np.zeros(2), 1.0)
+    >>> m.tolist(), np.diag(S).tolist()                    # (I + Q)^-1 m, (I + Q)^-2
+    ([0.5, 0.5], [0.25, 0.25])
+
+    The Gibbs law exp(-V / beta) is a fixed point (here V = y^2 / 2, beta = 1: N(0, 1)):
+
+    >>> m, S = gaussian_jko_step(np.zeros(1), np.eye(1), np.eye(1), np.zeros(1), 0.5, beta=1.0)
+    >>> float(m[0]), round(float(S[0, 0]), 12)
+    (0.0, 1.0)
+
+    References
+    ----------
+    G. Andrade, G. Peyre, C. Poon, "Learning from samples: inverse problems over measures",
+    arXiv:2505.07124 (reconstruction, docs/inverse.md).
     """
     ctx = ArrayContext(m, S, Q, b)
     check_compute_dtype(ctx, "m")

@@ -213,11 +213,25 @@ def _uot_face(ctx, theta, basis, observed, lam, a, b, eps, rho, tau, max_iter, t
 class IUOTResult(SolverResult):
     """Result of :func:`iuot`.
 
-    ``theta`` (shape of the basis' leading dims; a (dx, dy) matrix A for the bilinear basis,
-    cost -x^T A y), ``plan`` the fitted model plan pi_theta_hat on the grid, ``loss`` the
-    (sharpened) FY loss at theta, ``objective`` loss + penalty, ``grad`` the loss gradient,
-    ``objective_trace`` the objective at each evaluation. ``errors`` traces the stopping error
-    (infinity norm of the gradient mapping; the gradient itself without penalty).
+    Attributes
+    ----------
+    theta : array or Tensor
+        Shape of the basis' leading dims; a (dx, dy) matrix A for the bilinear basis (cost
+        -x^T A y).
+    plan : array or Tensor, shape (n, m)
+        The fitted model plan pi_theta_hat on the grid.
+    loss : float
+        The (sharpened) FY loss at theta.
+    objective : float
+        loss + penalty.
+    grad : array or Tensor
+        The loss gradient at theta.
+    objective_trace : list of float
+        The objective at each evaluation.
+    converged, n_iter : bool, int
+    errors : list of float
+        The stopping error per iteration (infinity norm of the gradient mapping; the gradient
+        itself without penalty).
     """
 
     theta: Any = None
@@ -232,44 +246,81 @@ def iuot(x, y, cost_basis="bilinear", *, eps: float, rho: float | None, lam: flo
          reg: str | None = None, reg_weight: float = 0.0, a=None, b=None, plan=None,
          theta0=None, max_iter: int = 300, tol: float = 1e-6, inner_max_iter: int = 10000,
          inner_tol: float = 1e-10) -> IUOTResult:
-    """Estimate the cost parameter theta of entropic unbalanced OT from observed couplings.
+    """Inverse unbalanced OT: estimate the cost parameter theta of entropic OT from observed plans.
 
-    Minimises L_lam(theta; pi_hat) + reg_weight * R(theta) (module docstring). The loss equals
-    min_{f,g} J(theta, f, g) for a jointly convex J (its dual form); we alternate a warm-started
-    unbalanced Sinkhorn solve in (f, g) (:func:`measureflow.ot.solve`) with L-BFGS steps in
-    theta (no penalty) or FISTA proximal steps (l1 / nuclear).
+    Minimises L_lam(theta; pi_hat) + reg_weight R(theta), L_lam the (sharpened) FY loss of the
+    forward problem min_pi <C_theta, pi> + eps KL(pi | a (x) b) + rho KL(pi 1 | a) +
+    rho KL(pi^T 1 | b) (module docstring). The loss equals min_(f,g) J(theta, f, g) for a jointly
+    convex J (its dual form); a warm-started unbalanced Sinkhorn solve in (f, g)
+    (:func:`measureflow.ot.solve`) alternates with L-BFGS steps in theta (no penalty) or FISTA
+    proximal steps (l1 / nuclear).
 
     Parameters
     ----------
-    x, y:
-        Grid points (n, dx), (m, dy). With ``plan=None`` they are n observed pairs (x_i, y_i)
-        (needs n == m) and pi_hat = I / n.
-    cost_basis:
+    x : array_like or Tensor, shape (n, dx)
+    y : array_like or Tensor, shape (m, dy)
+        Grid points. With ``plan=None`` they are n observed pairs (x_i, y_i) (needs n == m) and
+        pi_hat = I / n.
+    cost_basis : "bilinear", callable or array_like, default "bilinear"
         ``"bilinear"`` (C_theta(x, y) = -x^T A y, theta = A of shape (dx, dy)), a callable
         (x, y) -> features (*S, n, m), or the features themselves (*S, n, m).
-    eps, rho:
-        Entropic weight (> 0) and marginal KL weight of the forward problem (``None``: balanced,
-        then ``plan`` must have marginals a, b).
-    lam:
+    eps : float
+        Entropic weight (> 0).
+    rho : float or None
+        Marginal KL weight of the forward problem (``None``: balanced, then ``plan`` must have
+        marginals a, b).
+    lam : float, default 0.0
         Sharpening weight (>= 0): D = KL(pi 1 | pi_hat 1) + KL(pi^T 1 | pi_hat^T 1).
-    reg, reg_weight:
-        ``None``, ``"l1"`` or ``"nuclear"`` (needs a matrix theta) penalty and its weight.
-    a, b:
-        Reference marginals of the forward problem (``None``: uniform 1/n, 1/m).
-    plan:
-        Observed plan pi_hat (n, m) (e.g. edge counts normalised to the known mass).
-    theta0:
+    reg : {None, "l1", "nuclear"}, default None
+        Penalty (``"nuclear"`` needs a matrix theta).
+    reg_weight : float, default 0.0
+    a, b : array_like or Tensor, optional
+        Reference marginals of the forward problem (default uniform 1/n, 1/m).
+    plan : array_like or Tensor, shape (n, m), optional
+        Observed plan pi_hat (e.g. edge counts normalised to the known mass).
+    theta0 : array_like or Tensor, optional
         Starting point (default 0).
-    max_iter, tol:
+    max_iter : int, default 300
+    tol : float, default 1e-6
         Outer iterations and tolerance on the gradient-mapping infinity norm (raised to 100 x
         machine epsilon x the feature scale in float32).
-    inner_max_iter, inner_tol:
+    inner_max_iter : int, default 10000
+    inner_tol : float, default 1e-10
         Passed to :func:`measureflow.ot.solve` (marginal-violation tolerance, raised to 100 x
         machine epsilon x mass in float32).
 
     Returns
     -------
-    :class:`IUOTResult`. Non-convergence warns (ConvergenceWarning) and sets converged=False.
+    IUOTResult
+
+    Raises
+    ------
+    InputError
+        Bad shapes, n != m without ``plan``, a failing ``cost_basis`` callable, bad scalars or
+        weights, an unknown ``reg``.
+
+    Warns
+    -----
+    ConvergenceWarning
+        Outer or inner non-convergence (``converged=False``).
+
+    Examples
+    --------
+    The parameter is recovered from the model's own optimal plan (theta = 1, eps = rho = 1):
+
+    >>> import numpy as np
+    >>> import measureflow.inverse as inv
+    >>> x = np.array([[-1.0], [0.0], [1.0]])
+    >>> F = inv.bilinear_cost_basis(x, x)
+    >>> plan = inv.fy_loss(np.ones((1, 1)), F, np.eye(3) / 3, eps=1.0, rho=1.0).plan
+    >>> res = inv.iuot(x, x, eps=1.0, rho=1.0, plan=plan)
+    >>> round(float(res.theta[0, 0]), 4), res.converged
+    (1.0, True)
+
+    References
+    ----------
+    G. Andrade, G. Peyre, C. Poon, "Learning from samples: inverse problems over measures",
+    arXiv:2505.07124 (reconstruction, docs/inverse.md).
     """
     ctx = ArrayContext(x, y, a, b, plan, theta0,
                        cost_basis if isinstance(cost_basis, torch.Tensor) else None)
