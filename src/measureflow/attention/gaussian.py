@@ -45,6 +45,7 @@ from ._heads import split_heads
 __all__ = ["GAUSSIAN_KINDS", "gaussian_affine_map", "gaussian_velocity", "integrate_gaussian",
            "GaussianFlowResult"]
 
+#: attention kinds with a closed-form Gaussian map (:func:`gaussian_affine_map`)
 GAUSSIAN_KINDS = ("softmax", "multihead", "l2", "sinkhorn")
 
 
@@ -99,10 +100,56 @@ def _parse(mean, cov, Q, K, V, kind, heads, eps, ctx):
 def gaussian_affine_map(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0):
     """Affine attention map of mu = N(mean, cov): Gamma_mu(x) = offset + J (x - mean).
 
-    Returns ``(offset, J)`` with offset = Gamma_mu(mean) of shape (..., d_out) and J of shape
-    (..., d_out, d). Formulas in the module docstring (arXiv:2501.18322, Sec. 4; derived and
-    checked numerically). Leading batch dimensions of mean/cov/Q/K/V broadcast. ``kind`` in
-    softmax, multihead (= softmax with heads), l2, sinkhorn (``eps``: entropic regularisation).
+    For a Gaussian measure the softmax, multi-head, L2 and Sinkhorn attention maps are affine
+    (Gaussian tilting; Gaussian entropic OT). Softmax: J = V Sigma A, offset = V (alpha + Sigma A
+    alpha); the other kinds are in the module docstring (arXiv:2501.18322, Sec. 4; derived and
+    checked against Monte Carlo and the Sinkhorn solver).
+
+    Parameters
+    ----------
+    mean : array_like or Tensor, shape (..., d)
+    cov : array_like or Tensor, shape (..., d, d)
+        Symmetric PSD.
+    Q, K : array_like or Tensor, shape (k, d)
+        Score <Q x, K y> = y^T A x, A = K^T Q (no hidden 1/sqrt(d)); ``heads`` splits the rows.
+    V : array_like or Tensor, shape (d_out, d)
+        Output map (rows split per head with ``heads`` > 1).
+    kind : {"softmax", "multihead", "l2", "sinkhorn"}, default "softmax"
+    heads : int, default 1
+    eps : float, default 1.0
+        Entropic regularisation of the Sinkhorn kind (> 0).
+
+    Returns
+    -------
+    (array or Tensor, array or Tensor)
+        ``(offset, J)``: offset = Gamma_mu(mean) of shape (..., d_out), J of shape
+        (..., d_out, d). Leading batch dimensions of mean/cov/Q/K/V broadcast.
+
+    Raises
+    ------
+    InputError
+        Bad shapes, a non-symmetric or non-PSD ``cov``, an unknown ``kind``, ``eps`` <= 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.attention import gaussian_affine_map
+    >>> offset, J = gaussian_affine_map(np.ones(2), 0.5 * np.eye(2), np.eye(2), np.eye(2),
+    ...                                 np.eye(2))
+    >>> offset.tolist(), J.tolist()                     # alpha + Sigma alpha, Sigma
+    ([1.5, 1.5], [[0.5, 0.0], [0.0, 0.5]])
+
+    For small scores the Sinkhorn map reduces to the softmax one:
+
+    >>> Js = gaussian_affine_map(np.zeros(2), np.eye(2), 1e-3 * np.eye(2), np.eye(2), np.eye(2),
+    ...                          kind="sinkhorn")[1]
+    >>> bool(np.allclose(Js, 1e-3 * np.eye(2), rtol=1e-5))
+    True
+
+    References
+    ----------
+    V. Castin, P. Ablin, J. A. Carrillo, G. Peyre, "A unified perspective on the dynamics of
+    deep Transformers", arXiv:2501.18322, Sec. 4.
     """
     ctx = ArrayContext(mean, cov, Q, K, V)
     kind, m, S, Qh, Kh, Ch, eps = _parse(mean, cov, Q, K, V, kind, heads, eps, ctx)
@@ -112,10 +159,41 @@ def gaussian_affine_map(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0):
 def gaussian_velocity(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0):
     """Right-hand side of the Gaussian moment ODEs of the Transformer PDE.
 
-    ``(mean_dot, cov_dot)`` with mean_dot = Gamma_mu(mean) = E_mu[Gamma_mu] and
-    cov_dot = J cov + cov J^T for mu = N(mean, cov) (arXiv:2501.18322, Sec. 4). Requires
-    d_out = d (V square per head). ``kind``: softmax, multihead, l2, sinkhorn. Leading batch
-    dimensions broadcast. NumPy in -> NumPy out, tensor in -> tensor out (autograd kept).
+    For mu = N(alpha, Sigma), d_t mu + div(mu Gamma_mu) = 0 keeps mu Gaussian with
+    d alpha/dt = Gamma_mu(alpha) and d Sigma/dt = J Sigma + Sigma J^T, J the Jacobian of the
+    affine map (:func:`gaussian_affine_map`; arXiv:2501.18322, Sec. 4).
+
+    Parameters
+    ----------
+    mean, cov, Q, K, V, kind, heads, eps :
+        As in :func:`gaussian_affine_map`; V must map R^d to R^d (square per head).
+
+    Returns
+    -------
+    (array or Tensor, array or Tensor)
+        ``(mean_dot, cov_dot)``, shapes (..., d) and (..., d, d). NumPy in -> NumPy out, tensor
+        in -> tensor out (autograd kept).
+
+    Raises
+    ------
+    InputError
+        As :func:`gaussian_affine_map`, and V not square.
+
+    Examples
+    --------
+    Softmax with Q = K = V = I at N(0, I): J = I, so cov_dot = 2 I:
+
+    >>> import numpy as np
+    >>> from measureflow.attention import gaussian_velocity
+    >>> mean_dot, cov_dot = gaussian_velocity(np.zeros(2), np.eye(2), np.eye(2), np.eye(2),
+    ...                                       np.eye(2))
+    >>> mean_dot.tolist(), cov_dot.tolist()
+    ([0.0, 0.0], [[2.0, 0.0], [0.0, 2.0]])
+
+    References
+    ----------
+    V. Castin, P. Ablin, J. A. Carrillo, G. Peyre, "A unified perspective on the dynamics of
+    deep Transformers", arXiv:2501.18322, Sec. 4.
     """
     ctx = ArrayContext(mean, cov, Q, K, V)
     kind, m, S, Qh, Kh, Ch, eps = _parse(mean, cov, Q, K, V, kind, heads, eps, ctx)
@@ -128,16 +206,28 @@ def gaussian_velocity(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GaussianFlowResult(FlowResult):
-    """Trajectory of the Gaussian moment ODEs.
+    """Trajectory of the Gaussian moment ODEs (result of :func:`integrate_gaussian`).
 
-    times (T_rec,); trajectory = (means (T_rec, ..., d), covs (T_rec, ..., d, d)): recorded
-    states (every ``record_every`` steps plus the final one); final = (mean, cov): last state of
-    each member; status: per member (a str, or a list for a batch) among ``"converged"``
-    (|cov_dot|_F < tol), ``"blow-up"`` (trace cov > blowup), ``"final_time"`` (reached T),
-    ``"max_iter"``; stop_iter: step at which each member stopped. ``converged`` is True iff
-    every member has status "converged" or "final_time"; ``errors`` = max over members of
-    |cov_dot|_F at each recorded step. ``means``, ``covs``, ``final_mean`` and ``final_cov``
-    are kept as aliases of the components of ``trajectory`` and ``final``.
+    Attributes
+    ----------
+    times : array or Tensor, shape (T_rec,)
+    trajectory : (array or Tensor, array or Tensor)
+        Recorded means (T_rec, ..., d) and covariances (T_rec, ..., d, d) (every
+        ``record_every`` steps plus the final one).
+    final : (array or Tensor, array or Tensor)
+        Last (mean, cov) of each member.
+    status : str or list of str
+        Per member: ``"converged"`` (|cov_dot|_F < tol), ``"blow-up"`` (trace cov > blowup),
+        ``"final_time"`` (reached T) or ``"max_iter"``.
+    stop_iter : int or Tensor
+        Step at which each member stopped.
+    converged : bool
+        Every member has status "converged" or "final_time".
+    n_iter : int
+    errors : list of float
+        Max over members of |cov_dot|_F at each recorded step.
+    means, covs, final_mean, final_cov :
+        Aliases of the components of ``trajectory`` and ``final``.
     """
 
     status: object = None
@@ -151,17 +241,63 @@ class GaussianFlowResult(FlowResult):
 def integrate_gaussian(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0, *, step=0.01,
                        T=None, max_iter=10000, tol=1e-6, blowup=1e3, method="rk4",
                        record_every=1) -> GaussianFlowResult:
-    """Integrate d alpha/dt = b, d Sigma/dt = J Sigma + Sigma J^T from (mean, cov).
+    """Integrate the Gaussian moment ODEs d alpha/dt = b, d Sigma/dt = J Sigma + Sigma J^T.
 
-    ``method="rk4"`` (classical Runge-Kutta, then symmetrised) or ``"projected_euler"``
-    (Sigma <- Sigma + step * rhs, then projection onto the PSD cone: eigenvalues clamped at
-    1e-14, the reference implementation's scheme); the steps are
-    :func:`measureflow.ot.integrate.ode_step` (the per-member stopping rule is applied here). Each member of a batch (leading dims of
-    cov) stops, and is frozen, at the first of: |cov_dot|_F < ``tol`` ("converged"),
-    trace Sigma > ``blowup`` ("blow-up"), time ``T`` reached ("final_time", if T is given),
-    ``max_iter`` steps ("max_iter": ConvergenceWarning unless T was given). Step count with T:
-    ceil(T / step) steps of size T / ceil(T / step).
-    arXiv:2501.18322, Sec. 4 and the 2-D / histogram experiments.
+    Steps by :func:`measureflow.ot.integrate.ode_step`: ``method="rk4"`` (classical Runge-Kutta,
+    then symmetrised) or ``"projected_euler"`` (Sigma <- Sigma + step x rhs, then projection onto
+    the PSD cone, eigenvalues clamped at 1e-14: the reference implementation's scheme). Each
+    member of a batch (leading dims of cov) stops, and is frozen, at the first of:
+    |cov_dot|_F < ``tol`` ("converged"), trace Sigma > ``blowup`` ("blow-up"), time ``T``
+    reached ("final_time", if T is given), ``max_iter`` steps ("max_iter"). With T: ceil(T / step)
+    steps of size T / ceil(T / step). arXiv:2501.18322, Sec. 4 and its 2-D / histogram
+    experiments.
+
+    Parameters
+    ----------
+    mean, cov, Q, K, V, kind, heads, eps :
+        As in :func:`gaussian_velocity`.
+    step : float, default 0.01
+        Time step (> 0).
+    T : float, optional
+        Final time (> 0); None: run until every member stops.
+    max_iter : int, default 10000
+    tol : float, default 1e-6
+        Stationarity threshold on |cov_dot|_F (> 0).
+    blowup : float, default 1e3
+        Blow-up threshold on trace Sigma (> 0).
+    method : {"rk4", "projected_euler"}, default "rk4"
+    record_every : int, default 1
+
+    Returns
+    -------
+    GaussianFlowResult
+
+    Raises
+    ------
+    InputError
+        As :func:`gaussian_velocity`, bad scalars or ``method``.
+
+    Warns
+    -----
+    ConvergenceWarning
+        A member reached ``max_iter`` without T given.
+
+    Examples
+    --------
+    Softmax with A = a I, V = I at N(0, s I): J = a s I, so s' = 2 a s^2,
+    s(t) = s0 / (1 - 2 a s0 t); with a = 0.1, s0 = 1, s(1) = 1.25:
+
+    >>> import numpy as np
+    >>> from measureflow.attention import integrate_gaussian
+    >>> res = integrate_gaussian(np.zeros(2), np.eye(2), 0.1 * np.eye(2), np.eye(2), np.eye(2),
+    ...                          T=1.0, step=0.1)
+    >>> res.status, np.round(res.final_cov, 6).tolist(), res.times.shape
+    ('final_time', [[1.25, 0.0], [0.0, 1.25]], (11,))
+
+    References
+    ----------
+    V. Castin, P. Ablin, J. A. Carrillo, G. Peyre, "A unified perspective on the dynamics of
+    deep Transformers", arXiv:2501.18322, Sec. 4.
     """
     ctx = ArrayContext(mean, cov, Q, K, V)
     kind, m, S, Qh, Kh, Ch, eps = _parse(mean, cov, Q, K, V, kind, heads, eps, ctx)

@@ -52,12 +52,44 @@ __all__ = ["horizon", "beta_theory", "gaussian_reference", "sphere_reference",
 
 
 def horizon(cov, Q, K, heads=1, per_head=False):
-    """H = ||Sigma^{1/2} A Sigma^{1/2}||_2 (spectral norm), A = K^T Q = sum_h K_h^T Q_h.
+    """Horizon H = ||Sigma^(1/2) A Sigma^(1/2)||_2 (spectral norm) of the tokens, A = K^T Q.
 
-    ``per_head=True`` returns the vector of H_h = ||Sigma^{1/2} K_h^T Q_h Sigma^{1/2}||_2.
-    arXiv:2512.10656 (horizon of the token distribution; same singular values as
-    L^T A L with L = chol(Sigma)). ``cov`` must be symmetric positive semi-definite (up to
-    round-off of its dtype) and Q, K finite; otherwise :class:`~measureflow.InputError`.
+    A = sum_h K_h^T Q_h; the same singular values as L^T A L with L = chol(Sigma). It sets the
+    predicted moment rate :func:`beta_theory` (arXiv:2512.10656).
+
+    Parameters
+    ----------
+    cov : array_like or Tensor, shape (d, d)
+        Symmetric PSD (up to round-off of its dtype).
+    Q, K : array_like or Tensor, shape (k, d)
+        Finite, equal shapes.
+    heads : int, default 1
+        Must divide k.
+    per_head : bool, default False
+        Return the vector of H_h = ||Sigma^(1/2) K_h^T Q_h Sigma^(1/2)||_2.
+
+    Returns
+    -------
+    float or array or Tensor
+
+    Raises
+    ------
+    InputError
+        ``cov`` not square PSD, non-finite or mismatched Q, K, ``heads`` not dividing k.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.attention import horizon
+    >>> float(horizon(np.diag([4.0, 1.0]), np.eye(2), 0.5 * np.eye(2)))   # 0.5 x 4
+    2.0
+    >>> horizon(np.eye(2), np.eye(2), np.eye(2), heads=2, per_head=True).tolist()
+    [1.0, 1.0]
+
+    References
+    ----------
+    T. Bohbot, C. Letrouit, G. Peyre, F.-X. Vialard, "Token sample complexity of attention",
+    arXiv:2512.10656.
     """
     ctx = ArrayContext(cov, Q, K)
     S = ctx.tensor(cov, "cov")
@@ -90,7 +122,38 @@ def _real_array(x, name: str) -> np.ndarray:
 
 
 def beta_theory(H):
-    """beta_th(H) = 1 / (2 (1 + H^2)) (arXiv:2512.10656, operational rate of the moments)."""
+    """Predicted moment rate beta_th(H) = 1 / (2 (1 + H^2)) (arXiv:2512.10656).
+
+    The operational prediction of the paper's reference code for |m_n - m| ~ n^-beta and
+    |C_n - C| ~ n^-beta, H the :func:`horizon`.
+
+    Parameters
+    ----------
+    H : float, array_like or Tensor
+        Finite, >= 0.
+
+    Returns
+    -------
+    float, array or Tensor
+        Same kind as ``H`` (a float for a scalar).
+
+    Raises
+    ------
+    InputError
+        Negative or non-finite ``H``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.attention import beta_theory
+    >>> beta_theory(1.0), beta_theory(np.array([0.0, 1.0])).tolist()
+    (0.25, [0.5, 0.25])
+
+    References
+    ----------
+    T. Bohbot, C. Letrouit, G. Peyre, F.-X. Vialard, "Token sample complexity of attention",
+    arXiv:2512.10656.
+    """
     if isinstance(H, torch.Tensor):
         check_tensor_kind(H, "H")
         if not bool(torch.isfinite(H).all()) or bool((H < 0).any()):
@@ -104,9 +167,40 @@ def beta_theory(H):
 
 
 def gaussian_reference(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0):
-    """Exact infinite-token moments for mu = N(mean, cov): Gamma_mu(x) = b + J (x - mean), so
-    (Gamma_mu)_# mu = N(b, J cov J^T). Returns ``(b, J cov J^T)``. For softmax
-    b = V(alpha + Sigma A alpha), J = V Sigma A (arXiv:2512.10656 / 2501.18322)."""
+    """Exact infinite-token output moments for mu = N(mean, cov).
+
+    Gamma_mu(x) = b + J (x - mean) is affine (:func:`gaussian_affine_map`), so
+    (Gamma_mu)_# mu = N(b, J cov J^T). For softmax b = V (alpha + Sigma A alpha), J = V Sigma A
+    (arXiv:2512.10656 / 2501.18322).
+
+    Parameters
+    ----------
+    mean, cov, Q, K, V, kind, heads, eps :
+        As in :func:`gaussian_affine_map`.
+
+    Returns
+    -------
+    (array or Tensor, array or Tensor)
+        ``(b, J cov J^T)``.
+
+    Raises
+    ------
+    InputError
+        As :func:`gaussian_affine_map`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.attention import gaussian_reference
+    >>> m, C = gaussian_reference(np.zeros(2), np.eye(2), 0.5 * np.eye(2), np.eye(2), np.eye(2))
+    >>> m.tolist(), C.tolist()                           # J = 0.5 I
+    ([0.0, 0.0], [[0.25, 0.0], [0.0, 0.25]])
+
+    References
+    ----------
+    T. Bohbot, C. Letrouit, G. Peyre, F.-X. Vialard, "Token sample complexity of attention",
+    arXiv:2512.10656.
+    """
     ctx = ArrayContext(mean, cov, Q, K, V)
     S = ctx.tensor(cov, "cov")
     b, J = gaussian_affine_map(ctx.tensor(mean, "mean"), S, ctx.tensor(Q, "Q"),
@@ -117,9 +211,37 @@ def gaussian_reference(mean, cov, Q, K, V, kind="softmax", heads=1, eps=1.0):
 
 
 def bessel_ratio(d: int, r):
-    """A_d(r) = I_{d/2}(r) / I_{d/2-1}(r) (mean resultant length of von Mises-Fisher on
-    S^{d-1}), computed with exponentially scaled Bessel functions (``scipy.special.ive``);
-    A_d(0) = 0 and A_d(r) ~ r / d as r -> 0."""
+    """Bessel ratio A_d(r) = I_(d/2)(r) / I_(d/2-1)(r) (von Mises-Fisher mean resultant length).
+
+    Computed with exponentially scaled Bessel functions (``scipy.special.ive``); A_d(0) = 0 and
+    A_d(r) ~ r / d as r -> 0 (used below r = 1e-8). For d = 3, A_3(r) = coth(r) - 1/r.
+
+    Parameters
+    ----------
+    d : int
+        Ambient dimension (>= 2).
+    r : float or array_like
+        Finite, >= 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape of ``r``.
+
+    Raises
+    ------
+    InputError
+        Bad ``d``, negative or non-finite ``r``.
+
+    Examples
+    --------
+    >>> import math
+    >>> import numpy as np
+    >>> from measureflow.attention import bessel_ratio
+    >>> a = bessel_ratio(3, np.array([0.0, 1.0]))
+    >>> float(a[0]), round(float(a[1]), 10), round(1 / math.tanh(1.0) - 1.0, 10)
+    (0.0, 0.3130352855, 0.3130352855)
+    """
     from scipy.special import ive
     r = _real_array(r, "r")
     d = check_int(d, "d", min_value=2)
@@ -132,16 +254,53 @@ def bessel_ratio(d: int, r):
 
 
 def sphere_reference(Q, K, V, radius=1.0, *, n_mc=2**18, seed=0):
-    """Infinite-token moments for mu uniform on the sphere S^{d-1}(R) (single head).
+    """Infinite-token output moments for mu uniform on the sphere S^(d-1)(R) (single head).
 
-    Gamma_mu(x) = V R A_d(R |A x|) A x / |A x| with A = K^T Q (von Mises-Fisher mean). The
-    output mean is 0 and its covariance is V U diag(lambda) U^T V^T, where A = U diag(s) W^T and
-    lambda_i = R^2 E[A_d(R^2 sqrt(S))^2 s_i^2 T_i / S], S = sum_k s_k^2 T_k,
-    T ~ Dirichlet(1/2, ..., 1/2) (T_k = g_k^2 / |g|^2, g Gaussian). The expectation is a Monte
-    Carlo average over ``n_mc`` draws (relative error ~ n_mc^{-1/2}), averaged within groups
-    of equal singular values (exact symmetry; the result is exact when A is a multiple of an
-    orthogonal matrix). arXiv:2512.10656 (sphere experiment).
-    Returns ``(mean, cov)``.
+    Gamma_mu(x) = V R A_d(R |A x|) A x / |A x| with A = K^T Q (von Mises-Fisher mean,
+    :func:`bessel_ratio`). The output mean is 0 and its covariance is V U diag(lambda) U^T V^T,
+    where A = U diag(s) W^T and lambda_i = R^2 E[A_d(R^2 sqrt(S))^2 s_i^2 T_i / S],
+    S = sum_k s_k^2 T_k, T ~ Dirichlet(1/2, ..., 1/2) (T_k = g_k^2 / |g|^2, g Gaussian). The
+    expectation is a Monte Carlo average over ``n_mc`` draws (relative error ~ n_mc^(-1/2)),
+    averaged within groups of equal singular values (exact symmetry; the result is exact when A is
+    a multiple of an orthogonal matrix). arXiv:2512.10656 (sphere experiment).
+
+    Parameters
+    ----------
+    Q, K : array_like or Tensor, shape (k, d)
+        Score <Q x, K y> = y^T A x, A = K^T Q (no hidden 1/sqrt(d)); ``heads`` splits the rows.
+    V : array_like or Tensor, shape (d_out, d)
+        Output map (rows split per head with ``heads`` > 1).
+    radius : float, default 1.0
+        R (> 0).
+    n_mc : int, default 2^18
+        Monte Carlo draws (>= 16).
+    seed : int, None, numpy.random.Generator or torch.Generator, default 0
+
+    Returns
+    -------
+    (array or Tensor, array or Tensor)
+        ``(mean, cov)`` of shapes (d_out,) and (d_out, d_out).
+
+    Raises
+    ------
+    InputError
+        Bad shapes, ``radius`` <= 0, ``n_mc`` < 16.
+
+    Examples
+    --------
+    For A = I (exact case) lambda_i = A_d(R^2)^2 / d:
+
+    >>> import numpy as np
+    >>> from measureflow.attention import bessel_ratio, sphere_reference
+    >>> m, C = sphere_reference(np.eye(3), np.eye(3), np.eye(3), n_mc=2**12)
+    >>> lam = float(bessel_ratio(3, 1.0) ** 2 / 3)
+    >>> m.tolist(), bool(np.allclose(C, lam * np.eye(3), rtol=1e-12, atol=0)), round(lam, 6)
+    ([0.0, 0.0, 0.0], True, 0.032664)
+
+    References
+    ----------
+    T. Bohbot, C. Letrouit, G. Peyre, F.-X. Vialard, "Token sample complexity of attention",
+    arXiv:2512.10656.
     """
     ctx = ArrayContext(Q, K, V)
     Qt, Kt, Vt = ctx.tensor(Q, "Q"), ctx.tensor(K, "K"), ctx.tensor(V, "V")
@@ -188,15 +347,44 @@ def sphere_reference(Q, K, V, radius=1.0, *, n_mc=2**18, seed=0):
 
 
 def fit_rate(n, err_mean, err_std=None, k=None) -> dict:
-    """Weighted log-log fit err ~ c n^{slope} with standard errors.
+    """Weighted log-log fit err ~ c n^slope, with standard errors.
 
-    Weights 1/Var(log err) with Var(log err) ~ (std / sqrt(k) / mean)^2 (delta method, as in
-    the paper's reference code); ``err_std=None`` gives equal weights. Returns
-    :func:`measureflow.core.loglog_fit`'s dict (slope, intercept, slope_se, intercept_se;
-    slope_se from the residual variance) plus ``slope_se_sampling``: the slope's standard error
-    from the sampling variances alone, sqrt([(X^T W X)^-1]_11) (NaN without ``err_std``).
-    With few n the residual-based SE is itself noisy; ``max(slope_se, slope_se_sampling)`` is
-    a conservative standard error.
+    Weights 1/Var(log err) with Var(log err) ~ (std / sqrt(k) / mean)^2 (delta method, as in the
+    paper's reference code); ``err_std=None`` gives equal weights. The slope's standard error
+    ``slope_se`` comes from the residual variance; ``slope_se_sampling`` from the sampling variances
+    alone, sqrt([(X^T W X)^-1]_11) (NaN without ``err_std``). With few n the residual-based SE is
+    itself noisy; ``max(slope_se, slope_se_sampling)`` is a conservative standard error.
+
+    Parameters
+    ----------
+    n : array_like, shape (L,)
+        Positive sizes, L >= 2.
+    err_mean : array_like, shape (L,)
+        Positive mean errors.
+    err_std : array_like, shape (L,), optional
+        Their standard deviations over the k repetitions (>= 0).
+    k : int, optional
+        Number of repetitions (default 1).
+
+    Returns
+    -------
+    dict
+        :func:`measureflow.core.loglog_fit`'s keys (``slope``, ``intercept``, ``slope_se``,
+        ``intercept_se``) plus ``slope_se_sampling``.
+
+    Raises
+    ------
+    InputError
+        Fewer than two points, mismatched shapes, non-positive or non-finite values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.attention import fit_rate
+    >>> n = np.array([10.0, 100.0, 1000.0])
+    >>> fit = fit_rate(n, 2.0 * n ** -0.5)
+    >>> round(fit["slope"], 10), round(fit["intercept"], 10)       # log 2
+    (-0.5, 0.6931471806)
     """
     n = _real_array(n, "n")
     e = _real_array(err_mean, "err_mean")
@@ -227,10 +415,19 @@ def fit_rate(n, err_mean, err_std=None, k=None) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class TokenSweepResult:
-    """Errors of the finite-n output moments over a grid of n (k repetitions each).
+    """Errors of the finite-n output moments over a grid of n (:func:`token_sample_sweep`).
 
-    n_grid (L,); mean_err, cov_err (L, k): |m_n - m|_2 and |C_n - C| (Frobenius, or spectral
-    with ``cov_norm="spectral"``); fit_mean, fit_cov: :func:`fit_rate` dicts (slope = -beta).
+    Attributes
+    ----------
+    n_grid : numpy.ndarray, shape (L,)
+    mean_err : numpy.ndarray, shape (L, k)
+        |m_n - m|_2 per size and repetition.
+    cov_err : numpy.ndarray, shape (L, k)
+        |C_n - C| (Frobenius, or spectral with ``cov_norm="spectral"``).
+    fit_mean, fit_cov : dict
+        :func:`fit_rate` dicts (slope = -beta).
+    beta_mean, beta_cov : float
+        -slope of each fit (properties).
     """
 
     n_grid: np.ndarray
@@ -241,10 +438,12 @@ class TokenSweepResult:
 
     @property
     def beta_mean(self) -> float:
+        """Fitted rate beta of the mean error (-slope)."""
         return -self.fit_mean["slope"]
 
     @property
     def beta_cov(self) -> float:
+        """Fitted rate beta of the covariance error (-slope)."""
         return -self.fit_cov["slope"]
 
 
@@ -259,8 +458,8 @@ def _moments(x, heads_qkv, kind, eps, chunk, bias_correction):
     """Finite-n output moments (m_n, C_n) of the tokens x (tensor-only, validated inputs).
 
     m_n and C_n are the mean and population covariance of the self-attention outputs
-    Gamma_{mu_n}(x_i) (as :func:`~measureflow.attention.output_moments`). ``heads_qkv = (Qh, Kh, Ch, V)`` from
-    ``split_heads``. ``bias_correction="split"`` (delete-half jackknife): with m_h1, m_h2
+    Gamma_{mu_n}(x_i) (as :func:`~measureflow.attention.output_moments`).
+    ``heads_qkv = (Qh, Kh, Ch, V)`` from ``split_heads``. ``bias_correction="split"`` (delete-half jackknife): with m_h1, m_h2
     (C_h1, C_h2) the moments recomputed on the halves x[:n1], x[n1:] (self-attention within
     each half), returns a m_n - (a - 1)(m_h1 + m_h2) / 2 with a = :func:`_split_factor`. If the
     bias of a statistic over m i.i.d. tokens is B / m + O(m^-2), the combination has bias
@@ -301,18 +500,68 @@ def _sweep_heads(Q, K, V, heads, d, dtype):
 def token_sample_sweep(sampler, n_grid, k, *, Q, K, V, reference, kind="softmax", heads=1,
                        eps=1.0, seed=0, chunk=None, cov_norm="fro",
                        bias_correction=None) -> TokenSweepResult:
-    """Sweep over n: draw k fresh samples of n tokens, measure the output-moment errors.
+    """Sweep over n: draw k fresh samples of n tokens and measure the output-moment errors.
 
-    ``sampler(n, generator) -> (n, d)`` tensor of i.i.d. tokens; ``reference = (m, C)``:
-    infinite-token moments (:func:`gaussian_reference`, :func:`sphere_reference`, or
-    :func:`~measureflow.attention.output_moments` of a large sample). Errors are fitted on
-    log-log axes with :func:`fit_rate` (weights from the k repetitions). ``kind`` in softmax,
-    multihead, l2, sigmoid, sinkhorn (Q, K, V and ``chunk`` are validated once, then every
-    sample goes through the tensor core of :func:`attend`). ``bias_correction``: None (the plain
-    estimator: mean and population covariance of the n outputs, as in the paper) or
-    ``"split"``: a delete-half jackknife that removes the O(1/n) bias of the finite-n moments
-    (see :func:`_moments`; needs n >= 4), so that a slope is not steepened by a 1/n bias term
-    at small n. arXiv:2512.10656 (moment convergence).
+    For n i.i.d. tokens the finite-n object is the self-attention output measure
+    (Gamma_(mu_n))_# mu_n; its mean m_n and population covariance C_n are compared with the
+    infinite-token ``reference`` (m, C), and the errors are fitted on log-log axes by
+    :func:`fit_rate` (weights from the k repetitions; arXiv:2512.10656, moment convergence,
+    predicted rate :func:`beta_theory`). Q, K, V and ``chunk`` are validated once, then every sample goes
+    through the tensor core of :func:`attend`.
+
+    Parameters
+    ----------
+    sampler : callable
+        ``sampler(n, generator) -> (n, d)`` tensor of i.i.d. tokens.
+    n_grid : array_like of int
+        At least two distinct positive sizes.
+    k : int
+        Repetitions per size (>= 1).
+    Q, K : array_like or Tensor, shape (k, d)
+        Score <Q x, K y> = y^T A x, A = K^T Q (no hidden 1/sqrt(d)); ``heads`` splits the rows.
+    V : array_like or Tensor, shape (d_out, d)
+        Output map (rows split per head with ``heads`` > 1).
+    reference : (array_like, array_like)
+        Infinite-token moments (m, C): :func:`gaussian_reference`, :func:`sphere_reference`, or
+        :func:`~measureflow.attention.output_moments` of a large sample.
+    kind : {"softmax", "multihead", "l2", "sigmoid", "sinkhorn"}, default "softmax"
+    heads : int, default 1
+    eps : float, default 1.0
+    seed : int or torch.Generator, default 0
+    chunk : int, optional
+    cov_norm : {"fro", "spectral"}, default "fro"
+    bias_correction : {None, "split"}, default None
+        None: the plain estimator (as in the paper); ``"split"``: a delete-half jackknife that
+        removes the O(1/n) bias of the finite-n moments (needs n >= 4), so that a slope is not
+        steepened by a 1/n bias term at small n.
+
+    Returns
+    -------
+    TokenSweepResult
+
+    Raises
+    ------
+    InputError
+        ``sampler`` not callable or returning a wrong shape, a bad grid, ``reference`` not a
+        finite (mean, cov) pair, bad options.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from measureflow.attention import gaussian_reference, token_sample_sweep
+    >>> A = 0.3 * np.eye(2)
+    >>> ref = gaussian_reference(np.zeros(2), np.eye(2), A, np.eye(2), np.eye(2))
+    >>> sampler = lambda n, g: torch.randn(n, 2, generator=g, dtype=torch.float64)
+    >>> res = token_sample_sweep(sampler, [8, 32, 128], 2, Q=A, K=np.eye(2), V=np.eye(2),
+    ...                          reference=ref)
+    >>> res.mean_err.shape, bool(0 < res.beta_mean < 1)
+    ((3, 2), True)
+
+    References
+    ----------
+    T. Bohbot, C. Letrouit, G. Peyre, F.-X. Vialard, "Token sample complexity of attention",
+    arXiv:2512.10656.
     """
     if not callable(sampler):
         raise InputError("sampler: expected a callable sampler(n, generator) -> (n, d) tokens")
@@ -364,13 +613,59 @@ def token_sample_sweep(sampler, n_grid, k, *, Q, K, V, reference, kind="softmax"
 
 def uniform_error(tokens, weights=None, *, Q, K, V, reference_map, radius, n_probe=512,
                   seed=0, kind="softmax", heads=1, chunk=None) -> float:
-    """sup_{|x| <= R} |Gamma_{mu_n}(x) - Gamma_mu(x)|, estimated on probe points.
+    """Uniform error sup_(|x| <= R) |Gamma_(mu_n)(x) - Gamma_mu(x)|, estimated on probe points.
 
-    Probes: ``n_probe`` uniform directions placed on the sphere |x| = R (where the error of a
-    sub-Gaussian measure is largest) plus as many points uniform in the ball. ``reference_map``
-    maps an (m, d) tensor to Gamma_mu at those points (e.g. the affine Gaussian map).
-    arXiv:2512.10656 (uniform convergence of the attention map, rate n^{-1/2}, constant
-    exponential in R). Returns a float (lower estimate of the supremum).
+    Probes: ``n_probe`` uniform directions on the sphere |x| = R (where the error of a
+    sub-Gaussian measure is largest) plus as many points uniform in the ball (arXiv:2512.10656:
+    uniform convergence at rate n^(-1/2), with a constant exponential in R).
+
+    Parameters
+    ----------
+    tokens : array_like or Tensor, shape (n, d)
+    weights : array_like or Tensor, shape (n,), optional
+    Q, K : array_like or Tensor, shape (k, d)
+        Score <Q x, K y> = y^T A x, A = K^T Q (no hidden 1/sqrt(d)); ``heads`` splits the rows.
+    V : array_like or Tensor, shape (d_out, d)
+        Output map (rows split per head with ``heads`` > 1).
+    reference_map : callable
+        Maps an (m, d) tensor of points to Gamma_mu there (e.g. the affine Gaussian map).
+    radius : float
+        R (> 0).
+    n_probe : int, default 512
+    seed : int or torch.Generator, default 0
+    kind : str, default "softmax"
+    heads : int, default 1
+    chunk : int, optional
+
+    Returns
+    -------
+    float
+        A lower estimate of the supremum.
+
+    Raises
+    ------
+    InputError
+        ``reference_map`` not callable or returning a wrong shape / non-finite values, bad
+        ``tokens`` / ``radius`` / ``n_probe``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from measureflow.attention import gaussian_affine_map, uniform_error
+    >>> A = 0.3 * np.eye(2)
+    >>> b, J = (torch.as_tensor(t) for t in gaussian_affine_map(np.zeros(2), np.eye(2), A,
+    ...                                                         np.eye(2), np.eye(2)))
+    >>> y = torch.randn(500, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    >>> err = uniform_error(y, Q=A, K=np.eye(2), V=np.eye(2), reference_map=lambda x: b + x @ J.T,
+    ...                     radius=1.0, n_probe=64)
+    >>> bool(0 < err < 0.3)
+    True
+
+    References
+    ----------
+    T. Bohbot, C. Letrouit, G. Peyre, F.-X. Vialard, "Token sample complexity of attention",
+    arXiv:2512.10656.
     """
     if not callable(reference_map):
         raise InputError("reference_map: expected a callable mapping (m, d) points to outputs")
