@@ -51,3 +51,25 @@ def test_former_results_unchanged(name):
             scale = max(scale, 1.0)
         np.testing.assert_allclose(new, ref, rtol=rtol, atol=rtol * max(scale, 1e-300),
                                    err_msg=f"{name}/{key}")
+
+
+def test_zero_target_entry_gives_finite_cost_gradient():
+    """A zero entry of a marginal switches its row off (log x = -inf there). The engine's
+    log-marginal gives such a dead row a zero gradient (torch.logsumexp backpropagated NaN into
+    every gradient), so d F / d C is the plan (envelope theorem, 0 on the dead row). The
+    gradient with respect to the zero entry itself stays NaN: its one-sided derivative, the
+    dual u_i, is -inf."""
+    import torch
+
+    import measureflow.bregman as br
+
+    C = torch.tensor(np.random.default_rng(0).random((4, 3)), requires_grad=True)
+    a = torch.tensor([0.5, 0.0, 0.25, 0.25], requires_grad=True)
+    b = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
+    r = br.kl_projections(C, [br.RowMarginal(a), br.ColMarginal(b)], 0.1, tol=1e-10,
+                          max_iter=20_000)
+    assert r.converged
+    gC, ga = torch.autograd.grad(r.dual_value, [C, a])
+    np.testing.assert_allclose(gC.numpy(), r.x.detach().numpy(), atol=1e-8)
+    assert float(gC[1].abs().max()) == 0.0
+    assert bool(torch.isfinite(ga[[0, 2, 3]]).all()) and bool(torch.isnan(ga[1]))

@@ -170,7 +170,7 @@ class _Marginal(Block):
         return torch.where(self.target > 0, self.target * u, torch.zeros_like(u)).sum()
 
     def residual(self, logx, u):
-        return float((torch.exp(logx).sum(self.axis) - self.target).abs().sum())
+        return float((torch.exp(logx).sum(self.axis) - self.target).abs().sum().detach())
 
 
 class RowMarginal(_Marginal):
@@ -267,7 +267,7 @@ class _KLMarginal(_Marginal):
 
     def residual(self, logx, u):
         q = torch.exp(logx).sum(self.axis)
-        return float((self.target * torch.exp(-u / self.rho) - q).abs().sum())
+        return float((self.target * torch.exp(-u / self.rho) - q).abs().sum().detach())
 
 
 class KLRowMarginal(_KLMarginal):
@@ -473,7 +473,7 @@ class BarycenterCoupling(Block):
 
     def residual(self, logx, u):
         r = torch.exp(logx).sum(self.axis)
-        return float((r - r.mean(0, keepdim=True)).abs().sum())
+        return float((r - r.mean(0, keepdim=True)).abs().sum().detach())
 
 
 class GraphDivergence(Block):
@@ -561,7 +561,7 @@ class GraphDivergence(Block):
         x = torch.exp(logx)
         z = torch.zeros(self.n, dtype=x.dtype, device=x.device)
         div = -z.index_add(0, self.head, x[0]) + z.index_add(0, self.tail, x[1])
-        return float((div - self.b).abs().sum())
+        return float((div - self.b).abs().sum().detach())
 
 
 def _check_components_balanced(n: int, arcs: np.ndarray, b: np.ndarray) -> None:
@@ -616,7 +616,7 @@ class Lifting(Block):
 
     def residual(self, logx, u):
         x = torch.exp(logx)
-        return float((x[0] - x[1]).abs().sum())
+        return float((x[0] - x[1]).abs().sum().detach())
 
 
 def _check_balanced_masses(blocks) -> None:
@@ -679,7 +679,12 @@ class _Bound(Projection):
         return self.blk.project(x, u, self.gam)
 
     def residual(self, x, u):
-        return self.blk.residual(x, u)
+        return self.blk.residual(*_detached(x, u))
+
+
+def _detached(x, u):
+    """(x, u) without autograd history: residuals are measurements."""
+    return x.detach(), (u.detach() if isinstance(u, torch.Tensor) else u)
 
 
 def _mass_scale(blocks) -> float:
@@ -836,7 +841,8 @@ def kl_projections(C, blocks: Sequence[Block], gamma, z=None, *, max_iter: int =
     res = KLProjectionResult(
         x=x, duals=tuple(duals), dual_value=_dual_value(blocks, duals, Zg, gam, logx),
         dual_values=dvals,
-        primal_value=primal, residuals=[blk.residual(logx, u) for blk, u in zip(blocks, duals)],
+        primal_value=primal,
+        residuals=[blk.residual(*_detached(logx, u)) for blk, u in zip(blocks, duals)],
         seminorm=semis[-1] if semis else 0.0, seminorms=semis, converged=converged, n_iter=it,
         errors=errors)
     return ctx.wrap(res)

@@ -148,8 +148,27 @@ def time_to(rec, key, level):
     return float(rec["t"][hit[0]]) if hit.size else math.inf
 
 
+def line_dense_flow_map(n):
+    """Net edge flow on the path 0 - 1 - ... - (n-1) of a plan on the complete graph's arcs
+    (``_dense_arcs`` order), each pair routed along its unique path: the flow on edge
+    (k, k + 1) is sum_{i <= k < j} P_ij - sum_{j <= k < i} P_ij (the paper's evaluation of
+    vanilla Sinkhorn "through the corresponding graph-flow representation", Sec. 5)."""
+    ii, jj = np.nonzero(~np.eye(n, dtype=bool))
+    k = np.arange(n - 1)
+
+    def flow_map(f):
+        P = np.zeros((n, n))
+        P[ii, jj] = f
+        R = np.cumsum(P, 0)                                   # R[k, j] = sum_{i <= k} P_ij
+        right = np.cumsum(R[:, ::-1], 1)[:, ::-1]             # sum_{i <= k, j >= c}
+        fwd = right[k, k + 1]
+        back = np.cumsum(R[-1])[k] - np.cumsum(R, 1)[k, k]    # sum_{i > k, j <= k}
+        return fwd - back
+    return flow_map
+
+
 def compare_flow_vs_dense(e, w, b1, b2, gammas_flow, gammas_dense, iters_flow, iters_dense,
-                          check_every):
+                          check_every, dense_flow_map=None):
     n = len(b1)
     ex = graph_w1((e, w), b1, b2)
     W1 = float(ex.value)
@@ -174,7 +193,8 @@ def compare_flow_vs_dense(e, w, b1, b2, gammas_flow, gammas_dense, iters_flow, i
                                    check_every, W1, ex.flow, flow_map)
     for g in gammas_dense:
         out["dense"][g] = run_curve(dh, dt_, dw, b1 - b2, g, z_dense, iters_dense, check_every,
-                                    W1)
+                                    W1, None if dense_flow_map is None else ex.flow,
+                                    dense_flow_map)
     return out
 
 
@@ -211,10 +231,17 @@ def line_graph_impl(cfg):
         e, w, b1, b2 = line_problem(n, m)
         cf = line_graph_w1(b1, b2, w)
         res = compare_flow_vs_dense(e, w, b1, b2, cfg.gammas_flow, cfg.gammas_dense,
-                                    cfg.iters_flow, cfg.iters_dense, cfg.check_every)
-        tf = _best_time(res, "flow", cfg.level)
-        td = _best_time(res, "dense", cfg.level)
-        rows.append(dict(n=n, m=m, W1=res["W1"], closed_form=cf, t_flow=tf, t_dense=td))
+                                    cfg.iters_flow, cfg.iters_dense, cfg.check_every,
+                                    dense_flow_map=line_dense_flow_map(n))
+        tf = _best_time(res, "flow", cfg.level, "flow_err")
+        td = _best_time(res, "dense", cfg.level, "flow_err")
+        rows.append(dict(n=n, m=m, W1=res["W1"], closed_form=cf, t_flow=tf, t_dense=td,
+                         t_flow_value=_best_time(res, "flow", cfg.level),
+                         t_dense_value=_best_time(res, "dense", cfg.level),
+                         best_flow_err_flow=min(min(r["flow_err_best"]) for r in
+                                                res["flow"].values()),
+                         best_flow_err_dense=min(min(r["flow_err_best"]) for r in
+                                                 res["dense"].values())))
         if first is None:
             first = res
     _plot_curves(ax[0], first, "value_err", f"line n={cfg.sizes[0][0]}: value error")
@@ -223,7 +250,7 @@ def line_graph_impl(cfg):
     ax[2].loglog(ns, [r["t_flow"] for r in rows], "o-", label="flow-Sinkhorn")
     ax[2].loglog(ns, [r["t_dense"] for r in rows], "s--", label="dense Sinkhorn on D")
     ax[2].set_xlabel("n (line graph)")
-    ax[2].set_ylabel(f"time to {cfg.level:.0%} value error (s)")
+    ax[2].set_ylabel(f"time to {cfg.level:.0%} flow error (s)")
     ax[2].legend(fontsize=7)
     # bounds of the rounded flow-Sinkhorn result at the smallest size
     e, w, b1, b2 = line_problem(*cfg.sizes[0])
@@ -241,23 +268,35 @@ def line_graph_impl(cfg):
                     atol=1e-9,
                     note="the closed form is 1-D optimal transport on a path; the paper's "
                          "benchmark code offers it as a check of its LP reference"),
-        Claim.holds(f"Paper (Sec. 5): flow-Sinkhorn reaches {cfg.level:.0%} value error faster "
-                    "than dense Sinkhorn on the shortest-path matrix (every size)",
+        Claim.holds(f"Sec. 5, 'Numerical experiments', Fig. bench-overview-small (line panel): "
+                    "the paper benchmarks 'approximation speed toward the unregularized "
+                    "solution as a function of wall-clock time', plotting 'the best-so-far "
+                    "relative Euclidean error on the recovered graph flow' of flow-Sinkhorn "
+                    "(solid) above vanilla Sinkhorn on the dense path metric (dashed). Checked: "
+                    f"flow-Sinkhorn reaches {cfg.level:.0%} flow error first (every size, best "
+                    "gamma of each method)",
                     all(r["t_flow"] < r["t_dense"] for r in rows),
                     detail=[[r["n"], r["t_flow"], r["t_dense"]] for r in rows],
-                    note="inf = level not reached within the iteration budget. Measured with the "
-                         "exact update (omega = 1/2) and the value-error metric; on a path the "
-                         "potential spreads one hop per sweep, so flow-Sinkhorn needs ~n^2 "
-                         "sweeps. The paper's line figure uses over-relaxation omega = 0.8 and "
-                         "the dual-potential error instead."),
+                    note="inf = level not reached within the iteration budget; wall-clock on a "
+                         "shared CPU, one thread. Vanilla Sinkhorn = the same update on the "
+                         "complete graph with the shortest-path lengths (the paper's reference "
+                         "code), its plan routed along the path to an edge flow. Exact update "
+                         "(omega = 1/2); the paper's benchmark code over-relaxes flow-Sinkhorn "
+                         "(omega = 0.8). Changed in the issue-17 port: the old statement "
+                         "('Paper (Sec. 5): ... reaches the level of VALUE error faster') "
+                         "measured the relative dual-value error, which the paper does not plot; "
+                         "its times stay in the metrics (t_flow_value, t_dense_value)."),
     ]
-    ratios = [r["t_dense"] / r["t_flow"] for r in rows]
-    if all(math.isfinite(t) for r in rows for t in (r["t_flow"], r["t_dense"])):
-        claims.append(Claim.at_least(
-            "Sec. 5, Fig. bench-line-gpu-scaling: the advantage of flow-Sinkhorn (t_dense / "
-            "t_flow) grows with n", ratios[0], ratios[-1],
-            note="measured on CPU (the paper's figure: GPU); added only when every size reached "
-                 "the level. Old statement: 'Paper (GPU scaling figure): ...' (no location)"))
+    ratios = [r["t_dense"] / r["t_flow"] if math.isfinite(r["t_dense"] + r["t_flow"])
+              else math.nan for r in rows]
+    claims.append(Claim.at_least(
+        "Sec. 5, 'Numerical experiments' (Fig. bench-line-gpu-scaling): 'increasing the line "
+        "graph size makes the separation between vanilla Sinkhorn and flow-Sinkhorn more "
+        "pronounced'. Checked: t_dense / t_flow (time to the flow-error level) at the largest "
+        "size >= at the smallest", ratios[0], ratios[-1],
+        note="measured on CPU (the paper's figure: GPU, sizes (80, 6), (160, 12), (320, 24)). "
+             "A size where a method misses the level gives a nan ratio and fails the claim (old "
+             "version: the claim was left out in that case, and measured the value error)."))
     # rounded flow-Sinkhorn at the smallest size and smallest gamma: certified bounds
     # (1-Lipschitz potential, feasible rounded flow), a metric (old claim "lower <= W1 <=
     # upper": true by weak duality whatever the iterate; the bounds are tested in

@@ -560,7 +560,8 @@ class Grid(Geometry):
 def log_marginal(logx: torch.Tensor, axis: int) -> torch.Tensor:
     """Log of the sums of a nonnegative iterate held as its logarithm, along ``axis``.
 
-    out = log sum_axis exp(logx), max-shifted (exact -inf for all -inf lines). The reduction of
+    out = log sum_axis exp(logx), max-shifted; a line of -inf only gives -inf with a zero
+    gradient (``torch.logsumexp`` backpropagates NaN there). The reduction of
     the cyclic KL projections whose primal iterate is stored in the log domain
     (:func:`measureflow.bregman.kl_projections`: the marginal blocks of a plan (n, m) or of a
     stack (K, n, m)); differentiable.
@@ -584,7 +585,13 @@ def log_marginal(logx: torch.Tensor, axis: int) -> torch.Tensor:
     >>> [round(float(v), 6) for v in out.exp()]
     [3.0, 5.0]
     """
-    return torch.logsumexp(logx, axis)
+    m = logx.detach().amax(axis, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    s = torch.exp(logx - m).sum(axis)
+    live = s > 0
+    # dead lines (all -inf) give -inf with a zero gradient (not NaN, as log(0) backward would)
+    return torch.where(live, m.squeeze(axis) + torch.log(torch.where(live, s, torch.ones_like(s))),
+                       torch.full_like(s, -math.inf))
 
 
 def scatter_lse(vals: torch.Tensor, index: torch.Tensor, n: int) -> torch.Tensor:
