@@ -189,7 +189,7 @@ SPECS += [
     S("bregman.kl_projections", P(C44, "cost"), [_br.RowMarginal(A4), _br.ColMarginal(B4)],
       P(0.5, "pos", skip={"scalar_array": "gamma may be an array broadcast to C"}),
       P(np.ones((4, 4)), "cost", optional=True, ok={"wrong_ndim": "z broadcasts to C"}),
-      max_iter=P(20, "count"), tol=P(1e-9, "pos"),
+      max_iter=P(20, "count"), tol=P(1e-9, "pos", optional=True),
       check_every=P(1, "count")),
     S("bregman.RowMarginal", P(A4, "weights"), _call=lambda cls, a: _klp(cls(a),
                                                                        _br.ColMarginal(A4))),
