@@ -285,7 +285,14 @@ def line_graph_impl(cfg):
                          "(omega = 0.8). Changed in the issue-17 port: the old statement "
                          "('Paper (Sec. 5): ... reaches the level of VALUE error faster') "
                          "measured the relative dual-value error, which the paper does not plot; "
-                         "its times stay in the metrics (t_flow_value, t_dense_value)."),
+                         "its times stay in the metrics (t_flow_value, t_dense_value). Why it "
+                         "fails here (found in that re-check, quick sizes): a path is a tree, so "
+                         "the edge flow is fixed by the divergence and the routed dense plan's "
+                         "flow error is its marginal violation (~1e-14 after a few dozen "
+                         "iterations), while flow-Sinkhorn's potential spreads one hop per sweep "
+                         "(best flow error 0.43 at n = 40 and 0.84 at n = 80 after 1000 sweeps; "
+                         "metrics best_flow_err_*). The value-error version failed too (n = 80: "
+                         "flow-Sinkhorn never reached the level)."),
     ]
     ratios = [r["t_dense"] / r["t_flow"] if math.isfinite(r["t_dense"] + r["t_flow"])
               else math.nan for r in rows]
