@@ -125,3 +125,11 @@ def test_layout_helpers_reject_bad_input():
         A.attention_laws_torch(torch.nn.Linear(2, 2))
     with pytest.raises(InputError, match="^n"):
         a.sample_inputs(0, 0)
+
+
+def test_attention_to_module_needs_heads_times_d_head_equal_dim():
+    from measureflow import InputError
+    from measureflow.conservation import architectures as arch_mod
+    arch = arch_mod.attention(6, 2, heads=2)
+    with pytest.raises(InputError, match="^d_head"):
+        arch.to_module(arch.sample_params(0))

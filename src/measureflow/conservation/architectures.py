@@ -625,6 +625,9 @@ def attention(dim: int, d_head: int, heads: int = 1, *, n_tokens: int = 4,
     def to_module(t):
         if scale is not None and abs(c - 1.0 / math.sqrt(d)) > 1e-15:
             raise InputError("scale: nn.MultiheadAttention uses 1/sqrt(d_head)")
+        if H * d != dim:
+            raise InputError(f"d_head: nn.MultiheadAttention needs heads x d_head = dim, got "
+                             f"{H} x {d} != {dim}")
         hs = [tuple(x.detach() for x in hh) for hh in heads_of(t)]
         mha = nn.MultiheadAttention(dim, H, bias=False, batch_first=True, dtype=t.dtype)
         with torch.no_grad():
