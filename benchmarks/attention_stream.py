@@ -37,15 +37,32 @@ def anchor(X, Wq, Wk, Wv):
     return F.scaled_dot_product_attention(q[None], k[None], v[None], scale=1.0)[0]
 
 
+def _sync(t):
+    if t.is_cuda:
+        torch.cuda.synchronize(t.device)
+
+
 def _best_of(fn, args, k):
     fn(*args)                                   # warm-up
     best = float("inf")
     out = None
     for _ in range(k):
+        _sync(args[0])
         t = time.perf_counter()
         out = fn(*args)
+        _sync(args[0])
         best = min(best, time.perf_counter() - t)
     return best, out
+
+
+def cuda_peak_mib(fn, args):
+    """Peak CUDA memory allocated by one call, above what was allocated before (MiB)."""
+    _sync(args[0])
+    torch.cuda.reset_peak_memory_stats(args[0].device)
+    before = torch.cuda.memory_allocated(args[0].device)
+    fn(*args)
+    _sync(args[0])
+    return (torch.cuda.max_memory_allocated(args[0].device) - before) / 2**20
 
 
 def _status_kib(field):
@@ -93,11 +110,14 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads for both (default 1: reproducible on a "
                          "shared machine)")
+    ap.add_argument("--device", default="cpu",
+                    help="torch device of both methods, e.g. cuda (memory: peak CUDA "
+                         "allocation instead of the process RSS)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     n = args.n or (4000 if args.quick else 20000)
     d = args.d
-    X, Wq, Wk, Wv = attention_tokens(n, d)
+    X, Wq, Wk, Wv = (t.to(args.device) for t in attention_tokens(n, d))
     t_ours, o_ours = _best_of(ours, (X, Wq, Wk, Wv), args.repeats)
     t_anchor, o_anchor = _best_of(anchor, (X, Wq, Wk, Wv), args.repeats)
     # float64 reference on 256 queries
@@ -107,11 +127,15 @@ def main(argv=None):
         Xd @ Wv.double().T)
     err_ours = float((o_ours[idx].double() - ref).abs().max())
     err_anchor = float((o_anchor[idx].double() - ref).abs().max())
-    m_ours = peak_mib("ours", n, d, args.threads)
-    m_anchor = peak_mib("anchor", n, d, args.threads)
+    if X.is_cuda:
+        m_ours = cuda_peak_mib(ours, (X, Wq, Wk, Wv))
+        m_anchor = cuda_peak_mib(anchor, (X, Wq, Wk, Wv))
+    else:
+        m_ours = peak_mib("ours", n, d, args.threads)
+        m_anchor = peak_mib("anchor", n, d, args.threads)
     dense_mib = n * n * 4 / 2**20
     print(f"attention_stream: n = {n}, d = {d}, float32, threads = {torch.get_num_threads()}, "
-          f"best of {args.repeats}")
+          f"device {args.device}, best of {args.repeats}")
     print(f"{'method':<34}{'time [s]':>10}{'max|err|':>12}{'peak dRSS [MiB]':>17}")
     print(f"{'measureflow attend (streamed)':<34}{t_ours:>10.3f}{err_ours:>12.2e}{m_ours:>17.1f}")
     print(f"{'torch SDPA (anchor)':<34}{t_anchor:>10.3f}{err_anchor:>12.2e}{m_anchor:>17.1f}")

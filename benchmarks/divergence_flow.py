@@ -56,6 +56,8 @@ def flow(loss_fn, x0, y, steps, lr, checkpoints):
             snaps[k] = (x.detach().clone(), float(L))
         with torch.no_grad():
             x -= lr * n * g
+    if x.is_cuda:
+        torch.cuda.synchronize()
     return time.perf_counter() - t0, snaps
 
 
@@ -67,6 +69,7 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--quick", action="store_true", help="n = 1000, 10 steps")
     ap.add_argument("--no-geomloss", action="store_true")
+    ap.add_argument("--device", default="cpu", help="torch device of both flows, e.g. cuda")
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.steps = 1000, 10
@@ -77,11 +80,12 @@ def main(argv=None):
     blur, lr = args.blur, args.lr
     eps = 2 * blur ** 2
     x, y = _clouds(args.n)
-    x0 = torch.tensor(x, dtype=torch.float32)
-    yt = torch.tensor(y, dtype=torch.float32)
+    x0 = torch.tensor(x, dtype=torch.float32, device=args.device)
+    yt = torch.tensor(y, dtype=torch.float32, device=args.device)
     checkpoints = sorted({0, min(10, args.steps - 1), min(25, args.steps - 1), args.steps - 1})
     print(f"n = m = {args.n}, 2-D, float32, blur = {blur} (eps = 2 blur^2 = {eps:g} for the cost "
-          f"|x-y|^2), {args.steps} steps, lr = {lr}, 1 thread, kernels backend "
+          f"|x-y|^2), {args.steps} steps, lr = {lr}, 1 thread, device {args.device}, kernels "
+          "backend "
           f"{kernels.get_backend()!r}")
 
     # warm-up (compile the kernels once for this process; excluded, reported)

@@ -50,10 +50,20 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+#: torch device of measureflow and GeomLoss (``--device``; OTT-JAX and POT stay on the CPU)
+DEVICE = "cpu"
+
+
+def _sync():
+    if DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
+
 
 def _timed(fn):
+    _sync()
     t0 = time.perf_counter()
     out = fn()
+    _sync()
     return out, time.perf_counter() - t0
 
 
@@ -87,15 +97,15 @@ def run_measureflow(x, y, a, b, eps, tol, dtype, repeat, online):
 
     td = getattr(torch, dtype)
     n = x.shape[0]
-    xt, yt = torch.tensor(x, dtype=td), torch.tensor(y, dtype=td)
-    at, bt = torch.tensor(a, dtype=td), torch.tensor(b, dtype=td)
+    xt, yt = torch.tensor(x, dtype=td, device=DEVICE), torch.tensor(y, dtype=td, device=DEVICE)
+    at, bt = torch.tensor(a, dtype=td, device=DEVICE), torch.tensor(b, dtype=td, device=DEVICE)
     # compile (once per process and dtype) on a small problem: excluded, reported
     old = kernels.set_backend("compiled")
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         xs, ys = xt[:300], yt[:300]
-        ws = torch.full((300,), 1 / 300, dtype=td)
+        ws = torch.full((300,), 1 / 300, dtype=td, device=DEVICE)
         mot.solve(ws, ws, ((xs[:, None] - ys[None]) ** 2).sum(-1), eps=eps, max_iter=20)
         mot.sinkhorn_points(xs, ys, ws, ws, eps=eps, max_iter=20)
     compile_s = time.perf_counter() - t0
@@ -112,7 +122,7 @@ def run_measureflow(x, y, a, b, eps, tol, dtype, repeat, online):
     for _ in range(repeat):
         res, t = _timed(solve)
         best = min(best, t)
-    r, c = (m.double().numpy() for m in res.marginals())
+    r, c = (m.double().cpu().numpy() for m in res.marginals())
     viol = float(np.abs(r - a).sum() + np.abs(c - b).sum())
     return Row("measureflow" + (" (points)" if online else " (dense)"), n, dtype, best,
                res.n_iter, viol, compile_s)
@@ -197,8 +207,8 @@ def run_geomloss(x, y, a, b, eps, tol, dtype, repeat, scalings):
     if n > 5000:
         return Row("GeomLoss tensorized", n, dtype, note="skipped (dense n x n matrix)")
     td = getattr(torch, dtype)
-    xt, yt = torch.tensor(x, dtype=td), torch.tensor(y, dtype=td)
-    at, bt = torch.tensor(a, dtype=td), torch.tensor(b, dtype=td)
+    xt, yt = torch.tensor(x, dtype=td, device=DEVICE), torch.tensor(y, dtype=td, device=DEVICE)
+    at, bt = torch.tensor(a, dtype=td, device=DEVICE), torch.tensor(b, dtype=td, device=DEVICE)
     blur = math.sqrt(eps / 2.0)          # GeomLoss: cost |x-y|^2/2, eps = blur^2
     best_row = None
     for s in scalings:
@@ -208,8 +218,8 @@ def run_geomloss(x, y, a, b, eps, tol, dtype, repeat, scalings):
         for _ in range(repeat):
             (F, G), t = _timed(lambda L=loss: L(at, xt, bt, yt))
             best = min(best, t)
-        F = F.double().numpy().ravel() * 2.0      # our convention: f = 2 F
-        G = G.double().numpy().ravel() * 2.0
+        F = F.double().cpu().numpy().ravel() * 2.0      # our convention: f = 2 F
+        G = G.double().cpu().numpy().ravel() * 2.0
         viol = _violation_from_logs(x, y, a, b, F / eps + np.log(a), G / eps + np.log(b), eps)
         row = Row("GeomLoss tensorized", n, dtype, best, "-", viol, None, f"scaling={s}")
         if best_row is None or viol < best_row.viol:
@@ -237,7 +247,12 @@ def main(argv=None):
     ap.add_argument("--no-pot", action="store_true")
     ap.add_argument("--no-geomloss", action="store_true")
     ap.add_argument("--geomloss-scalings", type=float, nargs="+", default=[0.9, 0.95, 0.99])
+    ap.add_argument("--device", default="cpu",
+                    help="torch device of measureflow and GeomLoss, e.g. cuda (OTT-JAX and POT "
+                         "run on the CPU: use --no-ott --no-pot for same-device ratios)")
     args = ap.parse_args(argv)
+    global DEVICE
+    DEVICE = args.device
     if args.quick:
         args.sizes, args.dtypes = [1000], ["float64"]
     torch.set_num_threads(1)
