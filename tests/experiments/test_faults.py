@@ -30,6 +30,11 @@ def fakes(monkeypatch):
         monkeypatch.setitem(reg_mod._REGISTRY, name, F.make(name, func, **cfg))
 
 
+#: Seconds before a wait on a subprocess is declared hung (a hang guard, not a timing claim:
+#: on a loaded 2-core machine a subprocess importing torch can take a minute to start).
+HANG_GUARD = 600.0
+
+
 def _cli(out: Path, *args: str, table: str = "None", env: dict | None = None,
          fsize: int | None = None, wait: bool = True):
     """Run ``measureflow reproduce`` in a subprocess with the fake experiments registered."""
@@ -51,11 +56,11 @@ def _cli(out: Path, *args: str, table: str = "None", env: dict | None = None,
                             preexec_fn=limit if fsize is not None else None)
     if not wait:
         return proc
-    stdout, stderr = proc.communicate(timeout=120)
+    stdout, stderr = proc.communicate(timeout=2 * HANG_GUARD)
     return proc.returncode, stdout, stderr
 
 
-def _wait_for(path: Path, proc, timeout: float = 60.0) -> None:
+def _wait_for(path: Path, proc, timeout: float = HANG_GUARD) -> None:
     t0 = time.time()
     while not path.exists():
         assert proc.poll() is None, proc.communicate()
@@ -138,7 +143,7 @@ def test_sigint_exits_130_and_says_what_was_kept(fakes, tmp_path, capsys):
     proc = _cli(out, "zzfake.slow-1", "zzfake.slow-2", "zzfake.slow-3", wait=False)
     _wait_for(out / "zzfake.slow-1" / "status.json", proc)
     proc.send_signal(signal.SIGINT)
-    stdout, err = proc.communicate(timeout=60)
+    stdout, err = proc.communicate(timeout=HANG_GUARD)
     assert proc.returncode == 130, (stdout, err)
     assert "Traceback" not in stdout + err
     msg = err.strip().splitlines()[-1]
@@ -163,7 +168,7 @@ def test_two_runs_into_one_folder_do_not_redo_each_others_work(fakes, tmp_path, 
     other = _cli(out, *names, wait=False)  # one run in a subprocess, one here, concurrently
     _wait_for(out, other)
     assert main(["reproduce", *names, "--out", str(out)]) == 0
-    result = other.communicate(timeout=120)
+    result = other.communicate(timeout=2 * HANG_GUARD)
     assert other.returncode == 0, result
     ran = [line.split()[0] for line in log.read_text().splitlines()]
     assert sorted(ran) == names  # each experiment ran exactly once, in one of the two runs
