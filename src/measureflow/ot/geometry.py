@@ -656,6 +656,9 @@ class Graph(Geometry):
     gamma), and :class:`measureflow.ot.loop.Divergence` consumes the pair. ``apply`` gives
     D (x * w) for arc weights w (``w = 1``: div x).
 
+    Potentials are kept in the lengths' dtype (``pdtype = dtype``: flow-Sinkhorn in float32
+    stays in float32, with its dtype-aware tolerance in :func:`measureflow.bregman.graph_w1`).
+
     Parameters
     ----------
     tail, head : LongTensor, shape (p,)
