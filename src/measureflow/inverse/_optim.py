@@ -112,6 +112,13 @@ def minimize_convex(fun, theta0: torch.Tensor, *, reg: str | None, reg_weight: f
         errors.append(err)
         F_new = fc + reg_weight * _penalty(cand, reg)
         trace.append(F_new)
+        if err <= tol:
+            # the prox-gradient residual at z is below tol: cand (within step x err of z) is
+            # stationary to tol, so it is returned even when rounding puts F(cand) a hair above
+            # F(theta) (otherwise a restart would discard a converged point and report an
+            # error of 0 as "not converged")
+            theta, ok = cand, True
+            break
         if F_new > F_prev:  # adaptive restart
             tk = 1.0
             z = theta.clone()
@@ -121,9 +128,6 @@ def minimize_convex(fun, theta0: torch.Tensor, *, reg: str | None, reg_weight: f
         z = cand + ((tk - 1.0) / tk1) * (cand - theta)
         theta, tk, F_prev = cand, tk1, F_new
         step *= 1.25
-        if err <= tol:
-            ok = True
-            break
     return theta, ok, it, errors, trace
 
 
