@@ -359,11 +359,51 @@ def attend(queries, tokens, weights=None, *, Q, K, V, kind="softmax", heads=1, e
 
     Parameters
     ----------
-    queries : (m, d) array, or None for self-attention (queries = tokens).
-    tokens : (n, d) array; weights : (n,) nonnegative (default uniform 1/n).
-    Returns an (m, d_out) array (NumPy in, NumPy out; tensor in, tensor out).
+    queries : (m, d) array or tensor, or None
+        Evaluation points (None: self-attention, queries = tokens).
+    tokens : (n, d) array or tensor
+        Support points y_j of mu.
+    weights : (n,) array or tensor, optional
+        Nonnegative weights (default uniform 1/n).
+    Q, K, V : arrays or tensors
+        Query and key maps (k, d); value map (d_out, d) or per head (h, d_out, d).
+    kind : str, default "softmax"
+        One of :data:`KINDS` (see above).
+    heads : int, default 1
+        Number of heads.
+    eps : float, default 1.0
+        ``"sinkhorn"`` only: entropic regularisation (score units).
+    positions : array or tuple, optional
+        ``"causal"`` only: token (and query) positions.
+    chunk : int or (int, int), optional
+        Query and key block sizes (default: blocks of at most 2^22 scores).
+    bias : float, default 0.0
+        ``"sigmoid"`` only: additive score bias.
+    max_iter : int, default 1000
+        ``"sinkhorn"`` only: Sinkhorn iteration cap.
+    tol : float, optional
+        ``"sinkhorn"`` only: stopping tolerance of :func:`sinkhorn_potentials` (default 1e-9,
+        floored at 100 x machine epsilon of the dtype: float32 converges by default).
 
-    arXiv:2501.18322 (Sec. 2-3, all variants); arXiv:2512.10656 (online-softmax estimator).
+    Returns
+    -------
+    (m, d_out) array or tensor
+        Gamma_mu at the queries (NumPy in, NumPy out; tensor in, tensor out, differentiable;
+        ``"sinkhorn"``: implicit-function gradients through the Sinkhorn fixed point).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.random.default_rng(0).normal(size=(5, 2))
+    >>> out = attend(None, y, Q=np.eye(2), K=np.eye(2), V=np.eye(2), kind="sinkhorn")
+    >>> out.shape
+    (5, 2)
+
+    References
+    ----------
+    Castin, Ablin, Carrillo & Peyre (2025), "A unified perspective on the dynamics of deep
+    transformers", arXiv:2501.18322, Sec. 2-3 (all variants); arXiv:2512.10656 (online-softmax
+    estimator); Sander et al. (2022), "Sinkformers", AISTATS (doubly-stochastic attention).
     """
     ctx = ArrayContext(queries, tokens, weights, Q, K, V)
     kind = check_choice(kind, "kind", KINDS)

@@ -217,25 +217,70 @@ def barycenter(measures, weights=None, *, cost=None, support=None, eps=None,
                seed=None, callback=None, verbose: bool = False) -> BarycenterResult:
     """Wasserstein barycenter of ``measures`` with barycentric ``weights`` (uniform if None).
 
-    Two modes, chosen by the type of ``measures``:
+    Minimises sum_k lambda_k OT(mu, nu_k) over measures mu, cost |x - y|^2 (squared
+    distance, no 1/2) unless a cost matrix is given. Two modes, chosen by the type of
+    ``measures``:
 
-    * a 2-D array or tensor (K, n) of histograms on a common support -> **fixed support**, entropic,
-      iterative Bregman projections (see the module docstring). Give the cost matrix
-      ``cost`` (N, n) between the barycenter's support and the histograms' support, or the
-      common ``support`` points (n, d) (then cost = |x - y|^2, N = n). ``eps > 0`` is
-      required (in cost units). Defaults: ``max_iter=5000``, ``tol=1e-9``.
-    * a list (or tuple) of point clouds, each an (n_k, d) array or a pair (points, weights) -> **free
-      support** (Cuturi & Doucet 2014): ``n_points`` support points (default n_1), initialised
-      from ``init`` or drawn from the first cloud (``seed``), weights ``init_weights``
-      (uniform), moved by the barycentric-projection fixed point; cost |x - y|^2, plans exact
-      (``eps=None``) or entropic. Defaults: ``max_iter=100``, ``tol=1e-7``.
+    * a 2-D array or tensor (K, n) of histograms on a common support -> **fixed support**,
+      entropic, iterative Bregman projections (Benamou et al. 2015, Sec. 3.2), run by the
+      engine's loop (:func:`measureflow.ot.loop.sinkhorn_loop` with a :class:`Coupled` row
+      block). Give the cost matrix ``cost`` (N, n) or the common ``support`` points (n, d)
+      (then cost = |x - y|^2, N = n). ``eps > 0`` is required (in cost units).
+      Defaults: ``max_iter=5000``, ``tol=1e-9`` (stopping error sum_k lambda_k
+      ||P_k 1 - q||_1).
+    * a list (or tuple) of point clouds, each an (n_k, d) array or a pair (points, weights)
+      -> **free support** (Cuturi & Doucet 2014, Alg. 2): ``n_points`` support points
+      (default n_1), initialised from ``init`` or drawn from the first cloud (``seed``),
+      weights ``init_weights`` (uniform), moved by the barycentric-projection fixed point
+      X <- sum_k lambda_k (P_k Y_k) / w; plans exact (``eps=None``, network simplex) or
+      entropic (``ot.solve``'s defaults), solved by the engine's tensor internals. Defaults:
+      ``max_iter=100``, ``tol=1e-7`` (relative change ||X_new - X||_F / ||X||_F).
 
-    ``callback(state) -> bool | None`` is called once per iteration (fixed support: a
-    :class:`~measureflow.ot.loop.SinkhornState` of the Bregman loop; free support: one per
-    fixed-point step, ``state.error`` the relative change of X); returning True stops.
-    ``verbose=True`` shows a progress bar.
+    Parameters
+    ----------
+    measures : (K, n) array or list of point clouds
+        The measures nu_k (see above).
+    weights : (K,) array, optional
+        Barycentric weights lambda_k >= 0 (normalised; default uniform).
+    cost, support : array, optional
+        Fixed support only: cost matrix (N, n) or support points (n, d).
+    eps : float, optional
+        Entropic regularisation (cost units); required for fixed support.
+    n_points, init, init_weights, seed
+        Free support only: number of support points, initial points (N, d), their weights,
+        seed of the random initialisation.
+    max_iter : int, optional
+        Iteration cap (defaults above).
+    tol : float, optional
+        Stopping tolerance (defaults above).
+    callback : callable, optional
+        ``callback(state) -> bool | None`` once per iteration (fixed support: a
+        :class:`~measureflow.ot.loop.SinkhornState` of the Bregman loop; free support: one
+        per fixed-point step, ``state.error`` the relative change of X); True stops.
+    verbose : bool, default False
+        Show a progress bar.
 
-    Returns a :class:`BarycenterResult` (NumPy in -> NumPy out).
+    Returns
+    -------
+    BarycenterResult
+        ``weights``, ``support``, ``value`` (sum_k lambda_k <C_k, P_k>), ``converged``,
+        ``n_iter``, ``errors``. NumPy in -> NumPy out.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from measureflow.ot.barycenter import barycenter
+    >>> r = barycenter([np.array([[0.0], [1.0]]), np.array([[2.0], [3.0]])], n_points=2,
+    ...                init=np.array([[0.0], [3.0]]))
+    >>> r.converged, np.sort(r.support[:, 0]).tolist()
+    (True, [1.0, 2.0])
+
+    References
+    ----------
+    Agueh & Carlier (2011), "Barycenters in the Wasserstein space", SIAM J. Math. Anal.
+    Cuturi & Doucet (2014), "Fast computation of Wasserstein barycenters", ICML.
+    Benamou, Carlier, Cuturi, Nenna & Peyre (2015), "Iterative Bregman projections for
+    regularized transportation problems", SIAM J. Sci. Comput.
     """
     callback = check_callback(callback)
     is_list = isinstance(measures, (list, tuple))
