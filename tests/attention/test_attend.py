@@ -183,9 +183,12 @@ def test_large_n_streams_and_equals_dense():
     tol = 4 * (2 * ds + math.sqrt(n) * u) * mag
     err = (out.double() - ref).abs().amax(1)
     assert bool((err <= tol).all()), float((err / tol).max())
-    # float64: streamed == dense to round-off
+    # float64: streamed == dense to round-off, the same error model with u = 2^-53 (4e-13 to
+    # 2e-12 per row here, measured error 7e-15; a dropped or doubled block is O(1e-1))
+    u64 = torch.finfo(torch.float64).eps / 2
+    tol64 = 4 * (2 * (ds / u) * u64 + math.sqrt(n) * u64) * mag
     out64 = attend(xd, yd, Q=Qd, K=Kd, V=V.double(), chunk=(64, 8192))
-    assert torch.allclose(out64, ref, rtol=0, atol=1e-12)
+    assert bool(((out64 - ref).abs().amax(1) <= tol64).all())
 
 
 def test_no_queries_gives_an_empty_answer():
