@@ -9,18 +9,52 @@ Every long-running solver of measureflow takes
   the error of the returned iterate and ``converged`` says whether it met ``tol``.
 * ``verbose``: ``True`` shows a `rich <https://rich.readthedocs.io>`_ progress bar on stderr with
   the iteration, the current stopping error (the bar advances on a log scale from the first
-  error to ``tol``) and eps.
+  error to ``tol``, or by the fraction of a fixed horizon done) and eps.
 
-:class:`Monitor` implements both once; solvers create one per call.
+Solvers outside the Sinkhorn engine pass an :class:`IterState` (``iteration``, ``error``,
+``iterate``, ``label``). :class:`Monitor` implements both once; solvers create one per call.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Monitor", "check_callback"]
+__all__ = ["IterState", "Monitor", "check_callback"]
+
+
+@dataclasses.dataclass(frozen=True)
+class IterState:
+    """What a ``callback`` sees once per iteration (or check) of a solver without potentials.
+
+    Attributes
+    ----------
+    iteration : int
+        Iterations done (1-based; for solvers that check every k iterations, the iteration of
+        the check).
+    error : float
+        The solver's stopping error at ``iterate``: the entry appended to the result's
+        ``errors`` at this iteration.
+    iterate : object
+        The solver's current iterate, the one returned if the callback stops now (each solver
+        documents what it is; do not modify it).
+    label : str
+        Names the method or sub-problem (``"newton"``, ``"sgd"``, ...).
+
+    Examples
+    --------
+    >>> from measureflow.core.progress import IterState
+    >>> s = IterState(3, 1e-4, None, "demo")
+    >>> s.iteration, s.error, s.label
+    (3, 0.0001, 'demo')
+    """
+
+    iteration: int
+    error: float
+    iterate: Any = None
+    label: str = ""
 
 
 def check_callback(callback) -> Callable | None:
@@ -73,6 +107,10 @@ class Monitor:
         The solver's tolerance (end of the bar).
     description : str
         Text of the bar.
+    fraction : callable, optional
+        ``fraction(state) -> float`` in [0, 1]: the bar's position for solvers with a fixed
+        horizon (time integrators); default the log-scale position of ``state.error`` between
+        the first error and ``tol``.
 
     Attributes
     ----------
@@ -96,8 +134,10 @@ class Monitor:
 
     _STEPS = 1000
 
-    def __init__(self, callback: Callable | None, verbose: bool, tol: float, description: str):
+    def __init__(self, callback: Callable | None, verbose: bool, tol: float, description: str,
+                 fraction: Callable | None = None):
         self.callback = callback
+        self.fraction = fraction
         self.verbose = bool(verbose)
         self.tol = tol
         self.description = description
@@ -147,12 +187,13 @@ class Monitor:
             err = float(state.error)
             eps = getattr(state, "eps", None)
             label = getattr(state, "label", None)
-            fields = dict(it=state.iteration, err=f"{err:.2e}",
+            fields = dict(it=state.iteration, err=f"{err:.2e}" if not math.isnan(err) else "-",
                           eps="-" if eps is None else f"{eps:.2e}")
             if label:
                 fields["description"] = f"{self.description} [{label}]"
-            self._progress.update(self._task, completed=int(self._STEPS * self._fraction(err)),
-                                  **fields)
+            frac = self._fraction(err) if self.fraction is None else \
+                min(max(float(self.fraction(state)), 0.0), 1.0)
+            self._progress.update(self._task, completed=int(self._STEPS * frac), **fields)
         if self.callback is not None and self.callback(state) is True:
             self.stopped = True
             return True

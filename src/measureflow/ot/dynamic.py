@@ -33,6 +33,7 @@ import torch
 
 from ..core.arrays import ArrayContext
 from ..core.errors import InputError
+from ..core.progress import IterState, Monitor, check_callback
 from ..core.results import SolverResult, report_convergence
 from ..core.validation import (
     check_in_range,
@@ -195,7 +196,7 @@ def prox_kinetic(f0: torch.Tensor, m0: torch.Tensor, gamma: float):
 # ----------------------------------------------------------------------------- public
 def benamou_brenier(rho0, rho1, *, extent=None, n_time: int = 32, max_iter: int = 3000,
                     tol: float = 1e-4, gamma: float | None = None, relaxation: float = 1.8,
-                    ) -> BenamouBrenierResult:
+                    callback=None, verbose: bool = False) -> BenamouBrenierResult:
     """Dynamic OT between two grid densities by Douglas-Rachford proximal splitting.
 
     Parameters
@@ -218,6 +219,16 @@ def benamou_brenier(rho0, rho1, *, extent=None, n_time: int = 32, max_iter: int 
     relaxation:
         Douglas-Rachford relaxation alpha in (0, 2) (PPO's alpha; 1 is plain DR, the default
         1.8 over-relaxes, which roughly halves the iterations in our tests).
+    callback : callable, optional
+        ``callback(state) -> bool | None`` at every check (every 10 iterations and the last)
+        with a :class:`~measureflow.core.progress.IterState`: ``state.iteration`` the iteration
+        of the check, ``state.error`` the residual just recorded in ``errors``,
+        ``state.iterate`` the pair (densities (P + 1, *grid), momenta (P, *grid, d)) that the
+        result would hold now (internal tensors, do not modify). Returning True stops there; the
+        result is that iterate and ``converged`` says whether the residual met ``tol``
+        (docs/ot.md, "Progress and callbacks").
+    verbose : bool, default False
+        Show a progress bar (iteration, residual) on stderr.
 
     Returns
     -------
@@ -278,6 +289,7 @@ def benamou_brenier(rho0, rho1, *, extent=None, n_time: int = 32, max_iter: int 
     max_iter = check_int(max_iter, "max_iter", min_value=1)
     tol = check_positive(tol, "tol")
     relaxation = check_in_range(relaxation, "relaxation", 0.0, 2.0, low_open=True, high_open=True)
+    callback = check_callback(callback)
     hs = [(hi - lo) / n for (lo, hi), n in zip(ext, r0.shape)]
     vol = math.prod(hs)
     if not float(r0.sum()) > 0:
@@ -352,25 +364,32 @@ def benamou_brenier(rho0, rho1, *, extent=None, n_time: int = 32, max_iter: int 
         zU = [f0] + ms0
         zV = interp(zU)
         errors: list[float] = []
-        converged = False
+        converged = stopped = False
         it = 0
         yU = yV = None
-        while it < max_iter:
-            it += 1
-            xU, xV = proj_graph(zU, zV)
-            yU = proj_C([2 * x - z for x, z in zip(xU, zU)])
-            yV = prox_J([2 * x - z for x, z in zip(xV, zV)])
-            zU = [z + relaxation * (y - x) for z, y, x in zip(zU, yU, xU)]
-            zV = [z + relaxation * (y - x) for z, y, x in zip(zV, yV, xV)]
-            if it % 10 == 0 or it == max_iter:
-                err = max(max(float((y - x).abs().max()) for y, x in zip(yU, xU)),
-                          max(float((y - x).abs().max()) for y, x in zip(yV, xV))) / scale
-                if not math.isfinite(err):
-                    raise FloatingPointError("benamou_brenier: non-finite iterate")
-                errors.append(err)
-                if err <= tol:
-                    converged = True
-                    break
+        mon = Monitor(callback, verbose, tol, "ot.benamou_brenier")
+        with mon:
+            while it < max_iter:
+                it += 1
+                xU, xV = proj_graph(zU, zV)
+                yU = proj_C([2 * x - z for x, z in zip(xU, zU)])
+                yV = prox_J([2 * x - z for x, z in zip(xV, zV)])
+                zU = [z + relaxation * (y - x) for z, y, x in zip(zU, yU, xU)]
+                zV = [z + relaxation * (y - x) for z, y, x in zip(zV, yV, xV)]
+                if it % 10 == 0 or it == max_iter:
+                    err = max(max(float((y - x).abs().max()) for y, x in zip(yU, xU)),
+                              max(float((y - x).abs().max()) for y, x in zip(yV, xV))) / scale
+                    if not math.isfinite(err):
+                        raise FloatingPointError("benamou_brenier: non-finite iterate")
+                    errors.append(err)
+                    converged = err <= tol
+                    if mon.active and mon(IterState(
+                            it, err, (yU[0], torch.stack(interp(yU)[1:], -1)),
+                            "douglas-rachford")):
+                        stopped = True
+                        break
+                    if converged:
+                        break
         fbar = yV[0]
         mbar = torch.stack(yV[1:], -1)
         safe = torch.where(fbar > 0, fbar, torch.ones_like(fbar))
@@ -378,8 +397,9 @@ def benamou_brenier(rho0, rho1, *, extent=None, n_time: int = 32, max_iter: int 
         value = kin.sum() * dt * vol
         momentum = torch.stack(interp(yU)[1:], -1)
         times = torch.linspace(0.0, 1.0, P + 1, dtype=dtype, device=dev)
-    report_convergence(converged, "benamou_brenier", it, errors[-1] if errors else float("nan"),
-                       tol)
+    what = " (stopped by callback)" if stopped else ""
+    report_convergence(converged, f"benamou_brenier{what}", it,
+                       errors[-1] if errors else float("nan"), tol)
     return ctx.wrap(BenamouBrenierResult(value=value, densities=yU[0], momentum=momentum,
                                          times=times, converged=converged, n_iter=it,
                                          errors=errors))

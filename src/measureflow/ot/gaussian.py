@@ -26,6 +26,7 @@ import torch
 from ..core.arrays import ArrayContext
 from ..core.errors import InputError
 from ..core.linalg import invsqrtm_psd, sqrtm_psd, sym
+from ..core.progress import IterState, Monitor, check_callback
 from ..core.results import SolverResult, report_convergence
 from ..core.validation import (
     check_int,
@@ -295,7 +296,8 @@ class GaussianBarycenterResult(SolverResult):
 
 
 def gaussian_barycenter(means, covs, weights=None, *, max_iter: int = 500, tol: float = 1e-12,
-                        init=None) -> GaussianBarycenterResult:
+                        init=None, callback=None,
+                        verbose: bool = False) -> GaussianBarycenterResult:
     """W2 (Bures) barycenter of Gaussians N(means[k], covs[k]) with weights w_k.
 
     Minimises sum_k w_k W2^2(nu, N(m_k, S_k)) over Gaussians nu (cost |x-y|^2). The mean is
@@ -318,6 +320,15 @@ def gaussian_barycenter(means, covs, weights=None, *, max_iter: int = 500, tol: 
         Stop when the relative Frobenius change ||S_{k+1} - S_k||_F / ||S_k||_F < tol.
     init : array_like or Tensor, optional
         (d, d) PD starting covariance (default sum_k w_k S_k).
+    callback : callable, optional
+        ``callback(state) -> bool | None`` once per iteration with a
+        :class:`~measureflow.core.progress.IterState`: ``state.error`` the relative change just
+        recorded in ``errors``, ``state.iterate`` the new covariance S_{k+1} (internal tensor,
+        do not modify). Returning True stops after that iteration; the result holds that
+        covariance and ``converged`` says whether the stopping rule held (docs/ot.md, "Progress
+        and callbacks").
+    verbose : bool, default False
+        Show a progress bar (iteration, error) on stderr.
 
     Returns
     -------
@@ -361,6 +372,7 @@ def gaussian_barycenter(means, covs, weights=None, *, max_iter: int = 500, tol: 
     w = w / w.sum()
     max_iter = check_int(max_iter, "max_iter", min_value=1)
     tol = check_positive(tol, "tol")
+    callback = check_callback(callback)
     mean = (w[:, None] * M).sum(0)
     if init is None:
         Sb = sym((w[:, None, None] * S).sum(0))
@@ -370,19 +382,25 @@ def gaussian_barycenter(means, covs, weights=None, *, max_iter: int = 500, tol: 
         Sb = sym(Sb)
     check_psd(Sb, "init" if init is not None else "covs", strict=True, rtol=1e-12)
     errors = []
-    converged = False
+    converged = stopped = False
     it = 0
-    for it in range(1, max_iter + 1):  # noqa: B007 - it is reported after the loop
-        r = sqrtm_psd(Sb)
-        ir = invsqrtm_psd(Sb)
-        T = (w[:, None, None] * sqrtm_psd(sym(r @ S @ r))).sum(0)
-        Snew = sym(ir @ T @ T @ ir)
-        err = float((Snew - Sb).norm() / Sb.norm())
-        errors.append(err)
-        Sb = Snew
-        if err < tol:
-            converged = True
-            break
-    report_convergence(converged, "gaussian_barycenter", it, errors[-1], tol)
+    mon = Monitor(callback, verbose, tol, "ot.gaussian_barycenter")
+    with mon:
+        for it in range(1, max_iter + 1):  # noqa: B007 - it is reported after the loop
+            r = sqrtm_psd(Sb)
+            ir = invsqrtm_psd(Sb)
+            T = (w[:, None, None] * sqrtm_psd(sym(r @ S @ r))).sum(0)
+            Snew = sym(ir @ T @ T @ ir)
+            err = float((Snew - Sb).norm() / Sb.norm())
+            errors.append(err)
+            Sb = Snew
+            converged = err < tol
+            if mon.active and mon(IterState(it, err, Snew, "fixed point")):
+                stopped = True
+                break
+            if converged:
+                break
+    what = " (stopped by callback)" if stopped else ""
+    report_convergence(converged, f"gaussian_barycenter{what}", it, errors[-1], tol)
     return ctx.wrap(GaussianBarycenterResult(mean=mean, cov=Sb, converged=converged, n_iter=it,
                                              errors=errors))

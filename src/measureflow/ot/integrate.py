@@ -42,6 +42,7 @@ import torch
 
 from ..core.arrays import check_tensor_kind
 from ..core.errors import ConvergenceWarning, InputError
+from ..core.progress import Monitor, check_callback
 from ..core.results import SolverResult
 from ..core.validation import (
     check_choice,
@@ -517,7 +518,8 @@ class FlowResult(SolverResult):
         (n_rec,) times of the recorded states.
     converged, n_iter, errors :
         As in :class:`~measureflow.core.results.SolverResult`: for a fixed horizon
-        ``converged=True`` unless the integration stopped early (blow-up, ``max_iter``).
+        ``converged=True`` unless the integration stopped early (blow-up, ``max_iter``, a
+        callback stop before the horizon).
     """
 
     final: Any = None
@@ -569,6 +571,9 @@ class ODEResult(FlowResult):
 class StepInfo(NamedTuple):
     """What a ``callback`` of :func:`odeint` receives after each accepted step.
 
+    The fields common to every solver's callback state are there too: ``iteration`` (= ``k``),
+    ``error``, ``iterate`` (= ``y``) and ``label``.
+
     Attributes
     ----------
     k : int
@@ -579,23 +584,44 @@ class StepInfo(NamedTuple):
         Current state (after projection).
     h : float
         Size of the step just taken.
+    error : float
+        The entry of the result's ``errors`` measured at this state: the stopping residual
+        with ``tol``, the scaled local error estimate of the step for ``"dopri5"``, NaN for a
+        fixed-step integration without ``tol`` (which records no errors).
+    label : str
+        Empty (the integration's ``name`` titles the progress bar).
 
     Examples
     --------
-    Stop after three steps:
+    Stop after three steps (before the horizon: not converged, with a ConvergenceWarning):
 
+    >>> import warnings
     >>> import torch
     >>> from measureflow.ot.integrate import odeint
-    >>> res = odeint(lambda t, y: -y, torch.ones(1), step=0.1, n_steps=10,
-    ...              callback=lambda info: info.k >= 3)
-    >>> res.status, res.n_iter
-    ('stopped', 3)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     res = odeint(lambda t, y: -y, torch.ones(1), step=0.1, n_steps=10,
+    ...                  callback=lambda info: info.k >= 3)
+    >>> res.status, res.n_iter, res.converged
+    ('stopped', 3, False)
     """
 
     k: int          # steps done
     t: float        # current time
     y: Any          # current state (after projection)
     h: float        # size of the step just taken
+    error: float = math.nan
+    label: str = ""
+
+    @property
+    def iteration(self) -> int:
+        """Steps done (alias of ``k``)."""
+        return self.k
+
+    @property
+    def iterate(self):
+        """The current state (alias of ``y``)."""
+        return self.y
 
 
 # ----------------------------------------------------------------------------------------------
@@ -625,7 +651,8 @@ def odeint(rhs: Callable, y0, *, step: float | None = None, n_steps: int | None 
               T: float | None = None, t0: float = 0.0, method: str = "rk4",
               project=None, project_stages: bool = False, noise: Callable | None = None,
               record_every: int = 1, observe: Callable | None = None, has_aux: bool = False,
-              callback: Callable | None = None, tol: float | None = None,
+              callback: Callable | None = None, verbose: bool = False,
+              tol: float | None = None,
               residual: Callable | None = None, max_iter: int | None = None,
               rtol: float = 1e-6, atol: float = 1e-9, blowup: float | None = None,
               on_blowup: str = "raise", name: str = "odeint") -> ODEResult:
@@ -651,9 +678,11 @@ def odeint(rhs: Callable, y0, *, step: float | None = None, n_steps: int | None 
     ``rhs`` returns ``(dy, aux)`` and the ``aux`` of the recorded states is kept (no extra
     evaluation except at the last state). Stopping rule: with ``tol``, the integration stops
     (``status="converged"``) at the first state where ``residual(t, y, dy)`` (default
-    max |dy|) <= tol, checked before each step on the first stage. ``callback(StepInfo)``
-    returning True stops (``status="stopped"``). Reaching ``max_iter`` without a horizon
-    (``T``/``n_steps``) gives ``converged=False`` and a ConvergenceWarning.
+    max |dy|) <= tol, checked at the start and after each step on the first stage of the
+    next step (so ``errors[i]`` is the residual of the i-th state, the returned one
+    included). ``callback(StepInfo)`` returning True stops (``status="stopped"``). Reaching ``max_iter`` without a horizon
+    (``T``/``n_steps``) gives ``converged=False`` and a ConvergenceWarning; so does a
+    callback stop before the horizon is reached or the stopping rule holds.
 
     Parameters
     ----------
@@ -680,7 +709,13 @@ def odeint(rhs: Callable, y0, *, step: float | None = None, n_steps: int | None 
     has_aux : bool, default False
         ``rhs`` returns ``(dy, aux)``.
     callback : callable, optional
-        ``callback(StepInfo) -> bool | None``; True stops.
+        ``callback(StepInfo) -> bool | None`` after each step (``StepInfo.error`` the entry
+        just appended to ``errors``, NaN when none is recorded); True stops after that step,
+        with ``converged`` True only if the horizon was reached or the stopping rule held
+        (docs/ot.md, "Progress and callbacks").
+    verbose : bool, default False
+        Show a progress bar on stderr (advancing with the time of a fixed horizon, else on a
+        log scale of the residual towards ``tol``).
     tol : float, optional
         Stopping rule residual(t, y, dy) <= tol.
     residual : callable, optional
@@ -752,6 +787,7 @@ def odeint(rhs: Callable, y0, *, step: float | None = None, n_steps: int | None 
         blowup = check_positive(blowup, "blowup", allow_inf=True)
     if max_iter is not None:
         max_iter = check_int(max_iter, "max_iter", min_value=0)
+    callback = check_callback(callback)
     residual = _default_residual if residual is None else residual
     t0 = float(t0)
     adaptive = method == "dopri5"
@@ -827,67 +863,90 @@ def odeint(rhs: Callable, y0, *, step: float | None = None, n_steps: int | None 
     def at_end(tt):
         return t_end is not None and tt >= t_end - 1e-12 * max(1.0, abs(t_end))
 
-    record(t, y)
-    status = "final_time"
-    k = 0
-    k1 = None
-    while True:
-        if k >= cap if not adaptive else (at_end(t) or k >= cap):
-            break
+    def measure(tt, yy) -> float:
+        """Stopping residual at (tt, yy), appended to ``errors`` (sets the first stage k1)."""
+        nonlocal k1
         if k1 is None:
-            k1 = first_stage(t, y)
-        if tol is not None:
-            res = float(residual(t, y, k1))
-            errors.append(res)
-            if res <= tol:
-                status = "converged"
+            k1 = first_stage(tt, yy)
+        res = float(residual(tt, yy, k1))
+        errors.append(res)
+        return res
+
+    if adaptive:
+        fraction = lambda s: (s.t - t0) / T  # noqa: E731
+    elif horizon is not None:
+        fraction = lambda s: s.k / max(horizon, 1)  # noqa: E731
+    elif tol is not None and tol > 0:
+        fraction = None           # log scale of the residual towards tol
+    else:
+        fraction = lambda s: s.k / max(cap, 1)  # noqa: E731
+    mon = Monitor(callback, verbose, tol if tol else 0.0, name, fraction)
+    active = mon.active
+    with mon:
+        record(t, y)
+        status = "final_time"
+        k = 0
+        k1 = None
+        if tol is not None and measure(t, y) <= tol:
+            status = "converged"
+        while status != "converged":
+            if k >= cap if not adaptive else (at_end(t) or k >= cap):
                 break
-        k_last = None
-        if adaptive:
-            h = min(h, t_end - t)
-            while True:
-                y_new, err, k_last = _dopri5(rhs_plain, t, y, h, k1,
-                                             stage_project or (lambda z: z))
-                en = _error_norm(err, y, y_new, rtol, atol)
-                if en <= 1.0 or h <= 1e-14 * max(1.0, abs(t)):
-                    break
-                h = h * max(0.2, 0.9 * en ** -0.2)
-            h_taken = h
-            h = h * min(5.0, max(0.2, 0.9 * max(en, 1e-10) ** -0.2))
-            if tol is None:
-                errors.append(en)
-            steps_taken.append(h_taken)
-        else:
-            y_new = ode_step(rhs_plain, t, y, h, method, k1=k1, stage_project=stage_project)
-            h_taken = h
-        if noise is not None:
-            y_new = _map(lambda u, v: u + v, y_new, noise(t, y, h_taken))
-        y_new = _apply_projection(project, y_new)
-        t_new = t0 + (k + 1) * h_taken if not adaptive else t + h_taken
-        if not _all_finite(y_new):
-            if on_blowup == "raise":
-                raise FloatingPointError(f"{name}: non-finite state at step {k + 1} "
-                                         f"(t = {t_new:.6g}); the flow blows up: reduce the step "
-                                         "or the horizon")
-            status = "blow-up"        # keep the last finite state
-            break
-        k += 1
-        y, t = y_new, t_new
-        # FSAL: the last Dormand-Prince stage is rhs(t, y) unless y was modified after it
-        k1 = k_last if (k_last is not None and project is None and noise is None
-                        and not has_aux) else None
-        if blowup is not None and _max_abs(y) > blowup:
-            if on_blowup == "raise":
-                raise FloatingPointError(f"{name}: the state exceeds blowup={blowup:g} at step "
-                                         f"{k} (t = {t:.6g})")
-            status = "blow-up"
-            break
-        last = (horizon is not None and k == horizon) or (adaptive and at_end(t))
-        if k % record_every == 0 or last:
-            record(t, y)
-        if callback is not None and callback(StepInfo(k, t, y, h_taken)):
-            status = "stopped"
-            break
+            if k1 is None:
+                k1 = first_stage(t, y)
+            k_last = None
+            en = math.nan
+            if adaptive:
+                h = min(h, t_end - t)
+                while True:
+                    y_new, err, k_last = _dopri5(rhs_plain, t, y, h, k1,
+                                                 stage_project or (lambda z: z))
+                    en = _error_norm(err, y, y_new, rtol, atol)
+                    if en <= 1.0 or h <= 1e-14 * max(1.0, abs(t)):
+                        break
+                    h = h * max(0.2, 0.9 * en ** -0.2)
+                h_taken = h
+                h = h * min(5.0, max(0.2, 0.9 * max(en, 1e-10) ** -0.2))
+                if tol is None:
+                    errors.append(en)
+                steps_taken.append(h_taken)
+            else:
+                y_new = ode_step(rhs_plain, t, y, h, method, k1=k1, stage_project=stage_project)
+                h_taken = h
+            if noise is not None:
+                y_new = _map(lambda u, v: u + v, y_new, noise(t, y, h_taken))
+            y_new = _apply_projection(project, y_new)
+            t_new = t0 + (k + 1) * h_taken if not adaptive else t + h_taken
+            if not _all_finite(y_new):
+                if on_blowup == "raise":
+                    raise FloatingPointError(f"{name}: non-finite state at step {k + 1} "
+                                             f"(t = {t_new:.6g}); the flow blows up: reduce the step "
+                                             "or the horizon")
+                status = "blow-up"        # keep the last finite state
+                break
+            k += 1
+            y, t = y_new, t_new
+            # FSAL: the last Dormand-Prince stage is rhs(t, y) unless y was modified after it
+            k1 = k_last if (k_last is not None and project is None and noise is None
+                            and not has_aux) else None
+            if blowup is not None and _max_abs(y) > blowup:
+                if on_blowup == "raise":
+                    raise FloatingPointError(f"{name}: the state exceeds blowup={blowup:g} at step "
+                                             f"{k} (t = {t:.6g})")
+                status = "blow-up"
+                break
+            err_k = en
+            if tol is not None:
+                err_k = measure(t, y)
+                if err_k <= tol:
+                    status = "converged"
+            last = (horizon is not None and k == horizon) or (adaptive and at_end(t))
+            if k % record_every == 0 or last:
+                record(t, y)
+            if active and mon(StepInfo(k, t, y, h_taken, err_k)):
+                if status != "converged":
+                    status = "stopped"
+                break
     if traj[-1] is not y:     # stopped on a state not recorded yet
         record(t, y)
     if pending is not None:
@@ -897,10 +956,10 @@ def odeint(rhs: Callable, y0, *, step: float | None = None, n_steps: int | None 
             out = rhs(t, pending)
             n_eval += 1
             aux_list.append(out[1])
-    if status == "final_time" and not (at_end(t) if adaptive else
-                                       horizon is not None and k >= horizon):
+    reached = at_end(t) if adaptive else (horizon is not None and k >= horizon)
+    if status == "final_time" and not reached:
         status = "max_iter"
-    converged = status not in ("max_iter", "blow-up")
+    converged = status == "converged" or (status in ("final_time", "stopped") and reached)
     if not converged:
         last_err = errors[-1] if errors else math.nan
         warnings.warn(f"{name}: stopped with status {status!r} after {k} steps at t = {t:.6g} "
@@ -1098,8 +1157,10 @@ class ParticleFlow:
         observe : callable, optional
             As in :func:`odeint`.
         **kw
-            Further keywords of :func:`odeint` (``blowup``, ``on_blowup``, ``callback``,
-            ``method``, ...).
+            Further keywords of :func:`odeint` (``blowup``, ``on_blowup``, ``method``, ...),
+            among them ``callback`` (``callback(StepInfo) -> bool | None`` after each step,
+            ``StepInfo.y`` the positions; True stops) and ``verbose`` (a progress bar on
+            stderr).
 
         Returns
         -------

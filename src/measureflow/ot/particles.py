@@ -35,6 +35,7 @@ import torch
 
 from ..core.arrays import ArrayContext
 from ..core.errors import InputError
+from ..core.progress import check_callback
 from ..core.random import make_generator
 from ..core.validation import (
     check_choice,
@@ -52,7 +53,8 @@ __all__ = ["particle_flow", "ParticleFlowResult", "mmd2"]
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ParticleFlowResult(FlowResult):
-    """Result of :func:`particle_flow` (a fixed-step integration: ``converged=True``).
+    """Result of :func:`particle_flow` (a fixed-step integration: ``converged=True`` unless a
+    ``callback`` stopped it early).
 
     Attributes
     ----------
@@ -146,7 +148,8 @@ def particle_flow(x0, *, energy: str | Callable = "interaction", n_steps: int, s
                   weights=None, potential: Callable | None = None,
                   interaction: Callable | None = None, target=None, target_weights=None,
                   kernel: str = "gaussian", bandwidth: float = 1.0, temperature: float = 0.0,
-                  save_every: int = 1, seed=None) -> ParticleFlowResult:
+                  save_every: int = 1, seed=None, callback=None,
+                  verbose: bool = False) -> ParticleFlowResult:
     """Explicit-Euler particle discretisation of a Wasserstein gradient flow.
 
     Parameters
@@ -167,6 +170,15 @@ def particle_flow(x0, *, energy: str | Callable = "interaction", n_steps: int, s
         T >= 0; T > 0 adds the noise sqrt(2 step T) N(0, I) per step (drawn with ``seed``).
     save_every:
         Keep every k-th iterate in ``trajectory`` (the last one always).
+    callback : callable, optional
+        ``callback(state) -> bool | None`` after each step with a
+        :class:`~measureflow.ot.integrate.StepInfo`: ``state.iteration`` the steps done,
+        ``state.iterate`` the particles (n, d) (internal tensor, do not modify), ``state.error``
+        NaN (a fixed-step flow records no errors). Returning True stops after that step: the
+        result ends at those particles with ``converged=False`` and a ``ConvergenceWarning``
+        (unless it was the last step) (docs/ot.md, "Progress and callbacks").
+    verbose : bool, default False
+        Show a progress bar (steps done) on stderr.
 
     Returns
     -------
@@ -215,6 +227,7 @@ def particle_flow(x0, *, energy: str | Callable = "interaction", n_steps: int, s
     step = check_positive(step, "step")
     temperature = check_nonnegative_scalar(temperature, "temperature")
     save_every = check_int(save_every, "save_every", min_value=1)
+    callback = check_callback(callback)
     if callable(energy):
         F = energy
     else:
@@ -268,9 +281,9 @@ def particle_flow(x0, *, energy: str | Callable = "interaction", n_steps: int, s
         return -g, val
 
     flow = ParticleFlow(velocity, x, w, method="euler", noise=noise, has_aux=True)
-    res = flow.steps(n_steps, step, record_every=save_every)
+    res = flow.steps(n_steps, step, record_every=save_every, callback=callback, verbose=verbose)
     kw = dict(dtype=x.dtype, device=x.device)
     return ctx.wrap(ParticleFlowResult(
         final=res.final, trajectory=res.trajectory, times=res.times,
-        energies=torch.tensor([float(e) for e in res.aux], **kw), converged=True,
+        energies=torch.tensor([float(e) for e in res.aux], **kw), converged=res.converged,
         n_iter=res.n_iter, errors=[]))

@@ -47,6 +47,7 @@ import torch
 
 from ..core.arrays import ArrayContext, as_tensor
 from ..core.errors import InputError
+from ..core.progress import IterState, Monitor, check_callback
 from ..core.random import make_generator
 from ..core.results import SolverResult, report_convergence
 from ..core.validation import (
@@ -282,7 +283,7 @@ def _init_weights(X, w, y, T):
     return best_psi, best
 
 
-def _newton(X, w, y, b, T, psi, max_iter, tol):
+def _newton(X, w, y, b, T, psi, max_iter, tol, mon):
     m = y.shape[0]
     mass = float(b.sum())
     if psi is None or float(_grid_pass(X, w, y, psi, T, hessian=False)[0].min()) <= 0:
@@ -317,6 +318,8 @@ def _newton(X, w, y, b, T, psi, max_iter, tol):
             break
         psi, masses, dual, primal, J, err = psi_new, m_new, dual_n, primal_n, J_n, err_new
         errors.append(err)
+        if mon.active and mon(IterState(n_iter, err, psi, "newton")):
+            break
     return psi, masses, dual + (psi * b).sum(), primal, err <= tol, n_iter, errors
 
 
@@ -364,7 +367,8 @@ def _mc_eval(sampler, n_eval, gen, d, ctx, y, b, psi):
     return masses, dual / n_eval * mass + (psi * b).sum(), primal / n_eval * mass
 
 
-def _sgd(sampler, d, ctx, y, b, psi, gen, max_iter, tol, batch_size, lr, n_eval, check_every):
+def _sgd(sampler, d, ctx, y, b, psi, gen, max_iter, tol, batch_size, lr, n_eval, check_every,
+         mon):
     m = y.shape[0]
     mass = float(b.sum())
     if lr is None:
@@ -391,8 +395,10 @@ def _sgd(sampler, d, ctx, y, b, psi, gen, max_iter, tol, batch_size, lr, n_eval,
             masses, dual, primal = _mc_eval(sampler, n_eval, gen, d, ctx, y, b, avg)
             err = float((masses - b).abs().sum()) / mass
             errors.append(err)
-            if err <= tol:
-                converged = True
+            converged = err <= tol
+            if mon.active and mon(IterState(k, err, avg, "sgd")):
+                break
+            if converged:
                 break
     return avg, masses, dual, primal, converged, k, errors
 
@@ -402,7 +408,7 @@ def semidiscrete(y, b=None, *, density=None, extent=None, sampler: Callable | No
                  method: str | None = None, max_iter: int | None = None,
                  tol: float | None = None, init=None, batch_size: int = 256,
                  lr: float | None = None, n_eval: int = 100_000, check_every: int = 200,
-                 seed=None) -> SemiDiscreteResult:
+                 seed=None, callback=None, verbose: bool = False) -> SemiDiscreteResult:
     """Semi-discrete OT from a density to nu = sum_j b_j delta_{y_j} (cost |x - y|^2).
 
     Parameters
@@ -439,6 +445,17 @@ def semidiscrete(y, b=None, *, density=None, extent=None, sampler: Callable | No
         default ``lr = 2 mean_j (nearest-neighbour distance of y_j)^2 / max_j b_j``).
     seed:
         Seed or ``torch.Generator`` for the SGD samples.
+    callback : callable, optional
+        ``callback(state) -> bool | None`` with a
+        :class:`~measureflow.core.progress.IterState` after every accepted Newton step
+        (``state.label = "newton"``) or every SGD check (``"sgd"``, ``state.iteration`` the
+        step of the check): ``state.error`` the relative L1 marginal error just appended to
+        ``errors`` (Newton's ``errors[0]``, the error of the start, precedes the first call),
+        ``state.iterate`` the weights psi the result would hold now (the averaged weights for
+        SGD; internal tensor, do not modify). Returning True stops there; ``converged`` then
+        says whether the error met ``tol`` (docs/ot.md, "Progress and callbacks").
+    verbose : bool, default False
+        Show a progress bar (iteration, marginal error) on stderr.
 
     Returns
     -------
@@ -499,6 +516,7 @@ def semidiscrete(y, b=None, *, density=None, extent=None, sampler: Callable | No
     batch_size = check_int(batch_size, "batch_size", min_value=1)
     n_eval = check_int(n_eval, "n_eval", min_value=1)
     check_every = check_int(check_every, "check_every", min_value=1)
+    callback = check_callback(callback)
 
     y_in, b_in = y, b
     with torch.no_grad():
@@ -521,9 +539,13 @@ def semidiscrete(y, b=None, *, density=None, extent=None, sampler: Callable | No
                                                                   min_value=1)
                 tol = 1e-9 if tol is None else check_positive(tol, "tol")
                 T = 2.0 * max(spacing) * _typical_spacing(y)
-                psi, masses, value, primal, conv, n_iter, errors = _newton(
-                    X, w, y, b, T, init, max_iter, tol)
-                report_convergence(conv, "semidiscrete(newton)", n_iter, errors[-1], tol)
+                mon = Monitor(callback, verbose, tol, "ot.semidiscrete (newton)")
+                with mon:
+                    psi, masses, value, primal, conv, n_iter, errors = _newton(
+                        X, w, y, b, T, init, max_iter, tol, mon)
+                what = " (stopped by callback)" if mon.stopped else ""
+                report_convergence(conv, f"semidiscrete(newton){what}", n_iter, errors[-1],
+                                   tol)
                 if y_in.requires_grad or b_in.requires_grad:
                     # envelope theorem: dW/db_j = psi_j + (dual part per unit mass, since the
                     # grid density is normalised to sum(b)); dW/dy_j = 2 (b_j y_j - int_Lag_j x)
@@ -549,9 +571,13 @@ def semidiscrete(y, b=None, *, density=None, extent=None, sampler: Callable | No
         max_iter = 20000 if max_iter is None else check_int(max_iter, "max_iter", min_value=1)
         tol = 0.05 if tol is None else check_positive(tol, "tol")
         gen = make_generator(seed)
-        psi, masses, value, primal, conv, n_iter, errors = _sgd(
-            sampler, d, ctx, y, b, init, gen, max_iter, tol, batch_size, lr, n_eval, check_every)
-        report_convergence(conv, "semidiscrete(sgd)", n_iter, errors[-1], tol)
+        mon = Monitor(callback, verbose, tol, "ot.semidiscrete (sgd)")
+        with mon:
+            psi, masses, value, primal, conv, n_iter, errors = _sgd(
+                sampler, d, ctx, y, b, init, gen, max_iter, tol, batch_size, lr, n_eval,
+                check_every, mon)
+        what = " (stopped by callback)" if mon.stopped else ""
+        report_convergence(conv, f"semidiscrete(sgd){what}", n_iter, errors[-1], tol)
         return ctx.wrap(SemiDiscreteResult(
             weights=psi, cell_masses=masses, value=value, primal_cost=primal, points=y,
             method="sgd", converged=bool(conv), n_iter=n_iter, errors=errors))
