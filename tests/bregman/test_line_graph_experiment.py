@@ -8,12 +8,12 @@ import pytest
 
 from measureflow.bregman import graph_w1
 from measureflow.experiments.bregman_flow_sinkhorn import (
-    _first_iteration,
-    _line_curve,
-    _line_geometry,
-    _time_to_levels,
+    first_iteration,
+    line_curve,
+    line_geometry,
     line_kr_potential,
     line_problem,
+    time_to_levels,
 )
 
 
@@ -51,11 +51,11 @@ def test_kr_potential_optimal_when_not_unique():
 
 
 def test_vanilla_geometry_is_the_complete_graph_with_path_distances():
-    head, tail, W, b, e, w, bb = _line_geometry(7, 2, "vanilla")
+    head, tail, W, b, e, w, bb = line_geometry(7, 2, "vanilla")
     assert len(W) == 7 * 6
     assert not bool((head == tail).any())
     np.testing.assert_array_equal(W.numpy(), np.abs(head.numpy() - tail.numpy()))
-    head, tail, W, *_ = _line_geometry(7, 2, "flow")
+    head, tail, W, *_ = line_geometry(7, 2, "flow")
     assert len(W) == 2 * 6
 
 
@@ -64,8 +64,8 @@ def test_flow_sinkhorn_reaches_the_closed_form_regularised_optimum(omega):
     """Converged flow-Sinkhorn (exact omega = 1/2 and the reference's over-relaxed 0.8) is the
     closed-form regularised potential, and its net flow is the LP flow (a tree)."""
     n, m, gamma = 10, 2, 0.3
-    rec = _line_curve((n, m, "flow", gamma, omega, 4000, 4000))
-    _, _, _, _, _, w, b = _line_geometry(n, m, "flow")
+    rec = line_curve((n, m, "flow", gamma, omega, 4000, 4000))
+    _, _, _, _, _, w, b = line_geometry(n, m, "flow")
     phi_star, _ = line_kr_potential(b, w)
     target = regularised_line_potential(b, gamma)
     expected = np.linalg.norm(target - phi_star) / np.linalg.norm(phi_star)
@@ -75,15 +75,15 @@ def test_flow_sinkhorn_reaches_the_closed_form_regularised_optimum(omega):
 
 def test_vanilla_converges_to_a_feasible_routed_flow():
     """On a tree the routed complete-graph flow is the LP flow once its divergence is exact."""
-    rec = _line_curve((8, 2, "vanilla", 0.5, 0.5, 3000, 3000))
+    rec = line_curve((8, 2, "vanilla", 0.5, 0.5, 3000, 3000))
     assert rec["flow"][-1] < 1e-8
 
 
 def test_time_to_levels_takes_the_best_so_far_and_the_best_gamma():
     curves = {0.1: {"it": [10, 20, 30], "dual": [0.9, 0.2, 0.4], "flow": [1, 1, 1]},
               1.0: {"it": [10, 20, 30], "dual": [0.6, 0.5, 0.05], "flow": [1, 1, 1]}}
-    assert _first_iteration(curves[0.1], "dual", 0.3) == 20
-    assert _first_iteration(curves[0.1], "dual", 0.1) == math.inf
-    out = _time_to_levels(curves, 2.0, "dual", [0.5, 0.1])
+    assert first_iteration(curves[0.1], "dual", 0.3) == 20
+    assert first_iteration(curves[0.1], "dual", 0.1) == math.inf
+    out = time_to_levels(curves, 2.0, "dual", [0.5, 0.1])
     assert out[0.5] == (40.0, 0.1)
     assert out[0.1] == (60.0, 1.0)

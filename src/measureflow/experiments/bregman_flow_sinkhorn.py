@@ -247,7 +247,7 @@ def line_kr_potential(b, lengths):
     return phi - phi.mean(), bool(np.all(F != 0))
 
 
-def _line_geometry(n, m, method):
+def line_geometry(n, m, method):
     """Arcs (head, tail, lengths) and b = b1 - b2 of the line benchmark: the path's 2(n-1)
     arcs (``flow``) or the n(n-1) arcs of the complete graph with the shortest-path lengths
     (``vanilla``; no self-loops)."""
@@ -261,13 +261,13 @@ def _line_geometry(n, m, method):
     return head, tail, W, torch.as_tensor(b1 - b2), e, w, b1 - b2
 
 
-def _line_curve(item):
+def line_curve(item):
     """One (size, method, gamma) run of the line benchmark: the relative L2 errors of the
     centred potential phi = -h (vs the LP dual) and of the net edge flow (vs the LP flow) at
     every ``check_every`` iterations."""
     n, m, method, gamma, omega, iters, check_every = item
     torch.set_num_threads(1)
-    head, tail, W, b, e, w, bb = _line_geometry(n, m, method)
+    head, tail, W, b, e, w, bb = line_geometry(n, m, method)
     phi_star, _ = line_kr_potential(bb, w)
     F_star = np.cumsum(bb)[:-1]
     E = n - 1
@@ -292,7 +292,7 @@ def _line_curve(item):
 def _line_iteration_cost(n, m, k, reps):
     """Seconds per iteration of each method (no checks), interleaved, best of ``reps``."""
     best = {"flow": math.inf, "vanilla": math.inf}
-    geo = {meth: _line_geometry(n, m, meth)[:4] for meth in best}
+    geo = {meth: line_geometry(n, m, meth)[:4] for meth in best}
     for _ in range(reps):
         for meth, (head, tail, W, b) in geo.items():
             t0 = time.perf_counter()
@@ -302,18 +302,20 @@ def _line_iteration_cost(n, m, k, reps):
     return best
 
 
-def _first_iteration(rec, key, level):
+def first_iteration(rec, key, level):
+    """The first recorded iteration at which the best-so-far ``rec[key]`` is <= ``level``
+    (inf if never)."""
     best = np.minimum.accumulate(rec[key])
     hit = np.flatnonzero(best <= level)
     return rec["it"][hit[0]] if hit.size else math.inf
 
 
-def _time_to_levels(curves, cost, key, levels):
+def time_to_levels(curves, cost, key, levels):
     """{level: (time, gamma)}: the earliest modelled time (iterations x cost per iteration)
     at which some gamma of the grid has a best-so-far error <= level."""
     out = {}
     for L in levels:
-        ts = {g: _first_iteration(r, key, L) * cost for g, r in curves.items()}
+        ts = {g: first_iteration(r, key, L) * cost for g, r in curves.items()}
         g = min(ts, key=ts.get)
         out[L] = (ts[g], g)
     return out
@@ -342,7 +344,7 @@ def line_graph_impl(cfg):
             for g in gammas:
                 items.append((n, m, meth, float(g), float(omega), int(iters), cfg.check_every))
                 index.append((n, meth, float(g)))
-    results = cfg.map(_line_curve, items)
+    results = cfg.map(line_curve, items)
     curves = {}
     for (n, meth, g), rec in zip(index, results):
         curves.setdefault(n, {"flow": {}, "vanilla": {}})[meth][g] = rec
@@ -357,13 +359,13 @@ def line_graph_impl(cfg):
                    dual_unique=unique, cost_flow=cost["flow"], cost_vanilla=cost["vanilla"])
         for key in ("dual", "flow"):
             for meth in ("flow", "vanilla"):
-                tl = _time_to_levels(curves[n][meth], cost[meth], key, LINE_LEVELS)
+                tl = time_to_levels(curves[n][meth], cost[meth], key, LINE_LEVELS)
                 row[f"t_{key}_{meth}"] = {L: t for L, (t, _) in tl.items()}
                 row[f"gamma_{key}_{meth}"] = {L: g for L, (_, g) in tl.items()}
                 row[f"best_{key}_{meth}"] = {g: float(min(r[key])) for g, r in
                                              curves[n][meth].items()}
                 row[f"iters_{key}_{meth}"] = {
-                    L: _first_iteration(curves[n][meth][row[f"gamma_{key}_{meth}"][L]], key, L)
+                    L: first_iteration(curves[n][meth][row[f"gamma_{key}_{meth}"][L]], key, L)
                     for L in LINE_LEVELS}
         rows.append(row)
     n0 = cfg.sizes[0][0]
@@ -391,7 +393,7 @@ def line_graph_impl(cfg):
             for meth in ("flow", "vanilla"):
                 cs = {g: r for g, r in curves[row["n"]][meth].items()
                       if sub is None or g in sub[meth]}
-                t[meth] = _time_to_levels(cs, row[f"cost_{meth}"], key, [L])[L][0]
+                t[meth] = time_to_levels(cs, row[f"cost_{meth}"], key, [L])[L][0]
             tf, tv = t["flow"], t["vanilla"]
             Tf = cfg.iters_flow * row["cost_flow"]
             Tv = cfg.iters_vanilla * row["cost_vanilla"]
@@ -467,7 +469,7 @@ def line_graph_impl(cfg):
                     note="vanilla's flow: its complete-graph flow routed along the path (on a "
                          "tree the edge flow is fixed by the divergence, so this error is "
                          "vanilla's marginal violation). Why most levels stay undecided (measured "
-                         "with _line_curve, omega = 0.8, not part of this run): flow-Sinkhorn's "
+                         "with line_curve, omega = 0.8, not part of this run): flow-Sinkhorn's "
                          "flow error needs ~n^2 sweeps (gamma = 0.1: 5 % after 420, 1780, 7100 "
                          "sweeps at n = 20, 40, 80; dual 5 %: 240, 1020, 4050) -- at small gamma "
                          "a node's update is the average of its value and the midpoint of its "
@@ -643,4 +645,6 @@ def dual_rate(cfg):
         return dual_rate_impl(cfg)
 
 
-__all__ = ["line_problem", "delaunay_problem", "trajectory_problem", "graph_edges"]
+__all__ = ["line_problem", "delaunay_problem", "trajectory_problem", "graph_edges",
+           "line_kr_potential", "line_geometry", "line_curve", "first_iteration",
+           "time_to_levels"]
