@@ -12,7 +12,7 @@ Setting: 5000 source points flow towards 5000 target points in 2-D, float32, one
   both flows are the same ODE, and compare ``2 x`` GeomLoss's loss with ours.
 
 Accuracy: at checkpoints (steps 0, 10, 25, 49) of each library's own trajectory, the loss is
-compared with a float64 converged value (measureflow, float64, tol 1e-10; not timed). Target
+compared with a float64 converged value (measureflow, float64, tol 1e-7, value error <= 1e-7 x max C; not timed). Target
 (issue 17): ours within 1e-3 relative, time <= 1.0 x GeomLoss's.
 
 Run: ``python benchmarks/divergence_flow.py [--n 5000] [--steps 50] [--quick]``
@@ -118,7 +118,10 @@ def main(argv=None):
     for name, t, snaps, unit in results:
         errs = []
         for k, (xk, val) in snaps.items():
-            ref = float(mot.sinkhorn_divergence(xk.double(), yt.double(), eps=eps, tol=1e-10))
+            # float64 reference at L1 violation 1e-7: its value error is <= tol x max C
+            # (~1e-7 x 2 here), below 1e-4 of the S values compared at 1e-3 (tol 1e-10 took
+            # longer than both flows together at n = 5000)
+            ref = float(mot.sinkhorn_divergence(xk.double(), yt.double(), eps=eps, tol=1e-7))
             errs.append((k, abs(unit * val - ref) / abs(ref), ref))
         worst = max(e for _, e, _ in errs)
         detail = ", ".join(f"step {k}: {e:.1e} (S={r:.4g})" for k, e, r in errs)
