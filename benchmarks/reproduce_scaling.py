@@ -109,7 +109,8 @@ def _task_seconds(out: Path) -> float:
     return total
 
 
-def measure(mode: str, names: list[str], repeat: int, root: Path, configs: list[str]) -> dict:
+def measure(mode: str, names: list[str], repeat: int, root: Path, configs: list[str],
+            keep: Path | None = None) -> dict:
     flag = f"--{mode}"
     best: dict[str, float] = {}
     work = 0.0
@@ -129,6 +130,9 @@ def measure(mode: str, names: list[str], repeat: int, root: Path, configs: list[
                     s = _run(["reproduce", *names, flag, "--out", str(out), "--scheduler",
                               str(cl.file)])
             best[cfg] = min(best.get(cfg, float("inf")), s)
+            print(f"  {mode} {cfg} (repeat {r}): {s:.1f} s", flush=True)
+            if keep is not None and cfg == "serial" and r == 0:  # for the timings table
+                shutil.copytree(out, keep / mode, dirs_exist_ok=True)
             shutil.rmtree(out, ignore_errors=True)
     return {"mode": mode, "names": names or ["(all)"], "seconds": best,
             "speedup": {k: best["serial"] / v for k, v in best.items()} if "serial" in best
@@ -145,15 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--configs", nargs="*", default=["serial", "local-1", "local-2", "cli-2"])
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--keep", type=Path, help="keep the first serial output of each mode in "
+                   "KEEP/quick and KEEP/full (input of python -m measureflow.experiments.timings)")
     args = p.parse_args(argv)
     env_threads = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     rows = []
     with tempfile.TemporaryDirectory(prefix="mf-scaling-") as tmp:
         root = Path(tmp)
         if not args.skip_quick:
-            rows.append(measure("quick", args.names, args.repeat, root, args.configs))
+            rows.append(measure("quick", args.names, args.repeat, root, args.configs,
+                                args.keep))
         if not args.skip_full:
-            rows.append(measure("full", args.full_names, args.repeat, root, args.configs))
+            rows.append(measure("full", args.full_names, args.repeat, root, args.configs,
+                                args.keep))
     print(f"reproduce scaling (best of {args.repeat}, cpu count {os.cpu_count()}, "
           f"env {env_threads})")
     for row in rows:

@@ -104,8 +104,9 @@ def run_measureflow(x, y, a, b, eps, tol, dtype, repeat, online):
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        xs, ys = xt[:300], yt[:300]
-        ws = torch.full((300,), 1 / 300, dtype=td, device=DEVICE)
+        k = min(300, xt.shape[0], yt.shape[0])
+        xs, ys = xt[:k], yt[:k]
+        ws = torch.full((k,), 1 / k, dtype=td, device=DEVICE)
         mot.solve(ws, ws, ((xs[:, None] - ys[None]) ** 2).sum(-1), eps=eps, max_iter=20)
         mot.sinkhorn_points(xs, ys, ws, ws, eps=eps, max_iter=20)
     compile_s = time.perf_counter() - t0

@@ -29,6 +29,26 @@ def test_mkdocs_site_builds_strict(tmp_path):
     assert "EntropicMap" in api and "Pooladian" in api
     assert "fit_transform" in (site / "api" / "da" / "index.html").read_text()
     assert (site / "examples" / "index.html").is_file()
+    # Sphinx roles of the docstrings render as links or code, never verbatim
+    # (tools/griffe_sphinx_roles.py)
+    for page in sorted((site / "api").glob("*/index.html")):
+        text = page.read_text()
+        assert not re.search(r":(func|class|mod|meth|attr|data|obj|exc):`", text), page
+    assert 'class="autorefs autorefs-internal"' in (site / "api" / "ot" / "index.html").read_text()
+
+
+def test_sphinx_role_conversion():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from griffe_sphinx_roles import convert
+    finally:
+        sys.path.pop(0)
+    out = convert("See :func:`~measureflow.ot.solve`, :class:`measureflow.ot.OTResult` and "
+                  ":meth:`the plan <measureflow.ot.OTResult.apply>`; :func:`f()` too.")
+    assert out.count("<autoref ") == 4 and ":func:" not in out
+    assert '<autoref identifier="measureflow.ot.solve" optional><code>solve</code></autoref>' in out
+    assert "<code>measureflow.ot.OTResult</code>" in out and "<code>the plan</code>" in out
+    assert 'identifier="f" optional><code>f()</code>' in out
 
 
 def _python_blocks(path: pathlib.Path):

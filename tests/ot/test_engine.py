@@ -76,6 +76,40 @@ def test_dense_equals_pointcloud_lse_apply_and_cost(prob):
     assert gp.cost_range() == pytest.approx(gd.cost_range(), rel=1e-12, abs=1e-14)
 
 
+@pytest.mark.parametrize("path", ["stored", "streamed", "compiled"])
+def test_pointcloud_paths_agree(path):
+    """A PointCloud's three evaluation paths give the same reductions (1e-12, float64): the
+    stored cost matrix (eager, <= DENSE_NUMEL entries), the streamed cost blocks (eager,
+    ``block_rows`` set, or above DENSE_NUMEL) and the compiled kernel (cost inside the
+    reduction), against the Dense geometry of the same cost."""
+    from measureflow.ot import kernels
+
+    x, y, a, b = _cloud(3, 40, 30)
+    xt, yt = torch.tensor(x), torch.tensor(y)
+    gd, gp = Dense(torch.tensor(_sq(x, y))), PointCloud(xt, yt)
+    if path == "streamed":
+        gp.block_rows = 7
+    old = kernels.set_backend("compiled" if path == "compiled" else "eager")
+    try:
+        rng = np.random.default_rng(4)
+        u, v = torch.tensor(rng.normal(size=40)), torch.tensor(rng.normal(size=30))
+        for eps in (0.05, 1.0):
+            for axis in (0, 1):
+                torch.testing.assert_close(gp.lse(u, v, eps, axis), gd.lse(u, v, eps, axis),
+                                           rtol=1e-12, atol=1e-12)
+                w = torch.tensor(rng.normal(size=(30 if axis == 1 else 40, 2)))
+                torch.testing.assert_close(gp.apply(u, v, eps, w, axis),
+                                           gd.apply(u, v, eps, w, axis), rtol=1e-12,
+                                           atol=1e-12)
+        assert (gp._C is not None) == (path == "stored")  # which path ran
+        r = ot.sinkhorn_points(xt, yt, torch.tensor(a), torch.tensor(b), eps=0.1)
+        ref = pot.sinkhorn(a, b, _sq(x, y), 0.1, method="sinkhorn_log", numItermax=10_000,
+                           stopThr=1e-12)
+        np.testing.assert_allclose(r.dense_plan().numpy(), ref, atol=1e-8)
+    finally:
+        kernels.set_backend(old)
+
+
 @pytest.mark.parametrize("shape", [(7,), (4, 5)])
 def test_grid_equals_dense_on_its_points(shape):
     axes = [torch.linspace(0.0, 1.0, k, dtype=torch.float64) ** 1.3 for k in shape]
@@ -586,3 +620,42 @@ def test_float32_flow_sinkhorn_and_kl_projections_converge_by_default():
     assert r.converged and r.x.dtype == torch.float32
     assert s.converged and s.value.dtype == torch.float32
     assert float(s.lower) <= 9.0 + 1e-4 and float(s.upper) >= 9.0 - 1e-4   # W1 = 3 x 3
+
+
+def test_float32_divergence_default_tol_on_a_slow_mode():
+    """Mid-way through the ring -> two blobs gradient flow (benchmarks/divergence_flow.py),
+    Sinkhorn has a slow mode (nearly constant potential offsets between groups): the default
+    float32 tolerance (1e-4 x mass) stops before 1e-5 would (here 1045 vs 1876 iterations),
+    and the value still agrees with a float64 solve at tol 1e-9 to 1e-4 relative."""
+    rng = np.random.default_rng(0)
+    n, eps = 200, 0.005
+    t = rng.uniform(0, 2 * np.pi, n)
+    r = 0.25 + 0.03 * rng.normal(size=n)
+    x = np.stack([0.5 + r * np.cos(t), 0.5 + r * np.sin(t)], 1)
+    k = rng.random(n) < 0.5
+    y = np.where(k[:, None], [0.3, 0.7], [0.7, 0.3]) + 0.06 * rng.normal(size=(n, 2))
+    xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(11):  # flow with a coarse tolerance to a mid-flow state
+            xg = xt.clone().requires_grad_(True)
+            (g,) = torch.autograd.grad(ot.sinkhorn_divergence(xg, yt, eps=eps, tol=1e-3), [xg])
+            xt = xt - 0.025 * n * g
+    counts = {}
+
+    def count(state):
+        counts[state.label] = counts.get(state.label, 0) + 1
+
+    s32 = ot.sinkhorn_divergence(xt, yt, eps=eps, callback=count)
+    s64 = ot.sinkhorn_divergence(xt.double(), yt.double(), eps=eps, tol=1e-9,
+                                 max_iter=200_000)
+    assert float(s32) == pytest.approx(float(s64), rel=1e-4)
+    slow = {}
+
+    def count_slow(state):
+        slow[state.label] = slow.get(state.label, 0) + 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ot.sinkhorn_divergence(xt, yt, eps=eps, tol=1e-5, callback=count_slow)
+    assert counts["xy"] < slow["xy"]  # the slow mode is there; the default stops earlier

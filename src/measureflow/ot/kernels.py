@@ -69,6 +69,9 @@ AUTO_NUMEL = 2**22
 WARM_NUMEL = 2**16
 #: Entries per row block on the eager path (bounds the temporaries; fits in L2/L3 caches).
 EAGER_BLOCK = 2**18
+#: Point clouds with at most this many cost entries keep their cost matrix on the eager path
+#: (``PointCloud._eager_matrix``): 32 MiB in float64.
+DENSE_NUMEL = 2**22
 #: Point clouds of dimension above this use a blocked matmul for the cost instead of the
 #: unrolled per-coordinate difference (which the compiled kernel inlines).
 INLINE_DIM = 16

@@ -7,7 +7,8 @@ arXiv 2505.06589, "Entropic regularization"; unbalanced: Chizat et al. 2018). Th
 is only in the geometry: a :class:`~measureflow.ot.geometry.PointCloud`, whose reductions
 evaluate the cost inside the kernel (compiled: one fused loop per reduction, nothing of size
 n x m is stored; eager: row blocks of ``chunk`` rows). Memory O((n + m) d + block), time
-O(n m d) per iteration.
+O(n m d) per iteration; small eager problems (n m <= 2^22) keep the cost matrix instead
+(32 MiB at most in float64), unless ``chunk`` is given.
 
 The plan is not returned (``plan=None``); the result's methods ``res.apply(v)``,
 ``res.plan_block(i0, i1)``, ``res.marginals()`` act with it (streamed), as do the functions
@@ -81,7 +82,11 @@ def sinkhorn_points(x, y, a=None, b=None, *, eps=None, rho=None, max_iter: int =
     ``value`` = OT_eps (dual objective at the returned potentials), ``linear_cost`` = ``<C, P>``,
     potentials (f, g) with P_ij = a_i b_j exp((f_i + g_j - C_ij)/eps). The geometry is a
     :class:`~measureflow.ot.geometry.PointCloud`: memory O((n + m) d + block), time O(n m d) per
-    iteration (course notes arXiv 2505.06589, Sec. "Entropic regularization").
+    iteration (course notes arXiv 2505.06589, Sec. "Entropic regularization"). One exception,
+    for speed: when the eager kernels run (small problems, or no compiler) and n m <=
+    ``kernels.DENSE_NUMEL`` (2^22 entries, 32 MiB in float64) the cost matrix is built once and
+    kept for the solve (6x faster iterations at n = m = 1000 in 2-D); ``chunk`` forces
+    streaming.
 
     Parameters
     ----------
@@ -100,7 +105,8 @@ def sinkhorn_points(x, y, a=None, b=None, *, eps=None, rho=None, max_iter: int =
         L1 marginal violation (mass units); default :func:`~measureflow.ot.loop.default_tol`
         (1e-8 x mass in float64, 1e-5 x mass in float32).
     chunk : int, optional
-        Rows per block on the eager path (default: blocks of about 2^18 entries); the compiled
+        Rows per block on the eager path, never storing the cost (default: the stored matrix
+        up to 2^22 entries, then blocks of about 2^18 entries); the compiled
         path (:mod:`measureflow.ot.kernels`) evaluates the cost inside a fused kernel and stores
         no block at all.
     eps_scaling, init, relax, recenter :
