@@ -12,7 +12,8 @@ Setting: 5000 source points flow towards 5000 target points in 2-D, float32, one
   both flows are the same ODE, and compare ``2 x`` GeomLoss's loss with ours.
 
 Accuracy: at checkpoints (steps 0, 10, 25, 49) of each library's own trajectory, the loss is
-compared with a float64 converged value (measureflow, float64, tol 1e-7, value error <= 1e-7 x max C; not timed). Target
+compared with a float64 value (measureflow, float64, tol 1e-5, not timed: see the comment at
+the reference for why that is accurate enough). Target
 (issue 17): ours within 1e-3 relative, time <= 1.0 x GeomLoss's.
 
 Run: ``python benchmarks/divergence_flow.py [--n 5000] [--steps 50] [--quick]``
@@ -115,13 +116,21 @@ def main(argv=None):
 
     print(f"  compile (measureflow, first call in the process): {t_compile:.1f} s; "
           f"ConvergenceWarnings during our flow: {n_warn}")
+    for name, t, _, _ in results:  # the times first: the references below take a while
+        print(f"  {name:28s} {t:8.2f} s", flush=True)
+    if len(results) == 2:
+        print(f"  ratio ours / GeomLoss: {results[0][1] / results[1][1]:.3f} (target <= 1.0)",
+              flush=True)
     for name, t, snaps, unit in results:
         errs = []
         for k, (xk, val) in snaps.items():
-            # float64 reference at L1 violation 1e-7: its value error is <= tol x max C
-            # (~1e-7 x 2 here), below 1e-4 of the S values compared at 1e-3 (tol 1e-10 took
-            # longer than both flows together at n = 5000)
-            ref = float(mot.sinkhorn_divergence(xk.double(), yt.double(), eps=eps, tol=1e-7))
+            # float64 reference at L1 violation 1e-5 (over-relaxed, up to 10^5 iterations).
+            # Mid-flow states have a slow Sinkhorn mode (potential offsets between groups of
+            # points) that the value barely sees: at such a state (1000 points) tol 1e-5 was
+            # 6.8e-9 relative from a tol 1e-10 solve, far below the 1e-3 compared here, while
+            # tol 1e-7 did not converge in 10 000 iterations at 2000 points.
+            ref = float(mot.sinkhorn_divergence(xk.double(), yt.double(), eps=eps, tol=1e-5,
+                                                max_iter=100_000))
             errs.append((k, abs(unit * val - ref) / abs(ref), ref))
         worst = max(e for _, e, _ in errs)
         detail = ", ".join(f"step {k}: {e:.1e} (S={r:.4g})" for k, e, r in errs)
