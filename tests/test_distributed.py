@@ -231,9 +231,9 @@ def test_worker_allocator_setting_is_undone():
 def test_cluster_workers_apply_the_allocator_setting(cluster):
     from measureflow.experiments.executors import timed_task, tune_worker_allocator
 
-    # a task ran through timed_task tunes the worker it ran on
-    cluster.client.gather(cluster.client.map(timed_task, [abs] * 4, [-1, -2, -3, -4],
-                                             [0, 1, 2, 3], pure=False))
-    seen = cluster.client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"),
-                                       tune_worker_allocator()))
+    def one_task_then_state():  # on every worker: a task through timed_task, then the state
+        timed_task(abs, -1, 0)
+        return os.environ.get("MALLOC_TRIM_THRESHOLD_"), tune_worker_allocator()
+
+    seen = cluster.client.run(one_task_then_state)
     assert all(v == ("65536", True) for v in seen.values()), seen
