@@ -76,6 +76,43 @@ def test_dense_equals_pointcloud_lse_apply_and_cost(prob):
     assert gp.cost_range() == pytest.approx(gd.cost_range(), rel=1e-12, abs=1e-14)
 
 
+@pytest.mark.parametrize("backend", ["eager", "compiled"])
+def test_dense_float32_reduces_through_a_float64_copy(backend):
+    """A float32 cost on CPU is reduced through one float64 copy (Dense.WIDE_NUMEL): the
+    reductions equal float64 log-sum-exps of the float32 entries (1e-12), along both axes, also
+    for the transposed geometry, which takes over the copies instead of making new ones; a
+    cost above WIDE_NUMEL keeps converting in the loop and agrees to float32 exp() rounding."""
+    from measureflow.ot import kernels
+
+    rng = np.random.default_rng(7)
+    C32 = torch.tensor(rng.random((40, 30)), dtype=torch.float32)
+    u, v = torch.tensor(rng.normal(size=40)), torch.tensor(rng.normal(size=30))
+    C64 = C32.double()
+    old = kernels.set_backend(backend)
+    try:
+        g = Dense(C32)
+        for eps in (0.05, 1.0):
+            ref1 = torch.logsumexp(u[:, None] + v[None, :] - C64 / eps, 1)
+            ref0 = torch.logsumexp(u[:, None] + v[None, :] - C64 / eps, 0)
+            torch.testing.assert_close(g.lse(u, v, eps, 1), ref1, rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(g.lse(u, v, eps, 0), ref0, rtol=1e-12, atol=1e-12)
+        assert g._Cw is not None and g._Cw.dtype == torch.float64 and g._Cw.is_contiguous()
+        t = g.transpose()
+        assert t._CT is g._Cw  # handed over, not copied
+        torch.testing.assert_close(t.lse(v, u, 0.05, 1), g.lse(u, v, 0.05, 0), rtol=1e-12,
+                                   atol=1e-12)
+        assert t._Cw is not None and t._Cw.dtype == torch.float64
+        narrow = Dense(C32)
+        narrow.WIDE_NUMEL = 10  # instance override: this cost is "too large" to copy
+        out = narrow.lse(u, v, 0.05, 1)
+        assert narrow._Cw is None
+        # exp() in float32 here: relative error of each term ~ 6e-8, of the log-sum ~ 1e-7
+        torch.testing.assert_close(out, torch.logsumexp(u[:, None] + v[None, :] - C64 / 0.05,
+                                                        1), rtol=1e-6, atol=1e-6)
+    finally:
+        kernels.set_backend(old)
+
+
 @pytest.mark.parametrize("path", ["stored", "streamed", "compiled"])
 def test_pointcloud_paths_agree(path):
     """A PointCloud's three evaluation paths give the same reductions (1e-12, float64): the
