@@ -152,6 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", type=Path, help="keep the first serial output of each mode in "
                    "KEEP/quick and KEEP/full (input of python -m measureflow.experiments.timings)")
     args = p.parse_args(argv)
+    # Every configuration runs with huge-page malloc (what --workers gives its workers, see
+    # executors.hugepage_environ), the serial one included: the speed-ups are then scaling,
+    # not the page-fault difference between a plain process and a worker.
+    from measureflow.experiments.executors import hugepage_environ
+
+    os.environ.update(hugepage_environ())
     env_threads = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     rows = []
     with tempfile.TemporaryDirectory(prefix="mf-scaling-") as tmp:

@@ -237,3 +237,30 @@ def test_cluster_workers_apply_the_allocator_setting(cluster):
 
     seen = cluster.client.run(one_task_then_state)
     assert all(v == ("65536", True) for v in seen.values()), seen
+
+
+def test_hugepage_environ_keeps_the_users_tunables():
+    from measureflow.experiments.executors import hugepage_environ
+
+    base = hugepage_environ({})
+    if not base:
+        pytest.skip("not Linux/glibc with transparent huge pages: nothing is set")
+    assert base == {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+    mine = "glibc.malloc.arena_max=2"
+    assert hugepage_environ({"GLIBC_TUNABLES": mine}) == {
+        "GLIBC_TUNABLES": mine + ":glibc.malloc.hugetlb=1"}
+    # the user's own hugetlb choice wins: nothing added
+    assert hugepage_environ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) == {}
+
+
+def test_cluster_workers_start_with_huge_page_malloc(cluster):
+    """Local workers start with glibc.malloc.hugetlb=1 (set before they are spawned), and the
+    client process's own environment is left as it was."""
+    from measureflow.experiments.executors import hugepage_environ
+
+    if not hugepage_environ({}):
+        pytest.skip("not Linux/glibc with transparent huge pages: nothing is set")
+    seen = cluster.client.run(lambda: os.environ.get("GLIBC_TUNABLES", ""))
+    assert len(seen) == 2
+    assert all("glibc.malloc.hugetlb=1" in v for v in seen.values()), seen
+    assert "glibc.malloc.hugetlb=1" not in os.environ.get("GLIBC_TUNABLES", "")
