@@ -183,7 +183,10 @@ def hugepage_environ(environ=None) -> dict:
     reads the variable when a process starts, so it is given to worker processes before they
     are spawned (Dask's ``distributed.nanny.pre-spawn-environ``); the user's own
     ``GLIBC_TUNABLES`` are kept (appended to). Empty off Linux/glibc, when THP is disabled, or
-    when the user already chose a ``glibc.malloc.hugetlb`` value.
+    when the user already chose a ``glibc.malloc.hugetlb`` value. The client's environment is
+    restored once the cluster has started; a nanny respawning a lost worker sets its pre-spawn
+    variables in it again (as Dask does for ``MALLOC_TRIM_THRESHOLD_``), which only affects
+    processes the client starts afterwards.
     """
     import platform
 
