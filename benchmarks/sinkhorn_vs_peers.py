@@ -2,7 +2,9 @@
 
 Problem: n = m points uniform in [0, 1]^3 (seed 0), cost C_ij = |x_i - y_j|^2 (no 1/2),
 uniform weights, eps = 0.01 mean(C), one CPU thread for every library (BLAS/OpenMP pinned to
-one thread before imports, ``torch.set_num_threads(1)``, XLA without its Eigen thread pool).
+one thread before imports, ``torch.set_num_threads(1)``, and the process bound to one core:
+XLA's CPU runtime in jax 0.10 keeps a thread per core whatever ``XLA_FLAGS`` say; ``--all-cores``
+lifts the binding).
 
 Every solver is stopped at the same accuracy, *re-measured by this script* from what the
 solver returns: the L1 marginal violation ||P 1 - a||_1 + ||P^T 1 - b||_1 of the plan built
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import os
 
+# honoured by older jaxlib releases only (jax 0.10 ignores it: see the core binding in main)
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
                       "intra_op_parallelism_threads=1")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")

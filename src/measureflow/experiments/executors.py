@@ -179,7 +179,10 @@ def hugepage_environ(environ=None) -> dict:
     ``glibc.malloc.hugetlb=1`` malloc marks such chunks ``MADV_HUGEPAGE`` (2 MiB pages) when the
     kernel's transparent huge pages are in ``madvise`` mode. Measured here, one
     ``attention.mean-field`` task at n = 3200 (one thread): 0.56-1.9 million page faults and
-    2.4-3.7 s from one process to the next without it, 44 000 faults and 2.1 s with it. glibc
+    2.4-3.7 s from one process to the next without it, 44 000 faults and 2.1 s with it (one
+    process each; on busy Dask workers the kernel grants the huge pages only sometimes:
+    1 300-196 000 faults per such task were seen, and the 2-worker speed-up of that
+    experiment did not change, docs/distributed.md). glibc
     reads the variable when a process starts, so it is given to worker processes before they
     are spawned (Dask's ``distributed.nanny.pre-spawn-environ``); the user's own
     ``GLIBC_TUNABLES`` are kept (appended to). Empty off Linux/glibc, when THP is disabled, or

@@ -298,8 +298,9 @@ class PointCloud(Geometry):
         Eager on-the-fly reductions rebuild every cost block at each iteration (measured: 18 ns
         per entry and reduction for 1000 x 1000 points in 2-D, float64, one thread); below
         ``DENSE_NUMEL`` entries (32 MiB: the cost is held in the potentials' dtype, float64 on
-        CPU) the matrix is kept, as OTT's un-batched ``PointCloud`` does. Compiled kernels compute the cost inside the reduction
-        and never need it; ``block_rows`` (an explicit streaming request) also disables it.
+        CPU) the matrix is kept, as OTT's un-batched ``PointCloud`` does. Compiled kernels
+        compute the cost inside the reduction and never need it; ``block_rows`` (an explicit
+        streaming request) also disables it.
         """
         if self.cost_fn is not None or self.block_rows is not None:
             return None
