@@ -277,3 +277,23 @@ def test_local_cluster_start_leaves_the_client_environment():
         seen = ex.client.run(lambda: os.environ.get("GLIBC_TUNABLES", ""))
         assert all("glibc.malloc.hugetlb=1" in v for v in seen.values()), seen
         assert os.environ.get("GLIBC_TUNABLES") == before
+
+
+def test_cluster_workers_run_without_the_statistical_profiler(cluster):
+    """The embedded cluster's workers get LOCAL_CLUSTER_CONFIG (passed on by their nannies):
+    no 10 ms stack sampler competing for the GIL with the task thread."""
+    import dask
+
+    from measureflow.experiments.executors import LOCAL_CLUSTER_CONFIG
+
+    def state(dask_worker):
+        return (dask.config.get("distributed.worker.profile.enabled"),
+                "profile" in dask_worker.periodic_callbacks,
+                dask.config.get("distributed.admin.tick.interval"))
+
+    seen = cluster.client.run(state)
+    assert len(seen) == 2
+    want = (False, False, LOCAL_CLUSTER_CONFIG["distributed.admin.tick.interval"])
+    assert all(v == want for v in seen.values()), seen
+    # the client's own configuration is left as it was
+    assert dask.config.get("distributed.worker.profile.enabled") is True

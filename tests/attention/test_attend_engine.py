@@ -17,6 +17,7 @@ import torch
 
 from measureflow import ConvergenceWarning
 from measureflow.attention import attend, sinkhorn_potentials
+from measureflow.ot import kernels
 
 D64 = torch.float64
 
@@ -174,3 +175,16 @@ def test_float32_converges_with_the_default_tolerance():
     torch.testing.assert_close(r.potential_g.double(), r64.potential_g, rtol=0, atol=1e-3)
     ref = attend(x, y, w, Q=Q, K=K, V=V, kind="sinkhorn", eps=0.5)
     torch.testing.assert_close(out.double(), ref, rtol=0, atol=1e-4)
+
+
+@pytest.mark.skipif(not kernels.compiled_available(), reason="no working compiler")
+@pytest.mark.parametrize("case", [CASES[1], CASES[3]])
+def test_compiled_bilinear_kernel_keeps_iterations_and_outputs(case):
+    """The fused bilinear kernel (Bilinear.lse and points_softmax under the compiled backend):
+    same iteration count and, to the same tolerances, the same potentials and outputs as the
+    former loop."""
+    old = kernels.set_backend("compiled")
+    try:
+        test_potentials_iterations_and_outputs_unchanged(case)
+    finally:
+        kernels.set_backend(old)

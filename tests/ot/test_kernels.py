@@ -143,3 +143,67 @@ def test_failed_compile_falls_back_to_eager(backend, monkeypatch):
     torch.testing.assert_close(out, ref, rtol=1e-13, atol=0.0)
     assert not kernels.compiled_available()
     monkeypatch.setitem(kernels._state, "broken", None)
+
+
+# ------------------------------------------------------------ softmax-weighted (attention) kernel
+def _softmax_data(dtype=torch.float64, h=2, n=23, m=31, d=3, o=2, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.randn(h, n, d, generator=g, dtype=dtype), torch.randn(h, m, d, generator=g,
+                                                                       dtype=dtype)
+    return x, y, torch.randn(h, m, generator=g, dtype=dtype), torch.randn(h, m, o, generator=g,
+                                                                          dtype=dtype)
+
+
+def _softmax_ref(x, y, v, W, p):
+    C = -(x @ y.transpose(1, 2)) if p == kernels.DOT else torch.cdist(x, y) ** p
+    z = -C if v is None else v[:, None, :] - C
+    return torch.softmax(z, -1) @ W
+
+
+@pytest.mark.parametrize("p", [kernels.DOT, 2.0, 1.0])
+@pytest.mark.parametrize("with_v", [True, False])
+def test_points_softmax_eager_is_the_row_softmax(p, with_v):
+    x, y, v, W = _softmax_data()
+    v = v if with_v else None
+    ref = _softmax_ref(x, y, v, W, p)
+    # blocks that do not divide n or m: the online rescaling across key blocks is exercised.
+    # Each output is a convex combination of W's rows, computed in two orders with exponents
+    # of size S: (S + m) eps_mach max|W| (factor 4 margin; a lost v or block is O(1))
+    S = float((x.norm(dim=-1).max() * y.norm(dim=-1).max() if p == kernels.DOT
+               else torch.cdist(x, y).max() ** p) + (0 if v is None else v.abs().max()))
+    atol = 4 * tol_sum(S + y.shape[1]) * float(W.abs().max())
+    for rows, cols in [(None, None), (5, 7), (23, 1)]:
+        out = kernels.points_softmax(x, y, v, W, p, rows=rows, cols=cols, compiled=False)
+        torch.testing.assert_close(out, ref, rtol=0.0, atol=atol)
+
+
+def test_points_softmax_eager_gradient():
+    x, y, v, W = (t.requires_grad_() for t in _softmax_data(n=9, m=11))
+    out = kernels.points_softmax(x, y, v, W, rows=4, cols=5, compiled=False)
+    g = torch.autograd.grad(out.square().sum(), (x, y, v, W))
+    ref = _softmax_ref(x, y, v, W, kernels.DOT)
+    gr = torch.autograd.grad(ref.square().sum(), (x, y, v, W))
+    for a, b in zip(g, gr):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.skipif(not kernels.compiled_available(), reason="no working compiler")
+def test_points_softmax_compiled_equals_eager(backend):
+    x, y, v, W = _softmax_data()
+
+    def run():  # one fused pass; shifted by -800 the sums underflow: the two-pass fallback
+        return [kernels.points_softmax(x, y, v, W), kernels.points_softmax(x, y, v - 800.0, W),
+                kernels.points_softmax(x, y, None, W, 2.0)]
+
+    e, c = _both(backend, run)
+    S = float(x.norm(dim=-1).max() * y.norm(dim=-1).max() + v.abs().max() + 800.0)
+    atol = 4 * tol_sum(S + y.shape[1]) * float(W.abs().max())
+    for a, b in zip(e, c):
+        torch.testing.assert_close(b, a, rtol=0.0, atol=atol)
+    # under autograd the compiled backend keeps the differentiable eager path
+    xg = x.clone().requires_grad_()
+    backend("compiled")
+    gc = torch.autograd.grad(kernels.points_softmax(xg, y, v, W).sum(), xg)[0]
+    backend("eager")
+    ge = torch.autograd.grad(kernels.points_softmax(xg, y, v, W).sum(), xg)[0]
+    torch.testing.assert_close(gc, ge, rtol=0.0, atol=0.0)  # same eager code path both times

@@ -30,6 +30,7 @@ from ..core import (
     report_convergence,
 )
 from ..core.validation import _as_float
+from ..ot import kernels
 from ..ot.bilinear import Bilinear, sinkhorn_fixed_point
 from ..ot.loop import Hard, sinkhorn_loop
 from ._heads import split_heads
@@ -77,12 +78,13 @@ def _chunks(chunk, m: int, n: int, h: int) -> tuple[int, int]:
 
 def _stream(qp, kp, vy, key_bias, *, mc, nc, sigmoid_bias=None, wts=None, qpos=None,
             kpos=None):
-    """Online-softmax (or sigmoid) accumulation, blocks of (h, mc, nc) scores.
+    """Sigmoid sums, or the causal (masked) online softmax, in blocks of (h, mc, nc) scores.
 
     qp: (h, m, k) projected queries; kp: (h, n, k) projected keys; vy: (h, n, o) values;
-    key_bias: (h, n) additive score terms (log-weights, -|Ky|^2, Sinkhorn potentials).
-    Returns (h, m, o) numerators and (h, m) denominators (both rescaled by the same
-    per-row factor exp(-running max)), or the sigmoid sums with denominator None.
+    key_bias: (h, n) additive score terms. Returns (h, m, o) numerators and (h, m) denominators
+    (both rescaled by the same per-row factor exp(-running max)), or the sigmoid sums with
+    denominator None. Unmasked softmax attention is the engine's
+    :func:`measureflow.ot.kernels.points_softmax`.
     """
     h, m, _ = qp.shape
     n = kp.shape[1]
@@ -99,11 +101,6 @@ def _stream(qp, kp, vy, key_bias, *, mc, nc, sigmoid_bias=None, wts=None, qpos=N
                 acc = acc + p @ vy[:, j0:j0 + nc]
             outs.append(acc)
             continue
-        if qpos is None:
-            num, den = _online_block_row(q, kp, vy, key_bias, nc)
-            outs.append(num)
-            dens.append(den)
-            continue
         run_max = qp.new_full((h, mi, 1), -math.inf)
         den = qp.new_zeros(h, mi, 1)
         acc = qp.new_zeros(h, mi, o)
@@ -111,11 +108,10 @@ def _stream(qp, kp, vy, key_bias, *, mc, nc, sigmoid_bias=None, wts=None, qpos=N
             s = q @ kp[:, j0:j0 + nc].transpose(1, 2)
             if key_bias is not None:
                 s = s + key_bias[:, None, j0:j0 + nc]
-            if qpos is not None:
-                hidden = kpos[None, j0:j0 + nc] > qpos[i0:i0 + mc, None]
-                if bool(hidden.all()):
-                    continue
-                s = s.masked_fill(hidden, -math.inf)
+            hidden = kpos[None, j0:j0 + nc] > qpos[i0:i0 + mc, None]
+            if bool(hidden.all()):
+                continue
+            s = s.masked_fill(hidden, -math.inf)
             new_max = torch.maximum(run_max, s.amax(-1, keepdim=True))
             safe = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
             p = torch.exp(s - safe)
@@ -128,36 +124,6 @@ def _stream(qp, kp, vy, key_bias, *, mc, nc, sigmoid_bias=None, wts=None, qpos=N
     if sigmoid_bias is not None:
         return torch.cat(outs, 1), None
     return torch.cat(outs, 1), torch.cat(dens, 1)
-
-
-def _online_block_row(q, kp, vy, key_bias, nc):
-    """Online softmax of one query block over all key blocks (no masking: scores finite).
-
-    The running max is taken without gradient: softmax is invariant to the shift, so the
-    result and its gradient are exact, and the exponentials can be formed in place.
-    """
-    n = kp.shape[1]
-    run_max = den = acc = None
-    for j0 in range(0, n, nc):
-        kt = kp[:, j0:j0 + nc].transpose(1, 2)
-        if key_bias is None:
-            s = torch.bmm(q, kt)
-        else:
-            s = torch.baddbmm(key_bias[:, None, j0:j0 + nc], q, kt)
-        with torch.no_grad():
-            bmax = s.detach().amax(-1, keepdim=True)
-            new_max = bmax if run_max is None else torch.maximum(run_max, bmax)
-        p = s.sub_(new_max).exp_()
-        pv = torch.bmm(p, vy[:, j0:j0 + nc])
-        ps = p.sum(-1, keepdim=True)
-        if run_max is None:
-            den, acc = ps, pv
-        else:
-            scale = torch.exp(run_max - new_max)
-            den = den * scale + ps
-            acc = acc * scale + pv
-        run_max = new_max
-    return acc, den
 
 
 class _HeadsHard(Hard):
@@ -493,6 +459,9 @@ def _attend(x, y, w, Qh, Kh, Ch, Vt, *, kind, eps, bias, mc, nc, qpos=None, kpos
     if kind in ("softmax", "multihead", "causal") and not w.requires_grad and bool(
             (w == w[0]).all()):
         key_bias = None                       # uniform weights: log w is a constant shift
+    if qpos is None:                          # the engine's softmax-weighted reduction
+        return combine(kernels.points_softmax(qp, kp, key_bias, vy, kernels.DOT, rows=mc,
+                                              cols=nc))
     num, den = _stream(qp, kp, vy, key_bias, mc=mc, nc=nc, qpos=qpos, kpos=kpos)
     if kind == "causal" and bool((den <= 0).any()):
         i = int(torch.nonzero((den <= 0).any(0).reshape(-1))[0])

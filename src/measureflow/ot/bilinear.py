@@ -12,7 +12,10 @@ carry the leading head dimension, u (h, n), v (h, m), and
 (``axis=0`` reduces over i), evaluated block by block with the engine's log-sum-exp kernel
 (:func:`measureflow.ot.kernels.dense_lse`, the one-pass stabilised sum with its two-pass
 fallback; blocks of at most ``kernels.EAGER_BLOCK`` entries per head, key blocks combined by
-``logaddexp``). The tensors are used as given (not detached): called under autograd, the
+``logaddexp``), or, when the engine compiles (:func:`measureflow.ot.kernels.use_compiled`)
+and nothing requires a gradient, by the fused point-cloud kernel with the bilinear cost
+(:func:`measureflow.ot.kernels.points_lse` with ``p = DOT``, one head at a time, nothing
+n x m stored). The tensors are used as given (not detached): called under autograd, the
 reductions are differentiable in x, y, u and v (the attention pillar differentiates one
 Sinkhorn sweep at the fixed point, see :func:`sinkhorn_fixed_point`); inside
 :func:`measureflow.ot.loop.sinkhorn_loop` (``no_grad``) nothing is recorded.
@@ -82,6 +85,16 @@ class Bilinear(Geometry):
     def _reduce(self, x, y, u, v, eps, rows, cols):
         """log sum_j exp(u_hi + v_hj + <x_hi, y_hj> / eps), blocks (rows x cols)."""
         # the kernel reduces u + v - s M; M = the scores <x, y> = -C with s = -1 / eps
+        h, n, m = x.shape[0], x.shape[1], y.shape[1]
+        if (x.shape[-1] <= kernels.INLINE_DIM and not kernels._needs_grad(x, y, u, v)
+                and kernels.use_compiled(h * n * m,
+                                         kernels.points_variant(x, kernels.DOT, self.dtype))):
+            # fused per head: C_hij = -<x_hi, y_hj> inline, reduced with s = 1 / eps
+            sp = torch.tensor(1.0 / eps, dtype=u.dtype, device=u.device)
+            xs, ys = x.to(u.dtype), y.to(u.dtype)
+            return torch.stack([kernels.points_lse(xs[k], ys[k], u[k], v[k], sp, kernels.DOT,
+                                                   ed=self.dtype, compiled=True)
+                                for k in range(h)])
         s = torch.tensor(-1.0 / eps, dtype=u.dtype, device=u.device)
         out = []
         for i0 in range(0, x.shape[1], rows):

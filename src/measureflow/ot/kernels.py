@@ -6,8 +6,10 @@ Every Sinkhorn-type iteration of measureflow spends its time in one reduction,
 
 (and its transpose), where u, v are potentials divided by eps plus log-weights. This module
 computes it for a cost matrix held in memory (:func:`dense_lse`) and for a cost computed on the
-fly from point clouds, C_ij = |x_i - y_j|^p (:func:`points_lse`), plus the plan-vector
-products sum_j exp(u_i + v_j - s C_ij) w_j (:func:`dense_apply`, :func:`points_apply`).
+fly from point clouds, C_ij = |x_i - y_j|^p or the bilinear C_ij = -<x_i, y_j> (``p = DOT``,
+attention scores; :func:`points_lse`), plus the plan-vector products sum_j exp(u_i + v_j -
+s C_ij) w_j (:func:`dense_apply`, :func:`points_apply`) and their row-normalised (softmax)
+form for attention, batched over heads (:func:`points_softmax`).
 
 **Two code paths, same numbers.** The bodies below are plain torch. They run either eagerly
 (row blocks of about ``EAGER_BLOCK`` entries, so no n x m temporary is ever allocated beyond a
@@ -61,9 +63,9 @@ import warnings
 import torch
 
 __all__ = ["set_backend", "get_backend", "compiled_available", "use_compiled", "dense_lse",
-           "dense_sum", "dense_apply", "points_lse", "points_sum", "points_apply",
+           "dense_sum", "dense_apply", "points_lse", "points_sum", "points_apply", "points_softmax",
            "dense_compiled", "dense_variant", "points_variant",
-           "points_cost", "points_cost_range", "AUTO_NUMEL", "EAGER_BLOCK"]
+           "points_cost", "points_cost_range", "AUTO_NUMEL", "EAGER_BLOCK", "DOT"]
 
 #: "auto" compiles reductions with at least this many entries ...
 AUTO_NUMEL = 2**22
@@ -77,6 +79,8 @@ DENSE_NUMEL = 2**22
 #: Point clouds of dimension above this use a blocked matmul for the cost instead of the
 #: unrolled per-coordinate difference (which the compiled kernel inlines).
 INLINE_DIM = 16
+#: ``p`` of the bilinear cost C_ij = -<x_i, y_j> (attention scores) in the point-cloud kernels.
+DOT = "dot"
 
 _BACKENDS = ("auto", "compiled", "eager")
 _state = {"backend": os.environ.get("MEASUREFLOW_OT_BACKEND", "auto").strip().lower() or "auto",
@@ -227,14 +231,20 @@ def _k_dense_lse(C, u, v, s, ed: torch.dtype):
     return u + mx.squeeze(-1) + torch.log(e)
 
 
-def _cost_inline_t(xt, yt, p: float):
-    """|x_i - y_j|^p from coordinate-major clouds xt (d, n), yt (d, m) (d unrolled).
+def _cost_inline_t(xt, yt, p):
+    """|x_i - y_j|^p (or -<x_i, y_j> for ``p = "dot"``) from coordinate-major clouds xt (d, n),
+    yt (d, m) (d unrolled).
 
     The compiled point-cloud kernels take their clouds in this layout (contiguous rows of one
     coordinate): inductor then loads 16 consecutive x_i per vector instead of gathering them
     with stride d, which made the fused loop ~3x slower in float64 (measured 3.4 vs 1.2 ns per
     entry, 4000 points in 3-D, one thread).
     """
+    if p == DOT:
+        c = -(xt[0][:, None] * yt[0][None, :])
+        for k in range(1, xt.shape[0]):
+            c = c - xt[k][:, None] * yt[k][None, :]
+        return c
     c = (xt[0][:, None] - yt[0][None, :]) ** 2
     for k in range(1, xt.shape[0]):
         c = c + (xt[k][:, None] - yt[k][None, :]) ** 2
@@ -245,9 +255,14 @@ def _cost_inline_t(xt, yt, p: float):
     return c ** (0.5 * p)
 
 
-def _cost_inline(x, y, p: float):
-    """|x_i - y_j|^p for (n, d), (m, d) clouds, per-coordinate differences (d unrolled)."""
+def _cost_inline(x, y, p):
+    """|x_i - y_j|^p (or -<x_i, y_j>) for (n, d), (m, d) clouds, per coordinate (d unrolled)."""
     return _cost_inline_t(x.t(), y.t(), p)
+
+
+def _pkey(p):
+    """``p`` as the kernels take it: ``DOT`` or a float exponent."""
+    return DOT if isinstance(p, str) and p == DOT else float(p)
 
 
 def _coords(x):
@@ -256,12 +271,12 @@ def _coords(x):
 
 
 # The point-cloud bodies take coordinate-major clouds xt (d, n), yt (d, m): see _coords.
-def _k_points_sum(xt, yt, u, v, s, p: float, ed: torch.dtype):
+def _k_points_sum(xt, yt, u, v, s, p, ed: torch.dtype):
     z = u[:, None] + v[None, :] - _cost_inline_t(xt, yt, p) * s
     return torch.exp(torch.clamp(z.to(ed), min=_low(ed))).to(u.dtype).sum(-1)
 
 
-def _k_points_lse(xt, yt, u, v, s, p: float, ed: torch.dtype):
+def _k_points_lse(xt, yt, u, v, s, p, ed: torch.dtype):
     z = v[None, :] - _cost_inline_t(xt, yt, p) * s
     mx = torch.amax(z, -1, keepdim=True)
     mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
@@ -269,14 +284,14 @@ def _k_points_lse(xt, yt, u, v, s, p: float, ed: torch.dtype):
     return u + mx.squeeze(-1) + torch.log(e)
 
 
-def _k_points_apply(xt, yt, u, v, s, p: float, ed: torch.dtype, W):
+def _k_points_apply(xt, yt, u, v, s, p, ed: torch.dtype, W):
     """sum_j exp(u_i + v_j - s |x_i - y_j|^p) W_jc for the (few) columns c of W."""
     z = u[:, None] + v[None, :] - _cost_inline_t(xt, yt, p) * s
     E = torch.exp(torch.clamp(z.to(ed), min=_low(ed))).to(u.dtype)
     return torch.stack([(E * W[None, :, c]).sum(-1) for c in range(W.shape[1])], 1)
 
 
-def _k_points_range(xt, yt, p: float):
+def _k_points_range(xt, yt, p):
     c = _cost_inline_t(xt, yt, p)
     return torch.amin(c), torch.amax(c)
 
@@ -324,8 +339,8 @@ def points_variant(x, p, ed) -> tuple:
     ----------
     x : Tensor
         Point cloud (n, d).
-    p : float
-        Cost exponent.
+    p : float or "dot"
+        Cost exponent (or the bilinear cost).
     ed : torch.dtype or None
         dtype of exp().
 
@@ -334,7 +349,7 @@ def points_variant(x, p, ed) -> tuple:
     tuple
         Hashable key (dtypes, p, dimension, device type).
     """
-    return ("points", x.dtype, x.shape[-1], float(p), ed, x.device.type)
+    return ("points", x.dtype, x.shape[-1], _pkey(p), ed, x.device.type)
 
 
 def dense_compiled(C, u, ed=None) -> bool:
@@ -404,8 +419,11 @@ def _eager_dense(body, C, u, v, s, ed):
     return out
 
 
-def _cost_block(x, y, p: float):
-    """|x_i - y_j|^p for a block, in x's dtype (inline differences, or matmul for large d)."""
+def _cost_block(x, y, p):
+    """|x_i - y_j|^p (or -<x_i, y_j>) for a block, in x's dtype (inline differences, or
+    matmul for large d)."""
+    if p == DOT:
+        return -(x @ y.t())
     if x.shape[-1] <= INLINE_DIM:
         return _cost_inline(x, y, p)
     c = ((x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * (x @ y.t())).clamp_min(0)
@@ -570,7 +588,7 @@ def dense_apply(C, u, v, s, W):
 _PC_BLOCK = 2**22  # cost block (entries) when a compiled dense kernel runs on cost blocks
 
 
-def points_sum(x, y, u, v, s, p: float, *, ed, compiled: bool | None = None,
+def points_sum(x, y, u, v, s, p, *, ed, compiled: bool | None = None,
                rows: int | None = None):
     """sum_j exp(u_i + v_j - s |x_i - y_j|^p) without storing the cost (x, y in u's dtype).
 
@@ -582,8 +600,8 @@ def points_sum(x, y, u, v, s, p: float, *, ed, compiled: bool | None = None,
         (n,), (m,) row and column terms.
     s : Tensor
         0-d tensor, 1 / eps.
-    p : float
-        Exponent of the cost |x_i - y_j|^p.
+    p : float or "dot"
+        Exponent of the cost |x_i - y_j|^p, or ``"dot"`` for C_ij = -<x_i, y_j>.
     ed : torch.dtype
         dtype of exp().
     compiled : bool, optional
@@ -611,14 +629,14 @@ def points_sum(x, y, u, v, s, p: float, *, ed, compiled: bool | None = None,
         compiled = use_compiled(n * m, points_variant(x, p, ed))
     if compiled and x.shape[1] <= INLINE_DIM:
         return _run("points_sum", points_variant(x, p, ed), _coords(x), _coords(y), u, v, s,
-                    float(p), _fused_exp_dtype(ed, u))
+                    _pkey(p), _fused_exp_dtype(ed, u))
     out = torch.empty(u.shape, dtype=u.dtype, device=u.device)
     for sl in _row_blocks(n, m, _PC_BLOCK if compiled else EAGER_BLOCK, rows):
         out[sl] = dense_sum(_cost_block(x[sl], y, p), u[sl], v, s, ed=ed, compiled=compiled)
     return out
 
 
-def points_lse(x, y, u, v, s, p: float, *, ed, compiled: bool | None = None,
+def points_lse(x, y, u, v, s, p, *, ed, compiled: bool | None = None,
                stabilized: bool = True, rows: int | None = None):
     """log sum_j exp(u_i + v_j - s |x_i - y_j|^p), streamed (see :func:`dense_lse`).
 
@@ -630,8 +648,8 @@ def points_lse(x, y, u, v, s, p: float, *, ed, compiled: bool | None = None,
         (n,), (m,) row and column terms.
     s : Tensor
         0-d tensor, 1 / eps.
-    p : float
-        Exponent of the cost |x_i - y_j|^p.
+    p : float or "dot"
+        Exponent of the cost |x_i - y_j|^p, or ``"dot"`` for C_ij = -<x_i, y_j>.
     ed : torch.dtype
         dtype of exp().
     compiled : bool, optional
@@ -666,7 +684,7 @@ def points_lse(x, y, u, v, s, p: float, *, ed, compiled: bool | None = None,
             return torch.log(sums)
     if compiled and x.shape[1] <= INLINE_DIM:
         return _run("points_lse", points_variant(x, p, ed), _coords(x), _coords(y), u, v, s,
-                    float(p), _fused_exp_dtype(ed, u))
+                    _pkey(p), _fused_exp_dtype(ed, u))
     out = torch.empty(u.shape, dtype=u.dtype, device=u.device)
     for sl in _row_blocks(n, m, _PC_BLOCK if compiled else EAGER_BLOCK, rows):
         out[sl] = dense_lse(_cost_block(x[sl], y, p), u[sl], v, s, ed=ed, compiled=compiled,
@@ -674,7 +692,7 @@ def points_lse(x, y, u, v, s, p: float, *, ed, compiled: bool | None = None,
     return out
 
 
-def points_apply(x, y, u, v, s, p: float, W, *, rows: int | None = None, ed=None,
+def points_apply(x, y, u, v, s, p, W, *, rows: int | None = None, ed=None,
                  compiled: bool | None = None):
     """sum_j exp(u_i + v_j - s |x_i - y_j|^p) W_j. (W (m,) or (m, k)).
 
@@ -689,8 +707,8 @@ def points_apply(x, y, u, v, s, p: float, W, *, rows: int | None = None, ed=None
         (n,), (m,) row and column terms.
     s : Tensor
         0-d tensor, 1 / eps.
-    p : float
-        Exponent of the cost |x_i - y_j|^p.
+    p : float or "dot"
+        Exponent of the cost |x_i - y_j|^p, or ``"dot"`` for C_ij = -<x_i, y_j>.
     W : Tensor
         (m,) or (m, k).
     rows : int, optional
@@ -725,7 +743,7 @@ def points_apply(x, y, u, v, s, p: float, W, *, rows: int | None = None, ed=None
     if compiled is None:
         compiled = use_compiled(n * m, key)
     if compiled and x.shape[1] <= INLINE_DIM and Wm.shape[1] <= 8:
-        out = _run("points_apply", key, _coords(x), _coords(y), u, v, s, float(p),
+        out = _run("points_apply", key, _coords(x), _coords(y), u, v, s, _pkey(p),
                    _fused_exp_dtype(ed, u), Wm.contiguous())
         return out[:, 0] if vec else out
     out = torch.empty((n, Wm.shape[1]), dtype=u.dtype, device=u.device)
@@ -734,15 +752,126 @@ def points_apply(x, y, u, v, s, p: float, W, *, rows: int | None = None, ed=None
     return out[:, 0] if vec else out
 
 
-def points_cost(x, y, p: float):
+def _needs_grad(*ts) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
+
+
+def points_softmax(x, y, v, W, p=DOT, *, rows: int | None = None, cols: int | None = None,
+                   compiled: bool | None = None):
+    """Row-normalised plan-vector product, batched: out_hi = sum_j P_hij W_hj with
+
+        P_hij = exp(v_hj - C_hij) / sum_l exp(v_hl - C_hil),
+
+    C_hij = |x_hi - y_hj|^p, or C_hij = -<x_hi, y_hj> for ``p = "dot"`` (attention: P is the
+    softmax of the scores <Q x_i, K y_j> plus the key terms v: log-weights, Sinkhorn
+    potentials, -|K y_j|^2), for every batch index h (the heads).
+
+    Compiled (no input requiring grad under autograd, d <= ``INLINE_DIM``, at most 8 columns
+    of W), per batch index, no n x m array stored: one fused pass (:func:`points_apply`)
+    gives the denominators and the numerators sum_j exp(v_hj - C_hij) [1, W_hj] unshifted,
+    accepted when every denominator is in the accurate range of the one-pass sums (see
+    "Stabilisation" above; at most 7 columns); otherwise two passes, lse_hi = log sum_j
+    exp(v_hj - C_hij) (max-shifted) and sum_j exp(v_hj - C_hij - lse_hi) W_hj. Eager (and under autograd): blocks
+    of ``rows`` x ``cols`` scores and an online softmax over the key blocks (running max,
+    partial sums rescaled when it grows); the max is taken without gradient (the softmax is
+    invariant to the shift, so the result and its gradient are exact).
+
+    Parameters
+    ----------
+    x : Tensor
+        (h, n, d) row points (attention: projected queries).
+    y : Tensor
+        (h, m, d) column points (projected keys).
+    v : Tensor or None
+        (h, m) column terms; ``None``: zero (uniform weights).
+    W : Tensor
+        (h, m, o) values.
+    p : float or "dot", default "dot"
+        Cost exponent, or the bilinear cost.
+    rows, cols : int, optional
+        Eager block sizes (default: the whole problem).
+    compiled : bool, optional
+        Force the compiled or eager path; ``None``: :func:`use_compiled`.
+
+    Returns
+    -------
+    Tensor
+        (h, n, o), in x's dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from measureflow.ot import kernels
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x, y, W = (torch.randn(*s, generator=g, dtype=torch.float64)
+    ...            for s in [(2, 4, 3), (2, 5, 3), (2, 5, 2)])
+    >>> out = kernels.points_softmax(x, y, None, W, compiled=False)
+    >>> bool(torch.allclose(out, torch.softmax(x @ y.transpose(1, 2), -1) @ W))
+    True
+    """
+    h, n, d = x.shape
+    m = y.shape[1]
+    if compiled is None:
+        compiled = use_compiled(h * n * m, points_variant(x, p, x.dtype))
+    if compiled and d <= INLINE_DIM and W.shape[-1] <= 8 and not _needs_grad(x, y, v, W):
+        one = torch.ones((), dtype=x.dtype, device=x.device)
+        zero_n, zero_m = x.new_zeros(n), x.new_zeros(m)
+        out = x.new_empty(h, n, W.shape[-1])
+        ones = x.new_ones(m, 1)
+        for k in range(h):
+            vk = zero_m if v is None else v[k]
+            if W.shape[-1] < 8:               # one pass: [denominator | numerators]
+                sums = points_apply(x[k], y[k], zero_n, vk, one, p,
+                                    torch.cat([ones, W[k]], 1), ed=x.dtype, compiled=True)
+                if _accept(sums[:, 0], m, x.dtype):
+                    out[k] = sums[:, 1:] / sums[:, :1]
+                    continue
+            lse = points_lse(x[k], y[k], zero_n, vk, one, p, ed=x.dtype, compiled=True,
+                             stabilized=False)
+            out[k] = points_apply(x[k], y[k], -lse, vk, one, p, W[k], ed=x.dtype,
+                                  compiled=True)
+        return out
+    rows = n if rows is None else max(1, min(rows, n))
+    cols = m if cols is None else max(1, min(cols, m))
+    outs = []
+    for i0 in range(0, n, rows):
+        q = x[:, i0:i0 + rows]
+        run_max = den = acc = None
+        for j0 in range(0, m, cols):
+            yb = y[:, j0:j0 + cols]
+            if _pkey(p) == DOT:
+                S = (torch.bmm(q, yb.transpose(1, 2)) if v is None
+                     else torch.baddbmm(v[:, None, j0:j0 + cols], q, yb.transpose(1, 2)))
+            else:
+                S = -torch.stack([_cost_block(q[k], yb[k], p) for k in range(h)])
+                if v is not None:
+                    S = S + v[:, None, j0:j0 + cols]
+            with torch.no_grad():
+                bmax = S.detach().amax(-1, keepdim=True)
+                new_max = bmax if run_max is None else torch.maximum(run_max, bmax)
+            P = S.sub_(new_max).exp_()
+            pw = torch.bmm(P, W[:, j0:j0 + cols])
+            ps = P.sum(-1, keepdim=True)
+            if run_max is None:
+                den, acc = ps, pw
+            else:
+                scale = torch.exp(run_max - new_max)
+                den = den * scale + ps
+                acc = acc * scale + pw
+            run_max = new_max
+        outs.append(acc / den)
+    return outs[0] if len(outs) == 1 else torch.cat(outs, 1)
+
+
+def points_cost(x, y, p):
     """The cost block |x_i - y_j|^p (materialised), in x's dtype.
 
     Parameters
     ----------
     x, y : Tensor
         (n, d), (m, d).
-    p : float
-        Exponent.
+    p : float or "dot"
+        Exponent (``"dot"``: C_ij = -<x_i, y_j>).
 
     Returns
     -------
@@ -761,15 +890,15 @@ def points_cost(x, y, p: float):
     return _cost_block(x, y, p)
 
 
-def points_cost_range(x, y, p: float, *, compiled: bool | None = None) -> tuple[float, float]:
+def points_cost_range(x, y, p, *, compiled: bool | None = None) -> tuple[float, float]:
     """(min, max) of |x_i - y_j|^p over all pairs, streamed.
 
     Parameters
     ----------
     x, y : Tensor
         (n, d), (m, d).
-    p : float
-        Exponent.
+    p : float or "dot"
+        Exponent (``"dot"``: C_ij = -<x_i, y_j>).
     compiled : bool, optional
         Force the compiled or eager path; ``None``: :func:`use_compiled`.
 
@@ -791,7 +920,7 @@ def points_cost_range(x, y, p: float, *, compiled: bool | None = None) -> tuple[
         compiled = use_compiled(n * m, ("range",) + points_variant(x, p, None))
     if compiled and x.shape[1] <= INLINE_DIM:
         lo, hi = _run("points_range", ("range",) + points_variant(x, p, None), _coords(x),
-                      _coords(y), float(p))
+                      _coords(y), _pkey(p))
         return float(lo), float(hi)
     lo, hi = math.inf, -math.inf
     for sl in _row_blocks(n, m):
