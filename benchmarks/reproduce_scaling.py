@@ -64,7 +64,13 @@ class CommandLineCluster:
         self.procs: list[subprocess.Popen] = []
 
     def __enter__(self) -> CommandLineCluster:
-        quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # the settings --workers gives its local cluster (executors.LOCAL_CLUSTER_CONFIG), as
+        # a user gives them to processes of their own: DASK_* environment variables
+        from measureflow.experiments.executors import LOCAL_CLUSTER_CONFIG
+
+        env = {**os.environ, **{"DASK_" + k.upper().replace(".", "__").replace("-", "_"): str(v)
+                                for k, v in LOCAL_CLUSTER_CONFIG.items()}}
+        quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         self.procs.append(subprocess.Popen(
             [*_dask_cmd("scheduler"), "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
              "--scheduler-file", str(self.file)], **quiet))

@@ -207,3 +207,24 @@ def test_points_softmax_compiled_equals_eager(backend):
     backend("eager")
     ge = torch.autograd.grad(kernels.points_softmax(xg, y, v, W).sum(), xg)[0]
     torch.testing.assert_close(gc, ge, rtol=0.0, atol=0.0)  # same eager code path both times
+
+
+@pytest.mark.skipif(not kernels.compiled_available(), reason="no working compiler")
+def test_points_softmax_auto_compiles_once_its_kernel_is_warm(backend, monkeypatch):
+    """"auto": below AUTO_NUMEL the fused pass is used only once its variant has been compiled
+    in the process (the warm rule of use_compiled, keyed on the kernel that actually runs)."""
+    x, y, v, W = _softmax_data(h=1, n=300, m=300)
+    assert kernels.WARM_NUMEL <= 300 * 300 < kernels.AUTO_NUMEL
+    calls, real = [], kernels._run
+    monkeypatch.setattr(kernels, "_run", lambda name, variant, *a: calls.append(name)
+                        or real(name, variant, *a))
+    monkeypatch.setattr(kernels, "_warm", set())
+    backend("auto")
+    kernels.points_softmax(x, y, v, W)
+    assert calls == []                                   # cold: eager
+    backend("compiled")
+    kernels.points_softmax(x, y, v, W)
+    backend("auto")
+    calls.clear()
+    kernels.points_softmax(x, y, v, W)
+    assert calls == ["points_apply"]                     # warm: the one fused pass

@@ -321,7 +321,9 @@ def attend(queries, tokens, weights=None, *, Q, K, V, kind="softmax", heads=1, e
     rescaled numerator and denominator), so memory is O(h (m_c n_c + (m + n) d)) rather than
     O(h m n). ``chunk`` = int or ``(query_chunk, key_chunk)``; default ``None`` chooses
     blocks of at most 2^22 scores. The result equals the dense computation up to round-off.
-    Autograd works through the loops (it then stores every block).
+    Autograd works through the loops (it then stores every block). All kinds but ``causal``
+    and ``sigmoid`` are the engine's :func:`measureflow.ot.kernels.points_softmax` (bilinear
+    cost): without autograd, when the engine compiles, one fused pass per head and no block.
 
     Parameters
     ----------

@@ -811,8 +811,8 @@ def points_softmax(x, y, v, W, p=DOT, *, rows: int | None = None, cols: int | No
     """
     h, n, d = x.shape
     m = y.shape[1]
-    if compiled is None:
-        compiled = use_compiled(h * n * m, points_variant(x, p, x.dtype))
+    if compiled is None:  # warm once the one-pass kernel (points_apply's variant) has run
+        compiled = use_compiled(h * n * m, ("apply",) + points_variant(x, p, x.dtype))
     if compiled and d <= INLINE_DIM and W.shape[-1] <= 8 and not _needs_grad(x, y, v, W):
         one = torch.ones((), dtype=x.dtype, device=x.device)
         zero_n, zero_m = x.new_zeros(n), x.new_zeros(m)
