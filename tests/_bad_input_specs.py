@@ -888,7 +888,7 @@ EXEMPT = {
     **{f"ot.kernels.{n}": _ENGINE for n in (
         "compiled_available", "dense_apply", "dense_compiled", "dense_lse", "dense_sum",
         "dense_variant", "points_apply", "points_cost", "points_cost_range", "points_lse",
-        "points_sum", "points_variant", "use_compiled")},
+        "points_softmax", "points_sum", "points_variant", "use_compiled")},
     **{f"ot.loop.{n}": _ENGINE for n in (
         "Coupled", "Hard", "KL", "Marginal", "Prox", "Schedule", "default_tol", "log_weights",
         "sinkhorn_loop", "Divergence", "asinh_exp", "Projection", "PotentialProjection",

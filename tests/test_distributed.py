@@ -291,9 +291,22 @@ def test_cluster_workers_run_without_the_statistical_profiler(cluster):
                 "profile" in dask_worker.periodic_callbacks,
                 dask.config.get("distributed.admin.tick.interval"))
 
+    want = (False, False, LOCAL_CLUSTER_CONFIG["distributed.admin.tick.interval"])
     seen = cluster.client.run(state)
     assert len(seen) == 2
-    want = (False, False, LOCAL_CLUSTER_CONFIG["distributed.admin.tick.interval"])
+    assert all(v == want for v in seen.values()), seen
+    # a worker its nanny respawns after a loss gets them too (a nanny's shallow copy of the
+    # configuration used to revert to Dask's defaults once the cluster had started)
+    os.kill(next(iter(cluster.worker_pids().values())), signal.SIGKILL)
+    deadline, seen = time.time() + HANG_GUARD, {}
+    while len(seen) < 2:
+        assert time.time() < deadline, "the lost worker was not respawned"
+        time.sleep(0.2)
+        try:
+            seen = cluster.client.run(state) if len(
+                cluster.client.scheduler_info()["workers"]) == 2 else {}
+        except Exception:  # noqa: BLE001 - the dead worker is still listed: ask again
+            seen = {}
     assert all(v == want for v in seen.values()), seen
     # the client's own configuration is left as it was
     assert dask.config.get("distributed.worker.profile.enabled") is True

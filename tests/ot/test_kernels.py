@@ -135,7 +135,7 @@ def test_failed_compile_falls_back_to_eager(backend, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("no compiler here")
 
-    monkeypatch.setattr(kernels, "_get_compiled", lambda name: broken)
+    monkeypatch.setattr(kernels, "_get_compiled", lambda name, key: broken)
     monkeypatch.setitem(kernels._state, "broken", None)
     backend("compiled")
     with pytest.warns(RuntimeWarning, match="torch.compile failed"):
@@ -216,8 +216,8 @@ def test_points_softmax_auto_compiles_once_its_kernel_is_warm(backend, monkeypat
     x, y, v, W = _softmax_data(h=1, n=300, m=300)
     assert kernels.WARM_NUMEL <= 300 * 300 < kernels.AUTO_NUMEL
     calls, real = [], kernels._run
-    monkeypatch.setattr(kernels, "_run", lambda name, variant, *a: calls.append(name)
-                        or real(name, variant, *a))
+    monkeypatch.setattr(kernels, "_run", lambda name, variant, *a, **k: calls.append(name)
+                        or real(name, variant, *a, **k))
     monkeypatch.setattr(kernels, "_warm", set())
     backend("auto")
     kernels.points_softmax(x, y, v, W)
@@ -228,3 +228,24 @@ def test_points_softmax_auto_compiles_once_its_kernel_is_warm(backend, monkeypat
     calls.clear()
     kernels.points_softmax(x, y, v, W)
     assert calls == ["points_apply"]                     # warm: the one fused pass
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not kernels.compiled_available(), reason="no working compiler")
+def test_more_variants_than_dynamos_recompile_limit(backend):
+    """Each kernel variant compiles its own copy of the body: more variants of one body than
+    dynamo's 8 recompilations per code object (here points_sum in d = 1 ... 10) keep the
+    compiled path (it used to fail hard with fullgraph=True and fall back to eager for good)."""
+    import torch._dynamo.config as dc
+
+    backend("compiled")
+    n_variants = dc.recompile_limit + 2
+    for d in range(1, n_variants + 1):
+        x, y, u, v = _data(torch.float64, 9, 7, d, seed=d)
+        s = torch.tensor(2.0, dtype=torch.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # a failed compile would warn
+            out = kernels.points_sum(x, y, u, v, s, 2.0, ed=torch.float64)
+        ref = kernels.points_sum(x, y, u, v, s, 2.0, ed=torch.float64, compiled=False)
+        torch.testing.assert_close(out, ref, rtol=4 * tol_sum(7 + d), atol=0.0)
+    assert kernels.compiled_available()

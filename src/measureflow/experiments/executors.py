@@ -36,6 +36,7 @@ count. Results are therefore identical, bit for bit, serially, on one worker or 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import io
 import os
@@ -481,10 +482,14 @@ class DaskExecutor:
                 with warnings.catch_warnings(), dask.config.set(
                         {**LOCAL_CLUSTER_CONFIG, "distributed.nanny.pre-spawn-environ": pre}):
                     warnings.simplefilter("ignore", UserWarning)  # "port 8787 in use": fine
+                    # A nanny keeps a shallow copy of the configuration: its nested settings
+                    # would revert with this context, and a worker it respawns after a loss
+                    # would start with Dask's defaults. A deep copy is frozen for every spawn.
                     self.cluster = LocalCluster(
                         n_workers=int(self.n_workers), threads_per_worker=1, processes=True,
                         host="127.0.0.1", dashboard_address=None, resources={RESOURCE: 1},
-                        silence_logs=logging.CRITICAL, env=env)
+                        silence_logs=logging.CRITICAL, env=env,
+                        config=copy.deepcopy(dask.config.config))
             finally:
                 for k, v in saved.items():
                     if v is None:

@@ -58,6 +58,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import types
 import warnings
 
 import torch
@@ -90,7 +91,7 @@ if _state["backend"] not in _BACKENDS:  # pragma: no cover - environment misconf
                   "using 'auto'", RuntimeWarning, stacklevel=1)
     _state["backend"] = "auto"
 _lock = threading.Lock()
-_compiled: dict[str, object] = {}
+_compiled: dict[tuple, object] = {}  # one compiled copy of a body per kernel variant
 _warm: set = set()   # kernel variants (name, dtypes, p, d) already compiled in this process
 
 
@@ -301,14 +302,32 @@ _BODIES = {"dense_sum": _k_dense_sum, "dense_lse": _k_dense_lse,
            "points_range": _k_points_range, "points_apply": _k_points_apply}
 
 
-def _get_compiled(name: str):
-    fn = _compiled.get(name)
+def _own_code(fn, tag: int):
+    """``fn`` with a code object of its own (same body, name suffixed with ``tag``)."""
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_v{tag}")
+    return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__,
+                              fn.__closure__)
+
+
+def _get_compiled(name: str, key: tuple):
+    """The compiled body for one kernel variant ``key``.
+
+    Dynamo keeps compiled graphs per code object and allows 8 recompilations per code object
+    (``torch._dynamo.config.recompile_limit``); with ``fullgraph=True`` the ninth is a hard
+    error. One body serves many variants (dtypes, dimension d and the columns of W are
+    unrolled, p is a constant), so a process using a dozen of them (the test suite; a session
+    mixing attention and transport) used to hit the limit and lose the compiled path for good.
+    Each variant therefore compiles its own copy of the body (a distinct code object); the
+    on-disk inductor cache still recognises identical graphs across processes.
+    """
+    fn = _compiled.get(key)
     if fn is None:
         with _lock:
-            fn = _compiled.get(name)
+            fn = _compiled.get(key)
             if fn is None:
-                fn = torch.compile(_BODIES[name], dynamic=True, fullgraph=True)
-                _compiled[name] = fn
+                fn = torch.compile(_own_code(_BODIES[name], len(_compiled)), dynamic=True,
+                                   fullgraph=True)
+                _compiled[key] = fn
     return fn
 
 
@@ -384,11 +403,17 @@ def _fused_exp_dtype(ed: torch.dtype, u) -> torch.dtype:
     return u.dtype if u.device.type == "cpu" and u.dtype.itemsize > ed.itemsize else ed
 
 
-def _run(name: str, variant, *args):
-    """Run a compiled kernel; on the first failure, warn once and fall back to eager."""
+def _run(name: str, variant, *args, spec: tuple = ()):
+    """Run a compiled kernel; on the first failure, warn once and fall back to eager.
+
+    ``variant`` is the warm-up key (:func:`use_compiled`); the compiled copy is chosen by
+    ``variant``, the tensors' dtypes and ``spec`` (sizes the body unrolls, e.g. W's columns).
+    """
     if _state["broken"] is None:
         try:
-            out = _get_compiled(name)(*args)
+            key = (name, variant, spec,
+                   tuple(a.dtype for a in args if isinstance(a, torch.Tensor)))
+            out = _get_compiled(name, key)(*args)
             _warm.add(variant)
             return out
         except Exception as exc:  # noqa: BLE001 - any compiler failure means: use eager
@@ -744,7 +769,7 @@ def points_apply(x, y, u, v, s, p, W, *, rows: int | None = None, ed=None,
         compiled = use_compiled(n * m, key)
     if compiled and x.shape[1] <= INLINE_DIM and Wm.shape[1] <= 8:
         out = _run("points_apply", key, _coords(x), _coords(y), u, v, s, _pkey(p),
-                   _fused_exp_dtype(ed, u), Wm.contiguous())
+                   _fused_exp_dtype(ed, u), Wm.contiguous(), spec=(Wm.shape[1],))
         return out[:, 0] if vec else out
     out = torch.empty((n, Wm.shape[1]), dtype=u.dtype, device=u.device)
     for sl in _row_blocks(n, m, rows=rows):
