@@ -86,12 +86,13 @@ class Bilinear(Geometry):
         """log sum_j exp(u_hi + v_hj + <x_hi, y_hj> / eps), blocks (rows x cols)."""
         # the kernel reduces u + v - s M; M = the scores <x, y> = -C with s = -1 / eps
         h, n, m = x.shape[0], x.shape[1], y.shape[1]
+        xs = x.to(u.dtype)                    # the fused kernels take clouds in u's dtype
         if (x.shape[-1] <= kernels.INLINE_DIM and not kernels._needs_grad(x, y, u, v)
                 and kernels.use_compiled(h * n * m,
-                                         kernels.points_variant(x, kernels.DOT, self.dtype))):
+                                         kernels.points_variant(xs, kernels.DOT, self.dtype))):
             # fused per head: C_hij = -<x_hi, y_hj> inline, reduced with s = 1 / eps
             sp = torch.tensor(1.0 / eps, dtype=u.dtype, device=u.device)
-            xs, ys = x.to(u.dtype), y.to(u.dtype)
+            ys = y.to(u.dtype)
             return torch.stack([kernels.points_lse(xs[k], ys[k], u[k], v[k], sp, kernels.DOT,
                                                    ed=self.dtype, compiled=True)
                                 for k in range(h)])

@@ -796,10 +796,11 @@ def points_softmax(x, y, v, W, p=DOT, *, rows: int | None = None, cols: int | No
     gives the denominators and the numerators sum_j exp(v_hj - C_hij) [1, W_hj] unshifted,
     accepted when every denominator is in the accurate range of the one-pass sums (see
     "Stabilisation" above; at most 7 columns); otherwise two passes, lse_hi = log sum_j
-    exp(v_hj - C_hij) (max-shifted) and sum_j exp(v_hj - C_hij - lse_hi) W_hj. Eager (and under autograd): blocks
-    of ``rows`` x ``cols`` scores and an online softmax over the key blocks (running max,
-    partial sums rescaled when it grows); the max is taken without gradient (the softmax is
-    invariant to the shift, so the result and its gradient are exact).
+    exp(v_hj - C_hij) (max-shifted) and sum_j exp(v_hj - C_hij - lse_hi) W_hj. Eager (and
+    under autograd): blocks of ``rows`` x ``cols`` scores and an online softmax over the key
+    blocks (running max, partial sums rescaled when it grows); the max is taken without
+    gradient (the softmax is invariant to the shift, so the result and its gradient are
+    exact).
 
     Parameters
     ----------
@@ -814,7 +815,8 @@ def points_softmax(x, y, v, W, p=DOT, *, rows: int | None = None, cols: int | No
     p : float or "dot", default "dot"
         Cost exponent, or the bilinear cost.
     rows, cols : int, optional
-        Eager block sizes (default: the whole problem).
+        Eager block sizes (default: all columns, and rows so that a block holds about
+        ``EAGER_BLOCK`` scores per batch index).
     compiled : bool, optional
         Force the compiled or eager path; ``None``: :func:`use_compiled`.
 
@@ -856,8 +858,9 @@ def points_softmax(x, y, v, W, p=DOT, *, rows: int | None = None, cols: int | No
             out[k] = points_apply(x[k], y[k], -lse, vk, one, p, W[k], ed=x.dtype,
                                   compiled=True)
         return out
-    rows = n if rows is None else max(1, min(rows, n))
     cols = m if cols is None else max(1, min(cols, m))
+    rows = (max(1, EAGER_BLOCK // max(cols, 1)) if rows is None else max(1, rows))
+    rows = min(rows, max(n, 1))
     outs = []
     for i0 in range(0, n, rows):
         q = x[:, i0:i0 + rows]
