@@ -219,6 +219,7 @@ def test_points_softmax_auto_compiles_once_its_kernel_is_warm(backend, monkeypat
     monkeypatch.setattr(kernels, "_run", lambda name, variant, *a, **k: calls.append(name)
                         or real(name, variant, *a, **k))
     monkeypatch.setattr(kernels, "_warm", set())
+    monkeypatch.setattr(kernels, "_eager_spent", {})
     backend("auto")
     kernels.points_softmax(x, y, v, W)
     assert calls == []                                   # cold: eager
@@ -249,3 +250,29 @@ def test_more_variants_than_dynamos_recompile_limit(backend):
         ref = kernels.points_sum(x, y, u, v, s, 2.0, ed=torch.float64, compiled=False)
         torch.testing.assert_close(out, ref, rtol=4 * tol_sum(7 + d), atol=0.0)
     assert kernels.compiled_available()
+
+
+@pytest.mark.skipif(not kernels.compiled_available(), reason="no working compiler")
+def test_points_softmax_auto_compiles_after_its_eager_budget(backend, monkeypatch):
+    """"auto", cold variant: eager until the scores processed eagerly reach
+    SOFTMAX_EAGER_BUDGET, then the fused pass (here a budget of 2.5 calls: eager, eager,
+    compiled); a single call of the budget's size compiles at once."""
+    x, y, v, W = _softmax_data(h=1, n=300, m=300)
+    calls, real = [], kernels._run
+    monkeypatch.setattr(kernels, "_run", lambda name, variant, *a, **k: calls.append(name)
+                        or real(name, variant, *a, **k))
+    monkeypatch.setattr(kernels, "_warm", set())
+    monkeypatch.setattr(kernels, "_eager_spent", {})
+    monkeypatch.setattr(kernels, "SOFTMAX_EAGER_BUDGET", int(2.5 * 300 * 300))
+    backend("auto")
+    outs = [kernels.points_softmax(x, y, v, W) for _ in range(3)]
+    assert calls == ["points_apply"]
+    S = float(x.norm(dim=-1).max() * y.norm(dim=-1).max() + v.abs().max())  # exponent size
+    torch.testing.assert_close(outs[2], outs[0], rtol=0.0,
+                               atol=4 * tol_sum(S + 300) * float(W.abs().max()))
+    monkeypatch.setattr(kernels, "_warm", set())
+    monkeypatch.setattr(kernels, "_eager_spent", {})
+    monkeypatch.setattr(kernels, "SOFTMAX_EAGER_BUDGET", 300 * 300)
+    calls.clear()
+    kernels.points_softmax(x, y, v, W)
+    assert calls == ["points_apply"]

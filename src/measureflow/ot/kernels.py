@@ -66,7 +66,8 @@ import torch
 __all__ = ["set_backend", "get_backend", "compiled_available", "use_compiled", "dense_lse",
            "dense_sum", "dense_apply", "points_lse", "points_sum", "points_apply", "points_softmax",
            "dense_compiled", "dense_variant", "points_variant",
-           "points_cost", "points_cost_range", "AUTO_NUMEL", "EAGER_BLOCK", "DOT"]
+           "points_cost", "points_cost_range", "AUTO_NUMEL", "EAGER_BLOCK", "DOT",
+           "SOFTMAX_EAGER_BUDGET"]
 
 #: "auto" compiles reductions with at least this many entries ...
 AUTO_NUMEL = 2**22
@@ -82,6 +83,13 @@ DENSE_NUMEL = 2**22
 INLINE_DIM = 16
 #: ``p`` of the bilinear cost C_ij = -<x_i, y_j> (attention scores) in the point-cloud kernels.
 DOT = "dot"
+#: "auto" for :func:`points_softmax`: a kernel variant is compiled once the scores its eager
+#: passes have processed in this process reach this many (~1.5 s at ~6 ns per score, about
+#: one compile latency: pay eager until eager has cost what compiling costs), or once it is
+#: warm. Unlike a Sinkhorn solve, one attention call is one pass, so the solvers' rule
+#: (compile any call of ``AUTO_NUMEL`` entries) paid ~4 s of compilation for a handful of
+#: 3200-token calls (attention.hardmax, quick).
+SOFTMAX_EAGER_BUDGET = 2**28
 
 _BACKENDS = ("auto", "compiled", "eager")
 _state = {"backend": os.environ.get("MEASUREFLOW_OT_BACKEND", "auto").strip().lower() or "auto",
@@ -93,6 +101,7 @@ if _state["backend"] not in _BACKENDS:  # pragma: no cover - environment misconf
 _lock = threading.Lock()
 _compiled: dict[tuple, object] = {}  # one compiled copy of a body per kernel variant
 _warm: set = set()   # kernel variants (name, dtypes, p, d) already compiled in this process
+_eager_spent: dict = {}  # points_softmax: scores processed eagerly per variant (see above)
 
 
 def set_backend(backend: str) -> str:
@@ -838,9 +847,18 @@ def points_softmax(x, y, v, W, p=DOT, *, rows: int | None = None, cols: int | No
     """
     h, n, d = x.shape
     m = y.shape[1]
-    if compiled is None:  # warm once the one-pass kernel (points_apply's variant) has run
-        compiled = use_compiled(h * n * m, ("apply",) + points_variant(x, p, x.dtype))
-    if compiled and d <= INLINE_DIM and W.shape[-1] <= 8 and not _needs_grad(x, y, v, W):
+    key = ("apply",) + points_variant(x, p, x.dtype)   # the variant of the one fused pass
+    fusable = d <= INLINE_DIM and W.shape[-1] <= 8 and not _needs_grad(x, y, v, W)
+    if compiled is None:
+        numel = h * n * m
+        if _state["backend"] == "auto" and compiled_available():
+            compiled = ((numel >= WARM_NUMEL and key in _warm)
+                        or _eager_spent.get(key, 0) + numel >= SOFTMAX_EAGER_BUDGET)
+        else:
+            compiled = use_compiled(numel, key)
+    if fusable and not compiled:
+        _eager_spent[key] = _eager_spent.get(key, 0) + h * n * m
+    if compiled and fusable:
         one = torch.ones((), dtype=x.dtype, device=x.device)
         zero_n, zero_m = x.new_zeros(n), x.new_zeros(m)
         out = x.new_empty(h, n, W.shape[-1])
