@@ -84,9 +84,10 @@ INLINE_DIM = 16
 #: ``p`` of the bilinear cost C_ij = -<x_i, y_j> (attention scores) in the point-cloud kernels.
 DOT = "dot"
 #: "auto" for :func:`points_softmax`: a kernel variant is compiled once the scores its eager
-#: passes have processed in this process reach this many (~1.5 s at ~6 ns per score, about
-#: one compile latency: pay eager until eager has cost what compiling costs), or once it is
-#: warm. Unlike a Sinkhorn solve, one attention call is one pass, so the solvers' rule
+#: passes have processed in this process reach this many (~1.5 s at ~6 ns per score, within
+#: the measured compile latency of 1.5-4 s with inductor's disk cache warm or cold: pay eager
+#: until eager has cost about what compiling costs, at most twice the better choice), or
+#: once it is warm. Unlike a Sinkhorn solve, one attention call is one pass, so the solvers' rule
 #: (compile any call of ``AUTO_NUMEL`` entries) paid ~4 s of compilation for a handful of
 #: 3200-token calls (attention.hardmax, quick).
 SOFTMAX_EAGER_BUDGET = 2**28
