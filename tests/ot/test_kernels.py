@@ -5,6 +5,7 @@ kernel in float64 (compiled = eager to 1e-12 relative); float32 and end-to-end s
 the slow set.
 """
 
+import math
 import warnings
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 import measureflow.ot as ot
-from _tol import tol_sum
+from _tol import eps, tol_sum
 from measureflow import InputError
 from measureflow.ot import kernels
 from measureflow.ot.geometry import Dense, PointCloud
@@ -276,3 +277,36 @@ def test_points_softmax_auto_compiles_after_its_eager_budget(backend, monkeypatc
     calls.clear()
     kernels.points_softmax(x, y, v, W)
     assert calls == ["points_apply"]
+
+
+@pytest.mark.skipif(not kernels.compiled_available(), reason="no working compiler")
+def test_points_softmax_compiled_float32_large_scores(backend):
+    """float32, scores far beyond exp's range (the one pass overflows: the two-pass
+    fallback) and values of size 1e4 (the numerators overflow first): the fallback
+    renormalises, so W = 1 gives 1 to float32 rounding of one division, and a large W matches
+    the float64 softmax to the float32 rounding of the exponents (size S)."""
+    x, y, v, W = _softmax_data(torch.float32, h=2, n=20, m=30)
+    x = 12.0 * x                               # scores up to ~ several hundred
+    backend("compiled")
+    ones = torch.ones_like(W)
+    out1 = kernels.points_softmax(x, y, v, ones)
+    torch.testing.assert_close(out1, ones[:, :20], rtol=0.0, atol=4 * eps(torch.float32))
+    big = 1e4 * W
+    out = kernels.points_softmax(x / 8.0, y, v, big)            # scores ~ 80: one pass
+    ref = _softmax_ref(x.double() / 8.0, y.double(), v.double(), big.double(), kernels.DOT)
+    S = float((x / 8.0).norm(dim=-1).max() * y.norm(dim=-1).max() + v.abs().max())
+    assert bool(torch.isfinite(out).all())
+    torch.testing.assert_close(out.double(), ref, rtol=0.0,
+                               atol=4 * tol_sum(S + 30, torch.float32) * float(big.abs().max()))
+
+
+def test_points_softmax_eager_zero_weight_blocks_and_empty_inputs():
+    x, y, v, W = _softmax_data(n=6, m=10)
+    v = v.clone()
+    v[:, :5] = -math.inf                      # a whole first key block with zero weight
+    out = kernels.points_softmax(x, y, v, W, rows=4, cols=5, compiled=False)
+    ref = _softmax_ref(x, y[:, 5:], v[:, 5:], W[:, 5:], kernels.DOT)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    assert kernels.points_softmax(x[:, :0], y, v, W).shape == (2, 0, 2)
+    with pytest.raises(ValueError, match="m = 0"):
+        kernels.points_softmax(x, y[:, :0], v[:, :0], W[:, :0])

@@ -848,8 +848,18 @@ def points_softmax(x, y, v, W, p=DOT, *, rows: int | None = None, cols: int | No
     """
     h, n, d = x.shape
     m = y.shape[1]
-    key = ("apply",) + points_variant(x, p, x.dtype)   # the variant of the one fused pass
-    fusable = d <= INLINE_DIM and W.shape[-1] <= 8 and not _needs_grad(x, y, v, W)
+    o = W.shape[-1]
+    if m == 0:
+        raise ValueError("points_softmax: no columns (m = 0): a softmax over an empty set is "
+                         "undefined")
+    if n == 0:
+        return x.new_zeros(h, 0, o)
+    W = W.to(x.dtype)
+    v = None if v is None else v.to(x.dtype)
+    # warm: this variant's fused pass has been compiled in the process (another number of
+    # columns, or the two-pass fallback, compiles a copy of its own: a few seconds once)
+    key = ("apply",) + points_variant(x, p, x.dtype)
+    fusable = d <= INLINE_DIM and o <= 8 and not _needs_grad(x, y, v, W)
     if compiled is None:
         numel = h * n * m
         if _state["backend"] == "auto" and compiled_available():
@@ -862,20 +872,23 @@ def points_softmax(x, y, v, W, p=DOT, *, rows: int | None = None, cols: int | No
     if compiled and fusable:
         one = torch.ones((), dtype=x.dtype, device=x.device)
         zero_n, zero_m = x.new_zeros(n), x.new_zeros(m)
-        out = x.new_empty(h, n, W.shape[-1])
+        out = x.new_empty(h, n, o)
         ones = x.new_ones(m, 1)
         for k in range(h):
             vk = zero_m if v is None else v[k]
-            if W.shape[-1] < 8:               # one pass: [denominator | numerators]
-                sums = points_apply(x[k], y[k], zero_n, vk, one, p,
-                                    torch.cat([ones, W[k]], 1), ed=x.dtype, compiled=True)
-                if _accept(sums[:, 0], m, x.dtype):
+            Wk = torch.cat([ones, W[k]], 1) if o < 8 else W[k]   # [denominator | numerators]
+            if o < 8:                         # one pass, unshifted
+                sums = points_apply(x[k], y[k], zero_n, vk, one, p, Wk, ed=x.dtype,
+                                    compiled=True)
+                if _accept(sums[:, 0], m, x.dtype) and bool(torch.isfinite(sums).all()):
                     out[k] = sums[:, 1:] / sums[:, :1]
                     continue
+            # two passes: shifted by the row's log-sum-exp, then renormalised by the shifted
+            # denominator (which cancels the rounding error of lse itself)
             lse = points_lse(x[k], y[k], zero_n, vk, one, p, ed=x.dtype, compiled=True,
                              stabilized=False)
-            out[k] = points_apply(x[k], y[k], -lse, vk, one, p, W[k], ed=x.dtype,
-                                  compiled=True)
+            sums = points_apply(x[k], y[k], -lse, vk, one, p, Wk, ed=x.dtype, compiled=True)
+            out[k] = sums[:, 1:] / sums[:, :1] if o < 8 else sums
         return out
     cols = m if cols is None else max(1, min(cols, m))
     rows = (max(1, EAGER_BLOCK // max(cols, 1)) if rows is None else max(1, rows))
@@ -896,13 +909,18 @@ def points_softmax(x, y, v, W, p=DOT, *, rows: int | None = None, cols: int | No
             with torch.no_grad():
                 bmax = S.detach().amax(-1, keepdim=True)
                 new_max = bmax if run_max is None else torch.maximum(run_max, bmax)
-            P = S.sub_(new_max).exp_()
+                # rows whose terms so far are all -inf (zero weights) are shifted by 0; their
+                # partial sums are 0 and are dropped, not rescaled, when a finite max appears
+                shift = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
+                if run_max is not None:
+                    scale = torch.where(torch.isfinite(run_max), torch.exp(run_max - shift),
+                                        torch.zeros_like(run_max))
+            P = S.sub_(shift).exp_()
             pw = torch.bmm(P, W[:, j0:j0 + cols])
             ps = P.sum(-1, keepdim=True)
             if run_max is None:
                 den, acc = ps, pw
             else:
-                scale = torch.exp(run_max - new_max)
                 den = den * scale + ps
                 acc = acc * scale + pw
             run_max = new_max
