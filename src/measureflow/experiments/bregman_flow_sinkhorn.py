@@ -115,37 +115,29 @@ def _dense_arcs(n, D):
 
 
 def run_curve(head, tail, w_arc, b, gamma, z, max_iter, check_every, value_ref, flow_ref=None,
-              flow_map=None, omega=0.5, repeats=1):
+              flow_map=None, omega=0.5):
     """Run flow-Sinkhorn, recording (time excluding the recording, rel. value error,
-    rel. flow error) at every check. ``flow_map(f_arc) -> net edge flow`` for the flow error.
-    With ``repeats`` > 1 the (deterministic) run is repeated and each check's time is the
-    minimum over the repeats (wall-clock noise only adds time); the errors are those of the
-    first run."""
+    rel. flow error) at every check. ``flow_map(f_arc) -> net edge flow`` for the flow error."""
     bt = torch.as_tensor(b)
-    rec = {"t": [], "value_err": [], "flow_err": []}
+    rec = {"t": [], "it": [], "value_err": [], "flow_err": []}
+    clock = {"start": time.perf_counter(), "paused": 0.0}
     p = len(w_arc)
-    times = []
-    for rep in range(max(int(repeats), 1)):
-        clock = {"start": time.perf_counter(), "paused": 0.0, "t": []}
 
-        def cb(it, v, clock=clock, first=rep == 0):
-            t0 = time.perf_counter()
-            clock["t"].append(t0 - clock["start"] - clock["paused"])
-            if first:
-                h = v / 2
-                f = z * torch.exp((-w_arc + h[head] - h[tail]) / gamma)
-                val = float(-(h * bt).sum() - gamma * f.sum() + gamma * z * p)
-                rec["value_err"].append(abs(val - value_ref) / value_ref)
-                if flow_ref is not None:
-                    F = flow_map(f.numpy())
-                    rec["flow_err"].append(float(np.linalg.norm(F - flow_ref)
-                                                 / np.linalg.norm(flow_ref)))
-            clock["paused"] += time.perf_counter() - t0
+    def cb(it, v):
+        t0 = time.perf_counter()
+        h = v / 2
+        f = z * torch.exp((-w_arc + h[head] - h[tail]) / gamma)
+        val = float(-(h * bt).sum() - gamma * f.sum() + gamma * z * p)
+        rec["t"].append(t0 - clock["start"] - clock["paused"])
+        rec["it"].append(it)
+        rec["value_err"].append(abs(val - value_ref) / value_ref)
+        if flow_ref is not None:
+            F = flow_map(f.numpy())
+            rec["flow_err"].append(float(np.linalg.norm(F - flow_ref) / np.linalg.norm(flow_ref)))
+        clock["paused"] += time.perf_counter() - t0
 
-        flow_sinkhorn_iterations(head, tail, w_arc, bt, gamma, z=z, max_iter=max_iter,
-                                 tol=1e-300, check_every=check_every, omega=omega, callback=cb)
-        times.append(clock["t"])
-    rec["t"] = np.min(np.asarray(times), 0).tolist() if times[0] else []
+    flow_sinkhorn_iterations(head, tail, w_arc, bt, gamma, z=z, max_iter=max_iter, tol=1e-300,
+                             check_every=check_every, omega=omega, callback=cb)
     for key in ("value_err", "flow_err"):
         rec[key + "_best"] = np.minimum.accumulate(rec[key]).tolist() if rec[key] else []
     return rec
@@ -177,7 +169,7 @@ def line_dense_flow_map(n):
 
 
 def compare_flow_vs_dense(e, w, b1, b2, gammas_flow, gammas_dense, iters_flow, iters_dense,
-                          check_every, dense_flow_map=None, repeats=1):
+                          check_every, dense_flow_map=None, cost_iters=0, cost_reps=0):
     n = len(b1)
     ex = graph_w1((e, w), b1, b2)
     W1 = float(ex.value)
@@ -197,13 +189,17 @@ def compare_flow_vs_dense(e, w, b1, b2, gammas_flow, gammas_dense, iters_flow, i
         return f[:E] - f[E:]
 
     out = {"W1": W1, "flow": {}, "dense": {}}
+    if cost_iters:
+        bt = torch.as_tensor(b1 - b2)
+        out["cost"] = iteration_cost({"flow": (head, tail, w_arc, bt), "dense": (dh, dt_, dw, bt)},
+                                     cost_iters, cost_reps)
     for g in gammas_flow:
         out["flow"][g] = run_curve(head, tail, w_arc, b1 - b2, g, z_flow, iters_flow,
-                                   check_every, W1, ex.flow, flow_map, repeats=repeats)
+                                   check_every, W1, ex.flow, flow_map)
     for g in gammas_dense:
         out["dense"][g] = run_curve(dh, dt_, dw, b1 - b2, g, z_dense, iters_dense, check_every,
                                     W1, None if dense_flow_map is None else ex.flow,
-                                    dense_flow_map, repeats=repeats)
+                                    dense_flow_map)
     return out
 
 
@@ -226,7 +222,13 @@ def _plot_curves(ax, res, key, title):
 
 
 def _best_time(res, which, level, key="value_err"):
-    ts = [time_to(rec, key, level) for rec in res[which].values()]
+    """Earliest time at which some gamma reaches ``level``: iterations x the measured cost per
+    iteration when ``res`` has one (robust to timing noise), else the recorded wall time."""
+    if "cost" in res:
+        ts = [first_iteration(rec, key, level) * res["cost"][which]
+              for rec in res[which].values()]
+    else:
+        ts = [time_to(rec, key, level) for rec in res[which].values()]
     return min(ts) if ts else math.inf
 
 
@@ -298,17 +300,24 @@ def line_curve(item):
     return rec
 
 
-def _line_iteration_cost(n, m, k, reps):
-    """Seconds per iteration of each method (no checks), interleaved, best of ``reps``."""
-    best = {"flow": math.inf, "vanilla": math.inf}
-    geo = {meth: line_geometry(n, m, meth)[:4] for meth in best}
+def iteration_cost(geometries, k, reps, gamma=0.1, z=1.0):
+    """Seconds per iteration of each method ``{name: (head, tail, W, b)}`` (no checks):
+    ``k`` iterations, the methods interleaved, best of ``reps`` (wall-clock noise only adds
+    time)."""
+    best = {meth: math.inf for meth in geometries}
     for _ in range(reps):
-        for meth, (head, tail, W, b) in geo.items():
+        for meth, (head, tail, W, b) in geometries.items():
             t0 = time.perf_counter()
-            flow_sinkhorn_iterations(head, tail, W, b, 0.1, z=1.0, max_iter=k, tol=1e-300,
+            flow_sinkhorn_iterations(head, tail, W, b, gamma, z=z, max_iter=k, tol=1e-300,
                                      check_every=k, omega=0.5)
             best[meth] = min(best[meth], (time.perf_counter() - t0) / k)
     return best
+
+
+def _line_iteration_cost(n, m, k, reps):
+    """Seconds per iteration of the line benchmark's two methods (see iteration_cost)."""
+    return iteration_cost({meth: line_geometry(n, m, meth)[:4] for meth in ("flow", "vanilla")},
+                          k, reps)
 
 
 def first_iteration(rec, key, level):
@@ -528,15 +537,16 @@ def line_graph_impl(cfg):
 
 def flow_vs_dense_impl(cfg):
     e, w, b1, b2, x = delaunay_problem(cfg.n_delaunay, cfg.m_delaunay, cfg.seed)
-    reps = cfg.get("repeats", 1)
     rd = compare_flow_vs_dense(e, w, b1, b2, cfg.gammas_flow, cfg.gammas_dense, cfg.iters_flow,
-                               cfg.iters_dense, cfg.check_every, repeats=reps)
+                               cfg.iters_dense, cfg.check_every, cost_iters=cfg.cost_iters,
+                               cost_reps=cfg.cost_reps)
     et, wt, c1, c2, p2, day = trajectory_problem(cfg.per_snapshot, cfg.seed)
     # the trajectory's lengths are ~10x larger: scale gamma with the mean edge length
     sc = float(wt.mean() / w.mean())
     rt = compare_flow_vs_dense(et, wt, c1, c2, [g * sc for g in cfg.gammas_flow],
                                [g * sc for g in cfg.gammas_dense], cfg.iters_flow,
-                               cfg.iters_dense, cfg.check_every, repeats=reps)
+                               cfg.iters_dense, cfg.check_every, cost_iters=cfg.cost_iters,
+                               cost_reps=cfg.cost_reps)
     fig, ax = new_figure(3, 2, size=(4.2, 3.4))
     _plot_curves(ax[0, 0], rd, "value_err", f"Delaunay n={cfg.n_delaunay}: value")
     _plot_curves(ax[0, 1], rd, "flow_err", "Delaunay: flow")
@@ -562,12 +572,13 @@ def flow_vs_dense_impl(cfg):
         Claim.holds(f"Paper (Sec. 5): on the {k} graph flow-Sinkhorn reaches {cfg.level:.0%} "
                     "value error faster than dense Sinkhorn on the shortest-path matrix",
                     r["t_flow"] < r["t_dense"], detail=[r["t_flow"], r["t_dense"]],
-                    note=("inf = not reached within the budget; wall-clock comparison"
-                          + (f", each time the minimum over {reps} identical runs (with one run "
-                             "the quick trajectory claim flipped with timing noise in 1-2 of 3 "
-                             "runs, e.g. flow 0.053 s vs dense 0.045 s, 2 Dec 2026)"
-                             if reps > 1 else " of one run (noisy)")
-                          + ". flow-Sinkhorn's reference mass z = X0/p uses the "
+                    note=("inf = not reached within the budget; time = iterations to the "
+                          "level x seconds per iteration (best of "
+                          f"{cfg.cost_reps} x {cfg.cost_iters} iterations without checks, the two "
+                          "methods interleaved, one torch thread), as in bregman.line-graph: "
+                          "robust to timing noise. Before 2 Dec 2026 the recorded wall time of "
+                          "one run, which flipped the quick claims in 1-2 of 3 runs (e.g. "
+                          "trajectory: flow 0.053 s vs dense 0.045 s). flow-Sinkhorn's reference mass z = X0/p uses the "
                           "l1 mass X0 of the exact optimal flow (an oracle value; the library "
                           "default uses a conservative bound), dense Sinkhorn's uses the known "
                           "plan mass; gamma is scaled by the mean edge length."
@@ -647,10 +658,11 @@ def line_graph(cfg):
             quick=dict(seed=0, n_delaunay=140, m_delaunay=7, per_snapshot=30,
                        gammas_flow=[0.01, 0.003], gammas_dense=[0.01, 0.003],
                        iters_flow=800, iters_dense=250, check_every=25, level=0.05,
-                       repeats=3),
+                       cost_iters=400, cost_reps=7),
             full=dict(seed=0, n_delaunay=140, m_delaunay=7, per_snapshot=60,
                       gammas_flow=[0.009, 0.003, 0.0009], gammas_dense=[0.009, 0.003, 0.0009],
-                      iters_flow=2400, iters_dense=6000, check_every=20, level=0.01))
+                      iters_flow=2400, iters_dense=6000, check_every=20, level=0.01,
+                      cost_iters=200, cost_reps=5))
 def flow_vs_dense(cfg):
     with one_thread():
         return flow_vs_dense_impl(cfg)
