@@ -581,8 +581,8 @@ def flow_vs_dense_impl(cfg):
                           "one run, which flipped the quick claims in 1-2 of 3 runs (e.g. "
                           "trajectory: flow 0.053 s vs dense 0.045 s). flow-Sinkhorn's "
                           "reference mass z = X0/p uses the l1 mass X0 of the exact optimal "
-                          "flow (an oracle value; the library default uses a conservative bound), dense Sinkhorn's uses the known "
-                          "plan mass; gamma is scaled by the mean edge length."
+                          "flow (an oracle value; the library default uses a conservative "
+                          "bound), dense Sinkhorn's uses the known plan mass; gamma is scaled by the mean edge length."
                           + (" Synthetic stand-in for the single-cell data."
                              if k == "trajectory" else "")))
         for k, r in rows.items()]
