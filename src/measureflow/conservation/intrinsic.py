@@ -44,7 +44,7 @@ from ..core import (
 from ..core.linalg import sqrtm_psd
 from ..ot.integrate import FlowResult, odeint, result_alias
 from ._paths import DAG, dag_laws, mlp_dag, path_lifting
-from .lie import GradientFields, lie_closure, number_of_laws
+from .lie import GradientFields, flat_jacobian, lie_closure, number_of_laws
 
 __all__ = ["KernelInclusion", "kernel_inclusion", "recoverable", "frobenius_test", "DAG",
            "path_lifting", "mlp_dag", "dag_laws", "relaxed_balanced_linear",
@@ -95,7 +95,7 @@ def metric(phi: Callable, theta) -> torch.Tensor:
 
     Along the gradient flow of theta -> f(phi(theta)), z = phi(theta) moves with this metric
     (arXiv 2508.07370 Sec. 2; Def. 2.6 / 2.10 in the notes' numbering, unverified). The Jacobian
-    is formed by ``torch.func.jacrev`` on the flattened output.
+    is formed by forward or reverse mode (whichever is cheaper) on the flattened output.
 
     Parameters
     ----------
@@ -134,7 +134,7 @@ def metric(phi: Callable, theta) -> torch.Tensor:
         raise InputError("phi: expected a callable on a flat parameter vector")
     ctx = ArrayContext(theta)
     t = _theta(ctx.tensor(theta, "theta"))
-    J = jacrev(lambda x: phi(x).reshape(-1))(t)
+    J = flat_jacobian(phi, t)
     return ctx.wrap(J @ J.T)
 
 
@@ -225,7 +225,7 @@ def kernel_inclusion(phi: Callable, theta, *, laws: Callable | None = None, rtol
     t = _theta(theta)
     D = t.numel()
     f = lambda x: phi(x).reshape(-1)
-    J = jacrev(f)(t)
+    J = flat_jacobian(f, t)
     Kb = _null(J, rtol)  # (D, k)
     if laws is None:
         Q = lie_closure(GradientFields(f), t, rtol=rtol).basis  # rows span Lie trace
