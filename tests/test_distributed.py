@@ -80,6 +80,21 @@ def test_cluster_results_equal_the_serial_run_bit_for_bit(cluster, tmp_path):
     # the sweeps really ran as tasks on both workers
     tasks = json.loads(_read(tmp_path / "dask", "ot.gaussian-w2", "status.json"))["tasks"]
     assert len(tasks) == 2 * 2 * 3
+    # cost hints: tasks were submitted longest first (serially: in item order), and the
+    # longest started among the first two (one per worker); the results are the same anyway
+    pauses = F.FAKES["zzfake.costed"][1]["pauses"]
+    longest_first = sorted(range(len(pauses)), key=lambda i: -pauses[i])
+    st_d = json.loads(_read(tmp_path / "dask", "zzfake.costed", "status.json"))["tasks"]
+    st_s = json.loads(_read(tmp_path / "serial", "zzfake.costed", "status.json"))["tasks"]
+    st_d, st_s = st_d[:len(pauses)], st_s[:len(pauses)]  # the first map (a second follows)
+    assert [t["index"] for t in sorted(st_d, key=lambda t: t["order"])] == longest_first
+    assert [t["order"] for t in st_s] == list(range(len(pauses)))
+    first_two = sorted(st_d, key=lambda t: t["started"])[:2]
+    assert longest_first[0] in [t["index"] for t in first_two], st_d
+    # bodies and tasks choose kernel paths by call size only, wherever they run
+    for where in ("serial", "dask"):
+        flags = json.loads(_read(tmp_path / where, "zzfake.costed", "metrics.json"))
+        assert flags["independent"] == {"body": True, "tasks": [True, True]}, where
 
 
 def test_client_killed_mid_run_then_rerun_resumes(cluster, tmp_path, monkeypatch, capsys):

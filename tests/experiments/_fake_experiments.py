@@ -37,6 +37,26 @@ def sweep(cfg):
                    claims=[Claim.close("E[x^2] = 1", 1.0, float(np.mean(values)), atol=cfg.atol)])
 
 
+def _kernel_rule_independent(item):
+    from measureflow.ot import kernels
+
+    return kernels._state["independent"] > 0
+
+
+def costed(cfg):
+    """A sweep whose tasks sleep ``cfg.pauses`` seconds, with the pauses as cost hints; also
+    records whether the body and a task ran under ``kernels.process_independent``."""
+    from measureflow.ot import kernels
+
+    items = [(cfg.n, p) for p in cfg.pauses]
+    res = cfg.map(noisy_square, items, cost=lambda it: it[1])
+    flags = cfg.map(_kernel_rule_independent, [0, 1])
+    return Outcome(metrics={"values": [r[0] for r in res], "np": [r[1] for r in res],
+                            "independent": {"body": kernels._state["independent"] > 0,
+                                            "tasks": flags}},
+                   claims=[Claim.holds("every task ran", len(res) == len(items))])
+
+
 def with_figure(cfg):
     from measureflow.experiments.plotting import new_figure
 
@@ -66,6 +86,7 @@ FAKES = {
     "zzfake.sweep-a": (sweep, dict(n=64, tasks=6, pause=0.0, atol=0.5)),
     "zzfake.sweep-b": (sweep, dict(n=32, tasks=5, pause=0.0, atol=0.5, seed=3)),
     "zzfake.figure": (with_figure, dict(n=20)),
+    "zzfake.costed": (costed, dict(n=16, pauses=[0.0, 0.02, 0.0, 0.4, 0.0, 0.1, 0.0])),
 }
 
 #: Experiments that take a while (interrupt and lock tests).

@@ -139,3 +139,32 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
         mio.atomic_write_text(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def _square_plus_draw(x):
+    import numpy as np
+    return x * x + float(np.random.standard_normal())
+
+
+def test_map_cost_changes_only_the_start_order():
+    from measureflow import InputError
+    from measureflow.experiments.registry import Config, _start_order
+
+    items = [3, 1, 4, 1, 5]
+    plain = Config(seed=0).bind("zz.map", "h").map(_square_plus_draw, items)
+    seen = []
+
+    def executor(fn, its, seeds, order=None):
+        seen.append(order)
+        return [fn(it) for it in its]  # (unseeded: only the order argument is checked here)
+
+    costed = Config(seed=0).bind("zz.map", "h").map(_square_plus_draw, items,
+                                                    cost=lambda x: x)
+    assert costed == plain  # in-process: same seeds, same order, same values
+    Config(seed=0).bind("zz.map", "h", executor).map(_square_plus_draw, items, cost=items)
+    assert seen == [[4, 2, 0, 1, 3]]  # decreasing cost, ties in item order
+    assert _start_order(items, None) is None
+    for bad in ([1, 2], [1, 2, 3, 4, float("nan")], [1, 2, 3, 4, -1], "abcde",
+                lambda x: "big"):
+        with pytest.raises(InputError, match="cost"):
+            Config(seed=0).bind("zz.map", "h").map(_square_plus_draw, items, cost=bad)

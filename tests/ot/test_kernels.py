@@ -280,6 +280,36 @@ def test_points_softmax_auto_compiles_after_its_eager_budget(backend, monkeypatc
 
 
 @pytest.mark.skipif(not kernels.compiled_available(), reason="no working compiler")
+def test_process_independent_auto_ignores_the_process_history(backend, monkeypatch):
+    """Inside process_independent, "auto" decides from the call's size alone: a warm variant
+    or a spent eager budget no longer send a small call to the compiled kernel, a softmax call
+    of SOFTMAX_NUMEL scores compiles in a cold process; the setting nests and is restored."""
+    x, y, v, W = _softmax_data(h=1, n=300, m=300)
+    key = ("apply",) + kernels.points_variant(x, kernels.DOT, x.dtype)
+    calls, real = [], kernels._run
+    monkeypatch.setattr(kernels, "_run", lambda name, variant, *a, **k: calls.append(name)
+                        or real(name, variant, *a, **k))
+    monkeypatch.setattr(kernels, "_warm", {key, ("a", "variant")})
+    monkeypatch.setattr(kernels, "_eager_spent", {key: kernels.SOFTMAX_EAGER_BUDGET})
+    backend("auto")
+    n_warm = kernels.WARM_NUMEL * 2
+    assert kernels.use_compiled(n_warm, ("a", "variant"))            # history: warm
+    with kernels.process_independent(), kernels.process_independent():
+        assert not kernels.use_compiled(n_warm, ("a", "variant"))
+        assert kernels.use_compiled(kernels.AUTO_NUMEL, ("a", "variant"))
+        kernels.points_softmax(x, y, v, W)
+        assert calls == []                                         # 9e4 scores: eager
+        monkeypatch.setattr(kernels, "SOFTMAX_NUMEL", 300 * 300)
+        monkeypatch.setattr(kernels, "_warm", set())
+        monkeypatch.setattr(kernels, "_eager_spent", {})
+        kernels.points_softmax(x, y, v, W)
+        assert calls == ["points_apply"]                           # at the size: compiled
+    assert kernels._state["independent"] == 0
+    kernels._warm.add(("a", "variant"))
+    assert kernels.use_compiled(n_warm, ("a", "variant"))            # history rule is back
+
+
+@pytest.mark.skipif(not kernels.compiled_available(), reason="no working compiler")
 def test_points_softmax_compiled_float32_large_scores(backend):
     """float32, scores far beyond exp's range (the one pass overflows: the two-pass
     fallback) and values of size 1e4 (the numerators overflow first): the fallback

@@ -36,16 +36,18 @@ def argmin_interval(grid, m, se, k: float = 3.0):
     return lo, hi
 
 
-def map_replicates(cfg, fn, items: list[dict], chunk: int = 100) -> list[np.ndarray]:
+def map_replicates(cfg, fn, items: list[dict], chunk: int = 100, cost=None) -> list[np.ndarray]:
     """Run ``fn`` (item -> array of per-replicate values) over items whose ``reps`` are split
     into independent tasks of at most ``chunk`` through ``cfg.map``; returns, per item, the
-    concatenated values."""
+    concatenated values. ``cost(item)`` (optional): expected cost of one replicate of an item
+    (a task's cost hint is that times its replicates)."""
     tasks, owner = [], []
     for i, it in enumerate(items):
         for start in range(0, it["reps"], chunk):
             tasks.append(dict(it, reps=min(chunk, it["reps"] - start)))
             owner.append(i)
-    vals = cfg.map(fn, tasks)
+    hint = None if cost is None else (lambda t: cost(t) * t["reps"])
+    vals = cfg.map(fn, tasks, cost=hint)
     return [np.concatenate([v for v, o in zip(vals, owner, strict=True) if o == i])
             for i in range(len(items))]
 

@@ -396,7 +396,8 @@ def diffusion_score_optimization(cfg):
     base = dict(lam=list(cfg.spectrum), n=cfg.n, sigma_min=cfg.sigma_min, n_steps=cfg.n_steps,
                 T=cfg.T, process=cfg.process, scheme=cfg.scheme, denoise=cfg.denoise)
     mc, se = mean_se(map_replicates(
-        cfg, _sgd_task, [dict(base, tau=tau, reps=cfg.reps) for tau in cfg.taus], chunk=300))
+        cfg, _sgd_task, [dict(base, tau=tau, reps=cfg.reps) for tau in cfg.taus], chunk=300,
+        cost=lambda it: 1.0 / it["tau"]))  # SGD iterations ~ 1 / tau
     th = np.array([float(_theory(cfg.spectrum, math.inf, sigma_min=cfg.sigma_min,
                                  n_steps=cfg.n_steps, T=cfg.T, process=cfg.process,
                                  scheme=cfg.scheme, denoise=cfg.denoise, score="sgd",

@@ -113,7 +113,7 @@ def gaussian_iuot(cfg):
     G = inv.gaussian_bilinear_plan(_A_IUOT, _SA, _SB, eps=eps)
     roundtrip = float(np.abs(inv.gaussian_bilinear_inverse(_SA, _SB, G, eps=eps) - _A_IUOT).max())
     items = [(cfg.seed, n, rep, eps) for n in cfg.ns for rep in range(cfg.reps)]
-    out = cfg.map(_iuot_task, items)
+    out = cfg.map(_iuot_task, items, cost=lambda it: it[1] ** 2)  # n x n plans
     by_n = {n: [o for it, o in zip(items, out) if it[1] == n] for n in cfg.ns}
     e_fy = [[o["fy"] for o in by_n[n]] for n in cfg.ns]
     e_pl = [[o["plugin"] for o in by_n[n]] for n in cfg.ns]
@@ -189,7 +189,7 @@ def gaussian_ijko(cfg):
     basis = inv.quadratic_potential_basis(2)
     theta = basis.from_quadratic(torch.tensor(_Q_IJKO), torch.tensor(_B_IJKO)).numpy()
     items = [(cfg.seed, n, rep, tau) for n in cfg.ns for rep in range(cfg.reps)]
-    out = cfg.map(_ijko_task, items)
+    out = cfg.map(_ijko_task, items, cost=lambda it: it[1] ** 2)  # n x n plans
     errs = [[o["err"] for it, o in zip(items, out) if it[1] == n] for n in cfg.ns]
     conv = all(o["converged"] for o in out)
     slope, se, _ = _boot_slope(cfg.ns, errs, seed=cfg.seed)
@@ -556,7 +556,7 @@ def sparse_ijko(cfg):
     items = [dict(seed=cfg.seed, n=n, rep=rep, tau=cfg.tau, eps=cfg.eps, lam=cfg.lam,
                   degree=cfg.degree, reg_path=cfg.reg_path, max_iter=cfg.max_iter)
              for n in cfg.ns for rep in range(cfg.reps)]
-    out = cfg.map(_sparse_fit, items)
+    out = cfg.map(_sparse_fit, items, cost=lambda it: it["n"] ** 2)  # n x n plans
     stats = cfg.map(_sparse_ic, [dict(seed=cfg.seed, n=cfg.ns[-1], tau=cfg.tau, eps=cfg.eps,
                                       lam=cfg.lam, degree=cfg.degree)])[0]
     ic = {k: stats[k] for k in ("moreau", "plain", "sharpened")}

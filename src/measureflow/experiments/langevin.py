@@ -115,7 +115,7 @@ def error_vs_sigma(cfg):
     gamma = cfg.gammas[len(cfg.gammas) // 2]
     items = [dict(lam=lam.tolist(), n=cfg.n, sigma=s, gamma=gamma, chains=cfg.chains,
                   n_steps=int(math.ceil(8.0 * (1.0 + s**2) / gamma))) for s in cfg.sigmas]
-    ch = cfg.map(_chain_task, items)
+    ch = cfg.map(_chain_task, items, cost=lambda it: it["n_steps"])
     zchain = max(r["zmax"] for r in ch)
     ax[1].loglog(cfg.sigmas, [r["w2"] ** 2 for r in ch], "-", label="exact law reached (one dataset)")
     ax[1].loglog(cfg.sigmas, [r["w2_chains"] ** 2 for r in ch], "o", ms=3,
@@ -388,7 +388,7 @@ def _sgd_langevin_task(item: dict) -> dict:
 def score_optimization(cfg):
     items = [dict(spectrum=list(cfg.spectrum), sigma=cfg.sigma, gamma=cfg.gamma, tau=tau,
                   n=cfg.n, reps=cfg.replicates) for tau in cfg.taus]
-    res = cfg.map(_sgd_langevin_task, items)
+    res = cfg.map(_sgd_langevin_task, items, cost=lambda it: 1.0 / it["tau"])  # iters ~ 1/tau
     th = np.array([float(w2_error(cfg.spectrum, sigma=cfg.sigma, gamma=cfg.gamma,
                                   n_samples=math.inf, score="sgd",
                                   score_step=tau).optimization) for tau in cfg.taus])

@@ -303,7 +303,8 @@ def meanfield_two_layer(cfg):
     ytrue = torch.relu(X @ W_t.T) @ a_t / 3
 
     runs = cfg.map(_meanfield_run, [(X, ytrue, n, s, cfg.steps, cfg.step)
-                                    for n in cfg.widths for s in range(cfg.seeds)])
+                                    for n in cfg.widths for s in range(cfg.seeds)],
+                   cost=lambda it: it[2])  # O(width x n_data) per step
     curves, finals, fstd = {}, {}, {}
     for i, n in enumerate(cfg.widths):
         chunk = runs[i * cfg.seeds:(i + 1) * cfg.seeds]

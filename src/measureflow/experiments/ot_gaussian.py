@@ -79,7 +79,7 @@ def gaussian_w2(cfg):
         m1, S1 = _random_gaussian(d, g)
         problems[d] = (m0, S0, m1, S1, float(ot.bures_wasserstein(m0, S0, m1, S1)) ** 2)
     items = [(n, *problems[d]) for d in cfg.dims for n in cfg.ns for _ in range(cfg.reps)]
-    results = iter(cfg.map(_plugin_error, items))
+    results = iter(cfg.map(_plugin_error, items, cost=lambda it: it[0] ** 2))  # n x n LP
     for d in cfg.dims:
         exact2 = problems[d][-1]
         samples, signed, all_certified = [], [], True

@@ -26,6 +26,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from ..core.errors import InputError
+
 __all__ = ["Claim", "Outcome", "Config", "Experiment", "experiment", "registry", "get",
            "select", "task_seed", "run_task", "serial_map", "check_name", "NAME_PATTERN"]
 
@@ -197,15 +199,43 @@ class Config(dict):
         object.__setattr__(self, "_n_tasks", 0)
         return self
 
-    def map(self, fn: Callable[[Any], Any], items) -> list:
-        """``[fn(item) for item in items]``, each call seeded as a task, run by the executor."""
+    def map(self, fn: Callable[[Any], Any], items, *, cost=None) -> list:
+        """``[fn(item) for item in items]``, each call seeded as a task, run by the executor.
+
+        ``cost`` (optional) is the expected relative cost of each task: a sequence of one
+        non-negative number per item, or a callable ``cost(item) -> float`` (e.g.
+        ``lambda it: it[0] ** 2`` for an O(n^2) solver). Executors with several workers then
+        start the most expensive tasks first (longest processing time first), so that the run
+        does not end on one long task while the other workers idle. Only the order in which
+        tasks *start* changes: seeds depend on the position in ``items``, results come back in
+        that order, and the in-process executor runs tasks in order whatever ``cost`` says.
+        """
         items = list(items)
+        order = _start_order(items, cost)
         name, h = self.__dict__.get("_task_key", ("", ""))
         start = self.__dict__.get("_n_tasks", 0)
         seeds = [task_seed(name, h, start + i) for i in range(len(items))]
         object.__setattr__(self, "_n_tasks", start + len(items))
-        executor = self.__dict__.get("_executor") or serial_map
-        return list(executor(fn, items, seeds))
+        executor = self.__dict__.get("_executor")
+        if executor is None:
+            return serial_map(fn, items, seeds)
+        return list(executor(fn, items, seeds, order=order))
+
+
+def _start_order(items: list, cost) -> list[int] | None:
+    """Task indices by decreasing ``cost`` (ties in item order), or None without costs."""
+    if cost is None:
+        return None
+    try:
+        costs = [float(cost(it)) for it in items] if callable(cost) else [float(c) for c in cost]
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"cost: expected a callable item -> float or one number per item "
+                         f"({type(exc).__name__}: {exc})") from None
+    if len(costs) != len(items):
+        raise InputError(f"cost: {len(costs)} values for {len(items)} items")
+    if not all(math.isfinite(c) and c >= 0 for c in costs):
+        raise InputError("cost: expected finite non-negative numbers")
+    return sorted(range(len(items)), key=lambda i: -costs[i])
 
 
 @dataclasses.dataclass(frozen=True)

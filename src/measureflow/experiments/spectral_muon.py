@@ -348,7 +348,7 @@ def mmd_flow(cfg):
     # energy-dissipation equality dF/dt = -N*^2 must vanish linearly in the step
     items = [dict(n=cfg.n, seed=cfg.seed, p=p, T=T, steps=m * cfg.steps)
              for p, T in ((1, cfg.horizon_1), (math.inf, cfg.horizon_inf)) for m in (1, 2)]
-    outs = cfg.map(_mmd_task, items)
+    outs = cfg.map(_mmd_task, items, cost=lambda it: it["steps"])
     runs = {o["p"]: o for o in outs if o["steps"] == cfg.steps}
     half = {o["p"]: o for o in outs if o["steps"] == 2 * cfg.steps}
     ede = {p: (runs[p]["defect"] / runs[p]["drop"], half[p]["defect"] / half[p]["drop"])

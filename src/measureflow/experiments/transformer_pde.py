@@ -318,7 +318,9 @@ def mean_field(cfg):
     items = [dict(kind=kind, n=n, steps=cfg.steps,
                   ode=(odes[kind].final_mean.tolist(), odes[kind].final_cov.tolist()))
              for kind in ("softmax", "l2") for n in cfg.n_grid for _ in range(cfg.reps)]
-    outs = np.asarray(cfg.map(_mf_task, items), float).reshape(2, len(cfg.n_grid), cfg.reps, 2)
+    # cost ~ n^2 (all-pairs attention per step): largest tasks start first
+    outs = np.asarray(cfg.map(_mf_task, items, cost=lambda it: it["n"] ** 2), float).reshape(
+        2, len(cfg.n_grid), cfg.reps, 2)
     fig, ax = new_figure()
     claims, metrics = [], {}
     n = np.asarray(cfg.n_grid, float)

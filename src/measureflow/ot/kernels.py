@@ -55,6 +55,7 @@ dtype: inductor's float64 -> float32 -> float64 conversions cost more there than
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -67,7 +68,7 @@ __all__ = ["set_backend", "get_backend", "compiled_available", "use_compiled", "
            "dense_sum", "dense_apply", "points_lse", "points_sum", "points_apply", "points_softmax",
            "dense_compiled", "dense_variant", "points_variant",
            "points_cost", "points_cost_range", "AUTO_NUMEL", "EAGER_BLOCK", "DOT",
-           "SOFTMAX_EAGER_BUDGET"]
+           "SOFTMAX_EAGER_BUDGET", "SOFTMAX_NUMEL", "process_independent"]
 
 #: "auto" compiles reductions with at least this many entries ...
 AUTO_NUMEL = 2**22
@@ -91,10 +92,14 @@ DOT = "dot"
 #: (compile any call of ``AUTO_NUMEL`` entries) paid ~4 s of compilation for a handful of
 #: 3200-token calls (attention.hardmax, quick).
 SOFTMAX_EAGER_BUDGET = 2**28
+#: "auto" for :func:`points_softmax` under :func:`process_independent`: a call with at least
+#: this many scores (per head x queries x keys; 1449^2 tokens) runs compiled, a smaller one
+#: eager, whatever ran before in the process.
+SOFTMAX_NUMEL = 2**21
 
 _BACKENDS = ("auto", "compiled", "eager")
 _state = {"backend": os.environ.get("MEASUREFLOW_OT_BACKEND", "auto").strip().lower() or "auto",
-          "broken": None}
+          "broken": None, "independent": 0}
 if _state["backend"] not in _BACKENDS:  # pragma: no cover - environment misconfiguration
     warnings.warn(f"MEASUREFLOW_OT_BACKEND={_state['backend']!r} is not one of {_BACKENDS}; "
                   "using 'auto'", RuntimeWarning, stacklevel=1)
@@ -181,12 +186,44 @@ def compiled_available() -> bool:
     return _state["broken"] is None
 
 
+@contextlib.contextmanager
+def process_independent():
+    """Within this block, ``"auto"`` chooses the kernel path from each call's size alone.
+
+    Outside it, ``"auto"`` also uses what this process did before: a kernel variant already
+    compiled here serves smaller calls (``WARM_NUMEL``), and :func:`points_softmax` compiles a
+    variant once its eager passes have cost about a compilation (``SOFTMAX_EAGER_BUDGET``).
+    That is faster, but the compiled and eager paths agree only to rounding, so the same call
+    could give different last bits in a process that had compiled the variant and in a fresh
+    one. Inside the block the rule is a function of the call: reductions with at least
+    ``AUTO_NUMEL`` entries and softmax calls with at least ``SOFTMAX_NUMEL`` scores run
+    compiled, the others eager. ``measureflow reproduce`` runs every experiment and every task
+    in this block, so results are the same bits serially and on any Dask worker, whatever ran
+    there before. Process-wide while any such block is open (blocks nest, also across threads).
+
+    Examples
+    --------
+    >>> from measureflow.ot import kernels
+    >>> with kernels.process_independent():
+    ...     kernels.use_compiled(kernels.AUTO_NUMEL // 2, ("any", "variant"))
+    False
+    """
+    with _lock:
+        _state["independent"] += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _state["independent"] -= 1
+
+
 def use_compiled(numel: int, variant=None) -> bool:
     """Whether a reduction over ``numel`` entries runs compiled under the current setting.
 
     ``"auto"``: when ``numel >= AUTO_NUMEL``, or ``numel >= WARM_NUMEL`` and the kernel
-    ``variant`` was already compiled in this process (the compile latency is then paid);
-    ``"eager"`` or a failed compilation: never; ``"compiled"``: always.
+    ``variant`` was already compiled in this process (the compile latency is then paid; not
+    inside :func:`process_independent`); ``"eager"`` or a failed compilation: never;
+    ``"compiled"``: always.
 
     Parameters
     ----------
@@ -213,7 +250,8 @@ def use_compiled(numel: int, variant=None) -> bool:
         return False
     if b == "compiled" or numel >= AUTO_NUMEL:
         return True
-    return variant is not None and numel >= WARM_NUMEL and variant in _warm
+    return (variant is not None and numel >= WARM_NUMEL and variant in _warm
+            and not _state["independent"])
 
 
 def _low(dtype: torch.dtype) -> float:
@@ -828,7 +866,10 @@ def points_softmax(x, y, v, W, p=DOT, *, rows: int | None = None, cols: int | No
         Eager block sizes (default: all columns, and rows so that a block holds about
         ``EAGER_BLOCK`` scores per batch index).
     compiled : bool, optional
-        Force the compiled or eager path; ``None``: :func:`use_compiled`.
+        Force the compiled or eager path; ``None`` under ``"auto"``: compiled once this
+        kernel variant is warm or its eager passes in this process reach
+        ``SOFTMAX_EAGER_BUDGET`` scores; inside :func:`process_independent`, compiled when
+        the call has at least ``SOFTMAX_NUMEL`` scores; other settings: :func:`use_compiled`.
 
     Returns
     -------
@@ -862,7 +903,9 @@ def points_softmax(x, y, v, W, p=DOT, *, rows: int | None = None, cols: int | No
     fusable = d <= INLINE_DIM and o <= 8 and not _needs_grad(x, y, v, W)
     if compiled is None:
         numel = h * n * m
-        if _state["backend"] == "auto" and compiled_available():
+        if _state["backend"] == "auto" and compiled_available() and _state["independent"]:
+            compiled = numel >= SOFTMAX_NUMEL
+        elif _state["backend"] == "auto" and compiled_available():
             compiled = ((numel >= WARM_NUMEL and key in _warm)
                         or _eager_spent.get(key, 0) + numel >= SOFTMAX_EAGER_BUDGET)
         else:
