@@ -893,6 +893,8 @@ EXEMPT = {
         "Coupled", "Hard", "KL", "Marginal", "Prox", "Schedule", "default_tol", "log_weights",
         "sinkhorn_loop", "Divergence", "asinh_exp", "Projection", "PotentialProjection",
         "cyclic_loop")},
+    "ot.kernels.process_independent": "context manager without arguments (nothing to "
+                                      "validate; its rule is tested in tests/ot/test_kernels)",
     "ot.loop.CyclicOutput": _RESULT,
     "ot.geometry.potential_dtype": _ENGINE,
     "ot.geometry.log_marginal": _ENGINE,
