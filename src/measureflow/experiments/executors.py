@@ -263,6 +263,9 @@ class _InProcessMapper:
 #: result travels to the scheduler and the body, the next task back): measured 14 ms on a
 #: 2-worker local cluster (200 tasks of 20 ms took 3.38 s instead of 2.0 s with no task queued).
 _ROUND_TRIP = 0.015
+#: Seconds between two counts of the cluster's worker threads during a sweep (an adaptive
+#: cluster, e.g. dask-jobqueue's ``adapt``, adds workers while it runs).
+_RECOUNT = 5.0
 #: Tasks shorter than this (median of the finished ones) may queue behind running ones.
 _QUEUE_BELOW = 0.25
 
@@ -327,6 +330,7 @@ class _DaskMapper:
         todo = iter(order)
         with worker_client() as client:
             slots = max(_cluster_threads(client), 1)
+            asked = time.monotonic()
             done_seconds: list[float] = []
             live: dict = {}  # key -> (future, task index) of the submitted, unfinished tasks
 
@@ -348,6 +352,9 @@ class _DaskMapper:
                     _, i = live.pop(fut.key)
                     fut.release()
                     done_seconds.append(timing["seconds"])
+                    if time.monotonic() - asked > _RECOUNT:  # workers joined or left
+                        slots = max(_cluster_threads(client), 1)
+                        asked = time.monotonic()
                     while len(live) < slots + _ahead(slots, done_seconds):
                         nxt = submit_next()
                         if nxt is None:
