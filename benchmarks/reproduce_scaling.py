@@ -19,6 +19,7 @@ final ones on an idle one. Repeats are interleaved and the best of k is kept.
 
     python benchmarks/reproduce_scaling.py                 # quick (all) + full (default list)
     python benchmarks/reproduce_scaling.py --names ot --skip-full --repeat 1
+    python benchmarks/reproduce_scaling.py --skip-quick --each --configs serial local-2
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
-#: Sweep-heavy experiments whose full run is measured by default (their inner runs are tasks).
-FULL_DEFAULT = ["ot.gaussian-w2", "ot.meanfield-two-layer", "ot.sample-complexity"]
+#: Sweep-heavy experiments whose full run is measured by default (their inner runs are tasks;
+#: each takes 1-4 min serially on a 2-core machine, ot.gaussian-w2's full run an hour).
+FULL_DEFAULT = ["attention.mean-field", "sampling.score-optimization", "sampling.error-vs-sigma",
+                "ot.meanfield-two-layer", "ot.sample-complexity"]
 
 _CLI = "import sys; from measureflow.cli import main; sys.exit(main(sys.argv[1:]))"
 _LOCAL1 = """
@@ -150,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--names", nargs="*", default=[], help="experiments for the quick run "
                                                           "(default: all)")
     p.add_argument("--full-names", nargs="*", default=FULL_DEFAULT)
+    p.add_argument("--each", action="store_true",
+                   help="measure every --full-names experiment on its own (one row each) "
+                        "instead of all of them in one run")
     p.add_argument("--skip-quick", action="store_true")
     p.add_argument("--skip-full", action="store_true")
     p.add_argument("--configs", nargs="*", default=["serial", "local-1", "local-2", "cli-2"])
@@ -172,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(measure("quick", args.names, args.repeat, root, args.configs,
                                 args.keep))
         if not args.skip_full:
-            rows.append(measure("full", args.full_names, args.repeat, root, args.configs,
-                                args.keep))
+            groups = [[n] for n in args.full_names] if args.each else [args.full_names]
+            for names in groups:
+                rows.append(measure("full", names, args.repeat, root, args.configs,
+                                    args.keep))
     print(f"reproduce scaling (best of {args.repeat}, cpu count {os.cpu_count()}, "
           f"env {env_threads})")
     for row in rows:

@@ -91,6 +91,12 @@ def test_cluster_results_equal_the_serial_run_bit_for_bit(cluster, tmp_path):
     assert [t["order"] for t in st_s] == list(range(len(pauses)))
     first_two = sorted(st_d, key=lambda t: t["started"])[:2]
     assert longest_first[0] in [t["index"] for t in first_two], st_d
+    # 60 tasks of well under a millisecond: after the first ones, the cluster got them in
+    # chunks (fewer Dask tasks), each task still seeded and timed on its own (equal files above)
+    many = json.loads(_read(tmp_path / "dask", "zzfake.many", "status.json"))["tasks"]
+    assert sorted(t["index"] for t in many) == list(range(62))
+    assert max(t["batch"] for t in many) > 1
+    assert all(t["batch"] == 1 for t in st_s)
     # bodies and tasks choose kernel paths by call size only, wherever they run
     for where in ("serial", "dask"):
         flags = json.loads(_read(tmp_path / where, "zzfake.costed", "metrics.json"))

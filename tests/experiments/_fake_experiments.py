@@ -87,6 +87,7 @@ FAKES = {
     "zzfake.sweep-b": (sweep, dict(n=32, tasks=5, pause=0.0, atol=0.5, seed=3)),
     "zzfake.figure": (with_figure, dict(n=20)),
     "zzfake.costed": (costed, dict(n=16, pauses=[0.0, 0.02, 0.0, 0.4, 0.0, 0.1, 0.0])),
+    "zzfake.many": (sweep, dict(n=16, tasks=60, pause=0.0, atol=0.5, seed=5)),
 }
 
 #: Experiments that take a while (interrupt and lock tests).

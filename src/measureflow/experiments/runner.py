@@ -232,7 +232,8 @@ def _store(folder: Path, job: Job, p: Payload, executor: str, threads: int) -> R
         # errors are not cached as complete: they are retried on the next run
         "complete": p.status != "error", "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "executor": executor, "threads": threads, "where": p.where,
-        "tasks": [{k: t.get(k) for k in ("index", "order", "seconds", "started", "where")}
+        "tasks": [{k: t.get(k) for k in ("index", "order", "seconds", "started", "where",
+                                         "batch")}
                   for t in p.tasks],
     })
     return RunRecord(exp.name, p.status, p.claims, p.seconds, error=p.error)
