@@ -38,6 +38,7 @@ serially, on one worker or on N, in any order of the tasks.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import dataclasses
@@ -278,11 +279,13 @@ _RECOUNT = 5.0
 _QUEUE_BELOW = 0.25
 #: Tasks shorter than this (median) travel in chunks of about this many seconds of work.
 _CHUNK_SECONDS = 0.2
+#: Finished tasks whose median duration drives queueing and chunking (the most recent ones).
+_RECENT = 64
 #: Progress events of a sweep are sent at most this often (seconds).
 _EVENT_EVERY = 0.5
 
 
-def _chunk(done_seconds: list, left: int, slots: int) -> int:
+def _chunk(done_seconds, left: int, slots: int) -> int:
     """How many of the next tasks of a sweep to send as one Dask task (``timed_tasks``).
 
     Every Dask task costs the scheduler, the body and the worker a few messages (measured: the
@@ -301,7 +304,7 @@ def _chunk(done_seconds: list, left: int, slots: int) -> int:
     return max(k, 1)
 
 
-def _ahead(slots: int, done_seconds: list) -> int:
+def _ahead(slots: int, done_seconds) -> int:
     """How many tasks beyond one per worker thread a ``cfg.map`` keeps submitted.
 
     Dask assigns a task to a worker when it is submitted, from duration estimates that are
@@ -362,7 +365,9 @@ class _DaskMapper:
         with worker_client() as client:
             slots = max(_cluster_threads(client), 1)
             asked = time.monotonic()
-            done_seconds: list[float] = []  # per task (a chunk's tasks count one by one)
+            # durations of the last finished tasks (a chunk's tasks count one by one): their
+            # median sets queueing and chunking; recent ones, as longest-first sweeps speed up
+            done_seconds: collections.deque = collections.deque(maxlen=_RECENT)
             live: dict = {}  # key -> (future, task indices) of the submitted, unfinished units
             news = {"done": 0, "seconds": 0.0, "sent": time.monotonic()}
 
