@@ -333,3 +333,18 @@ def test_cluster_workers_run_without_the_statistical_profiler(cluster):
     # environment sets it)
     if "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED" not in os.environ:
         assert dask.config.get("distributed.worker.profile.enabled") is True
+
+
+def test_tasks_run_under_the_process_independent_kernel_rule(cluster):
+    """A task alone (no experiment body open in its process) runs under the size-only kernel
+    rule, here and on a worker: the body's block alone would not show a missing task block."""
+    from measureflow.experiments.executors import timed_task
+    from measureflow.ot import kernels
+
+    assert kernels._state["independent"] == 0
+    assert timed_task(F._kernel_rule_independent, 0, 0)[0] is True
+    assert kernels._state["independent"] == 0
+    fut = cluster.client.submit(timed_task, F._kernel_rule_independent, 0, 0, pure=False)
+    assert fut.result(timeout=HANG_GUARD)[0] is True
+    assert cluster.client.run(lambda: __import__("measureflow.ot.kernels", fromlist=["x"])
+                              ._state["independent"]) == {w: 0 for w in cluster.worker_pids()}

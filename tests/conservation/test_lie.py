@@ -264,15 +264,23 @@ def test_flat_jacobian_matches_the_closed_form_in_both_modes(d_out):
     torch.testing.assert_close(Jn, A_ * (2 * t), rtol=0, atol=8 * torch.finfo(t.dtype).eps)
 
 
-def test_path_lifting_jacobian_forward_equals_reverse():
-    # many paths, few parameters (the case that takes forward mode): same matrix as jacrev
-    from torch.func import jacrev
+def test_path_lifting_jacobian_forward_equals_reverse(monkeypatch):
+    # many paths, few parameters: forward mode is the one used, and gives jacrev's matrix
+    from torch.func import jacfwd, jacrev
 
+    import measureflow.conservation.lie as lie
     from measureflow.conservation.lie import flat_jacobian
 
+    used = []
+    monkeypatch.setattr(lie, "jacfwd", lambda f: used.append("fwd") or jacfwd(f))
+    monkeypatch.setattr(lie, "jacrev", lambda f: used.append("rev") or jacrev(f))
     arch = A.relu_deep([3, 4, 5, 2], bias=True)
     th = arch.sample_params(0)
     J = flat_jacobian(arch.phi, th)
+    assert used == ["fwd"]
+    used.clear()
+    flat_jacobian(lambda t: (t * t).sum(), th)   # one output: reverse mode
+    assert used == ["rev"]
     Jr = jacrev(lambda x: arch.phi(x).reshape(-1))(th)
     assert J.shape[0] > th.numel()
     scale = float(Jr.abs().max())

@@ -160,7 +160,13 @@ def test_map_cost_changes_only_the_start_order():
 
     costed = Config(seed=0).bind("zz.map", "h").map(_square_plus_draw, items,
                                                     cost=lambda x: x)
-    assert costed == plain  # in-process: same seeds, same order, same values
+    assert costed == plain  # the default in-process map: same seeds and values
+
+    def old_executor(fn, its, seeds):  # written before cost hints: still served without them
+        return [fn(it) for it in its]
+
+    assert len(Config(seed=0).bind("zz.map", "h", old_executor).map(_square_plus_draw,
+                                                                     items)) == len(items)
     Config(seed=0).bind("zz.map", "h", executor).map(_square_plus_draw, items, cost=items)
     Config(seed=0).bind("zz.map", "h", executor).map(_square_plus_draw, items)
     assert seen == [[4, 2, 0, 1, 3], None]  # decreasing cost, ties in item order; no hints

@@ -40,10 +40,13 @@ def test_sources_and_lpt_bound(tmp_path, monkeypatch):
     assert format_duration(42) == "42 s" and format_duration(600) == "10 min"
     assert format_duration(4 * 3600) == "4.0 h"
     _status(out, "zz.b", "quick", 3.5)
+    _status(out, "zz.d", "quick", 0.0, status="skipped")  # optional dependency missing
+    assert recorded("zz.d", "quick", out) == (None, "")   # a skip is not a timing
     data = update_table(out, "test", path=table)
     assert data["experiments"]["zz.a"]["full"] == 40.0
     assert data["experiments"]["zz.b"] == {"quick": 3.5}
     assert "zz.c" not in data["experiments"] and data["conditions"] == "test"
+    assert "zz.d" not in data["experiments"]
 
 
 def test_shipped_table_is_valid():

@@ -273,7 +273,8 @@ class _InProcessMapper:
 #: 2-worker local cluster (200 tasks of 20 ms took 3.38 s instead of 2.0 s with no task queued).
 _ROUND_TRIP = 0.015
 #: Seconds between two counts of the cluster's worker threads during a sweep (an adaptive
-#: cluster, e.g. dask-jobqueue's ``adapt``, adds workers while it runs).
+#: cluster, e.g. dask-jobqueue's ``adapt``, adds workers while it runs); counted when a task
+#: finishes, so new workers get tasks from the next completion on.
 _RECOUNT = 5.0
 #: Tasks shorter than this (median of the finished ones) may queue behind running ones.
 _QUEUE_BELOW = 0.25
@@ -292,8 +293,9 @@ def _chunk(done_seconds, left: int, slots: int) -> int:
     client process, which hosts the scheduler of a local cluster, spent 2.9 s of CPU in its
     event loop for 380 tasks, most of them 60 ms long, on a 2-core machine where that CPU is
     taken from the workers). Once the median finished task is under ``_CHUNK_SECONDS``, tasks
-    travel in chunks of about ``_CHUNK_SECONDS`` of work (at most 32), and never more than an
-    even share of what is left per worker thread, so the end of the sweep stays balanced.
+    travel in chunks of about ``_CHUNK_SECONDS`` of work (at most 32), and never more than half
+    of an even share of what is left per worker thread, so the end of the sweep stays
+    balanced.
     """
     if not done_seconds:
         return 1
@@ -306,6 +308,10 @@ def _chunk(done_seconds, left: int, slots: int) -> int:
 
 def _ahead(slots: int, done_seconds) -> int:
     """How many tasks beyond one per worker thread a ``cfg.map`` keeps submitted.
+
+    The limit is per sweep: experiment bodies running at once (one per worker under
+    ``reproduce``) each keep their own tasks in flight, so a cluster of W threads running B
+    bodies holds up to B x W tasks; longest-first holds within each sweep.
 
     Dask assigns a task to a worker when it is submitted, from duration estimates that are
     unknown for a new kind of task, and its work stealing rarely moves such tasks: four tasks of

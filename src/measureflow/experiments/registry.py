@@ -193,7 +193,12 @@ class Config(dict):
             raise AttributeError(key) from None
 
     def bind(self, name: str, config_hash: str, executor: Callable | None = None) -> Config:
-        """Attach the experiment identity (for task seeds) and the executor used by :meth:`map`."""
+        """Attach the experiment identity (for task seeds) and the executor used by :meth:`map`.
+
+        ``executor(fn, items, seeds)`` returns the results in item order; with cost hints it is
+        called as ``executor(fn, items, seeds, order=order)`` (``order``: the task indices,
+        most expensive first).
+        """
         object.__setattr__(self, "_task_key", (name, config_hash))
         object.__setattr__(self, "_executor", executor)
         object.__setattr__(self, "_n_tasks", 0)
@@ -219,6 +224,8 @@ class Config(dict):
         executor = self.__dict__.get("_executor")
         if executor is None:
             return serial_map(fn, items, seeds)
+        if order is None:  # executors without cost support keep working
+            return list(executor(fn, items, seeds))
         return list(executor(fn, items, seeds, order=order))
 
 

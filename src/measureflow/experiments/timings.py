@@ -41,7 +41,7 @@ def _from_out(out: Path | None, name: str, mode: str) -> float | None:
         st = json.loads((Path(out) / name / "status.json").read_text())
     except (OSError, ValueError):
         return None
-    if st.get("mode") == mode and st.get("status") != "error":
+    if st.get("mode") == mode and st.get("status") not in ("error", "skipped"):
         s = st.get("seconds")
         if isinstance(s, (int, float)) and math.isfinite(s) and s >= 0:
             return float(s)
@@ -120,7 +120,9 @@ def update_table(out: Path, note: str = "", path: Path = TABLE) -> dict:
             st = json.loads(st_path.read_text())
         except (OSError, ValueError):
             continue
-        if st.get("status") in ("error", None) or st.get("mode") not in ("quick", "full"):
+        # an error or a skip (optional dependency missing) says nothing about the run time
+        if st.get("status") in ("error", "skipped", None) or st.get("mode") not in ("quick",
+                                                                                     "full"):
             continue
         rows.setdefault(st["name"], {})[st["mode"]] = round(float(st["seconds"]), 1)
     data["experiments"] = dict(sorted(rows.items()))

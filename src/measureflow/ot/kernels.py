@@ -94,7 +94,13 @@ DOT = "dot"
 SOFTMAX_EAGER_BUDGET = 2**28
 #: "auto" for :func:`points_softmax` under :func:`process_independent`: a call with at least
 #: this many scores (per head x queries x keys; 1449^2 tokens) runs compiled, a smaller one
-#: eager, whatever ran before in the process.
+#: eager, whatever ran before in the process. A size rule cannot tell a handful of large calls
+#: from a long flow of them; measured 2 Dec 2026 (serial, idle): attention.hardmax --quick
+#: (eight calls each at 1600 and 3200 tokens) pays one compilation, 1.0 -> 3.9-4.5 s, while
+#: the full attention.mean-field (80 calls per task at 1600 and 3200 particles) keeps its
+#: compiled speed (201 s; 204 s with the history rule; with its n = 1600 calls eager it took
+#: 323 s against 249 s, 2 Dec 13:52 and 14:05). 2^22 would leave the n = 1600 calls eager;
+#: the budget rule is not a function of the call.
 SOFTMAX_NUMEL = 2**21
 
 _BACKENDS = ("auto", "compiled", "eager")
@@ -205,7 +211,7 @@ def process_independent():
     --------
     >>> from measureflow.ot import kernels
     >>> with kernels.process_independent():
-    ...     kernels.use_compiled(kernels.AUTO_NUMEL // 2, ("any", "variant"))
+    ...     kernels.use_compiled(kernels.AUTO_NUMEL // 2, ("any", "variant"))   # size only
     False
     """
     with _lock:
@@ -903,10 +909,9 @@ def points_softmax(x, y, v, W, p=DOT, *, rows: int | None = None, cols: int | No
     fusable = d <= INLINE_DIM and o <= 8 and not _needs_grad(x, y, v, W)
     if compiled is None:
         numel = h * n * m
-        if _state["backend"] == "auto" and compiled_available() and _state["independent"]:
-            compiled = numel >= SOFTMAX_NUMEL
-        elif _state["backend"] == "auto" and compiled_available():
-            compiled = ((numel >= WARM_NUMEL and key in _warm)
+        if _state["backend"] == "auto" and compiled_available():
+            compiled = (numel >= SOFTMAX_NUMEL if _state["independent"] else
+                        (numel >= WARM_NUMEL and key in _warm)
                         or _eager_spent.get(key, 0) + numel >= SOFTMAX_EAGER_BUDGET)
         else:
             compiled = use_compiled(numel, key)
